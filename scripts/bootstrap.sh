@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine with Python 3.11:
+# the package with its dev extras, and (as root) the Debian binaries the real-component
+# tests and the demo use. Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 \
+  || need_apt+=(prometheus-alertmanager)
+if [[ "${WITH_BROWSER:-1}" == "1" ]]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+fi
+
+if ((${#need_apt[@]})); then
+  if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "bootstrap: not root or no apt-get; missing: ${need_apt[*]} (tests needing them will skip)"
+  fi
+fi
+
+echo "bootstrap: pip install -e .[dev]"
+"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[dev]"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: set-up on a fresh machine, then lint, type-check and the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+PYTHON="${PYTHON:-python3}"
+echo "== ruff"
+"$PYTHON" -m ruff check webhook tests benchmarks rules scripts
+echo "== mypy"
+"$PYTHON" -m mypy
+echo "== pytest"
+"$PYTHON" -m pytest "$@"
