@@ -1,0 +1,249 @@
+"""The sandbox's object store: thread-safe, in memory, with Kubernetes bookkeeping.
+
+Every write takes `Store.lock` (re-entrant), assigns the next value of one global
+resourceVersion counter, records a `Change` for watches and calls the subscribers
+synchronously with the lock still held, so the controller's reconcile happens inside the
+same write and a reader never sees a Deployment without its ReplicaSets.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# Only "namespaces" is cluster-scoped among the resources the sandbox serves.
+CLUSTER_SCOPED = frozenset({"namespaces"})
+
+# Watches older than this many writes get 410 Gone, as an apiserver's watch cache does.
+HISTORY_LIMIT = 20000
+
+
+class Conflict(Exception):
+    """A write carried a stale metadata.resourceVersion (HTTP 409 Conflict)."""
+
+
+class NotFound(Exception):
+    """The named object does not exist (HTTP 404 NotFound)."""
+
+
+class AlreadyExists(Exception):
+    """An object with that name already exists (HTTP 409 AlreadyExists)."""
+
+
+class Expired(Exception):
+    """A watch asked for a resourceVersion older than the kept history (HTTP 410 Gone)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed write, as watches and subscribers see it."""
+
+    type: str  # "ADDED" | "MODIFIED" | "DELETED"
+    resource: str  # plural resource name, e.g. "deployments"
+    obj: dict[str, Any]  # deep copy of the object after the write
+
+
+def utc_now() -> datetime:
+    """The wall clock in UTC (the default clock of a Store)."""
+    return datetime.now(UTC)
+
+
+def format_time(when: datetime) -> str:
+    """Kubernetes' metav1.Time wire format: RFC 3339 in UTC with second precision."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse a metav1.Time string written by `format_time` (or any RFC 3339 time)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+Key = tuple[str, str, str]  # (resource, namespace or "", name)
+
+
+class Store:
+    """In-memory objects keyed by resource, namespace and name, with watchable history."""
+
+    def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.lock = threading.RLock()
+        self._clock = clock
+        self._objects: dict[Key, dict[str, Any]] = {}
+        self._rv = 0
+        self._history: deque[tuple[int, Change]] = deque(maxlen=HISTORY_LIMIT)
+        self._subscribers: list[Callable[[Change], None]] = []
+        self._local = threading.local()
+        # A separate condition so watchers can wait without holding the store lock.
+        self._changed = threading.Condition(threading.Lock())
+
+    # ---- time -------------------------------------------------------------------------
+    def now(self) -> datetime:
+        """The current time, or the `as_of` time when the calling thread set one."""
+        override: datetime | None = getattr(self._local, "as_of", None)
+        return override if override is not None else self._clock()
+
+    @contextmanager
+    def as_of(self, when: datetime | None) -> Iterator[None]:
+        """Within this block (this thread only) timestamps written use `when`."""
+        previous = getattr(self._local, "as_of", None)
+        if when is not None and when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        self._local.as_of = when if when is not None else previous
+        try:
+            yield
+        finally:
+            self._local.as_of = previous
+
+    # ---- reads ------------------------------------------------------------------------
+    @property
+    def resource_version(self) -> int:
+        """The latest committed resourceVersion."""
+        with self.lock:
+            return self._rv
+
+    def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """A deep copy of one object; NotFound names what was missing."""
+        with self.lock:
+            obj = self._objects.get(_key(resource, namespace, name))
+            if obj is None:
+                where = f" in namespace {namespace!r}" if namespace else ""
+                raise NotFound(f'{resource} "{name}" not found{where}')
+            return copy.deepcopy(obj)
+
+    def list(
+        self, resource: str, namespace: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
+        """Copies of all objects of `resource` (in `namespace` when given), sorted by
+        namespace then name, and the resourceVersion the list is consistent with."""
+        with self.lock:
+            items = [
+                copy.deepcopy(obj)
+                for (res, ns, _), obj in sorted(self._objects.items())
+                if res == resource and (namespace is None or ns == namespace)
+            ]
+            return items, str(self._rv)
+
+    # ---- writes -----------------------------------------------------------------------
+    def create(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Store a new object: sets uid, creationTimestamp, resourceVersion and (for
+        objects with a spec) generation 1; a generateName gets a random suffix."""
+        with self.lock:
+            new = copy.deepcopy(obj)
+            meta = new.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            name = meta.get("name")
+            if not name:
+                raise ValueError(f"{resource}: metadata.name or generateName is required")
+            namespace = None if resource in CLUSTER_SCOPED else meta.get("namespace")
+            if resource not in CLUSTER_SCOPED and not namespace:
+                raise ValueError(f'{resource} "{name}": metadata.namespace is required')
+            key = _key(resource, namespace, name)
+            if key in self._objects:
+                raise AlreadyExists(f'{resource} "{name}" already exists')
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = format_time(self.now())
+            meta.pop("deletionTimestamp", None)
+            if "spec" in new:
+                meta["generation"] = 1
+            else:
+                meta.pop("generation", None)
+            return self._commit("ADDED", resource, key, new)
+
+    def update(
+        self, resource: str, obj: dict[str, Any], *, check_rv: bool = True
+    ) -> dict[str, Any]:
+        """Replace a whole object. With `check_rv`, a metadata.resourceVersion that is not
+        the stored one raises Conflict (an empty one is accepted, as PUT without a
+        precondition is). generation grows when the spec changed; uid and
+        creationTimestamp are kept."""
+        with self.lock:
+            new = copy.deepcopy(obj)
+            meta = new.setdefault("metadata", {})
+            name = meta.get("name", "")
+            namespace = None if resource in CLUSTER_SCOPED else meta.get("namespace")
+            key = _key(resource, namespace, name)
+            current = self._objects.get(key)
+            if current is None:
+                where = f" in namespace {namespace!r}" if namespace else ""
+                raise NotFound(f'{resource} "{name}" not found{where}')
+            old_meta = current["metadata"]
+            sent_rv = meta.get("resourceVersion")
+            if check_rv and sent_rv and str(sent_rv) != old_meta["resourceVersion"]:
+                raise Conflict(
+                    f'Operation cannot be fulfilled on {resource} "{name}": the object has '
+                    "been modified; please apply your changes to the latest version and try again"
+                )
+            meta["uid"] = old_meta["uid"]
+            meta["creationTimestamp"] = old_meta["creationTimestamp"]
+            if "spec" in new or "generation" in old_meta:
+                generation = int(old_meta.get("generation", 1))
+                if new.get("spec") != current.get("spec"):
+                    generation += 1
+                meta["generation"] = generation
+            return self._commit("MODIFIED", resource, key, new)
+
+    def delete(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """Remove an object and return it as last stored (with a new resourceVersion,
+        as the apiserver's DELETED watch event carries)."""
+        with self.lock:
+            key = _key(resource, namespace, name)
+            current = self._objects.get(key)
+            if current is None:
+                where = f" in namespace {namespace!r}" if namespace else ""
+                raise NotFound(f'{resource} "{name}" not found{where}')
+            return self._commit("DELETED", resource, key, copy.deepcopy(current))
+
+    def _commit(self, kind: str, resource: str, key: Key, obj: dict[str, Any]) -> dict[str, Any]:
+        self._rv += 1
+        rv = self._rv
+        obj["metadata"]["resourceVersion"] = str(rv)
+        if kind == "DELETED":
+            del self._objects[key]
+        else:
+            self._objects[key] = obj
+        change = Change(type=kind, resource=resource, obj=copy.deepcopy(obj))
+        self._history.append((rv, change))
+        with self._changed:
+            self._changed.notify_all()
+        for callback in list(self._subscribers):
+            callback(change)
+        return copy.deepcopy(obj)
+
+    # ---- watching ---------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[Change], None]) -> None:
+        """Call `callback` synchronously after every committed write, lock held."""
+        with self.lock:
+            self._subscribers.append(callback)
+
+    def changes_since(self, resource_version: int) -> builtins.list[Change]:
+        """Every change with a resourceVersion above `resource_version`, oldest first.
+        Raises Expired when part of that range has left the bounded history."""
+        with self.lock:
+            if resource_version >= self._rv:
+                return []
+            oldest_kept = self._history[0][0] if self._history else self._rv + 1
+            if resource_version + 1 < oldest_kept:
+                raise Expired(
+                    f"too old resource version: {resource_version} ({oldest_kept - 1})"
+                )
+            return [change for rv, change in self._history if rv > resource_version]
+
+    def wait_for_change(self, after_rv: int, timeout: float) -> bool:
+        """Block until the resourceVersion passes `after_rv` or `timeout` seconds pass;
+        True when there is something new."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._rv > after_rv, timeout=timeout)
+
+
+def _key(resource: str, namespace: str | None, name: str) -> Key:
+    return (resource, "" if resource in CLUSTER_SCOPED else (namespace or ""), name)
