@@ -1,0 +1,416 @@
+"""Prometheus as a witness: revision health history and alert confirmation.
+
+The only module that imports `prometheus_api_client`. Everything Prometheus says is turned
+into a verdict with a human sentence; anything Prometheus cannot say (no data, 5xx, timeout)
+becomes "unknown", never "healthy", so callers fall back to weaker evidence or act without
+confirmation and say so.
+
+Requests are bounded: each attempt has a client timeout (connect and read) and asks
+Prometheus to give up evaluating after the same time; a question is retried at most
+`retries` times, only on transient failures (timeouts, connection errors, 429 and 5xx), with
+a short capped backoff. Worst case per question is about
+`(retries + 1) * timeout_seconds` per socket phase plus `retries` backoffs of at most 1 s.
+The library's own urllib3 retries (3 retries, 1 s backoff) are disabled so that bound holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+UNKNOWN = "unknown"
+CONFIRMED = "confirmed"
+NOT_CONFIRMED = "not_confirmed"
+
+# A 10-minute window at 30 s steps is 20 evaluations: fine-grained enough to catch a pod that
+# was unready for a scrape or two, cheap enough for one request (Prometheus' per-query limit
+# is 11,000 points per series).
+MAX_STEP_SECONDS = 30
+BACKOFF_BASE_SECONDS = 0.2
+BACKOFF_CAP_SECONDS = 1.0
+_DETAIL_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What Prometheus says about one revision's health over a window."""
+
+    verdict: str  # "healthy" | "unhealthy" | "unknown"
+    detail: str  # human sentence, goes into decision detail and `history`
+    queries: tuple[str, ...]  # the PromQL sent, in order
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Whether Prometheus still confirms an alert's condition at decision time."""
+
+    verdict: str  # "confirmed" | "not_confirmed" | "unknown"
+    detail: str
+    expr: str | None  # the expression re-evaluated, None when the URL gave none
+
+
+class _QueryFailed(Exception):
+    """A query that got no usable answer; `reason` is a short human phrase."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def promql_string(value: str) -> str:
+    """Quote `value` as a PromQL double-quoted string literal.
+
+    PromQL's lexer accepts Go escapes (\\\\, \\", \\n, \\uXXXX), a superset of JSON's, so JSON
+    string encoding is a correct and complete escaper (a quote in a label value cannot end the
+    matcher early).
+    """
+    return json.dumps(value, ensure_ascii=False)
+
+
+def readiness_query(*, namespace: str, replicaset: str, window_seconds: int,
+                    step_seconds: int) -> str:
+    """PromQL for the worst ready fraction of a ReplicaSet's pods over a window.
+
+    Evaluated as an instant query at the window's end, e.g. for shop/web-7d9f over 600 s:
+
+        min_over_time((sum(max by (namespace, pod) (kube_pod_status_ready{namespace="shop",
+        condition="true"}) * on (namespace, pod) max by (namespace, pod)
+        (kube_pod_owner{namespace="shop", owner_kind="ReplicaSet", owner_name="web-7d9f"}))
+        / count(max by (namespace, pod) (kube_pod_owner{namespace="shop",
+        owner_kind="ReplicaSet", owner_name="web-7d9f"})) or vector(-1))[600s:30s])
+
+    (one line on the wire). At each step the fraction is ready pods / pods owned by the
+    ReplicaSet; `max by (namespace, pod)` folds duplicate kube-state-metrics replicas. A step
+    with no owner or readiness series yields -1 instead of nothing, so the result is 1 when
+    every pod was ready at every step, in [0, 1) when some pod was not, and -1 when data was
+    missing for any part of the window.
+    """
+    owner = (
+        f"max by (namespace, pod) (kube_pod_owner{{namespace={promql_string(namespace)}, "
+        f'owner_kind="ReplicaSet", owner_name={promql_string(replicaset)}}})'
+    )
+    ready = (
+        f"max by (namespace, pod) (kube_pod_status_ready{{namespace={promql_string(namespace)}, "
+        f'condition="true"}})'
+    )
+    fraction = f"sum({ready} * on (namespace, pod) {owner}) / count({owner})"
+    return f"min_over_time(({fraction} or vector(-1))[{window_seconds}s:{step_seconds}s])"
+
+
+def alerts_query(*, namespace: str, replicaset: str, window_seconds: int) -> str:
+    """PromQL for rollback-trigger alerts that fired for a ReplicaSet over a window.
+
+    Evaluated as an instant query at the window's end, e.g.:
+
+        count by (alertname, rollback_trigger) (max_over_time(ALERTS{alertstate="firing",
+        rollback_trigger!="", namespace="shop", replicaset="web-7d9f"}[600s]))
+
+    One series per alert that was firing at any evaluation in the window; empty when none.
+    """
+    selector = (
+        f'ALERTS{{alertstate="firing", rollback_trigger!="", '
+        f"namespace={promql_string(namespace)}, replicaset={promql_string(replicaset)}}}"
+    )
+    return (
+        f"count by (alertname, rollback_trigger) (max_over_time({selector}[{window_seconds}s]))"
+    )
+
+
+def expr_from_generator_url(generator_url: str) -> str | None:
+    """The PromQL expression in an Alertmanager generatorURL, or None if it has none.
+
+    Prometheus builds it as `<external url>/graph?g0.expr=<urlencoded expr>&g0.tab=1`.
+    """
+    try:
+        parts = urlsplit(generator_url.strip())
+    except ValueError:
+        return None
+    exprs = parse_qs(parts.query).get("g0.expr", [])
+    expr = exprs[0].strip() if exprs else ""
+    return expr or None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _clip(text: str, limit: int = _DETAIL_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _require_aware(name: str, moment: datetime) -> None:
+    # A naive datetime would be read in the host's local zone: silently wrong windows.
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got naive {moment.isoformat()}")
+
+
+class PrometheusEvidence:
+    """Asks one Prometheus about revision health and alert conditions, with bounded retries."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float = 5,
+        retries: int = 2,
+        clock: Callable[[], datetime] = _utcnow,
+        headers: dict[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Connect lazily to the Prometheus at `url` (requests go there only, never to the
+        host named in an alert's generatorURL).
+
+        `headers` (e.g. an Authorization bearer) go with every request and are never logged.
+        `sleep` is the backoff between retries (tests pass a recorder).
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"prometheus url must be http(s)://host[:port][/path], got {url!r}")
+        if not timeout_seconds > 0:
+            raise ValueError(f"prometheus timeout_seconds must be > 0, got {timeout_seconds!r}")
+        if retries < 0:
+            raise ValueError(f"prometheus retries must be >= 0, got {retries!r}")
+        self._url = url.rstrip("/")
+        # Shown in details: without user:password@ so credentials never reach the audit.
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        self._display_url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        self._timeout = float(timeout_seconds)
+        self._retries = retries
+        self._clock = clock
+        self._sleep = sleep
+        self._client = PrometheusConnect(
+            url=self._url,
+            headers=dict(headers) if headers else None,
+            # We retry ourselves, bounded; read=False makes a read timeout surface as
+            # requests' ReadTimeout instead of a generic ConnectionError.
+            retry=Retry(total=0, read=False, redirect=0),
+            timeout=self._timeout,  # annotated int upstream; requests takes any number
+        )
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._client.close()
+
+    def revision_health(self, *, namespace: str, deployment: str, replicaset: str,
+                        start: datetime, end: datetime) -> Evidence:
+        """Whether a revision was healthy over [start, end] according to Prometheus.
+
+        Healthy means every pod owned by the ReplicaSet was Ready at every step of the window
+        (`readiness_query`) and no `ALERTS` series with a `rollback_trigger` label fired for
+        that namespace/replicaset (`alerts_query`). Both are instant queries at `end`. Missing
+        readiness data, a window ending in the future, or Prometheus failing after retries give
+        "unknown"; firing alerts give "unhealthy" even when readiness data is missing.
+        """
+        for label, value in (("namespace", namespace), ("replicaset", replicaset)):
+            if not value:
+                raise ValueError(f"revision_health needs a non-empty {label}")
+        _require_aware("start", start)
+        _require_aware("end", end)
+        window = round((end - start).total_seconds())
+        if window < 1:
+            raise ValueError(
+                f"revision_health window must be at least 1s, got start={start.isoformat()} "
+                f"end={end.isoformat()}"
+            )
+        who = f"ReplicaSet {namespace}/{replicaset} (Deployment {deployment})"
+        span = f"{_iso(start)}..{_iso(end)}"
+        now = self._clock()
+        if end > now:
+            # Lookback would let samples from before `now` stand in for the future part.
+            return Evidence(
+                UNKNOWN,
+                f"Prometheus cannot vouch for {who} over {span}: the window ends after now "
+                f"({_iso(now)})",
+                (),
+            )
+        step = max(1, min(MAX_STEP_SECONDS, window // 10))
+        ready_q = readiness_query(namespace=namespace, replicaset=replicaset,
+                                  window_seconds=window, step_seconds=step)
+        sent = [ready_q]
+        try:
+            ready = self._scalar(self._query(ready_q, at=end))
+        except _QueryFailed as failed:
+            return Evidence(UNKNOWN, f"no Prometheus evidence for {who}: {failed.reason}",
+                            tuple(sent))
+        if ready is not None and 0 <= ready < 1:
+            return Evidence(
+                UNHEALTHY,
+                f"Prometheus: not every pod of {who} was ready over {span} "
+                f"(at worst {ready:.0%} ready)",
+                tuple(sent),
+            )
+        # Readiness is fine or unknown: firing alerts can still prove the revision bad.
+        alerts_q = alerts_query(namespace=namespace, replicaset=replicaset, window_seconds=window)
+        sent.append(alerts_q)
+        try:
+            alerts = self._query(alerts_q, at=end)
+        except _QueryFailed as failed:
+            return Evidence(UNKNOWN, f"no Prometheus evidence for {who}: {failed.reason}",
+                            tuple(sent))
+        if alerts:
+            names = sorted(
+                f"{s.get('metric', {}).get('alertname', '?')} "
+                f"({s.get('metric', {}).get('rollback_trigger', '?')})"
+                for s in alerts
+            )
+            return Evidence(
+                UNHEALTHY,
+                f"Prometheus: rollback-trigger alerts fired for {who} over {span}: "
+                + _clip(", ".join(names)),
+                tuple(sent),
+            )
+        if ready is None or ready < 0:
+            return Evidence(
+                UNKNOWN,
+                f"Prometheus has no pod readiness data (kube_pod_owner, kube_pod_status_ready) "
+                f"for {who} over all of {span}; no data is not evidence of health",
+                tuple(sent),
+            )
+        return Evidence(
+            HEALTHY,
+            f"Prometheus: every pod of {who} was ready over {span} ({step}s steps) and no "
+            f"rollback-trigger alert fired for it",
+            tuple(sent),
+        )
+
+    def confirm(self, *, generator_url: str, at: datetime,
+                labels: Mapping[str, str] | None = None) -> Confirmation:
+        """Re-evaluate an alert's expression (from its generatorURL) as an instant query at `at`.
+
+        Non-empty result: "confirmed"; empty: "not_confirmed"; a URL without `g0.expr`, a
+        non-vector result or Prometheus failing after retries: "unknown" (the caller acts
+        without confirmation and says so). With `labels` (the alert's labels), only result
+        series whose every label equals the alert's are counted, so a rule that watches every
+        Deployment is not confirmed by another Deployment's series.
+        """
+        _require_aware("at", at)
+        expr = expr_from_generator_url(generator_url)
+        if expr is None:
+            return Confirmation(
+                UNKNOWN,
+                f"cannot confirm: generatorURL has no g0.expr: {_clip(repr(generator_url))}",
+                None,
+            )
+        shown = _clip(expr, 120)
+        try:
+            result = self._query(expr, at=at)
+        except _QueryFailed as failed:
+            return Confirmation(UNKNOWN, f"cannot confirm `{shown}`: {failed.reason}", expr)
+        if not all(isinstance(s, dict) for s in result):
+            return Confirmation(
+                UNKNOWN, f"cannot confirm `{shown}`: it does not return an instant vector", expr
+            )
+        if labels is not None:
+            result = [s for s in result if _is_subset(s.get("metric", {}), labels)]
+        scope = " matching the alert's labels" if labels is not None else ""
+        if result:
+            return Confirmation(
+                CONFIRMED,
+                f"Prometheus confirms `{shown}` at {_iso(at)}: {len(result)} series{scope}",
+                expr,
+            )
+        return Confirmation(
+            NOT_CONFIRMED,
+            f"Prometheus no longer confirms `{shown}` at {_iso(at)}: no series{scope}",
+            expr,
+        )
+
+    def _query(self, promql: str, *, at: datetime) -> list[Any]:
+        """One instant query at `at`, retried on transient failures; raises _QueryFailed."""
+        params = {
+            "time": f"{at.timestamp():.3f}",
+            # Prometheus stops evaluating when we stop waiting.
+            "timeout": f"{self._timeout:g}s",
+        }
+        attempts = self._retries + 1
+        reason = ""
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+            try:
+                result = self._client.custom_query(query=promql, params=params)
+            except requests.exceptions.ConnectTimeout:
+                reason = f"connecting timed out after {self._timeout:g}s"
+            except requests.exceptions.Timeout:
+                reason = f"no answer within {self._timeout:g}s"
+            except requests.exceptions.ConnectionError as exc:
+                reason = f"connection failed: {_clip(str(exc), 120)}"
+            except PrometheusApiClientException as exc:
+                status, message = _http_failure(str(exc))
+                reason = f"HTTP {status}: {message}" if status else _clip(str(exc))
+                if status is not None and status < 500 and status != 429:
+                    # A bad query or a refused token does not get better by asking again.
+                    raise _QueryFailed(
+                        f"Prometheus at {self._display_url} answered {reason}"
+                    ) from exc
+            except (requests.exceptions.RequestException, ValueError, KeyError, TypeError) as exc:
+                # 200 without Prometheus' JSON shape (a proxy's HTML page, a wrong URL path).
+                raise _QueryFailed(
+                    f"Prometheus at {self._display_url} gave an unreadable answer: "
+                    f"{type(exc).__name__}: {_clip(str(exc), 120)}"
+                ) from exc
+            else:
+                if not isinstance(result, list):
+                    raise _QueryFailed(
+                        f"Prometheus at {self._display_url} gave an unreadable answer: "
+                        f"result is {type(result).__name__}, not a list"
+                    )
+                return result
+        raise _QueryFailed(
+            f"Prometheus at {self._display_url} failed after {attempts} "
+            f"attempt{'s' if attempts > 1 else ''}: {reason}"
+        )
+
+    @staticmethod
+    def _scalar(result: list[Any]) -> float | None:
+        """The single value of a one-series instant vector, None when there is none."""
+        try:
+            value = float(result[0]["value"][1])
+        except (IndexError, KeyError, TypeError, ValueError):
+            return None
+        return None if math.isnan(value) else value
+
+
+_STATUS = re.compile(r"HTTP Status Code (\d{3})")
+_ERROR_FIELD = re.compile(r'"error"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _http_failure(message: str) -> tuple[int | None, str]:
+    """Status code and Prometheus' `error` field from the library's exception message.
+
+    prometheus_api_client raises `HTTP Status Code <n> (<repr of body>)` and keeps no
+    response object, so the message is all there is.
+    """
+    status_match = _STATUS.search(message)
+    status = int(status_match.group(1)) if status_match else None
+    error_match = _ERROR_FIELD.search(message)
+    text = error_match.group(1) if error_match else message
+    return status, _clip(text, 160)
+
+
+def _is_subset(series_labels: Mapping[str, Any], alert_labels: Mapping[str, str]) -> bool:
+    # Rule labels (rollback_trigger, severity) are added on top of the expression's output, so
+    # the output's labels are a subset of the alert's.
+    return all(
+        alert_labels.get(name) == value
+        for name, value in series_labels.items()
+        if name != "__name__"
+    )
