@@ -1,0 +1,275 @@
+"""The durable record: every payload received (raw, before deciding) and every decision.
+
+SQLite in WAL mode (readers never block the writer; several threads and processes may share the
+file). One connection per thread. Retention prunes rows older than `retention_days`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from webhook.decision import Decision, new_id
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS payloads (
+    id TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    remote TEXT NOT NULL DEFAULT '',
+    actor TEXT NOT NULL DEFAULT '',
+    group_key TEXT NOT NULL DEFAULT '',
+    truncated_alerts INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id TEXT PRIMARY KEY,
+    payload_id TEXT,
+    time TEXT NOT NULL,
+    source TEXT NOT NULL,
+    actor TEXT NOT NULL DEFAULT '',
+    group_key TEXT NOT NULL DEFAULT '',
+    fingerprint TEXT NOT NULL DEFAULT '',
+    alertname TEXT NOT NULL DEFAULT '',
+    trigger TEXT NOT NULL DEFAULT '',
+    labels TEXT NOT NULL DEFAULT '{}',
+    starts_at TEXT,
+    namespace TEXT NOT NULL DEFAULT '',
+    deployment TEXT NOT NULL DEFAULT '',
+    from_revision INTEGER,
+    to_revision INTEGER,
+    from_replicaset TEXT NOT NULL DEFAULT '',
+    to_replicaset TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    overrides TEXT NOT NULL DEFAULT '{}',
+    replay_of TEXT,
+    duration_ms REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS decisions_time ON decisions (time);
+CREATE INDEX IF NOT EXISTS decisions_target ON decisions (namespace, deployment, time);
+CREATE INDEX IF NOT EXISTS decisions_outcome ON decisions (outcome, time);
+CREATE INDEX IF NOT EXISTS decisions_replay ON decisions (replay_of);
+CREATE INDEX IF NOT EXISTS payloads_time ON payloads (received_at);
+"""
+
+_COLUMNS = (
+    "id payload_id time source actor group_key fingerprint alertname trigger labels starts_at "
+    "namespace deployment from_revision to_revision from_replicaset to_replicaset outcome reason "
+    "detail dry_run overrides replay_of duration_ms"
+).split()
+
+
+class AuditUnavailable(Exception):
+    """The audit store cannot be written: the receiver answers 503 so Alertmanager retries."""
+
+
+@dataclass(frozen=True)
+class StoredPayload:
+    id: str
+    received_at: str
+    source: str
+    remote: str
+    actor: str
+    group_key: str
+    truncated_alerts: int
+    body: str
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class AuditStore:
+    """SQLite-backed audit. Safe to share between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._connection() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+                db.execute("PRAGMA busy_timeout=10000")
+                db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        try:
+            yield db
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
+
+    # -- writes ----------------------------------------------------------------------------
+    def store_payload(
+        self,
+        body: str,
+        *,
+        received_at: datetime,
+        source: str,
+        remote: str = "",
+        actor: str = "",
+        group_key: str = "",
+        truncated_alerts: int = 0,
+    ) -> str:
+        """Store a raw payload durably and return its id (before anything is decided)."""
+        payload_id = "p" + new_id(received_at)[1:]
+        with self._connection() as db:
+            db.execute(
+                "INSERT INTO payloads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    payload_id,
+                    _iso(received_at),
+                    source,
+                    remote,
+                    actor,
+                    group_key,
+                    truncated_alerts,
+                    body,
+                ),
+            )
+        return payload_id
+
+    def record(self, decision: Decision) -> None:
+        """Store one decision."""
+        row = decision.as_dict()
+        row["time"] = _iso(decision.time)
+        row["starts_at"] = _iso(decision.starts_at) if decision.starts_at else None
+        row["labels"] = json.dumps(decision.labels, sort_keys=True)
+        row["overrides"] = json.dumps(decision.overrides, sort_keys=True)
+        row["dry_run"] = int(decision.dry_run)
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        with self._connection() as db:
+            db.execute(
+                f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
+                [row[c] for c in _COLUMNS],
+            )
+
+    def prune(self, *, retention_days: int, now: datetime) -> int:
+        """Delete decisions and payloads older than the retention; returns rows deleted."""
+        cutoff = _iso(now - timedelta(days=retention_days))
+        with self._connection() as db:
+            gone = db.execute("DELETE FROM decisions WHERE time < ?", (cutoff,)).rowcount
+            gone += db.execute("DELETE FROM payloads WHERE received_at < ?", (cutoff,)).rowcount
+        return int(gone)
+
+    def check_writable(self) -> None:
+        """Readiness: take and release the write lock (raises AuditUnavailable)."""
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+
+    # -- reads used by the decision ---------------------------------------------------------
+    def count_outcome_since(self, outcome: str, since: datetime) -> int:
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM decisions WHERE outcome = ? AND time >= ?",
+                (outcome, _iso(since)),
+            ).fetchone()
+        return int(row[0])
+
+    def find_previous(
+        self,
+        *,
+        namespace: str,
+        deployment: str,
+        from_replicaset: str,
+        outcomes: Iterable[str],
+        since: datetime,
+    ) -> str | None:
+        """Id of an earlier decision with one of `outcomes` for the same bad revision."""
+        wanted = list(outcomes)
+        marks = ", ".join("?" for _ in wanted)
+        with self._connection() as db:
+            row = db.execute(
+                f"SELECT id FROM decisions WHERE namespace = ? AND deployment = ? "  # noqa: S608
+                f"AND from_replicaset = ? AND outcome IN ({marks}) AND time >= ? "
+                "ORDER BY time DESC LIMIT 1",
+                (namespace, deployment, from_replicaset, *wanted, _iso(since)),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    # -- queries (audit API, CLI) -----------------------------------------------------------
+    def query(
+        self,
+        *,
+        namespace: str | None = None,
+        deployment: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        before_id: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Decisions newest first, filtered; `before_id` pages past an earlier page's last id."""
+        clauses, params = [], []
+        for column, value in (
+            ("namespace", namespace),
+            ("deployment", deployment),
+            ("outcome", outcome),
+        ):
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since:
+            clauses.append("time >= ?")
+            params.append(_iso(since))
+        if before_id:
+            clauses.append("(time, id) < (SELECT time, id FROM decisions WHERE id = ?)")
+            params.append(before_id)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._connection() as db:
+            rows = db.execute(
+                f"SELECT * FROM decisions {where} ORDER BY time DESC, id DESC LIMIT ?",  # noqa: S608
+                (*params, limit),
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def get(self, decision_id: str) -> dict[str, Any] | None:
+        with self._connection() as db:
+            row = db.execute("SELECT * FROM decisions WHERE id = ?", (decision_id,)).fetchone()
+        return self._row(row) if row else None
+
+    def replays_of(self, decision_id: str) -> list[dict[str, Any]]:
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT * FROM decisions WHERE replay_of = ? ORDER BY time", (decision_id,)
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def payload(self, payload_id: str) -> StoredPayload | None:
+        with self._connection() as db:
+            row = db.execute("SELECT * FROM payloads WHERE id = ?", (payload_id,)).fetchone()
+        return StoredPayload(**dict(row)) if row else None
+
+    def payloads(self, *, limit: int = 100) -> list[StoredPayload]:
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT * FROM payloads ORDER BY received_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [StoredPayload(**dict(r)) for r in rows]
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> dict[str, Any]:
+        data = dict(row)
+        data["labels"] = json.loads(data["labels"])
+        data["overrides"] = json.loads(data["overrides"])
+        data["dry_run"] = bool(data["dry_run"])
+        return data

@@ -1,0 +1,190 @@
+"""Health evidence for revisions, and the choice of the last healthy revision (section 6).
+
+Evidence sources are asked strongest first; the first definite answer (healthy or unhealthy)
+decides a candidate, "unknown" passes it to the next source. A source is any object with a
+`name` and a `judge(...)` method, so Prometheus evidence plugs in without touching the choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from webhook.revisions import Obj, Revision, equal_ignore_hash
+
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    source: str
+    verdict: str  # healthy | unhealthy | unknown
+    detail: str
+
+
+class EvidenceSource(Protocol):
+    name: str
+
+    def judge(
+        self,
+        revision: Revision,
+        *,
+        successor: Revision | None,
+        deployment: Obj,
+        min_healthy_seconds: int,
+    ) -> Verdict: ...
+
+
+class StampEvidence:
+    """Rule 1: the health tracker's `auto-rollback/healthy-since` stamp on the ReplicaSet."""
+
+    name = "stamp"
+
+    def judge(
+        self,
+        revision: Revision,
+        *,
+        successor: Revision | None,
+        deployment: Obj,
+        min_healthy_seconds: int,
+    ) -> Verdict:
+        since = revision.healthy_since
+        if since is None:
+            return Verdict(self.name, UNKNOWN, "no healthy-since stamp")
+        return Verdict(self.name, HEALTHY, f"stamped healthy since {since.isoformat()}")
+
+
+class ClusterRuleEvidence:
+    """Rule 3: created at least min_healthy_seconds before the next revision, never re-adopted."""
+
+    name = "cluster"
+
+    def judge(
+        self,
+        revision: Revision,
+        *,
+        successor: Revision | None,
+        deployment: Obj,
+        min_healthy_seconds: int,
+    ) -> Verdict:
+        if revision.readopted:
+            history = ",".join(str(h) for h in revision.history)
+            return Verdict(
+                self.name, UNKNOWN, f"re-adopted (revision-history {history}): age proves nothing"
+            )
+        if successor is None:
+            return Verdict(self.name, UNKNOWN, "no later revision to measure against")
+        lived = successor.created - revision.created
+        needed = timedelta(seconds=min_healthy_seconds)
+        seconds = int(lived.total_seconds())
+        if lived >= needed:
+            return Verdict(
+                self.name,
+                HEALTHY,
+                f"ran {seconds}s before revision {successor.number} (>= {min_healthy_seconds}s)",
+            )
+        return Verdict(
+            self.name,
+            UNKNOWN,
+            f"ran only {seconds}s before revision {successor.number} (< {min_healthy_seconds}s)",
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One revision as the target choice saw it."""
+
+    revision: Revision
+    verdict: str  # current | healthy | bad | unhealthy | unproven | same_template | newer
+    reason: str
+    evidence: tuple[Verdict, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision.number,
+            "replicaset": self.revision.name,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "evidence": [v.__dict__ for v in self.evidence],
+        }
+
+
+@dataclass(frozen=True)
+class TargetChoice:
+    target: Revision | None
+    candidates: tuple[Candidate, ...] = field(default_factory=tuple)
+
+    def explain(self) -> str:
+        """One line for the decision detail: why each newer candidate was passed over."""
+        parts = [f"r{c.revision.number} {c.verdict} ({c.reason})" for c in self.candidates]
+        return "; ".join(parts)
+
+
+def _successor(revision: Revision, revisions: Sequence[Revision]) -> Revision | None:
+    later = [r for r in revisions if r.number > revision.number]
+    return min(later, key=lambda r: r.number) if later else None
+
+
+def judge_revision(
+    revision: Revision,
+    *,
+    revisions: Sequence[Revision],
+    deployment: Obj,
+    sources: Sequence[EvidenceSource],
+    min_healthy_seconds: int,
+) -> tuple[str, str, tuple[Verdict, ...]]:
+    """(verdict, reason, evidence asked) for a non-current, unmarked revision."""
+    asked: list[Verdict] = []
+    successor = _successor(revision, revisions)
+    for source in sources:
+        verdict = source.judge(
+            revision,
+            successor=successor,
+            deployment=deployment,
+            min_healthy_seconds=min_healthy_seconds,
+        )
+        asked.append(verdict)
+        if verdict.verdict == HEALTHY:
+            return HEALTHY, f"{verdict.source}: {verdict.detail}", tuple(asked)
+        if verdict.verdict == UNHEALTHY:
+            return UNHEALTHY, f"{verdict.source}: {verdict.detail}", tuple(asked)
+    reason = "; ".join(f"{v.source}: {v.detail}" for v in asked) or "no evidence sources"
+    return "unproven", reason, tuple(asked)
+
+
+def choose_target(
+    *,
+    deployment: Obj,
+    current: Revision,
+    revisions: Sequence[Revision],
+    sources: Sequence[EvidenceSource],
+    min_healthy_seconds: int,
+) -> TargetChoice:
+    """The newest revision older than `current` that is not bad-marked, differs from the
+    current template and has health evidence; candidates newest first, with their verdicts."""
+    seen: list[Candidate] = []
+    for revision in sorted(revisions, key=lambda r: r.number, reverse=True):
+        if revision.number >= current.number:
+            continue
+        if revision.bad_mark is not None:
+            seen.append(Candidate(revision, "bad", "marked auto-rollback/bad-revision"))
+            continue
+        if equal_ignore_hash(revision.template, current.template):
+            seen.append(Candidate(revision, "same_template", "template equals the current one"))
+            continue
+        verdict, reason, asked = judge_revision(
+            revision,
+            revisions=revisions,
+            deployment=deployment,
+            sources=sources,
+            min_healthy_seconds=min_healthy_seconds,
+        )
+        candidate = Candidate(revision, verdict, reason, asked)
+        seen.append(candidate)
+        if verdict == HEALTHY:
+            return TargetChoice(revision, tuple(seen))
+    return TargetChoice(None, tuple(seen))

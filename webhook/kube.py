@@ -1,0 +1,280 @@
+"""The Kubernetes API, behind one module: the only place that imports `kubernetes`.
+
+Objects travel as plain JSON dicts (exactly what the API server sent), so the decision and
+revision code stay pure and a PUT sends back every field it read, known to us or not. Failures
+become a small typed hierarchy that the decision maps to outcomes:
+404 NotFound, 403/401 Forbidden, 409 Conflict, 422 Invalid, 429/5xx/transport Transient
+(with `timeout` telling a timeout from an error).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import kubernetes.client
+import kubernetes.config
+import urllib3.exceptions
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+APPS = "/apis/apps/v1"
+CORE = "/api/v1"
+COORDINATION = "/apis/coordination.k8s.io/v1"
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; `status` is the HTTP status (0 for transport errors)."""
+
+    def __init__(self, message: str, *, status: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(KubeError):
+    """404."""
+
+
+class Forbidden(KubeError):
+    """401 or 403: the service account lacks a permission."""
+
+
+class Conflict(KubeError):
+    """409: the object changed since it was read (or already exists)."""
+
+
+class Invalid(KubeError):
+    """400 or 422: the API server refused the object."""
+
+
+class Transient(KubeError):
+    """5xx, 429 or a transport failure: worth retrying later."""
+
+    def __init__(self, message: str, *, status: int = 0, reason: str = "", timeout: bool = False):
+        super().__init__(message, status=status, reason=reason)
+        self.timeout = timeout
+
+
+def _error_for(status: int, body: bytes, what: str) -> KubeError:
+    reason, message = "", body[:300].decode("utf-8", "replace")
+    try:
+        document = json.loads(body)
+        reason, message = document.get("reason", ""), document.get("message", message)
+    except (ValueError, AttributeError):
+        pass
+    text = f"{what}: HTTP {status} {reason}: {message}".strip()
+    if status == 404:
+        return NotFound(text, status=status, reason=reason)
+    if status in (401, 403):
+        return Forbidden(text, status=status, reason=reason)
+    if status == 409:
+        return Conflict(text, status=status, reason=reason)
+    if status in (400, 422):
+        return Invalid(text, status=status, reason=reason)
+    return Transient(text, status=status, reason=reason, timeout=status == 504)
+
+
+def api_client_from_settings(
+    *, kubeconfig: str | None, context: str | None
+) -> kubernetes.client.ApiClient:
+    """In-cluster config when running in a pod (and no kubeconfig is named), else kubeconfig."""
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig is None:
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+            return kubernetes.client.ApiClient(configuration)
+        except kubernetes.config.ConfigException:
+            pass
+    kubernetes.config.load_kube_config(
+        config_file=kubeconfig, context=context, client_configuration=configuration
+    )
+    return kubernetes.client.ApiClient(configuration)
+
+
+class Cluster:
+    """The calls the service makes. Every write that replaces an object is conditional."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        *,
+        timeout_seconds: float = 10.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        # No urllib3 retries: a retried PUT after a read timeout would be a second write.
+        api.configuration.retries = 0
+        self._api = api
+        self._timeout = timeout_seconds
+        self._clock = clock
+
+    # -- transport -------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        what = f"{method} {path}"
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        try:
+            params = self._api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(*params, _request_timeout=self._timeout)
+            data = response.read() or b""
+        except urllib3.exceptions.TimeoutError as exc:
+            raise Transient(f"{what}: timed out after {self._timeout}s", timeout=True) from exc
+        except urllib3.exceptions.MaxRetryError as exc:
+            timeout = isinstance(exc.reason, urllib3.exceptions.TimeoutError)
+            raise Transient(f"{what}: {exc.reason}", timeout=timeout) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Transient(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except ApiException as exc:
+            raise Transient(f"{what}: {exc.reason}", status=exc.status or 0) from exc
+        if not 200 <= response.status < 300:
+            raise _error_for(response.status, data, what)
+        if not data:
+            return {}
+        try:
+            result: Obj = json.loads(data)
+        except ValueError as exc:
+            raise Transient(f"{what}: answer is not JSON") from exc
+        return result
+
+    # -- reads -----------------------------------------------------------------------------
+    def get_deployment(self, namespace: str, name: str) -> Obj:
+        return self._call("GET", f"{APPS}/namespaces/{quote(namespace)}/deployments/{quote(name)}")
+
+    def list_deployments(self, namespace: str | None = None) -> list[Obj]:
+        path = (
+            f"{APPS}/namespaces/{quote(namespace)}/deployments"
+            if namespace
+            else (f"{APPS}/deployments")
+        )
+        items: list[Obj] = self._call("GET", path).get("items", [])
+        return items
+
+    def get_replicaset(self, namespace: str, name: str) -> Obj:
+        return self._call("GET", f"{APPS}/namespaces/{quote(namespace)}/replicasets/{quote(name)}")
+
+    def list_replicasets(self, namespace: str, *, label_selector: str) -> list[Obj]:
+        """ReplicaSets matching a selector: kubectl lists by the Deployment's selector."""
+        path = f"{APPS}/namespaces/{quote(namespace)}/replicasets"
+        items: list[Obj] = self._call("GET", path, query=[("labelSelector", label_selector)]).get(
+            "items", []
+        )
+        return items
+
+    def get_pod(self, namespace: str, name: str) -> Obj:
+        return self._call("GET", f"{CORE}/namespaces/{quote(namespace)}/pods/{quote(name)}")
+
+    def get_namespace(self, name: str) -> Obj:
+        return self._call("GET", f"{CORE}/namespaces/{quote(name)}")
+
+    def version(self) -> Obj:
+        """GET /version: the cheapest reachability probe (readiness)."""
+        return self._call("GET", "/version")
+
+    # -- writes ----------------------------------------------------------------------------
+    def replace_deployment(self, deployment: Obj) -> Obj:
+        """PUT the whole object; its metadata.resourceVersion makes the write conditional."""
+        meta = deployment["metadata"]
+        if not meta.get("resourceVersion"):
+            raise ValueError("replace_deployment needs metadata.resourceVersion (conditional)")
+        path = f"{APPS}/namespaces/{quote(meta['namespace'])}/deployments/{quote(meta['name'])}"
+        return self._call("PUT", path, body=deployment)
+
+    def annotate_replicaset(
+        self, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> Obj:
+        """Merge-patch annotations onto a ReplicaSet.
+
+        Only the named keys change (RFC 7386), server-side and atomically, so there is no
+        read-modify-write to lose: a precondition would only make it fail each time the
+        Deployment controller rescales that ReplicaSet.
+        """
+        path = f"{APPS}/namespaces/{quote(namespace)}/replicasets/{quote(name)}"
+        body = {"metadata": {"annotations": annotations}}
+        return self._call("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+    def annotate_replicaset_if(
+        self, namespace: str, name: str, *, resource_version: str, annotations: dict[str, str]
+    ) -> Obj:
+        """Merge-patch annotations only if the ReplicaSet is still at `resource_version` (409)."""
+        path = f"{APPS}/namespaces/{quote(namespace)}/replicasets/{quote(name)}"
+        body = {"metadata": {"resourceVersion": resource_version, "annotations": annotations}}
+        return self._call("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+    def create_event(
+        self,
+        *,
+        involved: Obj,
+        reason: str,
+        message: str,
+        warning: bool = False,
+    ) -> Obj:
+        """Post a core/v1 Event on `involved` (a Deployment), as kubectl describe shows them."""
+        meta = involved["metadata"]
+        now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", "apps/v1"),
+                "kind": involved.get("kind", "Deployment"),
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "rollback-webhook"},
+            "reportingComponent": "rollback-webhook",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        return self._call(
+            "POST", f"{CORE}/namespaces/{quote(meta['namespace'])}/events", body=event
+        )
+
+    # -- leases (leader election) -----------------------------------------------------------
+    def get_lease(self, namespace: str, name: str) -> Obj:
+        return self._call(
+            "GET", f"{COORDINATION}/namespaces/{quote(namespace)}/leases/{quote(name)}"
+        )
+
+    def create_lease(self, lease: Obj) -> Obj:
+        namespace = lease["metadata"]["namespace"]
+        return self._call(
+            "POST", f"{COORDINATION}/namespaces/{quote(namespace)}/leases", body=lease
+        )
+
+    def replace_lease(self, lease: Obj) -> Obj:
+        meta = lease["metadata"]
+        path = f"{COORDINATION}/namespaces/{quote(meta['namespace'])}/leases/{quote(meta['name'])}"
+        return self._call("PUT", path, body=lease)

@@ -1,0 +1,251 @@
+"""ReplicaSets as revisions: ownership, the current revision, activation time, and the
+rollback body computed exactly as `kubectl rollout undo` computes it.
+
+Pure functions over the JSON objects the API server returns; nothing here does I/O.
+Parity reference: kubernetes/kubectl pkg/polymorphichelpers/rollback.go (DeploymentRollbacker)
+and kubernetes/kubernetes pkg/controller/deployment/util (EqualIgnoreHash, FindNewReplicaSet).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from webhook import contract
+
+Obj = dict[str, Any]
+
+# rollback.go annotationsToSkip: kept from the Deployment, never copied from the ReplicaSet.
+ANNOTATIONS_TO_SKIP = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        contract.REVISION,
+        contract.REVISION_HISTORY,
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+
+
+def parse_k8s_time(text: str | None) -> datetime | None:
+    """A Kubernetes RFC 3339 timestamp (`2024-05-01T10:00:00Z`), or None."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def format_k8s_time(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_annotation(annotations: dict[str, str], key: str) -> dict[str, Any] | None:
+    raw = annotations.get(key)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        # A mark we cannot read is still a mark: never roll back to it.
+        return {"unreadable": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One ReplicaSet of a Deployment, seen as a revision."""
+
+    number: int
+    name: str
+    uid: str
+    created: datetime
+    template: Obj
+    annotations: dict[str, str]
+    history: tuple[int, ...]
+    replicaset: Obj
+
+    @property
+    def bad_mark(self) -> dict[str, Any] | None:
+        return _json_annotation(self.annotations, contract.ANNOTATION_BAD_REVISION)
+
+    @property
+    def healthy_since(self) -> datetime | None:
+        try:
+            return parse_k8s_time(self.annotations.get(contract.ANNOTATION_HEALTHY_SINCE))
+        except ValueError:
+            return None
+
+    @property
+    def readopted(self) -> bool:
+        return bool(self.history)
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        spec = self.template.get("spec", {})
+        return tuple(c.get("image", "") for c in spec.get("containers", []))
+
+    @property
+    def resource_version(self) -> str:
+        return str(self.replicaset["metadata"].get("resourceVersion", ""))
+
+
+def _revision_number(annotations: dict[str, str]) -> int | None:
+    try:
+        return int(annotations.get(contract.REVISION, ""))
+    except ValueError:
+        return None
+
+
+def _history(annotations: dict[str, str]) -> tuple[int, ...]:
+    raw = annotations.get(contract.REVISION_HISTORY, "")
+    return tuple(int(p) for p in raw.split(",") if p.strip().isdigit())
+
+
+def is_controlled_by(obj: Obj, owner: Obj) -> bool:
+    """True when `obj` has a controller ownerReference with the owner's UID."""
+    uid = owner["metadata"].get("uid")
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("uid") == uid:
+            return True
+    return False
+
+
+def controller_of(obj: Obj) -> dict[str, Any] | None:
+    """The controller ownerReference of an object, if any."""
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return dict(ref)
+    return None
+
+
+def revisions_of(deployment: Obj, replicasets: list[Obj]) -> list[Revision]:
+    """The Deployment's revisions, oldest first: ReplicaSets it controls that carry a revision.
+
+    kubectl lists ReplicaSets by the Deployment's selector and keeps those whose controller
+    ownerReference is the Deployment (deploymentutil.GetAllReplicaSets / ListReplicaSets).
+    """
+    result = []
+    for rs in replicasets:
+        if not is_controlled_by(rs, deployment):
+            continue
+        meta = rs["metadata"]
+        annotations = dict(meta.get("annotations") or {})
+        number = _revision_number(annotations)
+        created = parse_k8s_time(meta.get("creationTimestamp"))
+        if number is None or created is None:
+            continue
+        result.append(
+            Revision(
+                number=number,
+                name=meta["name"],
+                uid=meta.get("uid", ""),
+                created=created,
+                template=rs.get("spec", {}).get("template", {}),
+                annotations=annotations,
+                history=_history(annotations),
+                replicaset=rs,
+            )
+        )
+    return sorted(result, key=lambda r: r.number)
+
+
+def _without_hash(template: Obj) -> Obj:
+    clean = copy.deepcopy(template)
+    labels = clean.get("metadata", {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop(contract.POD_TEMPLATE_HASH, None)
+        if not labels:
+            clean["metadata"].pop("labels")
+    if clean.get("metadata") == {}:
+        clean.pop("metadata")
+    return clean
+
+
+def equal_ignore_hash(a: Obj, b: Obj) -> bool:
+    """deploymentutil.EqualIgnoreHash: templates equal once the hash label is ignored."""
+    return _without_hash(a) == _without_hash(b)
+
+
+def current_revision(deployment: Obj, revisions: list[Revision]) -> Revision | None:
+    """The revision whose template the Deployment runs (FindNewReplicaSet: oldest match wins)."""
+    template = deployment.get("spec", {}).get("template", {})
+    matches = [r for r in revisions if equal_ignore_hash(r.template, template)]
+    if not matches:
+        return None
+    return min(matches, key=lambda r: (r.created, r.name))
+
+
+def last_action(deployment: Obj) -> dict[str, Any] | None:
+    """The service's own `auto-rollback/last-action` record on the Deployment, if any."""
+    annotations = deployment["metadata"].get("annotations") or {}
+    return _json_annotation(annotations, contract.ANNOTATION_LAST_ACTION)
+
+
+def _condition(deployment: Obj, kind: str) -> Obj | None:
+    for condition in deployment.get("status", {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return None
+
+
+def activation_time(revision: Revision, deployment: Obj) -> datetime:
+    """When `revision` became the Deployment's current revision.
+
+    Its ReplicaSet's creation time; for a re-adopted ReplicaSet (created long ago, made current
+    again) the time our own last-action recorded, else the Progressing condition's last update
+    (the controller updates it with ReplicaSetUpdated / FoundNewReplicaSet when it re-adopts).
+    """
+    if not revision.readopted:
+        return revision.created
+    action = last_action(deployment)
+    if action and action.get("to_replicaset") == revision.name:
+        try:
+            when = parse_k8s_time(str(action.get("time")))
+        except ValueError:
+            when = None
+        if when:
+            return when
+    progressing = _condition(deployment, "Progressing")
+    if progressing:
+        stamps = [
+            parse_k8s_time(progressing.get("lastUpdateTime")),
+            parse_k8s_time(progressing.get("lastTransitionTime")),
+        ]
+        known = [s for s in stamps if s is not None]
+        if known:
+            # The earliest stamp after the re-adoption is the closest to it we can know.
+            return min(known)
+    return revision.created
+
+
+def rollback_body(deployment: Obj, target: Revision, *, service_annotations: dict[str, str]) -> Obj:
+    """The Deployment as `kubectl rollout undo --to-revision=<target>` would leave it, plus ours.
+
+    rollback.go: the pod template is the target ReplicaSet's with pod-template-hash removed;
+    the annotations are the Deployment's values for the skip set plus the ReplicaSet's others.
+    Unlike kubectl, the Deployment's own `auto-rollback/*` annotations (opt-in, overrides) are
+    kept and the ReplicaSet's are not copied, so a rollback never silently opts a Deployment
+    out or carries a stale mark; then `service_annotations` (change-cause, last-action) are set.
+    The body keeps metadata.resourceVersion as read: the PUT is conditional on it.
+    """
+    body = copy.deepcopy(deployment)
+    template = copy.deepcopy(target.template)
+    labels = template.get("metadata", {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop(contract.POD_TEMPLATE_HASH, None)
+    current = dict(deployment["metadata"].get("annotations") or {})
+    annotations = {k: v for k, v in current.items() if k in ANNOTATIONS_TO_SKIP}
+    for key, value in target.annotations.items():
+        if key not in ANNOTATIONS_TO_SKIP and not key.startswith(contract.PREFIX):
+            annotations[key] = value
+    for key, value in current.items():
+        if key.startswith(contract.PREFIX):
+            annotations[key] = value
+    annotations.update(service_annotations)
+    body["spec"]["template"] = template
+    body["metadata"]["annotations"] = annotations
+    body.pop("status", None)
+    return body
