@@ -352,7 +352,7 @@ class PrometheusEvidence:
             except requests.exceptions.Timeout:
                 reason = f"no answer within {self._timeout:g}s"
             except requests.exceptions.ConnectionError as exc:
-                reason = f"connection failed: {_clip(str(exc), 120)}"
+                reason = f"connection failed: {_root_cause(exc)}"
             except PrometheusApiClientException as exc:
                 status, message = _http_failure(str(exc))
                 reason = f"HTTP {status}: {message}" if status else _clip(str(exc))
@@ -404,6 +404,28 @@ def _http_failure(message: str) -> tuple[int | None, str]:
     error_match = _ERROR_FIELD.search(message)
     text = error_match.group(1) if error_match else message
     return status, _clip(text, 160)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The OS-level reason under requests' and urllib3's wrappers ("Connection refused").
+
+    The wrappers' own text repeats the pool, the full query URL and object addresses.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        todo.extend(
+            e for e in (getattr(current, "reason", None), current.__cause__, current.__context__,
+                        *current.args)
+            if isinstance(e, BaseException)
+        )
+    return type(exc).__name__
 
 
 def _is_subset(series_labels: Mapping[str, Any], alert_labels: Mapping[str, str]) -> bool:

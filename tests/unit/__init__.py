@@ -1,0 +1,1 @@
+"""Unit tests: no cluster, no network beyond loopback."""
