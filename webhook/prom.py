@@ -83,21 +83,26 @@ def promql_string(value: str) -> str:
 
 def readiness_query(*, namespace: str, replicaset: str, window_seconds: int,
                     step_seconds: int) -> str:
-    """PromQL for the worst ready fraction of a ReplicaSet's pods over a window.
+    """PromQL for the worst ready fraction of a ReplicaSet's pods, and its coverage, over a window.
 
-    Evaluated as an instant query at the window's end, e.g. for shop/web-7d9f over 600 s:
+    Evaluated as an instant query at the window's end. With F, the ready fraction at one step,
 
-        min_over_time((sum(max by (namespace, pod) (kube_pod_status_ready{namespace="shop",
-        condition="true"}) * on (namespace, pod) max by (namespace, pod)
-        (kube_pod_owner{namespace="shop", owner_kind="ReplicaSet", owner_name="web-7d9f"}))
-        / count(max by (namespace, pod) (kube_pod_owner{namespace="shop",
-        owner_kind="ReplicaSet", owner_name="web-7d9f"})) or vector(-1))[600s:30s])
+        sum(max by (namespace, pod) (kube_pod_status_ready{namespace="shop", condition="true"})
+          * on (namespace, pod)
+          max by (namespace, pod) (kube_pod_owner{namespace="shop", owner_kind="ReplicaSet",
+                                                  owner_name="web-7d9f"}))
+        / count(max by (namespace, pod) (kube_pod_owner{...same...}))
 
-    (one line on the wire). At each step the fraction is ready pods / pods owned by the
-    ReplicaSet; `max by (namespace, pod)` folds duplicate kube-state-metrics replicas. A step
-    with no owner or readiness series yields -1 instead of nothing, so the result is 1 when
-    every pod was ready at every step, in [0, 1) when some pod was not, and -1 when data was
-    missing for any part of the window.
+    the query (one line on the wire) is
+
+        label_replace(min_over_time((F)[600s:30s]), "stat", "worst", "", "")
+        or label_replace(count_over_time((F)[600s:30s]), "stat", "steps", "", "")
+
+    `stat="worst"` is the lowest fraction at any step that had data; `stat="steps"` counts the
+    steps that had data, so a gap (kube-state-metrics down, the ReplicaSet not yet scraped) is
+    told apart from readiness. `max by (namespace, pod)` folds duplicate kube-state-metrics
+    replicas; a pod with no readiness series counts as not ready (a step where no pod has one
+    counts as missing).
     """
     owner = (
         f"max by (namespace, pod) (kube_pod_owner{{namespace={promql_string(namespace)}, "
@@ -107,8 +112,14 @@ def readiness_query(*, namespace: str, replicaset: str, window_seconds: int,
         f"max by (namespace, pod) (kube_pod_status_ready{{namespace={promql_string(namespace)}, "
         f'condition="true"}})'
     )
-    fraction = f"sum({ready} * on (namespace, pod) {owner}) / count({owner})"
-    return f"min_over_time(({fraction} or vector(-1))[{window_seconds}s:{step_seconds}s])"
+    subquery = (
+        f"(sum({ready} * on (namespace, pod) {owner}) / count({owner}))"
+        f"[{window_seconds}s:{step_seconds}s]"
+    )
+    return (
+        f'label_replace(min_over_time({subquery}), "stat", "worst", "", "") or '
+        f'label_replace(count_over_time({subquery}), "stat", "steps", "", "")'
+    )
 
 
 def alerts_query(*, namespace: str, replicaset: str, window_seconds: int) -> str:
@@ -190,7 +201,7 @@ class PrometheusEvidence:
             raise ValueError(f"prometheus retries must be >= 0, got {retries!r}")
         self._url = url.rstrip("/")
         # Shown in details: without user:password@ so credentials never reach the audit.
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        netloc = parts.netloc.rpartition("@")[2]
         self._display_url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         self._timeout = float(timeout_seconds)
         self._retries = retries
@@ -226,70 +237,55 @@ class PrometheusEvidence:
         _require_aware("end", end)
         window = round((end - start).total_seconds())
         if window < 1:
-            raise ValueError(
-                f"revision_health window must be at least 1s, got start={start.isoformat()} "
-                f"end={end.isoformat()}"
-            )
+            raise ValueError(f"revision_health window must be at least 1s, got "
+                             f"start={start.isoformat()} end={end.isoformat()}")
         who = f"ReplicaSet {namespace}/{replicaset} (Deployment {deployment})"
         span = f"{_iso(start)}..{_iso(end)}"
         now = self._clock()
         if end > now:
             # Lookback would let samples from before `now` stand in for the future part.
-            return Evidence(
-                UNKNOWN,
-                f"Prometheus cannot vouch for {who} over {span}: the window ends after now "
-                f"({_iso(now)})",
-                (),
-            )
+            return Evidence(UNKNOWN, f"Prometheus cannot vouch for {who} over {span}: the "
+                            f"window ends after now ({_iso(now)})", ())
         step = max(1, min(MAX_STEP_SECONDS, window // 10))
-        ready_q = readiness_query(namespace=namespace, replicaset=replicaset,
-                                  window_seconds=window, step_seconds=step)
-        sent = [ready_q]
+        # Steps fall on multiples of `step`; a full window has at least window // step of them
+        # (one more when Prometheus includes the left edge, as 2.x does).
+        expected_steps = window // step
+        sent: list[str] = []
+
+        def ask(promql: str) -> list[Any]:
+            sent.append(promql)
+            return self._query(promql, at=end)
+
         try:
-            ready = self._scalar(self._query(ready_q, at=end))
-        except _QueryFailed as failed:
-            return Evidence(UNKNOWN, f"no Prometheus evidence for {who}: {failed.reason}",
-                            tuple(sent))
-        if ready is not None and 0 <= ready < 1:
-            return Evidence(
-                UNHEALTHY,
-                f"Prometheus: not every pod of {who} was ready over {span} "
-                f"(at worst {ready:.0%} ready)",
-                tuple(sent),
-            )
-        # Readiness is fine or unknown: firing alerts can still prove the revision bad.
-        alerts_q = alerts_query(namespace=namespace, replicaset=replicaset, window_seconds=window)
-        sent.append(alerts_q)
-        try:
-            alerts = self._query(alerts_q, at=end)
+            stats = _by_label(ask(readiness_query(namespace=namespace, replicaset=replicaset,
+                                                  window_seconds=window, step_seconds=step)),
+                              "stat")
+            worst, steps = stats.get("worst"), stats.get("steps")
+            if worst is not None and worst < 1:
+                # Unready pods are evidence even when part of the window has no data.
+                return Evidence(UNHEALTHY, f"Prometheus: not every pod of {who} was ready over "
+                                f"{span} (at worst {max(worst, 0):.0%} ready)", tuple(sent))
+            # Readiness is fine or unknown: firing alerts can still prove the revision bad.
+            alerts = ask(alerts_query(namespace=namespace, replicaset=replicaset,
+                                      window_seconds=window))
         except _QueryFailed as failed:
             return Evidence(UNKNOWN, f"no Prometheus evidence for {who}: {failed.reason}",
                             tuple(sent))
         if alerts:
-            names = sorted(
-                f"{s.get('metric', {}).get('alertname', '?')} "
-                f"({s.get('metric', {}).get('rollback_trigger', '?')})"
-                for s in alerts
-            )
-            return Evidence(
-                UNHEALTHY,
-                f"Prometheus: rollback-trigger alerts fired for {who} over {span}: "
-                + _clip(", ".join(names)),
-                tuple(sent),
-            )
-        if ready is None or ready < 0:
+            names = sorted(f"{a.get('metric', {}).get('alertname', '?')} "
+                           f"({a.get('metric', {}).get('rollback_trigger', '?')})" for a in alerts)
+            return Evidence(UNHEALTHY, f"Prometheus: rollback-trigger alerts fired for {who} "
+                            f"over {span}: {_clip(', '.join(names))}", tuple(sent))
+        if worst is None or steps is None or steps < expected_steps:
             return Evidence(
                 UNKNOWN,
-                f"Prometheus has no pod readiness data (kube_pod_owner, kube_pod_status_ready) "
-                f"for {who} over all of {span}; no data is not evidence of health",
+                f"Prometheus has pod readiness data (kube_pod_owner, kube_pod_status_ready) "
+                f"for {who} at only {int(steps or 0)} of {expected_steps} {step}s steps of "
+                f"{span}; missing data is not evidence of health",
                 tuple(sent),
             )
-        return Evidence(
-            HEALTHY,
-            f"Prometheus: every pod of {who} was ready over {span} ({step}s steps) and no "
-            f"rollback-trigger alert fired for it",
-            tuple(sent),
-        )
+        return Evidence(HEALTHY, f"Prometheus: every pod of {who} was ready over {span} "
+                        f"({step}s steps) and no rollback-trigger alert fired for it", tuple(sent))
 
     def confirm(self, *, generator_url: str, at: datetime,
                 labels: Mapping[str, str] | None = None) -> Confirmation:
@@ -379,14 +375,19 @@ class PrometheusEvidence:
             f"attempt{'s' if attempts > 1 else ''}: {reason}"
         )
 
-    @staticmethod
-    def _scalar(result: list[Any]) -> float | None:
-        """The single value of a one-series instant vector, None when there is none."""
+
+def _by_label(result: list[Any], label: str) -> dict[str, float]:
+    """Values of an instant vector keyed by one label; NaN and malformed samples are dropped."""
+    values: dict[str, float] = {}
+    for sample in result:
         try:
-            value = float(result[0]["value"][1])
-        except (IndexError, KeyError, TypeError, ValueError):
-            return None
-        return None if math.isnan(value) else value
+            key = str(sample["metric"][label])
+            value = float(sample["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if not math.isnan(value):
+            values[key] = value
+    return values
 
 
 _STATUS = re.compile(r"HTTP Status Code (\d{3})")

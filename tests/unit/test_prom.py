@@ -39,15 +39,17 @@ NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 START = NOW - timedelta(minutes=20)
 END = NOW - timedelta(minutes=10)
 
-READY_Q = (
-    "min_over_time(("
+_FRACTION = (
     'sum(max by (namespace, pod) (kube_pod_status_ready{namespace="shop", condition="true"})'
     " * on (namespace, pod) "
     "max by (namespace, pod) (kube_pod_owner{namespace=\"shop\", owner_kind=\"ReplicaSet\", "
     'owner_name="web-7d9f"}))'
     " / count(max by (namespace, pod) (kube_pod_owner{namespace=\"shop\", "
     'owner_kind="ReplicaSet", owner_name="web-7d9f"}))'
-    " or vector(-1))[600s:30s])"
+)
+READY_Q = (
+    f'label_replace(min_over_time(({_FRACTION})[600s:30s]), "stat", "worst", "", "") or '
+    f'label_replace(count_over_time(({_FRACTION})[600s:30s]), "stat", "steps", "", "")'
 )
 ALERTS_Q = (
     "count by (alertname, rollback_trigger) (max_over_time("
@@ -67,6 +69,11 @@ def vector(*samples: tuple[dict[str, str], str]) -> dict[str, object]:
             ],
         },
     }
+
+
+def readiness(worst: str, steps: str) -> dict[str, object]:
+    """What readiness_query answers: the worst ready fraction and the steps that had data."""
+    return vector(({"stat": "worst"}, worst), ({"stat": "steps"}, steps))
 
 
 def answer(query: str, body: dict[str, object]) -> None:
@@ -110,7 +117,7 @@ def health(prom: PrometheusEvidence, **overrides: Any) -> Evidence:
 def test_healthy_revision_sends_readiness_then_alerts_query_at_window_end(
     prom: PrometheusEvidence,
 ) -> None:
-    answer(READY_Q, vector(({}, "1")))
+    answer(READY_Q, readiness("1", "21"))
     answer(ALERTS_Q, vector())
 
     evidence = health(prom)
@@ -141,24 +148,24 @@ def test_label_values_with_quotes_and_backslashes_are_escaped(
 
 def test_query_builders_scale_the_window_and_step() -> None:
     assert readiness_query(namespace="a", replicaset="b", window_seconds=60,
-                           step_seconds=6).endswith("[60s:6s])")
+                           step_seconds=6).count(")[60s:6s])") == 2
     assert alerts_query(namespace="a", replicaset="b", window_seconds=3600).endswith("[3600s]))")
 
 
 @responses.activate
 def test_short_window_uses_finer_steps(prom: PrometheusEvidence) -> None:
-    responses.get(QUERY_URL, json=vector(({}, "1")))
+    responses.get(QUERY_URL, json=readiness("1", "11"))
 
     health(prom, start=END - timedelta(seconds=60))
 
-    assert sent_params(0)["query"].endswith("or vector(-1))[60s:6s])")
+    assert sent_params(0)["query"].count("[60s:6s]") == 2
 
 
 @responses.activate
 def test_unready_pods_make_revision_unhealthy_without_asking_about_alerts(
     prom: PrometheusEvidence,
 ) -> None:
-    answer(READY_Q, vector(({}, "0.5")))
+    answer(READY_Q, readiness("0.5", "21"))
 
     evidence = health(prom)
 
@@ -170,7 +177,7 @@ def test_unready_pods_make_revision_unhealthy_without_asking_about_alerts(
 
 @responses.activate
 def test_firing_rollback_alert_makes_revision_unhealthy(prom: PrometheusEvidence) -> None:
-    answer(READY_Q, vector(({}, "1")))
+    answer(READY_Q, readiness("1", "21"))
     answer(ALERTS_Q, vector(({"alertname": "KubePodRestarting",
                               "rollback_trigger": "restart_rate"}, "1")))
 
@@ -182,27 +189,41 @@ def test_firing_rollback_alert_makes_revision_unhealthy(prom: PrometheusEvidence
 
 @responses.activate
 def test_missing_readiness_data_is_unknown_never_healthy(prom: PrometheusEvidence) -> None:
-    # -1 is what readiness_query yields for steps without kube-state-metrics series.
-    answer(READY_Q, vector(({}, "-1")))
+    answer(READY_Q, vector())
     answer(ALERTS_Q, vector())
 
     evidence = health(prom)
 
     assert evidence.verdict == "unknown"
-    assert "no pod readiness data" in evidence.detail
+    assert "readiness data" in evidence.detail and "at only 0 of 20" in evidence.detail
 
 
 @responses.activate
-def test_empty_readiness_answer_is_unknown(prom: PrometheusEvidence) -> None:
-    answer(READY_Q, vector())
+def test_readiness_data_for_part_of_the_window_is_unknown(prom: PrometheusEvidence) -> None:
+    answer(READY_Q, readiness("1", "12"))
     answer(ALERTS_Q, vector())
 
-    assert health(prom).verdict == "unknown"
+    evidence = health(prom)
+
+    assert evidence.verdict == "unknown"
+    assert "at only 12 of 20 30s steps" in evidence.detail
+
+
+@responses.activate
+def test_unready_pods_in_a_partly_covered_window_are_still_unhealthy(
+    prom: PrometheusEvidence,
+) -> None:
+    answer(READY_Q, readiness("0", "5"))
+
+    evidence = health(prom)
+
+    assert evidence.verdict == "unhealthy"
+    assert "at worst 0% ready" in evidence.detail
 
 
 @responses.activate
 def test_firing_alert_is_unhealthy_even_without_readiness_data(prom: PrometheusEvidence) -> None:
-    answer(READY_Q, vector(({}, "-1")))
+    answer(READY_Q, vector())
     answer(ALERTS_Q, vector(({"alertname": "PodOOMKilled", "rollback_trigger": "oomkilled"},
                              "1")))
 
@@ -229,7 +250,7 @@ def test_prometheus_5xx_is_retried_boundedly_then_unknown(
 @responses.activate
 def test_transient_5xx_then_answer_is_healthy(prom: PrometheusEvidence) -> None:
     responses.get(QUERY_URL, status=502, body="bad gateway")
-    answer(READY_Q, vector(({}, "1")))
+    answer(READY_Q, readiness("1", "21"))
     answer(ALERTS_Q, vector())
 
     assert health(prom).verdict == "healthy"
@@ -528,17 +549,17 @@ def test_queries_mean_what_the_verdicts_assume_under_promtool(tmp_path: Path) ->
     def alerts(rs: str) -> str:
         return alerts_query(namespace="shop", replicaset=rs, window_seconds=600)
 
+    def stats(worst: float, steps: int) -> list[dict[str, object]]:
+        return [{"labels": '{stat="worst"}', "value": worst},
+                {"labels": '{stat="steps"}', "value": steps}]
+
+    # Prometheus 2.x subqueries include the window's left edge: 21 steps of 30s in 600s.
     tests = [
-        {"expr": readiness("good"), "eval_time": "30m", "exp_samples": [{"labels": "{}",
-                                                                         "value": 1}]},
-        {"expr": readiness("flaky"), "eval_time": "30m", "exp_samples": [{"labels": "{}",
-                                                                          "value": 0.5}]},
-        {"expr": readiness('we"ird'), "eval_time": "30m", "exp_samples": [{"labels": "{}",
-                                                                           "value": 1}]},
-        {"expr": readiness("gap"), "eval_time": "30m", "exp_samples": [{"labels": "{}",
-                                                                        "value": -1}]},
-        {"expr": readiness("none"), "eval_time": "30m", "exp_samples": [{"labels": "{}",
-                                                                         "value": -1}]},
+        {"expr": readiness("good"), "eval_time": "30m", "exp_samples": stats(1, 21)},
+        {"expr": readiness("flaky"), "eval_time": "30m", "exp_samples": stats(0.5, 21)},
+        {"expr": readiness('we"ird'), "eval_time": "30m", "exp_samples": stats(1, 21)},
+        {"expr": readiness("gap"), "eval_time": "30m", "exp_samples": stats(1, 12)},
+        {"expr": readiness("none"), "eval_time": "30m", "exp_samples": []},
         {"expr": alerts("good"), "eval_time": "30m", "exp_samples": []},
         {"expr": alerts("flaky"), "eval_time": "30m", "exp_samples": [
             {"labels": '{alertname="KubePodRestarting", rollback_trigger="restart_rate"}',
