@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.render import OVERLAYS, Obj, config_of, only, webhook_container
+from webhook.config import settings_from_dict
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.parametrize("overlay", OVERLAYS)]
 
@@ -93,7 +94,7 @@ def test_probes_hit_readyz_and_healthz_on_the_served_port(
     objects = rendered[overlay]
     container = webhook_container(objects)
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    served_port = config_of(objects).get("server", {}).get("port", 8080)
+    served_port = settings_from_dict(config_of(objects)).server.port
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         http_get = container[probe]["httpGet"]
         assert http_get["path"] == path, probe
@@ -133,7 +134,7 @@ def test_only_the_audit_store_and_tmp_are_writable(rendered: dict[str, list[Obj]
     objects = rendered[overlay]
     spec = pod_spec(objects)
     container = webhook_container(objects)
-    audit_path = config_of(objects)["audit"]["path"]
+    audit_path = settings_from_dict(config_of(objects)).audit.path
     audit_mount = mount_for(container, audit_path)
     assert not audit_mount.get("readOnly", False)
     # SQLite writes its -wal and -shm files beside the database: the whole directory is writable.

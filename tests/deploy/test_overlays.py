@@ -11,6 +11,7 @@ import pytest
 
 from tests.deploy.rbac import granted
 from tests.deploy.render import REPO, Obj, config_of, find, only, render
+from webhook.config import load_settings
 
 pytestmark = pytest.mark.kubectl
 
@@ -143,3 +144,21 @@ def test_every_overlay_ships_the_rules_bundle_from_rules_dir(rendered: dict[str,
         shipped = find(objects, "PrometheusRule")
         assert [rule["spec"] for rule in shipped] == [rule["spec"] for rule in source], overlay
         assert all(rule["metadata"]["namespace"] == "rollback-webhook" for rule in shipped)
+
+
+@pytest.mark.parametrize(
+    ("overlay", "dry_run", "allow"),
+    [("dry-run", True, ()), ("enforce", False, ()), ("namespaced", True, ("team-a",))],
+)
+def test_the_rendered_config_loads_into_the_service(
+    rendered: dict[str, list[Obj]], tmp_path: Path, overlay: str, dry_run: bool, allow: tuple
+):
+    # Through the file path, as `serve --config` reads it: unknown keys or bad values would stop
+    # start-up with a ConfigError naming the key.
+    path = tmp_path / "config.yaml"
+    path.write_text(only(rendered[overlay], "ConfigMap")["data"]["config.yaml"])
+    settings = load_settings(path)
+    assert settings.dry_run is dry_run
+    assert settings.namespaces.allow == allow
+    assert settings.kubernetes.kubeconfig is None, "in a pod the service must use in-cluster auth"
+    assert settings.auth.receiver.allow_unauthenticated is False
