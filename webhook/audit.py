@@ -193,6 +193,7 @@ class AuditStore:
         deployment: str,
         from_replicaset: str,
         outcomes: Iterable[str],
+        source: str,
         since: datetime,
     ) -> str | None:
         """Id of an earlier decision with one of `outcomes` for the same bad revision."""
@@ -201,9 +202,9 @@ class AuditStore:
         with self._connection() as db:
             row = db.execute(
                 f"SELECT id FROM decisions WHERE namespace = ? AND deployment = ? "  # noqa: S608
-                f"AND from_replicaset = ? AND outcome IN ({marks}) AND time >= ? "
+                f"AND from_replicaset = ? AND outcome IN ({marks}) AND source = ? AND time >= ? "
                 "ORDER BY time DESC LIMIT 1",
-                (namespace, deployment, from_replicaset, *wanted, _iso(since)),
+                (namespace, deployment, from_replicaset, *wanted, source, _iso(since)),
             ).fetchone()
         return str(row[0]) if row else None
 

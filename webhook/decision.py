@@ -43,11 +43,14 @@ class Decision:
     duration_ms: float = 0.0
     # Not stored: whether the failure is worth an Alertmanager retry (5xx to the sender).
     transient: bool = False
+    # Not stored: the Deployment as read (uid, resourceVersion) for the Event's involvedObject.
+    involved: dict[str, Any] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (times as RFC 3339 strings)."""
         data = asdict(self)
         data.pop("transient")
+        data.pop("involved")
         data["time"] = self.time.isoformat()
         data["starts_at"] = self.starts_at.isoformat() if self.starts_at else None
         return data

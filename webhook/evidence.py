@@ -188,3 +188,51 @@ def choose_target(
         if verdict == HEALTHY:
             return TargetChoice(revision, tuple(seen))
     return TargetChoice(None, tuple(seen))
+
+
+class RevisionHealthQuery(Protocol):
+    """What PrometheusEvidence (webhook.prom) offers; kept structural so this module is pure."""
+
+    def revision_health(
+        self, *, namespace: str, deployment: str, replicaset: str, start: Any, end: Any
+    ) -> Any: ...
+
+
+class PrometheusHistoryEvidence:
+    """Rule 2: Prometheus history over the last `min_healthy_seconds` the revision was current.
+
+    The window ends when the next revision's ReplicaSet was created (when this one stopped
+    being current). Prometheus down or without data answers "unknown": weaker evidence is
+    then asked, and the detail says so.
+    """
+
+    name = "prometheus"
+
+    def __init__(self, prometheus: RevisionHealthQuery) -> None:
+        self.prometheus = prometheus
+
+    def judge(
+        self,
+        revision: Revision,
+        *,
+        successor: Revision | None,
+        deployment: Obj,
+        min_healthy_seconds: int,
+    ) -> Verdict:
+        if successor is None:
+            return Verdict(self.name, UNKNOWN, "still current: no finished period to judge")
+        end = successor.created
+        start = end - timedelta(seconds=min_healthy_seconds)
+        if not revision.readopted and revision.created > start:
+            lived = int((end - revision.created).total_seconds())
+            return Verdict(
+                self.name, UNKNOWN, f"current for only {lived}s (< {min_healthy_seconds}s)"
+            )
+        evidence = self.prometheus.revision_health(
+            namespace=deployment["metadata"]["namespace"],
+            deployment=deployment["metadata"]["name"],
+            replicaset=revision.name,
+            start=start,
+            end=end,
+        )
+        return Verdict(self.name, str(evidence.verdict), str(evidence.detail))

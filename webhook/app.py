@@ -1,0 +1,134 @@
+"""The Flask app factory: routes, authentication and status codes. No decisions here.
+
+Status codes Alertmanager relies on (it retries 5xx and transport errors, never 4xx):
+2xx once decisions are recorded (skips included); 400 invalid JSON or schema, naming the field;
+401/403 credentials; 413 over max_body_bytes; 415 not JSON; 503 when the Kubernetes API or the
+audit store failed, so the delivery is retried. The raw payload is stored before deciding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from webhook.alerts import PayloadError
+from webhook.audit import AuditUnavailable
+from webhook.auth import AuthError, Credentials
+from webhook.kube import KubeError
+from webhook.service import Service
+
+log = logging.getLogger(__name__)
+
+
+def error(status: int, message: str, **extra: Any) -> Response:
+    """A JSON error body that names the problem."""
+    response = jsonify({"error": message, "status": status, **extra})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="rollback-webhook"'
+    return response
+
+
+def _is_json(content_type: str | None) -> bool:
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (
+        mime.startswith("application/") and mime.endswith("+json")
+    )
+
+
+def create_app(
+    service: Service,
+    *,
+    credentials: Credentials,
+    extensions: list[Callable[[Flask, Service, Credentials], None]] | None = None,
+) -> Flask:
+    """Build the WSGI app around a Service. `extensions` add route groups (on-call, console)."""
+    app = Flask("webhook")
+    app.config["MAX_CONTENT_LENGTH"] = service.settings.server.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    metrics = service.metrics
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> Response:
+        limit = service.settings.server.max_body_bytes
+        metrics.payloads.labels(endpoint="alerts", code="413").inc()
+        return error(413, f"body larger than server.max_body_bytes ({limit} bytes)")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return error(exc.code or 500, exc.description or exc.name)
+
+    @app.post("/api/v1/alerts")
+    def alerts() -> Response:
+        def answer(response: Response) -> Response:
+            metrics.payloads.labels(endpoint="alerts", code=str(response.status_code)).inc()
+            return response
+
+        try:
+            actor = credentials.check_receiver(request.headers.get("Authorization"))
+        except AuthError as exc:
+            return answer(error(exc.status, str(exc)))
+        if not _is_json(request.content_type):
+            return answer(
+                error(415, f"Content-Type must be application/json, got {request.content_type!r}")
+            )
+        raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return answer(error(400, "body: not UTF-8"))
+        try:
+            received = service.receive(
+                body, source="alertmanager", remote=request.remote_addr or "", actor=actor
+            )
+        except PayloadError as exc:
+            return answer(error(400, str(exc)))
+        except AuditUnavailable as exc:
+            log.error("audit store unavailable: %s", exc)
+            return answer(error(503, f"audit store unavailable: {exc}"))
+        decisions = [d.as_dict() for d in received.decisions]
+        if received.transient_failure:
+            failed = [d for d in received.decisions if d.transient]
+            return answer(
+                error(
+                    503,
+                    "Kubernetes API failure; decisions recorded, retry the delivery: "
+                    + "; ".join(d.detail for d in failed)[:500],
+                    payload_id=received.payload_id,
+                    decisions=decisions,
+                )
+            )
+        response = jsonify({"payload_id": received.payload_id, "decisions": decisions})
+        return answer(response)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        problems = []
+        try:
+            service.cluster.version()
+        except KubeError as exc:
+            problems.append(f"kubernetes: {exc}")
+        try:
+            service.audit.check_writable()
+        except AuditUnavailable as exc:
+            problems.append(f"audit: {exc}")
+        if problems:
+            return error(503, "; ".join(problems))
+        return jsonify({"status": "ready"})
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    for extend in extensions or []:
+        extend(app, service, credentials)
+    return app

@@ -1,0 +1,68 @@
+"""Prometheus metrics of the service, on a registry per app instance (never the global one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from webhook import __version__
+from webhook.decision import Decision
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    decisions: Counter
+    payloads: Counter
+    decision_seconds: Histogram
+    dry_run: Gauge
+
+    @classmethod
+    def create(cls, *, dry_run: bool) -> Metrics:
+        registry = CollectorRegistry(auto_describe=True)
+        info = Gauge(
+            "rollback_webhook_build_info", "Build information", ["version"], registry=registry
+        )
+        info.labels(version=__version__).set(1)
+        gauge = Gauge(
+            "rollback_webhook_dry_run",
+            "1 when the service only records rollbacks",
+            registry=registry,
+        )
+        gauge.set(1 if dry_run else 0)
+        return cls(
+            registry=registry,
+            decisions=Counter(
+                "rollback_webhook_decisions",
+                "Decisions by outcome, reason and trigger",
+                ["outcome", "reason", "trigger", "source"],
+                registry=registry,
+            ),
+            payloads=Counter(
+                "rollback_webhook_payloads",
+                "Payloads received, by HTTP status answered",
+                ["endpoint", "code"],
+                registry=registry,
+            ),
+            decision_seconds=Histogram(
+                "rollback_webhook_decision_duration_seconds",
+                "Time to decide one alert, cluster calls included",
+                registry=registry,
+            ),
+            dry_run=gauge,
+        )
+
+    def observe(self, decision: Decision) -> None:
+        trigger = decision.trigger if decision.trigger in _TRIGGERS else "other"
+        self.decisions.labels(
+            outcome=decision.outcome,
+            reason=decision.reason or "",
+            trigger=trigger,
+            source=decision.source,
+        ).inc()
+        self.decision_seconds.observe(decision.duration_ms / 1000)
+
+
+# Bound the trigger label's values: anything else an alert carries is "other".
+_TRIGGERS = frozenset({"restart_rate", "oomkilled", "p99_latency", ""})

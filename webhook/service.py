@@ -1,0 +1,169 @@
+"""The service: settings wired to the cluster, the audit, the evidence and the decider.
+
+`Service.receive` is what both the HTTP receiver and replays call: store the raw payload first,
+then decide each alert, record each decision, log it as one JSON line and count it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from webhook import contract
+from webhook.alerts import Alert, Payload, PayloadError, parse_payload
+from webhook.audit import AuditStore
+from webhook.config import Settings
+from webhook.decide import Confirmer, ConfirmResult, Decider, Request
+from webhook.decision import Decision
+from webhook.evidence import (
+    ClusterRuleEvidence,
+    EvidenceSource,
+    PrometheusHistoryEvidence,
+    StampEvidence,
+)
+from webhook.kube import Cluster
+from webhook.metrics import Metrics
+
+log = logging.getLogger(__name__)
+DECISION_LOG = "rollback_webhook.decision"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def decision_logger() -> logging.Logger:
+    """The logger that writes one JSON line per decision to stdout (configured once, lazily)."""
+    logger = logging.getLogger(DECISION_LOG)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+@dataclass
+class Received:
+    """The outcome of one payload: its stored id and its decisions."""
+
+    payload_id: str
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def transient_failure(self) -> bool:
+        return any(d.transient for d in self.decisions)
+
+
+def evidence_sources(prometheus: Any | None) -> list[EvidenceSource]:
+    """Strongest first: the tracker's stamp, Prometheus history, the cluster-only rule."""
+    sources: list[EvidenceSource] = [StampEvidence()]
+    if prometheus is not None:
+        sources.append(PrometheusHistoryEvidence(prometheus))
+    sources.append(ClusterRuleEvidence())
+    return sources
+
+
+def prometheus_confirmer(prometheus: Any, clock: Callable[[], datetime]) -> Confirmer:
+    """Re-evaluate an alert's expression (from its generatorURL) at decision time."""
+
+    def confirm(alert: Alert) -> ConfirmResult:
+        result = prometheus.confirm(generator_url=alert.generator_url, at=clock())
+        return ConfirmResult(verdict=str(result.verdict), detail=str(result.detail))
+
+    return confirm
+
+
+class Service:
+    """One running instance: what the HTTP app, the CLI and the tests drive."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        cluster: Cluster,
+        audit: AuditStore,
+        clock: Callable[[], datetime] = utc_now,
+        prometheus: Any | None = None,
+        metrics: Metrics | None = None,
+        evidence: Sequence[EvidenceSource] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.audit = audit
+        self.clock = clock
+        self.prometheus = prometheus
+        self.metrics = metrics or Metrics.create(dry_run=settings.dry_run)
+        confirmer = None
+        if prometheus is not None and settings.prometheus.confirm:
+            confirmer = prometheus_confirmer(prometheus, clock)
+        self.decider = Decider(
+            settings=settings,
+            cluster=cluster,
+            audit=audit,
+            evidence=evidence if evidence is not None else evidence_sources(prometheus),
+            clock=clock,
+            confirmer=confirmer,
+        )
+        self._log = decision_logger()
+
+    def store(self, body: str, *, source: str, remote: str = "", actor: str = "") -> str:
+        """Store a raw payload durably (AuditUnavailable when that is impossible)."""
+        group_key, truncated = "", 0
+        try:
+            document = json.loads(body)
+            if isinstance(document, dict):
+                group_key = str(document.get("groupKey", ""))
+                truncated = int(document.get("truncatedAlerts", 0) or 0)
+        except (ValueError, TypeError):
+            pass
+        return self.audit.store_payload(
+            body,
+            received_at=self.clock(),
+            source=source,
+            remote=remote,
+            actor=actor,
+            group_key=group_key,
+            truncated_alerts=truncated,
+        )
+
+    def decide_payload(self, payload: Payload, request: Request) -> list[Decision]:
+        """Decide, record, log and count every alert of a parsed payload."""
+        decisions = []
+        for alert in payload.alerts:
+            decision = self.decider.decide(alert, request)
+            if payload.truncated_alerts:
+                decision.detail += f" (payload truncated {payload.truncated_alerts} alerts)"
+            self.audit.record(decision)
+            self.metrics.observe(decision)
+            self._log.info(json.dumps({"event": "decision", **decision.as_dict()}, sort_keys=True))
+            decisions.append(decision)
+        return decisions
+
+    def receive(
+        self, body: str, *, source: str = "alertmanager", remote: str = "", actor: str = ""
+    ) -> Received:
+        """Store, parse (PayloadError names the field), then decide every alert."""
+        payload_id = self.store(body, source=source, remote=remote, actor=actor)
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            raise PayloadError(f"body: not valid JSON ({exc})") from exc
+        payload = parse_payload(document)
+        request = Request(
+            source=source,
+            actor=actor,
+            payload_id=payload_id,
+            group_key=payload.group_key,
+        )
+        return Received(payload_id, self.decide_payload(payload, request))
+
+
+# Re-exported for the app and CLI.
+__all__ = ["Received", "Service", "contract"]
