@@ -1,0 +1,414 @@
+"""Resource requests: get, list, create, replace, patch, delete and the /scale subresource.
+
+HTTP-agnostic: `handle` takes a parsed request and a body and returns a `Reply`, or a
+`WatchPlan` that `webhook.sandbox.watch` streams. Every write happens under `Store.lock`
+so read-modify-write inside one request is atomic, as etcd's guaranteed update is.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.sandbox import objects
+from webhook.sandbox.discovery import ResourceInfo, find_resource
+from webhook.sandbox.errors import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    method_not_allowed,
+    not_found,
+    path_not_found,
+    unsupported_media_type,
+)
+from webhook.sandbox.patch import (
+    PatchError,
+    apply_json_patch,
+    apply_merge_patch,
+    apply_strategic_merge_patch,
+)
+from webhook.sandbox.routing import RequestInfo
+from webhook.sandbox.selectors import (
+    SelectorError,
+    labels_match,
+    parse_field_selector,
+    parse_label_selector,
+)
+from webhook.sandbox.store import AlreadyExists, Conflict, NotFound, Store
+
+PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+)
+# Called after an object is deleted, to cascade to its dependents (the GC's job).
+Collector = Callable[[Store, dict[str, Any], str], None]
+
+
+@dataclass
+class Reply:
+    """A complete JSON answer."""
+
+    code: int
+    body: dict[str, Any]
+
+
+@dataclass
+class WatchPlan:
+    """What a watch request asked for; `webhook.sandbox.watch.stream` serves it."""
+
+    info: ResourceInfo
+    namespace: str | None
+    start_rv: int
+    initial: list[dict[str, Any]]
+    matches: Callable[[dict[str, Any]], bool]
+    timeout: float
+    bookmarks: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def with_kind(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    """Objects always go out with their kind and apiVersion."""
+    obj["kind"] = info.kind
+    obj["apiVersion"] = info.api_version
+    return obj
+
+
+def decode_body(body: bytes) -> Any:
+    """Parse a JSON request body; kubectl and the Python client send JSON."""
+    try:
+        return json.loads(body or b"null")
+    except ValueError as error:
+        raise bad_request(f"error decoding request body: {error}") from error
+
+
+def _resource(request: RequestInfo) -> ResourceInfo:
+    info = find_resource(request.group, request.version, request.resource)
+    if info is None:
+        raise path_not_found(request.path)
+    if request.subresource and request.subresource not in info.subresources:
+        raise path_not_found(request.path)
+    if info.namespaced is False and request.namespace:
+        raise path_not_found(request.path)
+    return info
+
+
+def _selector(request: RequestInfo, info: ResourceInfo) -> Callable[[dict[str, Any]], bool]:
+    try:
+        requirements = parse_label_selector(request.query.get("labelSelector"))
+        by_field = parse_field_selector(request.query.get("fieldSelector"), resource=info.resource)
+    except SelectorError as error:
+        raise bad_request(str(error)) from error
+    return lambda obj: labels_match(requirements, obj) and by_field(obj)
+
+
+def handle(
+    store: Store, request: RequestInfo, *, method: str, body: bytes, content_type: str,
+    collect: Collector | None = None,
+) -> Reply | WatchPlan:
+    """Serve one resource request."""
+    info = _resource(request)
+    method = method.upper()
+    if request.subresource == "scale":
+        return _scale(store, info, request, method=method, body=body, content_type=content_type)
+    if method == "GET":
+        if request.verb == "watch":
+            return _watch(store, info, request)
+        if request.name is None:
+            return _list(store, info, request)
+        return Reply(200, with_kind(info, _get(store, info, request.namespace, request.name)))
+    if method == "POST" and request.name is None:
+        return _create(store, info, request, decode_body(body))
+    if method == "PUT" and request.name is not None:
+        return _replace(store, info, request, decode_body(body))
+    if method == "PATCH" and request.name is not None:
+        return _patch(store, info, request, body=body, content_type=content_type)
+    if method == "DELETE":
+        options = decode_body(body) if body.strip() else {}
+        policy = request.query.get("propagationPolicy") or (options or {}).get(
+            "propagationPolicy") or "Background"
+        if request.name is None:
+            return _delete_collection(store, info, request, policy=policy, collect=collect)
+        return _delete(store, info, request, options=options or {}, policy=policy,
+                       collect=collect)
+    raise method_not_allowed(method, info.kind)
+
+
+def _get(store: Store, info: ResourceInfo, namespace: str | None, name: str) -> dict[str, Any]:
+    try:
+        return store.get(info.resource, namespace, name)
+    except NotFound as error:
+        raise not_found(info, name) from error
+
+
+def _list(store: Store, info: ResourceInfo, request: RequestInfo) -> Reply:
+    matches = _selector(request, info)
+    items, list_rv = store.list(info.resource, request.namespace)
+    items = [with_kind(info, obj) for obj in items if matches(obj)]
+    meta: dict[str, Any] = {"resourceVersion": list_rv}
+    token = request.query.get("continue")
+    if token:
+        try:
+            after = json.loads(base64.urlsafe_b64decode(token.encode()))
+            after_key = (after["ns"], after["name"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise bad_request(f"invalid continue token: {error}") from error
+        items = [obj for obj in items if _sort_key(obj) > after_key]
+    limit_text = request.query.get("limit", "0") or "0"
+    limit = int(limit_text) if limit_text.isdigit() else 0
+    if 0 < limit < len(items):
+        last = items[limit - 1]
+        ns, name = _sort_key(last)
+        meta["continue"] = base64.urlsafe_b64encode(
+            json.dumps({"ns": ns, "name": name, "rv": list_rv}).encode()
+        ).decode()
+        meta["remainingItemCount"] = len(items) - limit
+        items = items[:limit]
+    body = {"kind": f"{info.kind}List", "apiVersion": info.api_version, "metadata": meta,
+            "items": items}
+    return Reply(200, body)
+
+
+def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _watch(store: Store, info: ResourceInfo, request: RequestInfo) -> WatchPlan:
+    matches = _selector(request, info)
+    if request.name is not None:  # legacy /watch/.../{name}
+        name = request.name
+        base = matches
+        matches = lambda obj: base(obj) and obj["metadata"].get("name") == name  # noqa: E731
+    rv_text = request.query.get("resourceVersion", "")
+    initial: list[dict[str, Any]] = []
+    send_initial = request.query.get("sendInitialEvents") == "true"
+    if rv_text in {"", "0"} or send_initial:
+        # "Start at most recent": synthetic ADDED events for what exists now.
+        items, list_rv = store.list(info.resource, request.namespace)
+        initial = [with_kind(info, obj) for obj in items if matches(obj)]
+        start = int(list_rv)
+    elif rv_text.isdigit():
+        start = int(rv_text)
+    else:
+        raise bad_request(f"invalid resourceVersion {rv_text!r}")
+    timeout_text = request.query.get("timeoutSeconds", "")
+    timeout = float(timeout_text) if timeout_text.isdigit() else 1800.0
+    return WatchPlan(
+        info=info, namespace=request.namespace, start_rv=start, initial=initial,
+        matches=matches, timeout=timeout,
+        bookmarks=request.query.get("allowWatchBookmarks") == "true",
+        extra={"send_initial": send_initial},
+    )
+
+
+def _namespace_must_exist(store: Store, info: ResourceInfo, namespace: str | None) -> None:
+    if info.namespaced and namespace:
+        try:
+            store.get("namespaces", None, namespace)
+        except NotFound as error:
+            raise ApiError(
+                404, "NotFound", f'namespaces "{namespace}" not found',
+                details={"name": namespace, "kind": "namespaces"},
+            ) from error
+
+
+def _create(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) -> Reply:
+    if not isinstance(obj, dict):
+        raise bad_request("the request body must be a JSON object")
+    objects.check_identity(info, obj, namespace=request.namespace, name=None)
+    meta = obj["metadata"]
+    for system_field in ("uid", "resourceVersion", "creationTimestamp", "generation",
+                         "deletionTimestamp"):
+        meta.pop(system_field, None)
+    name = str(meta.get("name") or "")
+    if not name and not meta.get("generateName"):
+        raise ApiError(
+            422, "Invalid", f"{info.kind} \"\" is invalid: metadata.name: Required value: name "
+            "or generateName is required",
+        )
+    if info.resource in objects.STATUS_SPLIT and info.resource != "namespaces":
+        obj.pop("status", None)  # PrepareForCreate drops a client-sent status
+    objects.apply_defaults(info.resource, obj)
+    objects.validate(info, obj)
+    with store.lock:
+        _namespace_must_exist(store, info, request.namespace)
+        try:
+            created = store.create(info.resource, with_kind(info, obj))
+        except AlreadyExists as error:
+            raise already_exists(info, name) from error
+    return Reply(201, with_kind(info, created))
+
+
+def _replace(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) -> Reply:
+    if not isinstance(obj, dict):
+        raise bad_request("the request body must be a JSON object")
+    assert request.name is not None
+    objects.check_identity(info, obj, namespace=request.namespace, name=request.name)
+    with store.lock:
+        old = _get(store, info, request.namespace, request.name)
+        return Reply(200, _store_update(store, info, old, obj, subresource=request.subresource))
+
+
+def _store_update(
+    store: Store, info: ResourceInfo, old: dict[str, Any], new: dict[str, Any], *,
+    subresource: str,
+) -> dict[str, Any]:
+    name = str(old["metadata"]["name"])
+    new = objects.prepare_update(info, old, new, subresource=subresource)
+    objects.apply_defaults(info.resource, new)
+    objects.validate(info, new)
+    objects.validate_update(info, old, new)
+    try:
+        return with_kind(info, store.update(info.resource, with_kind(info, new), check_rv=True))
+    except Conflict as error:
+        raise conflict(info, name) from error
+    except NotFound as error:
+        raise not_found(info, name) from error
+
+
+def _patched(current: dict[str, Any], body: bytes, content_type: str) -> dict[str, Any]:
+    media = content_type.split(";")[0].strip().lower()
+    if media not in PATCH_TYPES:
+        raise unsupported_media_type(media, PATCH_TYPES)
+    document = decode_body(body)
+    try:
+        if media == "application/json-patch+json":
+            return apply_json_patch(current, document)
+        if media == "application/merge-patch+json":
+            result = apply_merge_patch(current, document)
+            if not isinstance(result, dict):
+                raise bad_request("a merge patch must be a JSON object")
+            return result
+        return apply_strategic_merge_patch(current, document)
+    except PatchError as error:
+        reason = "Invalid" if error.status == 422 else "BadRequest"
+        raise ApiError(error.status, reason, str(error)) from error
+
+
+def _patch(
+    store: Store, info: ResourceInfo, request: RequestInfo, *, body: bytes, content_type: str
+) -> Reply:
+    assert request.name is not None
+    with store.lock:
+        old = _get(store, info, request.namespace, request.name)
+        patched = _patched(with_kind(info, old), body, content_type)
+        objects.check_identity(info, patched, namespace=request.namespace, name=request.name)
+        # A resourceVersion inside the patch is a precondition; otherwise the patch applies
+        # to the version just read, which nobody can change while the lock is held.
+        return Reply(
+            200, _store_update(store, info, old, patched, subresource=request.subresource)
+        )
+
+
+def _delete(
+    store: Store, info: ResourceInfo, request: RequestInfo, *, options: dict[str, Any],
+    policy: str, collect: Collector | None,
+) -> Reply:
+    assert request.name is not None
+    with store.lock:
+        current = _get(store, info, request.namespace, request.name)
+        preconditions = options.get("preconditions") or {}
+        meta = current["metadata"]
+        if preconditions.get("uid") and preconditions["uid"] != meta.get("uid"):
+            raise conflict(info, request.name, "Precondition failed: UID in precondition: "
+                           f"{preconditions['uid']}, UID in object meta: {meta.get('uid')}")
+        wanted_rv = preconditions.get("resourceVersion")
+        if wanted_rv and wanted_rv != meta.get("resourceVersion"):
+            raise conflict(info, request.name)
+        deleted = _delete_one(store, info, current, policy=policy, collect=collect)
+    return Reply(200, with_kind(info, deleted))
+
+
+def _delete_one(
+    store: Store, info: ResourceInfo, obj: dict[str, Any], *, policy: str,
+    collect: Collector | None,
+) -> dict[str, Any]:
+    meta = obj["metadata"]
+    if info.resource == "namespaces":
+        # The namespace controller empties a namespace before it goes; here, at once.
+        for other in (r for r in _all_namespaced()):
+            items, _ = store.list(other.resource, meta["name"])
+            for item in items:
+                store.delete(other.resource, meta["name"], item["metadata"]["name"])
+    deleted = store.delete(info.resource, meta.get("namespace"), meta["name"])
+    if collect is not None:
+        collect(store, with_kind(info, deleted), policy)
+    return deleted
+
+
+def _all_namespaced() -> list[ResourceInfo]:
+    from webhook.sandbox.discovery import RESOURCES
+
+    return [info for info in RESOURCES if info.namespaced]
+
+
+def _delete_collection(
+    store: Store, info: ResourceInfo, request: RequestInfo, *, policy: str,
+    collect: Collector | None,
+) -> Reply:
+    matches = _selector(request, info)
+    with store.lock:
+        items, _ = store.list(info.resource, request.namespace)
+        deleted = [
+            with_kind(info, _delete_one(store, info, obj, policy=policy, collect=collect))
+            for obj in items if matches(obj)
+        ]
+        list_rv = str(store.resource_version)
+    return Reply(200, {"kind": f"{info.kind}List", "apiVersion": info.api_version,
+                       "metadata": {"resourceVersion": list_rv}, "items": deleted})
+
+
+def _scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    selector = spec.get("selector") or {}
+    selector_text = ",".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items())
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {key: meta[key] for key in
+                     ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                     if key in meta},
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                   "selector": selector_text},
+    }
+
+
+def _scale(
+    store: Store, info: ResourceInfo, request: RequestInfo, *, method: str, body: bytes,
+    content_type: str,
+) -> Reply:
+    """GET/PUT/PATCH of the autoscaling/v1 Scale view (kubectl scale patches it)."""
+    assert request.name is not None
+    with store.lock:
+        current = _get(store, info, request.namespace, request.name)
+        scale = _scale_of(info, current)
+        if method == "GET":
+            return Reply(200, scale)
+        if method == "PUT":
+            wanted = decode_body(body)
+        elif method == "PATCH":
+            wanted = _patched(scale, body, content_type)
+        else:
+            raise method_not_allowed(method, "Scale")
+        if not isinstance(wanted, dict):
+            raise bad_request("the request body must be a JSON object")
+        replicas = (wanted.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise ApiError(422, "Invalid", f'Scale.autoscaling "{request.name}" is invalid: '
+                           f"spec.replicas: Invalid value: {replicas!r}: must be >= 0")
+        updated = dict(current)
+        updated["spec"] = dict(current.get("spec") or {}, replicas=replicas)
+        updated["metadata"] = dict(
+            current["metadata"],
+            resourceVersion=(wanted.get("metadata") or {}).get("resourceVersion")
+            or current["metadata"]["resourceVersion"],
+        )
+        stored = _store_update(store, info, current, updated, subresource="")
+        return Reply(200, _scale_of(info, stored))

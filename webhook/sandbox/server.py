@@ -1,0 +1,280 @@
+"""The sandbox's HTTP server: the Kubernetes REST API, /metrics, and test controls.
+
+A `ThreadingHTTPServer` on loopback speaking HTTP/1.1 (kubectl and urllib3 keep
+connections alive; watches are chunked). Each request is matched against injected faults,
+then any interleaved write runs, then the API answers, and the request is recorded with
+its bearer token. Controls under /sandbox/v1 are neither faulted nor recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from datetime import datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from webhook.sandbox import api, controls_api, discovery, watch
+from webhook.sandbox.errors import ApiError, path_not_found
+from webhook.sandbox.faults import Faults
+from webhook.sandbox.record import RequestRecord
+from webhook.sandbox.routing import RequestInfo, parse_request
+from webhook.sandbox.store import Store
+
+LOG = logging.getLogger(__name__)
+CONTROL_PREFIX = "/sandbox/v1/"
+# Reasons for a faulted status, as the apiserver names them (metav1.StatusReason*).
+STATUS_REASONS = {
+    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+    405: "MethodNotAllowed", 409: "Conflict", 410: "Expired", 422: "Invalid",
+    429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+def _collect(store: Store, deleted: dict[str, Any], policy: str) -> None:
+    try:
+        from webhook.sandbox.gc import collect_garbage
+    except ImportError:  # TEMPORARY until the CONTROLLER helper's gc.py lands
+        return
+    collect_garbage(store, deleted, propagation=policy)
+
+
+def _attach_controller(store: Store) -> object | None:
+    try:
+        from webhook.sandbox.controller import Controller
+    except ImportError:  # TEMPORARY until the CONTROLLER helper's controller.py lands
+        return None
+    return Controller(store)
+
+
+class SandboxServer:
+    """A running sandbox API: `start()` binds and serves in a daemon thread."""
+
+    def __init__(
+        self, *, store: Store | None = None, host: str = "127.0.0.1", port: int = 0,
+        kube_version: str = "v1.30.0",
+    ) -> None:
+        self.store = store if store is not None else Store()
+        self.controller = _attach_controller(self.store)
+        self.kube_version = kube_version
+        self.faults = Faults()
+        self.record = RequestRecord()
+        self.stopping = threading.Event()
+        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd.sandbox = self
+        self._thread: threading.Thread | None = None
+        self._seed_namespaces()
+
+    def _seed_namespaces(self) -> None:
+        from webhook.sandbox.apply import ensure_namespace
+
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            ensure_namespace(self.store, name)
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:PORT"""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+            name="sandbox-api", daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving: watches end, the socket closes."""
+        self.stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread (the `sandbox` command)."""
+        self._httpd.serve_forever(poll_interval=0.2)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    sandbox: SandboxServer
+
+
+class _Dropped(Exception):
+    """The fault said: close the connection without an answer."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    # ---- plumbing ---------------------------------------------------------------------
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _token(self) -> str | None:
+        header = self.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+    def _send_json(self, code: int, body: Any) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_text(self, code: int, text: str, content_type: str) -> None:
+        data = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        raise _Dropped
+
+    # ---- dispatch ---------------------------------------------------------------------
+    def _serve(self, method: str) -> None:
+        sandbox = self.server.sandbox
+        body = self._body()
+        if self.path.startswith(CONTROL_PREFIX):
+            code, answer = controls_api.handle(sandbox, method=method, path=self.path, body=body)
+            self._send_json(code, answer)
+            return
+        request = parse_request(method, self.path)
+        status = 0
+        try:
+            status = self._serve_api(sandbox, request, method=method, body=body)
+        except _Dropped:
+            status = 0
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            sandbox.record.add(
+                request, method=method, token=self._token(), status=status,
+                time=datetime.now().astimezone().isoformat(timespec="milliseconds"),
+            )
+
+    def _serve_api(
+        self, sandbox: SandboxServer, request: RequestInfo, *, method: str, body: bytes
+    ) -> int:
+        fault = sandbox.faults.take_fault(method, request.path)
+        if fault is not None:
+            if fault.action in {"delay", "hang"}:
+                time.sleep(fault.delay)
+            if fault.action in {"drop", "hang"}:
+                self._drop()
+            if fault.action == "status":
+                reason = STATUS_REASONS.get(fault.status, "InternalError")
+                error = ApiError(fault.status, reason, f"injected fault: {reason} for "
+                                 f"{method} {request.path}")
+                self._send_json(fault.status, error.status())
+                return fault.status
+        interleave = sandbox.faults.take_interleave(method, request.path)
+        if interleave is not None:
+            controls_api.run_interleave(sandbox.store, interleave)
+        try:
+            reply = self._answer(sandbox, request, method=method, body=body)
+        except ApiError as error:
+            self._send_json(error.code, error.status())
+            return error.code
+        if isinstance(reply, api.WatchPlan):
+            self._stream(sandbox, reply)
+            return 200
+        if isinstance(reply, api.Reply):
+            self._send_json(reply.code, reply.body)
+            return reply.code
+        code, text, content_type = reply
+        self._send_text(code, text, content_type)
+        return code
+
+    def _answer(
+        self, sandbox: SandboxServer, request: RequestInfo, *, method: str, body: bytes
+    ) -> api.Reply | api.WatchPlan | tuple[int, str, str]:
+        if request.is_resource:
+            return api.handle(
+                sandbox.store, request, method=method, body=body,
+                content_type=self.headers.get("Content-Type", ""), collect=_collect,
+            )
+        path = request.path.rstrip("/") or "/"
+        if method != "GET":
+            raise ApiError(405, "MethodNotAllowed",
+                           "the server does not allow this method on the requested resource")
+        if path == "/version":
+            return api.Reply(200, discovery.version_info(sandbox.kube_version))
+        if path == "/api":
+            host = sandbox.url.removeprefix("http://")
+            return api.Reply(200, discovery.api_versions(host))
+        if path == "/apis":
+            return api.Reply(200, discovery.api_group_list())
+        if path in {"/healthz", "/livez", "/readyz"}:
+            return (200, "ok", "text/plain; charset=utf-8")
+        if path == "/metrics":
+            from webhook.sandbox.metrics import render
+
+            return (200, render(sandbox.store), "text/plain; version=0.0.4; charset=utf-8")
+        return self._discovery(request)
+
+    def _discovery(self, request: RequestInfo) -> api.Reply:
+        parts = [part for part in request.path.split("/") if part]
+        answer: dict[str, Any] | None = None
+        if len(parts) == 2 and parts[0] == "api":
+            answer = discovery.api_resource_list("", parts[1])
+        elif len(parts) == 2 and parts[0] == "apis":
+            answer = discovery.api_group(parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            answer = discovery.api_resource_list(parts[1], parts[2])
+        if answer is None:
+            raise path_not_found(request.path)
+        return api.Reply(200, answer)
+
+    def _stream(self, sandbox: SandboxServer, plan: api.WatchPlan) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+
+        def write(data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        watch.stream(sandbox.store, plan, write=write, stopping=sandbox.stopping)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
