@@ -15,6 +15,7 @@ The library's own urllib3 retries (3 retries, 1 s backoff) are disabled so that 
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -390,21 +391,25 @@ def _by_label(result: list[Any], label: str) -> dict[str, float]:
     return values
 
 
-_STATUS = re.compile(r"HTTP Status Code (\d{3})")
-_ERROR_FIELD = re.compile(r'"error"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_STATUS = re.compile(r"HTTP Status Code (\d{3}) \((b(['\"]).*\3)\)\s*$", re.DOTALL)
 
 
 def _http_failure(message: str) -> tuple[int | None, str]:
     """Status code and Prometheus' `error` field from the library's exception message.
 
-    prometheus_api_client raises `HTTP Status Code <n> (<repr of body>)` and keeps no
-    response object, so the message is all there is.
+    prometheus_api_client raises `HTTP Status Code <n> (<repr of the body bytes>)` and keeps
+    no response object, so the body is recovered from that repr.
     """
-    status_match = _STATUS.search(message)
-    status = int(status_match.group(1)) if status_match else None
-    error_match = _ERROR_FIELD.search(message)
-    text = error_match.group(1) if error_match else message
-    return status, _clip(text, 160)
+    match = _STATUS.search(message)
+    if not match:
+        return None, _clip(message, 160)
+    text = match.group(2)
+    try:
+        text = ast.literal_eval(text).decode("utf-8", "replace").strip() or "(empty body)"
+        text = str(json.loads(text)["error"])
+    except (ValueError, SyntaxError, TypeError, KeyError, AttributeError):
+        pass  # not Prometheus' JSON error shape: the body text (or its repr) stands
+    return int(match.group(1)), _clip(text, 160)
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -283,13 +283,16 @@ def test_timeouts_and_connection_errors_after_retries_are_unknown(
 
 @responses.activate
 def test_bad_request_is_not_retried(prom: PrometheusEvidence) -> None:
+    # Prometheus 2.42's own answer to a query that does not parse.
     responses.get(QUERY_URL, status=400, json={
-        "status": "error", "errorType": "bad_data", "error": "1:5: parse error"})
+        "status": "error", "errorType": "bad_data",
+        "error": 'invalid parameter "query": 1:6: parse error: unexpected end of input'})
 
     evidence = health(prom)
 
     assert evidence.verdict == "unknown"
-    assert "answered HTTP 400: 1:5: parse error" in evidence.detail
+    assert ('answered HTTP 400: invalid parameter "query": 1:6: parse error: unexpected end of '
+            "input") in evidence.detail
     assert len(responses.calls) == 1
 
 
@@ -453,6 +456,17 @@ def test_confirm_prometheus_5xx_is_unknown(prom: PrometheusEvidence) -> None:
     assert confirmation.expr == EXPR
     assert "HTTP 500: boom" in confirmation.detail
     assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_confirm_proxy_error_page_is_retried_then_unknown(prom: PrometheusEvidence) -> None:
+    responses.get(QUERY_URL, status=502, body="<html>Bad Gateway</html>",
+                  content_type="text/html")
+
+    confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW)
+
+    assert confirmation.verdict == "unknown"
+    assert "failed after 3 attempts: HTTP 502: <html>Bad Gateway</html>" in confirmation.detail
 
 
 @responses.activate
