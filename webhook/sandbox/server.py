@@ -18,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from webhook.sandbox import api, controls_api, discovery, watch
+from webhook.sandbox import api, controls_api, discovery, openapi, watch
 from webhook.sandbox.errors import ApiError, path_not_found
 from webhook.sandbox.faults import Faults
 from webhook.sandbox.record import RequestRecord
@@ -245,6 +245,15 @@ class _Handler(BaseHTTPRequestHandler):
             return api.Reply(200, discovery.api_group_list())
         if path in {"/healthz", "/livez", "/readyz"}:
             return (200, "ok", "text/plain; charset=utf-8")
+        if path == "/openapi/v3":
+            return api.Reply(200, openapi.index(sandbox.kube_version))
+        if path.startswith("/openapi/v3/"):
+            document = openapi.group_version_document(
+                path.removeprefix("/openapi/v3/"), sandbox.kube_version
+            )
+            if document is None:
+                raise path_not_found(request.path)
+            return api.Reply(200, document)
         if path == "/metrics":
             from webhook.sandbox.metrics import render
 
