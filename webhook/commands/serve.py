@@ -1,0 +1,80 @@
+"""`rollback-webhook serve`: the receiver under gunicorn.
+
+Why gunicorn: Flask's built-in server is a development server (no worker management, no graceful
+shutdown on SIGTERM). gunicorn is the standard pre-fork WSGI server; the `gthread` worker lets one
+process hold many concurrent deliveries while the audit, metrics registry and health tracker stay
+in one process (server.workers defaults to 1 for that reason; threads scale the concurrency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from webhook.config import ConfigError, load_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file (default: $ROLLBACK_WEBHOOK_CONFIG)")
+    parser.add_argument("--host", help="override server.host")
+    parser.add_argument("--port", type=int, help="override server.port")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    from gunicorn.app.base import BaseApplication
+
+    from webhook.runtime import build_app, build_service, log_effective_config
+
+    try:
+        service = build_service(settings)
+        app = build_app(service)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    log_effective_config(settings)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    background = _start_background(service)
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", settings.server.workers)
+            self.cfg.set("threads", settings.server.threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("accesslog", "-")
+            # Our own limit answers 413 with a message; gunicorn's would cut the request line.
+            self.cfg.set("limit_request_field_size", 16384)
+
+        def load(self) -> Any:
+            return app
+
+    try:
+        Server().run()
+    finally:
+        for stop in background:
+            stop()
+    return 0
+
+
+def _start_background(service: Any) -> list[Any]:
+    """Start the health tracker when this build has one; returns stop callables."""
+    try:
+        from webhook.tracker import start_for_service
+    except ImportError:
+        return []
+    return list(start_for_service(service))

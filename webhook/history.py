@@ -1,0 +1,165 @@
+"""A Deployment's revisions with their evidence and verdicts, and the revision a rollback picks.
+
+Shared by `rollback-webhook history` and the on-call console: one row per revision, newest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from webhook import contract
+from webhook.config import Settings
+from webhook.decide import label_selector, policy_for
+from webhook.evidence import HEALTHY, UNHEALTHY, EvidenceSource, choose_target, judge_revision
+from webhook.kube import Cluster
+from webhook.revisions import (
+    Revision,
+    activation_time,
+    current_revision,
+    equal_ignore_hash,
+    revisions_of,
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    number: int
+    replicaset: str
+    images: tuple[str, ...]
+    created: datetime
+    active_since: datetime
+    marks: tuple[str, ...]
+    evidence: str
+    verdict: str  # current | healthy | bad | unproven | same_as_current
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "revision": self.number,
+            "replicaset": self.replicaset,
+            "images": list(self.images),
+            "created": self.created.isoformat(),
+            "active_since": self.active_since.isoformat(),
+            "marks": list(self.marks),
+            "evidence": self.evidence,
+            "verdict": self.verdict,
+        }
+
+
+@dataclass(frozen=True)
+class History:
+    namespace: str
+    deployment: str
+    rows: tuple[Row, ...]
+    pick: Row | None
+    note: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "deployment": self.deployment,
+            "revisions": [r.as_dict() for r in self.rows],
+            "rollback_target": self.pick.as_dict() if self.pick else None,
+            "note": self.note,
+        }
+
+
+def _marks(revision: Revision) -> tuple[str, ...]:
+    marks = []
+    if revision.bad_mark is not None:
+        marks.append("bad")
+    if revision.healthy_since is not None:
+        marks.append(f"healthy-since {revision.healthy_since.isoformat()}")
+    if revision.readopted:
+        marks.append("re-adopted from " + ",".join(str(h) for h in revision.history))
+    return tuple(marks)
+
+
+def build_history(
+    *,
+    cluster: Cluster,
+    settings: Settings,
+    namespace: str,
+    name: str,
+    sources: Sequence[EvidenceSource],
+) -> History:
+    """Read the Deployment and its ReplicaSets and judge every revision (KubeError on failure)."""
+    deployment = cluster.get_deployment(namespace, name)
+    replicasets = cluster.list_replicasets(namespace, label_selector=label_selector(deployment))
+    revisions = revisions_of(deployment, replicasets)
+    current = current_revision(deployment, revisions)
+    policy = policy_for(settings, deployment)
+    rows: dict[str, Row] = {}
+    for revision in sorted(revisions, key=lambda r: r.number, reverse=True):
+        if current is not None and revision.name == current.name:
+            verdict, evidence = "current", "the Deployment's template"
+        elif revision.bad_mark is not None:
+            verdict, evidence = "bad", f"marked: {revision.bad_mark.get('reason', '?')}"
+        elif current is not None and equal_ignore_hash(revision.template, current.template):
+            verdict, evidence = "same_as_current", "template equals the current one"
+        else:
+            judged, evidence, _ = judge_revision(
+                revision,
+                revisions=revisions,
+                deployment=deployment,
+                sources=sources,
+                min_healthy_seconds=policy.min_healthy_seconds,
+            )
+            verdict = {HEALTHY: "healthy", UNHEALTHY: "bad"}.get(judged, "unproven")
+        rows[revision.name] = Row(
+            number=revision.number,
+            replicaset=revision.name,
+            images=revision.images,
+            created=revision.created,
+            active_since=activation_time(revision, deployment),
+            marks=_marks(revision),
+            evidence=evidence,
+            verdict=verdict,
+        )
+    pick, note = None, ""
+    if current is None:
+        note = "no ReplicaSet runs the Deployment's template yet"
+    else:
+        choice = choose_target(
+            deployment=deployment,
+            current=current,
+            revisions=revisions,
+            sources=sources,
+            min_healthy_seconds=policy.min_healthy_seconds,
+        )
+        if choice.target is not None:
+            pick = rows[choice.target.name]
+            note = f"a rollback now would pick revision {pick.number} ({pick.replicaset})"
+        else:
+            note = "a rollback now would be skipped: no_healthy_revision"
+    annotations = deployment["metadata"].get("annotations") or {}
+    if annotations.get(contract.ANNOTATION_ENABLED) != "true" and settings.require_opt_in:
+        note += f' (Deployment lacks {contract.ANNOTATION_ENABLED}: "true"; namespace may opt in)'
+    return History(namespace, name, tuple(rows.values()), pick, note)
+
+
+def render_table(history: History) -> str:
+    """A fixed-width table for people."""
+    header = ("REV", "REPLICASET", "IMAGES", "CREATED", "ACTIVE SINCE", "VERDICT", "EVIDENCE")
+    lines = [header]
+    for row in history.rows:
+        lines.append(
+            (
+                str(row.number),
+                row.replicaset,
+                ",".join(row.images),
+                row.created.strftime("%Y-%m-%d %H:%M:%S"),
+                row.active_since.strftime("%Y-%m-%d %H:%M:%S"),
+                row.verdict + (" [" + "; ".join(row.marks) + "]" if row.marks else ""),
+                row.evidence,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    out = [f"{history.namespace}/{history.deployment}"]
+    for line in lines:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]
+        out.append("  ".join([*cells, line[-1]]).rstrip())
+    out.append(history.note)
+    return "\n".join(out)

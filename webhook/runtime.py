@@ -1,0 +1,89 @@
+"""Assembly: Settings -> clients -> Service -> WSGI app. Called by `serve` and by tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+
+from webhook.app import create_app
+from webhook.audit import AuditStore
+from webhook.auth import Credentials
+from webhook.config import Settings, as_dict
+from webhook.kube import Cluster, api_client_from_settings
+from webhook.service import Service, utc_now
+
+log = logging.getLogger(__name__)
+
+AppExtension = Callable[[Flask, Service, Credentials], None]
+
+
+def build_prometheus(settings: Settings, clock: Callable[[], datetime]) -> Any | None:
+    """The Prometheus evidence client, or None when no URL is configured."""
+    if not settings.prometheus.url:
+        return None
+    from webhook.prom import PrometheusEvidence
+
+    return PrometheusEvidence(
+        settings.prometheus.url,
+        timeout_seconds=settings.prometheus.timeout_seconds,
+        retries=settings.prometheus.retries,
+        clock=clock,
+    )
+
+
+def build_service(
+    settings: Settings,
+    *,
+    api_client: Any | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    prometheus: Any | None = None,
+) -> Service:
+    """A Service for `settings`; `api_client` (a kubernetes ApiClient) overrides kubeconfig."""
+    if api_client is None:
+        api_client = api_client_from_settings(
+            kubeconfig=settings.kubernetes.kubeconfig, context=settings.kubernetes.context
+        )
+    cluster = Cluster(api_client, timeout_seconds=settings.kubernetes.timeout_seconds, clock=clock)
+    audit = AuditStore(settings.audit.path)
+    if prometheus is None:
+        prometheus = build_prometheus(settings, clock)
+    return Service(
+        settings=settings, cluster=cluster, audit=audit, clock=clock, prometheus=prometheus
+    )
+
+
+def default_extensions() -> list[AppExtension]:
+    """Route groups beyond the receiver (on-call API, console) that exist in this build."""
+    extensions: list[AppExtension] = []
+    try:
+        from webhook.oncall import install as install_oncall
+    except ImportError:
+        return extensions
+    extensions.append(install_oncall)
+    return extensions
+
+
+def build_app(
+    service: Service,
+    *,
+    credentials: Credentials | None = None,
+) -> Flask:
+    """The WSGI app for a service, with every route group of this build."""
+    credentials = credentials or Credentials.load(service.settings)
+    if credentials.allow_unauthenticated and not (
+        credentials.receiver_token or credentials.receiver_password
+    ):
+        log.warning("auth.receiver.allow_unauthenticated: anyone can post alerts to this receiver")
+    return create_app(service, credentials=credentials, extensions=default_extensions())
+
+
+def log_effective_config(settings: Settings) -> None:
+    """One line with the effective configuration at start-up (no secrets: only file paths)."""
+    log.info("effective configuration: %s", json.dumps(as_dict(settings), sort_keys=True))
+    if settings.dry_run:
+        log.info("**DRY-RUN**: rollbacks are decided and recorded, the cluster is not changed")
