@@ -404,6 +404,8 @@ def _http_failure(message: str) -> tuple[int | None, str]:
     if not match:
         return None, _clip(message, 160)
     text = match.group(2)
+    if len(text) > 65536:  # a huge proxy page: its opening says enough
+        return int(match.group(1)), _clip(text, 160)
     try:
         text = ast.literal_eval(text).decode("utf-8", "replace").strip() or "(empty body)"
         text = str(json.loads(text)["error"])
