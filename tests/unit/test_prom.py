@@ -510,6 +510,9 @@ def test_timeouts_are_honoured_on_a_silent_socket() -> None:
         began = time.monotonic()
         confirmation = prom.confirm(generator_url="http://p/graph?g0.expr=up", at=NOW)
         elapsed = time.monotonic() - began
+        deadline = time.monotonic() + 2
+        while len(accepted) < 2 and time.monotonic() < deadline:  # the accept thread may lag
+            time.sleep(0.01)
     finally:
         prom.close()
         server.close()
@@ -518,8 +521,9 @@ def test_timeouts_are_honoured_on_a_silent_socket() -> None:
 
     assert confirmation.verdict == "unknown"
     assert "failed after 2 attempts: no answer within 0.2s" in confirmation.detail
-    assert len(accepted) == 2
-    assert 0.4 <= elapsed < 1.5
+    assert len(accepted) == 2  # no hidden retries underneath ours
+    # The library's default urllib3 retries (3 more, 1s+ backoff) would blow this bound.
+    assert 0.4 <= elapsed < 2.5
 
 
 @pytest.mark.promtool
