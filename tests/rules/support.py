@@ -1,0 +1,20 @@
+"""Paths and the subprocess runner shared by the rules tests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST = REPO / "rules" / "rollback-rules.yaml"
+ALERTMANAGER_FRAGMENT = REPO / "rules" / "alertmanager.yaml"
+ALERTMANAGER_CONFIG_CRD = REPO / "rules" / "alertmanagerconfig.yaml"
+RUNBOOK = REPO / "docs" / "runbook.md"
+SUITES = Path(__file__).resolve().parent / "promtool"
+# The name the suites' `rule_files:` refer to.
+RULE_FILE_NAME = "rules.yaml"
+
+
+def run(argv: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a binary with a timeout; the caller asserts on returncode and output."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, cwd=cwd)

@@ -1,0 +1,68 @@
+"""promtool 2.42 on the shipped bundle: lint-clean rules and the behaviour suites of every alert.
+
+The suites (tests/rules/promtool/*.yaml) run on the rule file extracted from
+rules/rollback-rules.yaml at test time, never on a copy, so a change to the manifest is tested.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rules.extract import dump_rule_file
+from tests.rules.support import SUITES, run
+
+pytestmark = pytest.mark.promtool
+
+SUITE_FILES = sorted(SUITES.glob("*.yaml"))
+
+
+def test_extracted_bundle_passes_promtool_check_with_every_lint(promtool: str, extracted_rules):
+    result = run([promtool, "check", "rules", "--lint=all", "--lint-fatal", str(extracted_rules)])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "SUCCESS: 13 rules found" in output
+    assert "lint" not in output.lower() and "warning" not in output.lower(), output
+
+
+def test_there_is_a_suite_per_alert():
+    assert {path.stem for path in SUITE_FILES} == {"restart_rate", "oomkilled", "p99_latency"}
+
+
+@pytest.mark.parametrize("suite", SUITE_FILES, ids=lambda path: path.stem)
+def test_promtool_suite_passes_on_the_shipped_rules(
+    promtool: str, extracted_rules: Path, suite: Path
+):
+    shutil.copy(suite, extracted_rules.parent / suite.name)
+    result = run([promtool, "test", "rules", suite.name], cwd=extracted_rules.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_a_suite_fails_when_a_rule_loses_its_new_revision_guard(
+    promtool: str, extracted_rules: Path
+):
+    # The suites must be able to fail: without "newest ReplicaSet of its Deployment" a superseded
+    # young revision (shop/queue) would fire, and restart_rate.yaml has to notice.
+    document = yaml.safe_load(extracted_rules.read_text())
+    [rule] = [
+        rule
+        for rule in document["groups"][0]["rules"]
+        if rule.get("record") == "rollback_webhook:new_revision:created"
+    ]
+    guard = re.compile(
+        r"\s*== on \(namespace, deployment\) group_left \(\)\s*"
+        r"max by \(namespace, deployment\) \(rollback_webhook:replicaset_created:timestamp\)"
+    )
+    rule["expr"], replaced = guard.subn("", rule["expr"])
+    assert replaced == 1
+    extracted_rules.write_text(dump_rule_file(document))
+    suite = SUITES / "restart_rate.yaml"
+    shutil.copy(suite, extracted_rules.parent / suite.name)
+    result = run([promtool, "test", "rules", suite.name], cwd=extracted_rules.parent)
+    assert result.returncode != 0
+    assert 'replicaset="queue-2222"' in result.stdout + result.stderr
