@@ -46,7 +46,7 @@ def test_overlay_configs_differ_only_where_they_must(rendered: dict[str, list[Ob
     assert differing_keys(dry_run, config_of(rendered["namespaced"])) == {"namespaces"}
 
 
-def test_overlays_differ_only_in_config_and_rbac(rendered: dict[str, list[Obj]]):
+def test_dry_run_and_enforce_differ_only_in_their_config(rendered: dict[str, list[Obj]]):
     def comparable(objects: list[Obj]) -> list[Obj]:
         # The ConfigMap's content (and so its hashed name) is meant to differ.
         kept = [copy.deepcopy(o) for o in objects if o["kind"] != "ConfigMap"]
@@ -151,7 +151,11 @@ def test_every_overlay_ships_the_rules_bundle_from_rules_dir(rendered: dict[str,
     [("dry-run", True, ()), ("enforce", False, ()), ("namespaced", True, ("team-a",))],
 )
 def test_the_rendered_config_loads_into_the_service(
-    rendered: dict[str, list[Obj]], tmp_path: Path, overlay: str, dry_run: bool, allow: tuple
+    rendered: dict[str, list[Obj]],
+    tmp_path: Path,
+    overlay: str,
+    dry_run: bool,
+    allow: tuple[str, ...],
 ):
     # Through the file path, as `serve --config` reads it: unknown keys or bad values would stop
     # start-up with a ConfigError naming the key.
