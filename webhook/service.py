@@ -74,7 +74,9 @@ def prometheus_confirmer(prometheus: Any, clock: Callable[[], datetime]) -> Conf
     """Re-evaluate an alert's expression (from its generatorURL) at decision time."""
 
     def confirm(alert: Alert) -> ConfirmResult:
-        result = prometheus.confirm(generator_url=alert.generator_url, at=clock())
+        result = prometheus.confirm(
+            generator_url=alert.generator_url, at=clock(), labels=alert.labels
+        )
         return ConfirmResult(verdict=str(result.verdict), detail=str(result.detail))
 
     return confirm
