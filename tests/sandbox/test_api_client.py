@@ -1,0 +1,362 @@
+"""The official Python client against the sandbox: what our receiver relies on.
+
+Where a status code or reason is asserted, the comment names the apiserver source it
+comes from (kubernetes/kubernetes, staging/src/k8s.io/...).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from webhook.sandbox.testing import SandboxHandle
+
+
+def deployment(name: str, *, image: str = "nginx:1.25", labels: dict[str, str] | None = None,
+               replicas: int = 1) -> dict[str, Any]:
+    labels = labels or {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+
+
+def lease(name: str, holder: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15},
+    }
+
+
+def raw(sandbox: SandboxHandle, method: str, path: str, *, body: bytes = b"",
+        content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
+    """One HTTP request outside the client, for shapes the client cannot send."""
+    request = urllib.request.Request(
+        sandbox.url + path, data=body or None, method=method,
+        headers={"Content-Type": content_type, "Authorization": f"Bearer {sandbox.token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def status_of(error: ApiException) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(error.body)
+    return body
+
+
+def test_create_sets_apiserver_bookkeeping(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    created = apps.create_namespaced_deployment("default", deployment("web"))
+    assert created.metadata.uid
+    assert created.metadata.creation_timestamp is not None
+    assert created.metadata.generation == 1
+    first_rv = int(created.metadata.resource_version)
+    apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 3}})
+    again = apps.read_namespaced_deployment("web", "default")
+    assert int(again.metadata.resource_version) > first_rv
+    assert again.metadata.generation == 2  # spec changed
+    assert again.metadata.uid == created.metadata.uid
+
+
+def test_list_with_equality_and_set_based_label_selectors(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    for name, labels in [("a", {"tier": "web", "env": "prod"}),
+                         ("b", {"tier": "web", "env": "dev"}), ("c", {"tier": "db"})]:
+        apps.create_namespaced_deployment("default", deployment(name, labels=labels))
+
+    def names(**kwargs: Any) -> list[str]:
+        found = apps.list_namespaced_deployment("default", **kwargs).items
+        return sorted(d.metadata.name for d in found)
+
+    assert names(label_selector="tier=web") == ["a", "b"]
+    assert names(label_selector="tier=web,env!=prod") == ["b"]
+    assert names(label_selector="env in (prod,dev)") == ["a", "b"]
+    assert names(label_selector="tier notin (web)") == ["c"]
+    assert names(label_selector="!env") == ["c"]
+    assert names(field_selector="metadata.name=b") == ["b"]
+    assert names(field_selector="metadata.namespace=default,metadata.name!=a") == ["b", "c"]
+
+
+def test_unsupported_field_selector_is_a_bad_request(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    with pytest.raises(ApiException) as caught:
+        apps.list_namespaced_deployment("default", field_selector="spec.paused=true")
+    assert caught.value.status == 400
+    assert "field label not supported: spec.paused" in status_of(caught.value)["message"]
+
+
+def test_limit_and_continue_page_through_a_list(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    for name in ["d1", "d2", "d3", "d4", "d5"]:
+        apps.create_namespaced_deployment("default", deployment(name))
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        page = apps.list_namespaced_deployment("default", limit=2, _continue=token)
+        pages += 1
+        seen.extend(d.metadata.name for d in page.items)
+        token = page.metadata._continue
+        if not token:
+            break
+    assert seen == ["d1", "d2", "d3", "d4", "d5"]
+    assert pages == 3
+
+
+def test_watch_streams_changes_after_a_resource_version(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    apps.create_namespaced_deployment("default", deployment("web"))
+    start = apps.list_namespaced_deployment("default").metadata.resource_version
+    apps.patch_namespaced_deployment("web", "default", {"metadata": {"labels": {"x": "1"}}})
+    apps.delete_namespaced_deployment("web", "default")
+    events = []
+    for event in watch.Watch().stream(
+        apps.list_namespaced_deployment, "default", resource_version=start,
+        field_selector="metadata.name=web", timeout_seconds=5,
+    ):
+        events.append((event["type"], event["object"].metadata.labels.get("x")))
+        if event["type"] == "DELETED":
+            break
+    assert events[0] == ("MODIFIED", "1")
+    assert events[-1][0] == "DELETED"
+
+
+def test_watch_without_resource_version_starts_with_what_exists(sandbox: SandboxHandle) -> None:
+    core = client.CoordinationV1Api(sandbox.api_client())
+    core.create_namespaced_lease("default", lease("one", "a"))
+    stream = watch.Watch().stream(core.list_namespaced_lease, "default", timeout_seconds=1)
+    first = next(iter(stream))
+    assert first["type"] == "ADDED"
+    assert first["object"].metadata.name == "one"
+
+
+def test_replace_with_stale_resource_version_is_409_conflict(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    apps.create_namespaced_deployment("default", deployment("web"))
+    stale = apps.read_namespaced_deployment("web", "default")
+    fresh = apps.read_namespaced_deployment("web", "default")
+    fresh.spec.replicas = 2
+    apps.replace_namespaced_deployment("web", "default", fresh)
+    stale.spec.replicas = 5
+    with pytest.raises(ApiException) as caught:
+        apps.replace_namespaced_deployment("web", "default", stale)
+    # apimachinery/pkg/api/errors: NewConflict -> 409, reason Conflict
+    assert caught.value.status == 409
+    body = status_of(caught.value)
+    assert body["reason"] == "Conflict"
+    assert body["message"].startswith('Operation cannot be fulfilled on deployments.apps "web"')
+    assert apps.read_namespaced_deployment("web", "default").spec.replicas == 2
+
+
+def test_json_patch_whose_test_fails_is_422_invalid(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    apps.create_namespaced_deployment("default", deployment("web", image="nginx:1.25"))
+    patch = [
+        {"op": "test", "path": "/spec/template/spec/containers/0/image", "value": "nginx:9"},
+        {"op": "replace", "path": "/spec/replicas", "value": 7},
+    ]
+    with pytest.raises(ApiException) as caught:
+        apps.patch_namespaced_deployment("web", "default", patch)  # list -> json-patch+json
+    # apiserver/pkg/endpoints/handlers/patch.go, jsonPatcher.applyJSPatch: a patch that fails
+    # to apply -> NewGenericServerResponse(http.StatusUnprocessableEntity, ...), i.e. 422
+    # with reason Invalid; the patch is all-or-nothing, so replicas is unchanged.
+    assert caught.value.status == 422
+    assert status_of(caught.value)["reason"] == "Invalid"
+    assert apps.read_namespaced_deployment("web", "default").spec.replicas == 1
+
+
+def test_json_patch_whose_test_passes_applies(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    apps.create_namespaced_deployment("default", deployment("web", image="nginx:1.25"))
+    patch = [
+        {"op": "test", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.25"},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.26"},
+    ]
+    patched = apps.patch_namespaced_deployment("web", "default", patch)
+    assert patched.spec.template.spec.containers[0].image == "nginx:1.26"
+
+
+def test_merge_patch_merges_maps_and_null_deletes(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    body = deployment("web")
+    body["metadata"]["annotations"] = {"keep": "1", "drop": "2"}
+    apps.create_namespaced_deployment("default", body)
+    apps.patch_namespaced_deployment(
+        "web", "default", {"metadata": {"annotations": {"drop": None, "new": "3"}}},
+        _content_type="application/merge-patch+json",
+    )
+    annotations = apps.read_namespaced_deployment("web", "default").metadata.annotations
+    assert annotations["keep"] == "1"
+    assert annotations["new"] == "3"
+    assert "drop" not in annotations
+
+
+def test_patch_carrying_a_stale_resource_version_is_a_conflict(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    created = apps.create_namespaced_deployment("default", deployment("web"))
+    apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 2}})
+    with pytest.raises(ApiException) as caught:
+        apps.patch_namespaced_deployment("web", "default", {
+            "metadata": {"resourceVersion": created.metadata.resource_version},
+            "spec": {"replicas": 3},
+        })
+    assert caught.value.status == 409
+
+
+def test_strategic_merge_patch_merges_containers_by_name(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    body = deployment("web")
+    body["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "busybox:1"})
+    apps.create_namespaced_deployment("default", body)
+    # The shape `kubectl set image deployment/web app=nginx:1.26` sends.
+    apps.patch_namespaced_deployment("web", "default", {
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}
+    })
+    containers = apps.read_namespaced_deployment("web", "default").spec.template.spec.containers
+    assert [(c.name, c.image) for c in containers] == [("app", "nginx:1.26"), ("side", "busybox:1")]
+
+
+def test_errors_are_status_objects_with_real_codes(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    with pytest.raises(ApiException) as missing:
+        apps.read_namespaced_deployment("nope", "default")
+    assert missing.value.status == 404
+    assert status_of(missing.value)["reason"] == "NotFound"
+    assert status_of(missing.value)["message"] == 'deployments.apps "nope" not found'
+    assert status_of(missing.value)["kind"] == "Status"
+
+    apps.create_namespaced_deployment("default", deployment("web"))
+    with pytest.raises(ApiException) as twice:
+        apps.create_namespaced_deployment("default", deployment("web"))
+    assert (twice.value.status, status_of(twice.value)["reason"]) == (409, "AlreadyExists")
+
+    bad = deployment("bad")
+    bad["spec"]["template"]["metadata"]["labels"] = {"app": "other"}
+    with pytest.raises(ApiException) as invalid:
+        apps.create_namespaced_deployment("default", bad)
+    assert (invalid.value.status, status_of(invalid.value)["reason"]) == (422, "Invalid")
+    assert "selector` does not match template `labels`" in status_of(invalid.value)["message"]
+
+    path = "/apis/apps/v1/namespaces/default/deployments"
+    code, answer = raw(sandbox, "PATCH", f"{path}/web", body=b"{}", content_type="text/plain")
+    assert (code, answer["reason"]) == (415, "UnsupportedMediaType")
+    code, answer = raw(sandbox, "POST", f"{path}/web", body=b"{}")
+    assert (code, answer["reason"]) == (405, "MethodNotAllowed")
+    code, answer = raw(sandbox, "GET", f"{path}?labelSelector=a+in+%28b")
+    assert (code, answer["reason"]) == (400, "BadRequest")
+
+
+def test_create_in_a_missing_namespace_is_not_found(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    with pytest.raises(ApiException) as caught:
+        apps.create_namespaced_deployment("ghost", deployment("web"))
+    assert caught.value.status == 404
+    assert status_of(caught.value)["message"] == 'namespaces "ghost" not found'
+
+
+def test_lease_update_with_stale_resource_version_is_409(sandbox: SandboxHandle) -> None:
+    leases = client.CoordinationV1Api(sandbox.api_client())
+    leases.create_namespaced_lease("default", lease("leader", "pod-a"))
+    mine = leases.read_namespaced_lease("leader", "default")
+    theirs = leases.read_namespaced_lease("leader", "default")
+    theirs.spec.holder_identity = "pod-b"
+    leases.replace_namespaced_lease("leader", "default", theirs)
+    mine.spec.holder_identity = "pod-a"
+    with pytest.raises(ApiException) as caught:
+        leases.replace_namespaced_lease("leader", "default", mine)
+    assert caught.value.status == 409
+    assert leases.read_namespaced_lease("leader", "default").spec.holder_identity == "pod-b"
+
+
+def test_events_can_be_created_and_listed_by_involved_object(sandbox: SandboxHandle) -> None:
+    core = client.CoreV1Api(sandbox.api_client())
+    core.create_namespaced_event("default", {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": "web."},
+        "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "default"},
+        "reason": "RolledBack", "message": "rolled back to revision 2", "type": "Normal",
+    })
+    events = core.list_namespaced_event(
+        "default", field_selector="involvedObject.name=web,reason=RolledBack"
+    ).items
+    assert [e.message for e in events] == ["rolled back to revision 2"]
+    assert events[0].metadata.name.startswith("web.")
+
+
+def test_eight_threads_read_modify_replace_lose_no_update(sandbox: SandboxHandle) -> None:
+    seed = client.AppsV1Api(sandbox.api_client())
+    seed.create_namespaced_deployment("default", {
+        **deployment("web"), "metadata": {"name": "web", "annotations": {"counter": "0"}},
+    })
+    per_thread = 5
+    successes: list[tuple[int, int]] = []  # (resourceVersion written, counter value)
+    conflicts: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        apps = client.AppsV1Api(sandbox.api_client())
+        done = 0
+        while done < per_thread:
+            current = apps.read_namespaced_deployment("web", "default")
+            value = int(current.metadata.annotations["counter"]) + 1
+            current.metadata.annotations["counter"] = str(value)
+            try:
+                written = apps.replace_namespaced_deployment("web", "default", current)
+            except ApiException as error:
+                assert error.status == 409
+                with lock:
+                    conflicts.append(1)
+                continue
+            with lock:
+                successes.append((int(written.metadata.resource_version), value))
+            done += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    final = seed.read_namespaced_deployment("web", "default")
+    # No lost update: every success incremented the counter exactly once.
+    assert int(final.metadata.annotations["counter"]) == 8 * per_thread
+    values = sorted(value for _, value in successes)
+    assert values == list(range(1, 8 * per_thread + 1))
+    # Each success bumped the resourceVersion: written versions are distinct and grow with value.
+    by_value = [rv for rv, _ in sorted(successes, key=lambda pair: pair[1])]
+    assert by_value == sorted(by_value) and len(set(by_value)) == len(by_value)
+    assert conflicts, "eight racing writers should have produced at least one 409"
+
+
+def test_request_record_names_token_verb_and_resource(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client(token="reader-token"))
+    sandbox.controls.clear_requests()
+    apps.list_namespaced_deployment("default")
+    with pytest.raises(ApiException):
+        apps.read_namespaced_deployment("missing", "default")
+    records = sandbox.controls.requests()
+    assert [(r["token"], r["verb"], r["group"], r["resource"], r["name"], r["status"])
+            for r in records] == [
+        ("reader-token", "list", "apps", "deployments", None, 200),
+        ("reader-token", "get", "apps", "deployments", "missing", 404),
+    ]
