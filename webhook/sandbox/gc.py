@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from webhook.sandbox.store import CLUSTER_SCOPED, NotFound, Store
+from webhook.sandbox.store import CLUSTER_SCOPED, NotFound, Store, format_time
 
 PROPAGATIONS: Final = ("Background", "Foreground", "Orphan")
 # Resources the sandbox serves that can carry ownerReferences.
@@ -74,7 +74,13 @@ def collect_garbage(store: Store, deleted: dict[str, Any], *, propagation: str) 
                     pass  # deleted meanwhile by an earlier cascade step
                 continue
             if propagation == "Foreground":
+                # Marked as being deleted first, as upstream does, so its controller stops
+                # replacing the dependents removed before it.
+                meta["deletionTimestamp"] = format_time(store.now())
+                meta["finalizers"] = [*(meta.get("finalizers") or []), "foregroundDeletion"]
+                item = store.update(resource, item, check_rv=False)
                 collect_garbage(store, item, propagation=propagation)
+                meta = item["metadata"]
             try:
                 gone = store.delete(resource, meta.get("namespace"), meta["name"])
             except NotFound:
