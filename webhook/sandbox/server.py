@@ -18,9 +18,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from webhook.sandbox import api, controls_api, discovery, openapi, watch
+from webhook.sandbox import api, controls_api, discovery, metrics, openapi, watch
+from webhook.sandbox.controller import Controller
 from webhook.sandbox.errors import ApiError, path_not_found
 from webhook.sandbox.faults import Faults
+from webhook.sandbox.gc import collect_garbage
 from webhook.sandbox.record import RequestRecord
 from webhook.sandbox.routing import RequestInfo, parse_request
 from webhook.sandbox.store import Store
@@ -37,19 +39,7 @@ STATUS_REASONS = {
 
 
 def _collect(store: Store, deleted: dict[str, Any], policy: str) -> None:
-    try:
-        from webhook.sandbox.gc import collect_garbage
-    except ImportError:  # TEMPORARY until the CONTROLLER helper's gc.py lands
-        return
     collect_garbage(store, deleted, propagation=policy)
-
-
-def _attach_controller(store: Store) -> object | None:
-    try:
-        from webhook.sandbox.controller import Controller
-    except ImportError:  # TEMPORARY until the CONTROLLER helper's controller.py lands
-        return None
-    return Controller(store)
 
 
 class SandboxServer:
@@ -60,7 +50,7 @@ class SandboxServer:
         kube_version: str = "v1.30.0",
     ) -> None:
         self.store = store if store is not None else Store()
-        self.controller = _attach_controller(self.store)
+        self.controller = Controller(self.store)  # subscribes itself to the store
         self.kube_version = kube_version
         self.faults = Faults()
         self.record = RequestRecord()
@@ -257,9 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise path_not_found(request.path)
             return api.Reply(200, document)
         if path == "/metrics":
-            from webhook.sandbox.metrics import render
-
-            return (200, render(sandbox.store), "text/plain; version=0.0.4; charset=utf-8")
+            return (200, metrics.render(sandbox.store), "text/plain; version=0.0.4; charset=utf-8")
         return self._discovery(request)
 
     def _discovery(self, request: RequestInfo) -> api.Reply:
