@@ -1,0 +1,131 @@
+"""Idempotency, races, the circuit breaker: never roll back twice, never overwrite a human."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.receiver.harness import Harness, hours, minutes, template_images
+from webhook.sandbox.testing import SandboxHandle
+
+
+def test_same_payload_five_times_rolls_back_once(harness: Harness) -> None:
+    rs = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    payload = harness.payload(harness.alert(namespace="shop", deployment="web", replicaset=rs[1]))
+    harness.sandbox.controls.clear_requests()
+    outcomes = []
+    for _ in range(5):
+        response = harness.post(payload)
+        assert response.status_code == 200
+        outcomes += [(d["outcome"], d["reason"]) for d in response.get_json()["decisions"]]
+    assert outcomes[0] == ("rolled_back", None)
+    assert outcomes[1:] == [("skipped", "not_current_revision")] * 4
+    puts = [r for r in harness.sandbox.controls.requests() if r["method"] == "PUT"]
+    assert len(puts) == 1
+
+
+def test_concurrent_deliveries_to_two_replicas_roll_back_once(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    # Two replicas of the service (separate Services and audit stores, as two pods), two
+    # deliveries each, all at once: the conditional write settles it.
+    for i in range(2):
+        (tmp_path / f"r{i}").mkdir()
+    replicas = [Harness(sandbox, tmp_path / f"r{i}") for i in range(2)]
+    rs = replicas[0].deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    payload = replicas[0].payload(
+        replicas[0].alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    barrier = threading.Barrier(4)
+    results: list[tuple[str, Any]] = []
+    lock = threading.Lock()
+
+    def deliver(replica: Harness) -> None:
+        barrier.wait()
+        response = replica.post(payload)
+        with lock:
+            results.extend((d["outcome"], d["reason"]) for d in response.get_json()["decisions"])
+
+    threads = [threading.Thread(target=deliver, args=(replicas[i % 2],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    counts = Counter(results)
+    assert counts[("rolled_back", None)] == 1, results
+    allowed = {("rolled_back", None), ("skipped", "not_current_revision"), ("skipped", "duplicate")}
+    assert set(counts) <= allowed
+    assert sum(counts.values()) == 4
+    assert template_images(replicas[0].deployment("shop", "web")) == ["web:1"]
+    events = [e for e in replicas[0].events("shop") if e["reason"] == "AutoRollback"]
+    assert len(events) == 1
+
+
+def test_alert_on_the_revision_we_rolled_back_to_is_rollback_of_rollback(
+    harness: Harness,
+) -> None:
+    rs = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    harness.post_alerts(harness.alert(namespace="shop", deployment="web", replicaset=rs[1]))
+    # Now web:1 (re-adopted, revision 3) is current and an alert fires for it.
+    [decision] = harness.post_alerts(
+        harness.alert(namespace="shop", deployment="web", replicaset=rs[0], started_ago=minutes(0))
+    )
+    assert decision["reason"] == "rollback_of_rollback"
+    assert template_images(harness.deployment("shop", "web")) == ["web:1"]
+
+
+def test_human_change_between_read_and_write_survives(harness: Harness) -> None:
+    rs = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    # Just before our PUT, a human scales the Deployment to 5 replicas: our write gets 409,
+    # the decision is taken again from a fresh read, and the human's change is kept.
+    harness.sandbox.controls.interleave(
+        method="PUT",
+        path="/deployments/web$",
+        resource="deployments",
+        namespace="shop",
+        name="web",
+        merge_patch={"spec": {"replicas": 5}},
+    )
+    harness.sandbox.controls.clear_requests()
+    [decision] = harness.post_alerts(
+        harness.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    assert decision["outcome"] == "rolled_back", decision
+    statuses = [r["status"] for r in harness.sandbox.controls.requests() if r["method"] == "PUT"]
+    assert statuses == [409, 200]
+    deployment = harness.deployment("shop", "web")
+    assert deployment["spec"]["replicas"] == 5
+    assert template_images(deployment) == ["web:1"]
+
+
+def test_a_deployment_that_keeps_changing_fails_with_conflict(make_harness: Any) -> None:
+    harness = make_harness(max_conflict_retries=1)
+    harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    for replicas in (3, 4):
+        harness.sandbox.controls.interleave(
+            method="PUT",
+            path="/deployments/web$",
+            resource="deployments",
+            namespace="shop",
+            name="web",
+            merge_patch={"spec": {"replicas": replicas}},
+        )
+    [decision] = harness.post_alerts(harness.alert(namespace="shop", deployment="web"))
+    assert (decision["outcome"], decision["reason"]) == ("failed", "conflict")
+    assert template_images(harness.deployment("shop", "web")) == ["web:2"]
+    assert harness.deployment("shop", "web")["spec"]["replicas"] == 4
+
+
+def test_circuit_breaker_opens_after_max_rollbacks(make_harness: Any) -> None:
+    harness = make_harness(max_rollbacks=5)
+    outcomes = []
+    for i in range(6):
+        rs = harness.deploy(f"app{i}", [("v:1", hours(2)), (f"v:2-{i}", minutes(3))])
+        [decision] = harness.post_alerts(
+            harness.alert(namespace="shop", deployment=f"app{i}", replicaset=rs[1])
+        )
+        outcomes.append(decision["reason"] or decision["outcome"])
+    assert outcomes == ["rolled_back"] * 5 + ["circuit_open"]
+    assert template_images(harness.deployment("shop", "app5")) == ["v:2-5"]
