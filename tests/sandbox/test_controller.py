@@ -328,3 +328,22 @@ def test_orphan_replicaset_matching_the_selector_is_adopted(store: Store) -> Non
     store.update("replicasets", rs)
     (adopted,) = replicasets(store).values()
     assert adopted["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+
+
+def test_scaling_is_reported_as_scalingreplicaset_events_on_the_deployment(
+    store: Store,
+) -> None:
+    create(store)
+    change(store, image="shop/web:2")
+    by_revision = replicasets(store)
+    events, _ = store.list("events", "shop")
+    # sync.go getNewReplicaSet / scaleReplicaSet event messages
+    assert [(e["reason"], e["message"]) for e in events
+            if e["involvedObject"]["name"] == "web"] == [
+        ("ScalingReplicaSet", f"Scaled up replica set {by_revision[1]['metadata']['name']} "
+                              "from 0 to 3"),
+        ("ScalingReplicaSet", f"Scaled up replica set {by_revision[2]['metadata']['name']} "
+                              "from 0 to 3"),
+        ("ScalingReplicaSet", f"Scaled down replica set {by_revision[1]['metadata']['name']} "
+                              "from 3 to 0"),
+    ]

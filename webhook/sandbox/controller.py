@@ -449,7 +449,11 @@ def _create_replicaset(
     }
     _set_min_ready(rs, int(spec.get("minReadySeconds", 0)))
     set_new_replicaset_annotations(deployment, rs, new_revision, exists=False)
-    return store.create("replicasets", rs)
+    created = store.create("replicasets", rs)
+    if rs["spec"]["replicas"] > 0:
+        record_event(store, deployment, reason="ScalingReplicaSet",
+                     message=f"Scaled up replica set {name} from 0 to {rs['spec']['replicas']}")
+    return created
 
 
 def _scale(
@@ -457,9 +461,46 @@ def _scale(
 ) -> dict[str, Any]:
     # DeploymentController.scaleReplicaSet: the size and the desired/max-replicas annotations.
     rs = copy.deepcopy(rs)
+    before = int(rs["spec"].get("replicas", 1))
     rs["spec"]["replicas"] = replicas
     _set_replicas_annotations(deployment, rs)
-    return store.update("replicasets", rs)
+    updated = store.update("replicasets", rs)
+    direction = "up" if before < replicas else "down"
+    record_event(store, deployment, reason="ScalingReplicaSet",
+                 message=f"Scaled {direction} replica set {rs['metadata']['name']} "
+                 f"from {before} to {replicas}")
+    return updated
+
+
+def record_event(store: Store, obj: dict[str, Any], *, reason: str, message: str) -> None:
+    """A Normal core/v1 Event from the deployment-controller about `obj`, shaped as
+    client-go's event recorder writes it (what `kubectl describe` lists)."""
+    meta = obj["metadata"]
+    now = store.now()
+    when = format_time(now)
+    # The recorder names events <object>.<unix nanos in hex>; the resourceVersion keeps
+    # names unique when as_of pins the time.
+    suffix = f"{int(now.timestamp() * 1e9) + store.resource_version:x}"
+    store.create("events", {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{suffix}", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion", "apps/v1"), "kind": obj.get("kind", "Deployment"),
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta.get("resourceVersion", ""),
+        },
+        "reason": reason,
+        "message": message,
+        "source": {"component": "deployment-controller"},
+        "firstTimestamp": when,
+        "lastTimestamp": when,
+        "count": 1,
+        "type": "Normal",
+        "eventTime": None,
+        "reportingComponent": "deployment-controller",
+        "reportingInstance": "",
+    })
 
 
 def _is_scaling_event(replicas: int, rss: list[dict[str, Any]]) -> bool:
