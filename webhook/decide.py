@@ -238,8 +238,8 @@ class Decider:
         self._fail(
             decision,
             "conflict",
-            f"Deployment kept changing: {self.settings.max_conflict_retries + 1} conditional "
-            "writes met 409 Conflict",
+            f"Deployment kept changing: {self.settings.max_conflict_retries + 1} attempts met a "
+            "409 Conflict or a newer revision than the Deployment read",
         )
 
     def _resolve(
@@ -331,6 +331,11 @@ class Decider:
                 "not_current_revision",
                 "no ReplicaSet runs the Deployment's template yet (rollout not started)",
             )
+        if current.number < max(r.number for r in revisions):
+            # New and re-adopted ReplicaSets always get max+1, so the current revision is the
+            # newest one. Otherwise the Deployment we read is older than the ReplicaSets we
+            # listed (someone rolled it meanwhile): decide again from a fresh read.
+            raise _Retry
         decision.from_revision, decision.from_replicaset = current.number, current.name
         implicated = self._implicated(revisions, current, replicaset, decision)
         policy = policy_for(self.settings, deployment)

@@ -110,7 +110,11 @@ class Cluster:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         # No urllib3 retries: a retried PUT after a read timeout would be a second write.
-        api.configuration.retries = 0
+        api.configuration.retries = False
+        pool_manager = getattr(api.rest_client, "pool_manager", None)
+        if pool_manager is not None:
+            pool_manager.connection_pool_kw["retries"] = False
+            pool_manager.clear()
         self._api = api
         self._timeout = timeout_seconds
         self._clock = clock
@@ -140,10 +144,15 @@ class Cluster:
             )
             response = self._api.call_api(*params, _request_timeout=self._timeout)
             data = response.read() or b""
+        except urllib3.exceptions.NewConnectionError as exc:
+            # Checked first: urllib3 derives it from ConnectTimeoutError, but it is a refusal.
+            raise Transient(f"{what}: connection failed: {exc}") from exc
         except urllib3.exceptions.TimeoutError as exc:
             raise Transient(f"{what}: timed out after {self._timeout}s", timeout=True) from exc
         except urllib3.exceptions.MaxRetryError as exc:
-            timeout = isinstance(exc.reason, urllib3.exceptions.TimeoutError)
+            timeout = isinstance(exc.reason, urllib3.exceptions.TimeoutError) and not isinstance(
+                exc.reason, urllib3.exceptions.NewConnectionError
+            )
             raise Transient(f"{what}: {exc.reason}", timeout=timeout) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Transient(f"{what}: {type(exc).__name__}: {exc}") from exc

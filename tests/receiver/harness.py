@@ -15,10 +15,10 @@ from typing import Any
 import kubernetes.client
 import yaml
 
+from webhook.app import create_app
 from webhook.auth import Credentials
 from webhook.config import settings_from_dict
 from webhook.runtime import build_service
-from webhook.app import create_app
 from webhook.sandbox.testing import SandboxHandle
 
 TOKEN = "receiver-secret-token"
@@ -146,7 +146,7 @@ class Harness:
     @staticmethod
     def alert(
         *,
-        started_ago: timedelta = minutes(1),
+        started_ago: timedelta = timedelta(minutes=1),
         status: str = "firing",
         trigger: str | None = "restart_rate",
         **labels: str,

@@ -188,7 +188,9 @@ def test_second_bad_rollout_within_cooldown_is_cooldown(harness: Harness) -> Non
     assert first["outcome"] == "rolled_back"
     # A human rolls out a new image right after; it fails too, inside the hour of cooldown.
     harness.deploy("web", [("web:3", minutes(0))])
-    decision = decide_one(harness, harness.alert(namespace="shop", deployment="web", started_ago=minutes(0)))
+    decision = decide_one(
+        harness, harness.alert(namespace="shop", deployment="web", started_ago=minutes(0))
+    )
     assert decision["reason"] == "cooldown"
     assert template_images(harness.deployment("shop", "web")) == ["web:3"]
 
