@@ -1,0 +1,243 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, as client-go's leaderelection does it.
+
+Only the leader writes health stamps, so several replicas of the service never race on them.
+The record lives in the Lease spec: `holderIdentity`, `leaseDurationSeconds`, `acquireTime`,
+`renewTime`, `leaseTransitions` (client-go tools/leaderelection, LeaseLock).
+
+- A candidate acquires the Lease when it is absent, has no holder, or has expired
+  (`renewTime + leaseDurationSeconds < now`).
+- The leader renews it every `retry_period` (a third of the duration, client-go's 2s of 15s
+  is gentler; a third keeps the arithmetic obvious).
+- Every write is conditional: create answers 409 when another candidate created it first, a PUT
+  carries the resourceVersion that was read and answers 409 when anyone wrote in between.
+  409 means someone else won this round; it is never retried blindly.
+- A leader that has not renewed within `renew_deadline` (two thirds of the duration) stops
+  calling itself leader, before any other candidate may consider the Lease expired, so two
+  leaders never act at once as long as the replicas' clocks agree within that margin.
+- `release()` (on stop) empties holderIdentity, so a follower takes over at its next attempt
+  instead of waiting for expiry (client-go ReleaseOnCancel).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
+
+log = logging.getLogger(__name__)
+
+# metav1.MicroTime's wire format (RFC 3339 with microseconds), as client-go writes it.
+MICRO_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_micro_time(when: datetime) -> str:
+    """A Lease time field: RFC 3339 in UTC with microseconds."""
+    return when.astimezone(UTC).strftime(MICRO_TIME)
+
+
+def parse_lease_time(text: Any) -> datetime | None:
+    """A Lease time field (MicroTime, or a plain RFC 3339 time), or None when absent/unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def default_identity() -> str:
+    """The pod name (HOSTNAME) plus a random suffix, so a restarted pod is a new candidate."""
+    host = os.environ.get("HOSTNAME") or socket.gethostname() or "rollback-webhook"
+    return f"{host}_{secrets.token_hex(4)}"
+
+
+class LeaderElector:
+    """One candidate for one Lease. `try_acquire_or_renew()` is one round; `is_leader()` is
+    what the tracker asks before each write. Thread-safe: a loop thread runs the rounds while
+    another thread asks `is_leader()`."""
+
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_duration_seconds: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        if lease_duration_seconds <= 0:
+            raise ValueError(
+                f"lease_duration_seconds must be greater than 0, got {lease_duration_seconds}"
+            )
+        self.cluster = cluster
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.lease_duration = timedelta(seconds=lease_duration_seconds)
+        self.renew_deadline = self.lease_duration * 2 / 3
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._renewed_at: datetime | None = None  # our last successful write as holder
+        self._lease: Obj | None = None  # the Lease as our last successful write left it
+        self._observed_holder = ""
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def what(self) -> str:
+        """namespace/name of the Lease, for messages."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def retry_period_seconds(self) -> float:
+        """How often a round should run: a third of the lease duration."""
+        return self.lease_duration.total_seconds() / 3
+
+    @property
+    def observed_holder(self) -> str:
+        """The holderIdentity seen in the last round ("" when none)."""
+        with self._lock:
+            return self._observed_holder
+
+    def is_leader(self) -> bool:
+        """True while we hold the Lease and renewed it within the renew deadline."""
+        with self._lock:
+            if self._renewed_at is None:
+                return False
+            return self.clock() < self._renewed_at + self.renew_deadline
+
+    def _won(self, lease: Obj, now: datetime) -> bool:
+        with self._lock:
+            if self._renewed_at is None:
+                log.info("%s: became leader of Lease %s", self.identity, self.what)
+            self._renewed_at = now
+            self._lease = lease
+            self._observed_holder = self.identity
+        return True
+
+    def _lost(self, holder: str) -> bool:
+        with self._lock:
+            if self._renewed_at is not None:
+                log.warning(
+                    "%s: no longer leader of Lease %s/%s (holder now %r)",
+                    self.identity,
+                    self.namespace,
+                    self.name,
+                    holder,
+                )
+            self._renewed_at = None
+            self._lease = None
+            self._observed_holder = holder
+        return False
+
+    # -- one round -----------------------------------------------------------------------------
+    def try_acquire_or_renew(self) -> bool:
+        """Acquire the Lease when free or expired, renew it when ours; True when we hold it.
+
+        API trouble (5xx, timeouts) is not a loss: we keep leadership until the renew deadline
+        runs out (is_leader), as client-go does, and the next round tries again.
+        """
+        now = self.clock()
+        try:
+            lease = self.cluster.get_lease(self.namespace, self.name)
+        except NotFound:
+            return self._create(now)
+        except KubeError as exc:
+            log.warning("%s: cannot read Lease %s/%s: %s", self.identity, self.namespace,
+                        self.name, exc)
+            return False
+        spec = lease.get("spec") or {}
+        holder = str(spec.get("holderIdentity") or "")
+        if holder and holder != self.identity and not self._expired(spec, now):
+            return self._lost(holder)
+        ours = holder == self.identity
+        old_transitions = int(spec.get("leaseTransitions") or 0)
+        lease["spec"] = {
+            **spec,
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.lease_duration.total_seconds()),
+            "acquireTime": spec.get("acquireTime") if ours else format_micro_time(now),
+            "renewTime": format_micro_time(now),
+            "leaseTransitions": old_transitions if ours else old_transitions + 1,
+        }
+        try:
+            # Conditional: metadata.resourceVersion is the one we just read.
+            written = self.cluster.replace_lease(lease)
+        except Conflict:
+            log.info("%s: Lease %s/%s changed under us (409): another candidate won this round",
+                     self.identity, self.namespace, self.name)
+            return self._lost(holder)
+        except KubeError as exc:
+            log.warning("%s: cannot write Lease %s/%s: %s", self.identity, self.namespace,
+                        self.name, exc)
+            return False
+        if not ours:
+            log.info("%s: took over Lease %s/%s from %r", self.identity, self.namespace,
+                     self.name, holder or "(released)")
+        return self._won(written, now)
+
+    def _expired(self, spec: dict[str, Any], now: datetime) -> bool:
+        renewed = parse_lease_time(spec.get("renewTime")) or parse_lease_time(
+            spec.get("acquireTime")
+        )
+        if renewed is None:
+            return True
+        seconds = spec.get("leaseDurationSeconds")
+        duration = (
+            timedelta(seconds=int(seconds))
+            if isinstance(seconds, int) and seconds > 0
+            else self.lease_duration
+        )
+        return renewed + duration < now
+
+    def _create(self, now: datetime) -> bool:
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": int(self.lease_duration.total_seconds()),
+                "acquireTime": format_micro_time(now),
+                "renewTime": format_micro_time(now),
+                "leaseTransitions": 0,
+            },
+        }
+        try:
+            created = self.cluster.create_lease(lease)
+        except Conflict:
+            # AlreadyExists: another candidate created it between our GET and POST.
+            return self._lost("")
+        except KubeError as exc:
+            log.warning("%s: cannot create Lease %s/%s: %s", self.identity, self.namespace,
+                        self.name, exc)
+            return False
+        return self._won(created, now)
+
+    # -- stop ------------------------------------------------------------------------------------
+    def release(self) -> bool:
+        """Give the Lease up if we hold it (holderIdentity emptied, conditional on our last
+        write's resourceVersion, so a Lease someone else took meanwhile is left alone)."""
+        with self._lock:
+            lease = self._lease
+            self._renewed_at = None
+            self._lease = None
+        if lease is None:
+            return False
+        spec = dict(lease.get("spec") or {})
+        spec.update({"holderIdentity": "", "acquireTime": None, "renewTime": None})
+        try:
+            self.cluster.replace_lease({**lease, "spec": spec})
+        except KubeError as exc:
+            log.warning("%s: could not release Lease %s/%s: %s", self.identity, self.namespace,
+                        self.name, exc)
+            return False
+        log.info("%s: released Lease %s/%s", self.identity, self.namespace, self.name)
+        return True
