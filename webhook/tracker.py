@@ -1,0 +1,367 @@
+"""The health tracker: stamps `auto-rollback/healthy-since` on revisions that proved healthy.
+
+The stamp is the strongest rollback-target evidence (PRODUCT.md section 6, StampEvidence).
+A revision earns it while it is the current one of an opted-in Deployment:
+
+- fully available: Progressing=True with reason NewReplicaSetAvailable, observedGeneration
+  current, and availableReplicas == replicas == updatedReplicas (status.replicas too, so no old
+  pod is still around) with at least one replica;
+- without interruption for `min_healthy_seconds` (the Deployment's
+  `auto-rollback/min-healthy-seconds` annotation wins), measured from the first round that saw
+  it fully available. That start lives in memory, keyed by ReplicaSet uid and activation time:
+  a restart of the service starts the clock again, never shortens it;
+- with no trigger alert received for it since it became current (the audit's decisions).
+
+The stamp value is the time the healthy period started. A re-adopted revision whose stamp
+predates its current activation is judged afresh and re-stamped once it proves healthy again.
+Writes are merge patches carrying the ReplicaSet's resourceVersion; a 409 skips it this round.
+Only the Lease leader writes (webhook.leader); followers keep observing so a takeover does not
+restart every clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from webhook import contract
+from webhook.audit import AuditStore
+from webhook.config import Settings
+from webhook.decide import label_selector, policy_for
+from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
+from webhook.leader import LeaderElector, default_identity
+from webhook.revisions import (
+    Revision,
+    activation_time,
+    current_revision,
+    format_k8s_time,
+    revisions_of,
+)
+
+log = logging.getLogger(__name__)
+
+# Audit rows read per page when looking for trigger alerts.
+AUDIT_PAGE = 200
+
+PeriodKey = tuple[str, str]  # (ReplicaSet uid, activation time RFC 3339)
+
+
+def _condition(deployment: Obj, kind: str) -> Obj | None:
+    for condition in deployment.get("status", {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return None
+
+
+def unavailability(deployment: Obj) -> str | None:
+    """Why the Deployment's current revision is not fully available, or None when it is."""
+    spec_replicas = deployment.get("spec", {}).get("replicas", 1)
+    status = deployment.get("status") or {}
+    generation = deployment["metadata"].get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return f"observedGeneration {status.get('observedGeneration', 0)} < generation {generation}"
+    progressing = _condition(deployment, "Progressing")
+    if (
+        progressing is None
+        or progressing.get("status") != "True"
+        or progressing.get("reason") != "NewReplicaSetAvailable"
+    ):
+        found = (
+            f"{progressing.get('status')}/{progressing.get('reason')}" if progressing else "absent"
+        )
+        return f"Progressing is {found}, not True/NewReplicaSetAvailable"
+    if spec_replicas < 1:
+        return "scaled to 0 replicas: nothing runs to prove health"
+    counts = {
+        "replicas": status.get("replicas", 0),
+        "updatedReplicas": status.get("updatedReplicas", 0),
+        "availableReplicas": status.get("availableReplicas", 0),
+    }
+    short = [f"{k} {v}" for k, v in counts.items() if v != spec_replicas]
+    if short:
+        return f"{', '.join(short)} of {spec_replicas} desired"
+    return None
+
+
+def _pod_of(pod: str, replicaset: str) -> bool:
+    # ReplicaSet pods are named <replicaset>-<suffix without dashes>.
+    return pod.rsplit("-", 1)[0] == replicaset if "-" in pod else False
+
+
+def implicates(decision: dict[str, Any], *, deployment: str, replicaset: str) -> bool:
+    """Whether an audited decision is about `replicaset` (the current revision of `deployment`).
+
+    Its labels name the ReplicaSet or one of its pods; or they name neither and the decision
+    resolved to it (`from_replicaset`) or names only the Deployment (whose current revision,
+    during the period asked about, was this one). A decision whose labels name another
+    ReplicaSet is about that one, even though from_replicaset records the current revision.
+    """
+    labels = decision.get("labels") or {}
+    named_rs, named_pod = labels.get("replicaset"), labels.get("pod")
+    if named_rs:
+        return bool(named_rs == replicaset)
+    if named_pod:
+        return _pod_of(str(named_pod), replicaset)
+    if decision.get("from_replicaset") == replicaset:
+        return True
+    return bool(labels.get("deployment") == deployment)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one round concluded for one Deployment."""
+
+    namespace: str
+    deployment: str
+    replicaset: str
+    revision: int
+    state: str  # stamped | already_stamped | waiting | unavailable | alerted | conflict | follower
+    detail: str
+
+
+@dataclass
+class Round:
+    """The result of one resync."""
+
+    observations: list[Observation] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def state_of(self, namespace: str, deployment: str) -> str | None:
+        """The state recorded for one Deployment this round (None when not examined)."""
+        for item in self.observations:
+            if (item.namespace, item.deployment) == (namespace, deployment):
+                return item.state
+        return None
+
+
+class HealthTracker:
+    """Watches opted-in Deployments and stamps revisions that proved healthy."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        settings: Settings,
+        audit: AuditStore,
+        clock: Callable[[], datetime],
+        *,
+        is_leader: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.cluster = cluster
+        self.settings = settings
+        self.audit = audit
+        self.clock = clock
+        self.is_leader = is_leader
+        # When each (ReplicaSet uid, activation) was first seen fully available, untouched by
+        # any alert. Only the resync thread touches it.
+        self._healthy_from: dict[PeriodKey, datetime] = {}
+
+    # -- the round -------------------------------------------------------------------------------
+    def resync_once(self) -> Round:
+        """List the opted-in Deployments and stamp every current revision that earned it."""
+        result = Round()
+        seen: set[PeriodKey] = set()
+        namespace_labels: dict[str, dict[str, str]] = {}
+        for deployment in self._deployments(result):
+            namespace = deployment["metadata"]["namespace"]
+            try:
+                if not self._opted_in(deployment, namespace_labels):
+                    continue
+                observation = self._examine(deployment, seen)
+            except KubeError as exc:
+                name = deployment["metadata"]["name"]
+                result.errors.append(f"{namespace}/{name}: {exc}")
+                log.warning("health tracker: %s/%s: %s", namespace, name, exc)
+                continue
+            if observation is not None:
+                result.observations.append(observation)
+        # Periods no longer observed (rolled forward, deleted, opted out) are forgotten.
+        for key in set(self._healthy_from) - seen:
+            del self._healthy_from[key]
+        return result
+
+    def _deployments(self, result: Round) -> list[Obj]:
+        policy = self.settings.namespaces
+        # With an allow list, list per namespace: a namespaced install may not list cluster-wide.
+        scopes: list[str | None] = list(policy.allow) if policy.allow else [None]
+        found: list[Obj] = []
+        for scope in scopes:
+            try:
+                found.extend(self.cluster.list_deployments(scope))
+            except KubeError as exc:
+                result.errors.append(f"list deployments in {scope or 'all namespaces'}: {exc}")
+                log.warning("health tracker: cannot list deployments: %s", exc)
+        return [d for d in found if d["metadata"]["namespace"] not in policy.deny]
+
+    def _opted_in(self, deployment: Obj, namespace_labels: dict[str, dict[str, str]]) -> bool:
+        value = (deployment["metadata"].get("annotations") or {}).get(contract.ANNOTATION_ENABLED)
+        if value == "false":
+            return False
+        if value == "true" or not self.settings.require_opt_in:
+            return True
+        namespace = deployment["metadata"]["namespace"]
+        if namespace not in namespace_labels:
+            try:
+                ns = self.cluster.get_namespace(namespace)
+                namespace_labels[namespace] = dict(ns["metadata"].get("labels") or {})
+            except NotFound:
+                namespace_labels[namespace] = {}
+        return namespace_labels[namespace].get(contract.ANNOTATION_ENABLED) == "true"
+
+    def _examine(self, deployment: Obj, seen: set[PeriodKey]) -> Observation | None:
+        meta = deployment["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        replicasets = self.cluster.list_replicasets(
+            namespace, label_selector=label_selector(deployment)
+        )
+        current = current_revision(deployment, revisions_of(deployment, replicasets))
+        if current is None:
+            return None
+        # Stamps have whole seconds: compare like with like, or a stamp would never count.
+        activated = activation_time(current, deployment).replace(microsecond=0)
+        key = (current.uid, activated.isoformat())
+
+        def observe(state: str, detail: str) -> Observation:
+            return Observation(namespace, name, current.name, current.number, state, detail)
+
+        stamped = current.healthy_since
+        if stamped is not None and stamped >= activated:
+            return observe("already_stamped", f"healthy since {format_k8s_time(stamped)}")
+        problem = unavailability(deployment)
+        if problem is not None:
+            return observe("unavailable", problem)
+        alerted = self._alert_since(namespace, name, current.name, activated)
+        if alerted is not None:
+            return observe("alerted", f"trigger alert for it since it became current ({alerted})")
+        now = self.clock()
+        seen.add(key)
+        started = self._healthy_from.setdefault(key, now)
+        needed = timedelta(seconds=policy_for(self.settings, deployment).min_healthy_seconds)
+        if now - started < needed:
+            left = int((needed - (now - started)).total_seconds())
+            return observe("waiting", f"fully available since {started.isoformat()}, {left}s to go")
+        if not self.is_leader():
+            return observe("follower", "healthy long enough; the leader stamps it")
+        return self._stamp(current, since=max(started, activated), observe=observe)
+
+    def _stamp(
+        self, current: Revision, *, since: datetime, observe: Callable[[str, str], Observation]
+    ) -> Observation:
+        namespace = current.replicaset["metadata"]["namespace"]
+        value = format_k8s_time(since)
+        try:
+            self.cluster.annotate_replicaset_if(
+                namespace,
+                current.name,
+                resource_version=current.resource_version,
+                annotations={contract.ANNOTATION_HEALTHY_SINCE: value},
+            )
+        except Conflict:
+            return observe("conflict", "ReplicaSet changed since read (409): next round decides")
+        log.info(
+            "health tracker: stamped %s/%s (revision %d) %s=%s",
+            namespace,
+            current.name,
+            current.number,
+            contract.ANNOTATION_HEALTHY_SINCE,
+            value,
+        )
+        return observe("stamped", f"healthy since {value}")
+
+    def _alert_since(
+        self, namespace: str, deployment: str, replicaset: str, since: datetime
+    ) -> str | None:
+        """Id of a decision since `since` about this revision (resolved alerts aside)."""
+        before: str | None = None
+        while True:
+            rows = self.audit.query(
+                namespace=namespace, since=since, before_id=before, limit=AUDIT_PAGE
+            )
+            for row in rows:
+                if row.get("reason") == "resolved":
+                    continue
+                if implicates(row, deployment=deployment, replicaset=replicaset):
+                    return str(row["id"])
+            if len(rows) < AUDIT_PAGE:
+                return None
+            before = str(rows[-1]["id"])
+
+
+class TrackerLoop:
+    """Two daemon threads: the elector's rounds every retry period, and the resync every
+    `resync_seconds` (apart, so a long resync never delays a renewal past its deadline)."""
+
+    def __init__(
+        self, *, elector: LeaderElector, tracker: HealthTracker, resync_seconds: float
+    ) -> None:
+        self.elector = elector
+        self.tracker = tracker
+        self.resync_seconds = resync_seconds
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start both threads (daemon: they never hold the process up)."""
+        for target, name in ((self._elect, "leader-election"), (self._resync, "health-tracker")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, *, release: bool = True) -> None:
+        """Stop both threads and, with `release`, give the Lease up for a quick takeover."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        if release:
+            self.elector.release()
+
+    def _elect(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.elector.try_acquire_or_renew()
+            except Exception:  # the loop must outlive any one bad round
+                log.exception("leader election round failed")
+            self._stop.wait(self.elector.retry_period_seconds)
+
+    def _resync(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.tracker.resync_once()
+            except Exception:  # the loop must outlive any one bad round
+                log.exception("health tracker resync failed")
+            elapsed = time.monotonic() - started
+            self._stop.wait(max(0.0, self.resync_seconds - elapsed))
+
+
+def start_for_service(service: Any) -> list[Callable[[], None]]:
+    """Start the tracker for a Service when `tracker.enabled`; returns the stop callables."""
+    settings: Settings = service.settings
+    if not settings.tracker.enabled:
+        return []
+    elector = LeaderElector(
+        cluster=service.cluster,
+        namespace=settings.tracker.lease_namespace,
+        name=settings.tracker.lease_name,
+        identity=default_identity(),
+        lease_duration_seconds=int(settings.tracker.lease_duration_seconds),
+        clock=service.clock,
+    )
+    tracker = HealthTracker(
+        service.cluster, settings, service.audit, service.clock, is_leader=elector.is_leader
+    )
+    loop = TrackerLoop(
+        elector=elector, tracker=tracker, resync_seconds=float(settings.tracker.resync_seconds)
+    )
+    loop.start()
+    log.info(
+        "health tracker started as %s (Lease %s, resync every %ss)",
+        elector.identity,
+        elector.what,
+        settings.tracker.resync_seconds,
+    )
+    return [loop.stop]
