@@ -347,3 +347,25 @@ def test_scaling_is_reported_as_scalingreplicaset_events_on_the_deployment(
         ("ScalingReplicaSet", f"Scaled down replica set {by_revision[1]['metadata']['name']} "
                               "from 3 to 0"),
     ]
+
+
+def test_pod_created_directly_is_bound_and_started_like_a_kubelet_would(store: Store) -> None:
+    store.create("pods", {"apiVersion": "v1", "kind": "Pod",
+                          "metadata": {"name": "debug", "namespace": "shop"},
+                          "spec": {"containers": [{"name": "sh", "image": "busybox"}]},
+                          "status": {"phase": "Pending"}})
+    pod = store.get("pods", "shop", "debug")
+    assert pod["spec"]["nodeName"] == "sandbox-node"
+    assert pod["status"]["phase"] == "Running"
+    assert pod["status"]["containerStatuses"][0]["ready"] is True
+
+
+def test_terminating_namespace_gets_no_replacement_pods(store: Store) -> None:
+    create(store)
+    namespace = store.get("namespaces", None, "shop")
+    namespace["status"] = {"phase": "Terminating"}
+    store.update("namespaces", namespace)
+    (rs,) = replicasets(store).values()
+    for pod in pods_of(store, rs):
+        store.delete("pods", "shop", pod["metadata"]["name"])
+    assert pods_of(store, rs) == []

@@ -90,6 +90,8 @@ class Controller:
                 continue
             if resource == "replicasets":
                 pods.sync_replicaset(self._store, obj)
+            elif resource == "pods":
+                pods.start_pod(self._store, obj)
             else:
                 _reconcile_deployment(self._store, obj)
 
@@ -108,8 +110,11 @@ class Controller:
             elif owner is None and change.type != "DELETED":
                 keys.extend(self._adopters(namespace, change.obj))
             return keys
-        if change.resource == "pods" and owner and owner[0] == "ReplicaSet":
-            return [("replicasets", namespace, owner[1])]
+        if change.resource == "pods":
+            keys = [("pods", namespace, name)] if change.type == "ADDED" else []
+            if owner and owner[0] == "ReplicaSet":
+                keys.append(("replicasets", namespace, owner[1]))
+            return keys
         return []
 
     def _adopters(self, namespace: str, rs: dict[str, Any]) -> list[Key]:
@@ -333,15 +338,14 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
     scaling = _is_scaling_event(replicas, [*old, *([new_rs] if new_rs else [])])
     rolling = not paused and not scaling
     progressed = False
-    if new_rs is None and rolling:
+    if new_rs is None and rolling and pods.accepts_new_content(store, meta["namespace"]):
         new_rs = _create_replicaset(store, deployment, status, new_revision, now=now)
         annotations[contract.REVISION] = str(new_revision)
         if has_deadline:
             set_condition(status, "Progressing", "True", "NewReplicaSetCreated",
                           f'Created new replica set "{new_rs["metadata"]["name"]}"', now=now)
         progressed = True
-    if rolling:
-        assert new_rs is not None
+    if rolling and new_rs is not None:
         if int(new_rs["spec"].get("replicas", 1)) != replicas:
             new_rs = _scale(store, deployment, new_rs, replicas)
             progressed = True

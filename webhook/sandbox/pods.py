@@ -400,6 +400,31 @@ def _negate(text: str) -> str:
     return "".join(chr(0x10FFFF - ord(c)) for c in text)
 
 
+def accepts_new_content(store: Store, namespace: str) -> bool:
+    """Whether objects may be created in `namespace`: it exists and is not terminating (the
+    apiserver's NamespaceLifecycle admission refuses both)."""
+    try:
+        found = store.get("namespaces", None, namespace)
+    except NotFound:
+        return False
+    terminating = (found.get("status") or {}).get("phase") == "Terminating"
+    return not terminating and not found["metadata"].get("deletionTimestamp")
+
+
+def start_pod(store: Store, pod: dict[str, Any]) -> None:
+    """The kubelet's part for a pod nobody has started yet (created directly, not by a
+    ReplicaSet): bind it to the sandbox node and report it running."""
+    if (pod.get("status") or {}).get("containerStatuses") or pod["metadata"].get(
+        "deletionTimestamp"
+    ):
+        return
+    pod["spec"]["nodeName"] = pod["spec"].get("nodeName") or NODE_NAME
+    now = store.now()
+    pod["status"] = {"startTime": format_time(now)}
+    pod["status"] = live_status(pod, now)
+    store.update("pods", pod)
+
+
 def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
     """Create or delete pods until the ReplicaSet owns spec.replicas of them, then write its
     status (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
@@ -411,8 +436,9 @@ def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
     pods, _ = store.list("pods", meta["namespace"])
     owned = [p for p in pods if controller_uid(p) == uid]
     want = int(rs["spec"].get("replicas", 1))
-    for _ in range(want - len(owned)):
-        owned.append(new_pod(store, rs))
+    if accepts_new_content(store, meta["namespace"]):
+        for _ in range(want - len(owned)):
+            owned.append(new_pod(store, rs))
     if len(owned) > want:
         owned.sort(key=_deletion_rank)
         for pod in owned[: len(owned) - want]:
@@ -452,5 +478,6 @@ __all__ = [
     "live_status",
     "refresh",
     "set_behaviour",
+    "start_pod",
     "sync_replicaset",
 ]
