@@ -228,3 +228,15 @@ def test_output_parses_as_prometheus_text_with_help_and_type(store: Store) -> No
     assert kinds["http_request_duration_seconds"] == "histogram"
     assert kinds["kube_pod_owner"] == "gauge"
     assert "# TYPE http_request_duration_seconds histogram" in text
+
+
+def test_pod_as_served_reports_restarts_that_grew_since_the_last_write(
+    store: Store, clock: Clock
+) -> None:
+    deploy(store, "crashloop")
+    stored = store.list("pods", "shop")[0][0]
+    assert stored["status"]["containerStatuses"][0]["restartCount"] == 1
+    clock.now += timedelta(seconds=100)
+    served = pods.as_served(stored, clock.now)
+    assert served["status"]["containerStatuses"][0]["restartCount"] == 6
+    assert stored["status"]["containerStatuses"][0]["restartCount"] == 1  # not mutated

@@ -261,6 +261,16 @@ def live_status(pod: dict[str, Any], now: datetime) -> dict[str, Any]:
     return status
 
 
+def as_served(pod: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The pod as a read at `now` should return it: a copy whose status follows the
+    behaviour (restart counts grow between writes). Pods nobody started are returned as is."""
+    if not (pod.get("status") or {}).get("containerStatuses"):
+        return pod
+    served = dict(pod)
+    served["status"] = live_status(pod, now)
+    return served
+
+
 def _qos_class(containers: list[dict[str, Any]]) -> str:
     resources = [c.get("resources") or {} for c in containers]
     if not any(r.get("requests") or r.get("limits") for r in resources):
@@ -468,16 +478,3 @@ def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
     if current.get("status") != status:
         current["status"] = status
         store.update("replicasets", current)
-
-
-__all__ = [
-    "FAULTS",
-    "FAULT_ANNOTATION",
-    "LATENCY_ANNOTATION",
-    "NotFound",
-    "live_status",
-    "refresh",
-    "set_behaviour",
-    "start_pod",
-    "sync_replicaset",
-]
