@@ -4,6 +4,7 @@ and the per-pod request histogram, advancing with the clock."""
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.binaries import require_binary
 from webhook.sandbox import metrics, pods
 from webhook.sandbox.controller import Controller
 from webhook.sandbox.objects import apply_defaults
@@ -240,3 +242,16 @@ def test_pod_as_served_reports_restarts_that_grew_since_the_last_write(
     served = pods.as_served(stored, clock.now)
     assert served["status"]["containerStatuses"][0]["restartCount"] == 6
     assert stored["status"]["containerStatuses"][0]["restartCount"] == 1  # not mutated
+
+
+@pytest.mark.promtool
+def test_promtool_accepts_the_exposition_without_lint_findings(
+    store: Store, clock: Clock
+) -> None:
+    promtool = require_binary("promtool")
+    deploy(store, "oomkilled")
+    clock.now += timedelta(seconds=30)
+    result = subprocess.run([promtool, "check", "metrics"], input=metrics.render(store),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout + result.stderr == ""
