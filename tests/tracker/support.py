@@ -1,0 +1,68 @@
+"""Helpers for the tracker tests: an injected clock and small cluster readers."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.receiver.harness import Harness
+from webhook.tracker import HealthTracker
+
+HEALTHY_SINCE = "auto-rollback/healthy-since"
+
+
+class FakeClock:
+    """A settable clock, so minutes of health pass without sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime.now(UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = when
+
+
+def tracker_for(harness: Harness, clock: FakeClock, **kwargs: Any) -> HealthTracker:
+    """A tracker sharing the receiver's cluster, settings and audit, on the injected clock."""
+    service = harness.service
+    return HealthTracker(service.cluster, service.settings, service.audit, clock, **kwargs)
+
+
+def rs_annotations(harness: Harness, name: str, namespace: str = "shop") -> dict[str, str]:
+    """The ReplicaSet's annotations as the API server has them now."""
+    rs = harness.read("GET", f"/apis/apps/v1/namespaces/{namespace}/replicasets/{name}")
+    annotations: dict[str, str] = rs["metadata"].get("annotations") or {}
+    return annotations
+
+
+def stamp_of(harness: Harness, name: str, namespace: str = "shop") -> str | None:
+    return rs_annotations(harness, name, namespace).get(HEALTHY_SINCE)
+
+
+def k8s_time(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pods_of(harness: Harness, replicaset: str, namespace: str = "shop") -> list[str]:
+    items = harness.read("GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
+    return sorted(
+        p["metadata"]["name"]
+        for p in items
+        if any(r.get("name") == replicaset for r in p["metadata"].get("ownerReferences", []))
+    )
+
+
+def stamp_writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PATCHes of ReplicaSets in the sandbox's request record (the tracker's only writes)."""
+    return [r for r in requests if r["resource"] == "replicasets" and r["verb"] == "patch"]
