@@ -216,3 +216,19 @@ def test_create_conflict_and_validation_errors_read_as_on_a_cluster(
     invalid = kubectl.run("create", "-f", str(broken), check=False)
     assert invalid.returncode == 1
     assert "is invalid" in invalid.stderr and "does not match template" in invalid.stderr
+
+
+def test_get_prints_the_columns_a_cluster_prints(kubectl: Kubectl, tmp_path: Path) -> None:
+    create_web(kubectl, tmp_path)
+    # pkg/printers/internalversion/printers.go: deployment, replicaset and pod columns,
+    # served as a meta.k8s.io/v1 Table (kubectl get asks for as=Table).
+    lines = kubectl.run("get", "deployment", "web").stdout.splitlines()
+    assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert lines[1].split()[:4] == ["web", "2/2", "2", "2"]
+    wide = kubectl.run("get", "rs", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS",
+                               "IMAGES", "SELECTOR"]
+    assert wide[1].split()[5:7] == ["app", "nginx:1.25"]
+    pods = kubectl.run("get", "pods").stdout.splitlines()
+    assert pods[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert [line.split()[1:4] for line in pods[1:]] == [["1/1", "Running", "0"]] * 2

@@ -69,6 +69,8 @@ class WatchPlan:
     timeout: float
     bookmarks: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # Turns each event's object into what the client asked for (a Table for kubectl get -w).
+    render: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def with_kind(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:

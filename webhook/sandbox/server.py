@@ -18,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from webhook.sandbox import api, controls_api, discovery, metrics, openapi, watch
+from webhook.sandbox import api, controls_api, discovery, metrics, openapi, tables, watch
 from webhook.sandbox.controller import Controller
 from webhook.sandbox.errors import ApiError, path_not_found
 from webhook.sandbox.faults import Faults
@@ -91,6 +91,30 @@ class SandboxServer:
     def serve_forever(self) -> None:
         """Serve in the calling thread (the `sandbox` command)."""
         self._httpd.serve_forever(poll_interval=0.2)
+
+
+def _as_table(
+    sandbox: SandboxServer, request: RequestInfo, reply: api.Reply | api.WatchPlan | Any
+) -> Any:
+    """kubectl get asks for a Table: turn a 200 get/list/watch of an object into one."""
+    info = discovery.find_resource(request.group, request.version, request.resource)
+    if info is None or request.subresource or request.verb not in {"get", "list", "watch"}:
+        return reply
+    include = request.query.get("includeObject", "PartialObjectMetadata")
+    if isinstance(reply, api.WatchPlan):
+        reply.render = lambda obj: tables.table(
+            info, [obj], now=sandbox.store.now(), include_object=include
+        )
+        return reply
+    if not isinstance(reply, api.Reply) or reply.code != 200:
+        return reply
+    if request.verb == "get":
+        items, meta = [reply.body], {"resourceVersion": reply.body["metadata"]["resourceVersion"]}
+    else:
+        items, meta = reply.body["items"], reply.body["metadata"]
+    body = tables.table(info, items, now=sandbox.store.now(), list_meta=meta,
+                        include_object=include)
+    return api.Reply(200, body)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -203,6 +227,8 @@ class _Handler(BaseHTTPRequestHandler):
             controls_api.run_interleave(sandbox.store, interleave)
         try:
             reply = self._answer(sandbox, request, method=method, body=body)
+            if tables.wants_table(self.headers.get("Accept", "")):
+                reply = _as_table(sandbox, request, reply)
         except ApiError as error:
             self._send_json(error.code, error.status())
             return error.code

@@ -32,8 +32,9 @@ def stream(
     """Write the events of `plan` with `write` until the watch ends. Raises OSError when
     the client went away (the caller just stops)."""
     deadline = time.monotonic() + plan.timeout
+    render = plan.render or (lambda obj: obj)
     for obj in plan.initial:
-        write(_event("ADDED", obj))
+        write(_event("ADDED", render(obj)))
     if plan.extra.get("send_initial") and plan.bookmarks:
         marker = {
             "kind": plan.info.kind,
@@ -60,7 +61,7 @@ def stream(
                 continue
             if not plan.matches(change.obj):
                 continue
-            write(_event(change.type, with_kind(plan.info, dict(change.obj))))
+            write(_event(change.type, render(with_kind(plan.info, dict(change.obj)))))
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
