@@ -63,7 +63,8 @@ def load_manifest(manifest_path: str | Path) -> dict[str, Any]:
             f"{path}: expected apiVersion {API_VERSION} kind {KIND}, found "
             f"{manifest.get('apiVersion')!r} {manifest.get('kind')!r}"
         )
-    groups = (manifest.get("spec") or {}).get("groups")
+    spec = manifest.get("spec")
+    groups = spec.get("groups") if isinstance(spec, dict) else None
     if not isinstance(groups, list) or not groups:
         raise ManifestError(f"{path}: spec.groups must be a non-empty list")
     for g_index, group in enumerate(groups, start=1):
