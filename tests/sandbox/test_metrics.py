@@ -255,3 +255,10 @@ def test_promtool_accepts_the_exposition_without_lint_findings(
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == ""
+
+
+def test_restart_period_annotation_speeds_up_the_crash_loop(store: Store, clock: Clock) -> None:
+    deploy(store, "crashloop", **{"sandbox.auto-rollback/restart-period-seconds": "2"})
+    pod = pod_names(store)[0]
+    clock.now += timedelta(seconds=10)
+    assert values(store, "kube_pod_container_status_restarts_total", pod=pod) == [6]

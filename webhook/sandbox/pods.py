@@ -9,7 +9,8 @@ counts and request counters are pure functions of the stored pod and the clock a
 backwards when a behaviour changes.
 
 Timing model (documented in docs/sandbox.md): a crashing container crashes as it starts, so
-its restart count is 1 at once and grows by one every RESTART_PERIOD_SECONDS; it is never
+its restart count is 1 at once and grows by one every RESTART_PERIOD_SECONDS (or every
+`sandbox.auto-rollback/restart-period-seconds`, to speed up end-to-end runs); it is never
 ready. Healthy and slow pods are Running and ready as soon as they are created and serve
 REQUESTS_PER_SECOND requests.
 """
@@ -26,6 +27,7 @@ from webhook.sandbox.store import NotFound, Store, format_time, parse_time
 
 FAULT_ANNOTATION: Final = "sandbox.auto-rollback/fault"
 LATENCY_ANNOTATION: Final = "sandbox.auto-rollback/latency-seconds"
+RESTART_PERIOD_ANNOTATION: Final = "sandbox.auto-rollback/restart-period-seconds"
 HISTORY_ANNOTATION: Final = "sandbox.auto-rollback/behaviour-history"
 FAULTS: Final = ("crashloop", "oomkilled", "slow")
 CRASHING: Final = frozenset({"crashloop", "oomkilled"})
@@ -52,6 +54,7 @@ class Segment:
     since: datetime
     fault: str | None
     latency_seconds: float
+    restart_period: float = 20.0
 
 
 def safe_encode(text: str) -> str:
@@ -107,14 +110,24 @@ def segments(pod: dict[str, Any]) -> list[Segment]:
         try:
             entries = json.loads(raw)
             return [
-                Segment(parse_time(e["since"]), e.get("fault"), float(e["latency_seconds"]))
+                Segment(parse_time(e["since"]), e.get("fault"), float(e["latency_seconds"]),
+                        float(e.get("restart_period_seconds", RESTART_PERIOD_SECONDS)))
                 for e in entries
             ]
         except (ValueError, KeyError, TypeError):
             pass  # a hand-edited history: fall back to the current annotations
     start = (pod.get("status") or {}).get("startTime") or meta.get("creationTimestamp") or ""
     fault, latency = behaviour_from_annotations(annotations)
-    return [Segment(parse_time(start), fault, latency)]
+    return [Segment(parse_time(start), fault, latency, restart_period(annotations))]
+
+
+def restart_period(annotations: dict[str, str]) -> float:
+    """Seconds between restarts of a crashing container (annotation, else the default)."""
+    try:
+        period = float(annotations.get(RESTART_PERIOD_ANNOTATION, RESTART_PERIOD_SECONDS))
+    except ValueError:
+        return RESTART_PERIOD_SECONDS
+    return period if period > 0 else RESTART_PERIOD_SECONDS
 
 
 def _seconds(start: datetime, end: datetime) -> float:
@@ -133,7 +146,7 @@ def restart_count(pod: dict[str, Any], now: datetime) -> int:
     total = 0
     for part, seconds in _spans(pod, now):
         if part.fault in CRASHING and part.since <= now:
-            total += 1 + int(seconds // RESTART_PERIOD_SECONDS)
+            total += 1 + int(seconds // part.restart_period)
     return total
 
 
@@ -152,8 +165,8 @@ def last_crash(pod: dict[str, Any], now: datetime) -> tuple[Segment, datetime] |
     found: tuple[Segment, datetime] | None = None
     for part, seconds in _spans(pod, now):
         if part.fault in CRASHING and part.since <= now:
-            crashes = int(seconds // RESTART_PERIOD_SECONDS)
-            when = part.since.timestamp() + crashes * RESTART_PERIOD_SECONDS
+            crashes = int(seconds // part.restart_period)
+            when = part.since.timestamp() + crashes * part.restart_period
             found = (part, datetime.fromtimestamp(when, tz=part.since.tzinfo))
     return found
 
@@ -309,10 +322,13 @@ def set_behaviour(
         pod = store.get("pods", namespace, name)
         now = store.now()
         history = [
-            {"since": format_time(s.since), "fault": s.fault, "latency_seconds": s.latency_seconds}
+            {"since": format_time(s.since), "fault": s.fault, "latency_seconds": s.latency_seconds,
+             "restart_period_seconds": s.restart_period}
             for s in segments(pod)
         ]
-        history.append({"since": format_time(now), "fault": fault, "latency_seconds": latency})
+        period = restart_period((pod.get("metadata") or {}).get("annotations") or {})
+        history.append({"since": format_time(now), "fault": fault, "latency_seconds": latency,
+                        "restart_period_seconds": period})
         annotations = pod.setdefault("metadata", {}).setdefault("annotations", {})
         annotations[HISTORY_ANNOTATION] = json.dumps(history, separators=(",", ":"))
         annotations.pop(FAULT_ANNOTATION, None)
