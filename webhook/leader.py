@@ -150,8 +150,9 @@ class LeaderElector:
         except NotFound:
             return self._create(now)
         except KubeError as exc:
-            log.warning("%s: cannot read Lease %s/%s: %s", self.identity, self.namespace,
-                        self.name, exc)
+            log.warning(
+                "%s: cannot read Lease %s/%s: %s", self.identity, self.namespace, self.name, exc
+            )
             return False
         spec = lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
@@ -171,16 +172,26 @@ class LeaderElector:
             # Conditional: metadata.resourceVersion is the one we just read.
             written = self.cluster.replace_lease(lease)
         except Conflict:
-            log.info("%s: Lease %s/%s changed under us (409): another candidate won this round",
-                     self.identity, self.namespace, self.name)
+            log.info(
+                "%s: Lease %s/%s changed under us (409): another candidate won this round",
+                self.identity,
+                self.namespace,
+                self.name,
+            )
             return self._lost(holder)
         except KubeError as exc:
-            log.warning("%s: cannot write Lease %s/%s: %s", self.identity, self.namespace,
-                        self.name, exc)
+            log.warning(
+                "%s: cannot write Lease %s/%s: %s", self.identity, self.namespace, self.name, exc
+            )
             return False
         if not ours:
-            log.info("%s: took over Lease %s/%s from %r", self.identity, self.namespace,
-                     self.name, holder or "(released)")
+            log.info(
+                "%s: took over Lease %s/%s from %r",
+                self.identity,
+                self.namespace,
+                self.name,
+                holder or "(released)",
+            )
         return self._won(written, now)
 
     def _expired(self, spec: dict[str, Any], now: datetime) -> bool:
@@ -216,8 +227,9 @@ class LeaderElector:
             # AlreadyExists: another candidate created it between our GET and POST.
             return self._lost("")
         except KubeError as exc:
-            log.warning("%s: cannot create Lease %s/%s: %s", self.identity, self.namespace,
-                        self.name, exc)
+            log.warning(
+                "%s: cannot create Lease %s/%s: %s", self.identity, self.namespace, self.name, exc
+            )
             return False
         return self._won(created, now)
 
@@ -236,8 +248,13 @@ class LeaderElector:
         try:
             self.cluster.replace_lease({**lease, "spec": spec})
         except KubeError as exc:
-            log.warning("%s: could not release Lease %s/%s: %s", self.identity, self.namespace,
-                        self.name, exc)
+            log.warning(
+                "%s: could not release Lease %s/%s: %s",
+                self.identity,
+                self.namespace,
+                self.name,
+                exc,
+            )
             return False
         log.info("%s: released Lease %s/%s", self.identity, self.namespace, self.name)
         return True
