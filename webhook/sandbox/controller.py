@@ -295,8 +295,6 @@ def _set_replicas_annotations(deployment: dict[str, Any], rs: dict[str, Any]) ->
 # ---- the reconcile --------------------------------------------------------------------------
 
 
-
-
 def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
     """One pass of DeploymentController.syncDeployment for `deployment` (immediate rollout)."""
     meta, spec = deployment["metadata"], deployment.get("spec") or {}
@@ -353,7 +351,8 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
             if int(rs["spec"].get("replicas", 1)) != 0:
                 old[index] = _scale(store, deployment, rs, 0)
                 progressed = True
-    else:
+    elif not rolling:
+        # sync.go scale(): paused or a scaling event only resizes the active ReplicaSet.
         target = _active_or_latest(new_rs, old)
         if target is not None and int(target["spec"].get("replicas", 1)) != replicas:
             scaled = _scale(store, deployment, target, replicas)

@@ -341,18 +341,6 @@ def set_behaviour(
         return store.update("pods", pod, check_rv=False)
 
 
-def refresh(store: Store, namespace: str, name: str) -> dict[str, Any]:
-    """Write the pod's status as of now (restart counts grow with time; the store only
-    changes on writes). Returns the stored pod; NotFound when it is gone."""
-    with store.lock:
-        pod = store.get("pods", namespace, name)
-        status = live_status(pod, store.now())
-        if status == pod.get("status"):
-            return pod
-        pod["status"] = status
-        return store.update("pods", pod, check_rv=False)
-
-
 # ---- the ReplicaSet controller's half ------------------------------------------------------
 
 
