@@ -11,6 +11,8 @@ ALERTMANAGER_FRAGMENT = REPO / "rules" / "alertmanager.yaml"
 ALERTMANAGER_CONFIG_CRD = REPO / "rules" / "alertmanagerconfig.yaml"
 RUNBOOK = REPO / "docs" / "runbook.md"
 SUITES = Path(__file__).resolve().parent / "promtool"
+# Suites for the rules as rules/extract.py render() shortens them for pipeline tests.
+RENDERED_SUITES = Path(__file__).resolve().parent / "promtool_rendered"
 # The name the suites' `rule_files:` refer to.
 RULE_FILE_NAME = "rules.yaml"
 

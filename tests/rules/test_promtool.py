@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rules.extract import dump_rule_file
-from tests.rules.support import SUITES, run
+from rules.extract import dump_rule_file, write_rule_file
+from tests.rules.support import MANIFEST, RENDERED_SUITES, RULE_FILE_NAME, SUITES, run
 
 pytestmark = pytest.mark.promtool
 
@@ -66,3 +66,18 @@ def test_a_suite_fails_when_a_rule_loses_its_new_revision_guard(
     result = run([promtool, "test", "rules", suite.name], cwd=extracted_rules.parent)
     assert result.returncode != 0
     assert 'replicaset="queue-2222"' in result.stdout + result.stderr
+
+
+def test_rendered_pipeline_rules_fire_the_latency_alert_within_minutes(
+    promtool: str, tmp_path: Path
+):
+    # The documented render step (shorter for: and baseline offset) is what a pipeline test
+    # loads into a real prometheus; the suite fails on the unrendered rules (hour-long baseline).
+    suite = RENDERED_SUITES / "p99_latency_fast.yaml"
+    shutil.copy(suite, tmp_path / suite.name)
+    write_rule_file(tmp_path / RULE_FILE_NAME, MANIFEST, for_override="10s", baseline_offset="3m")
+    result = run([promtool, "test", "rules", suite.name], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    write_rule_file(tmp_path / RULE_FILE_NAME, MANIFEST, for_override="10s")
+    assert run([promtool, "test", "rules", suite.name], cwd=tmp_path).returncode != 0
