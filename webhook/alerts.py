@@ -1,7 +1,8 @@
 """The Alertmanager webhook payload (version 4): parse and validate into typed alerts.
 
-Validation is a JSON schema so a 400 names the field (`alerts[1].startsAt: ...`). Unknown fields
-are ignored, since Alertmanager adds fields over versions (`truncatedAlerts`, ...).
+Validation is a JSON schema, compiled once by fastjsonschema (the receiver's hot path: several
+times faster than interpreting it), so a 400 names the field (`alerts[1]: must contain
+['startsAt'] properties`). Unknown fields are ignored: Alertmanager adds fields over versions.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import jsonschema
+import fastjsonschema
 
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
@@ -47,7 +48,7 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
     },
 }
 
-_VALIDATOR = jsonschema.Draft7Validator(PAYLOAD_SCHEMA)
+_VALIDATE = fastjsonschema.compile(PAYLOAD_SCHEMA)
 
 
 class PayloadError(ValueError):
@@ -83,11 +84,14 @@ class Payload:
     alerts: tuple[Alert, ...] = field(default_factory=tuple)
 
 
-def _path(error: jsonschema.ValidationError) -> str:
-    parts = ""
-    for part in error.absolute_path:
-        parts += f"[{part}]" if isinstance(part, int) else (f".{part}" if parts else str(part))
-    return parts or "payload"
+def _describe(error: fastjsonschema.JsonSchemaValueException) -> str:
+    """`data.alerts[0] must contain [...]` -> `alerts[0]: must contain [...]`."""
+    name = error.name or "data"
+    message = error.message
+    if message.startswith(name):
+        message = message[len(name) :].strip()
+    where = name.removeprefix("data").lstrip(".") or "payload"
+    return f"{where}: {message}"
 
 
 def parse_time(text: str, *, where: str) -> datetime:
@@ -119,10 +123,10 @@ def _optional_end(text: str | None, *, where: str) -> datetime | None:
 
 def parse_payload(document: Any) -> Payload:
     """Validate a decoded JSON document and return the typed payload."""
-    errors = sorted(_VALIDATOR.iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        raise PayloadError(f"{_path(first)}: {first.message}")
+    try:
+        _VALIDATE(document)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise PayloadError(_describe(exc)) from None
     alerts = []
     for i, raw in enumerate(document["alerts"]):
         where = f"alerts[{i}]"

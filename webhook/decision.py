@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -47,10 +47,13 @@ class Decision:
     involved: dict[str, Any] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (times as RFC 3339 strings)."""
-        data = asdict(self)
-        data.pop("transient")
-        data.pop("involved")
+        """JSON-ready form (times as RFC 3339 strings); shallow, so cheap per request."""
+        data = {name: getattr(self, name) for name in _PUBLIC_FIELDS}
+        data["labels"] = dict(self.labels)
+        data["overrides"] = dict(self.overrides)
         data["time"] = self.time.isoformat()
         data["starts_at"] = self.starts_at.isoformat() if self.starts_at else None
         return data
+
+
+_PUBLIC_FIELDS = tuple(f.name for f in fields(Decision) if f.name not in {"transient", "involved"})

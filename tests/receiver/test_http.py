@@ -31,14 +31,19 @@ def assert_cluster_untouched(harness: Harness) -> None:
     ("body", "content_type", "status", "names"),
     [
         ("{not json", "application/json", 400, "not valid JSON"),
-        (json.dumps({"version": "4", "status": "firing"}), "application/json", 400, "'alerts'"),
+        (
+            json.dumps({"version": "4", "status": "firing"}),
+            "application/json",
+            400,
+            "payload: must contain ['alerts']",
+        ),
         (
             json.dumps(
                 {"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {}}]}
             ),
             "application/json",
             400,
-            "alerts[0]: 'startsAt' is a required property",
+            "alerts[0]: must contain ['startsAt'] properties",
         ),
         (
             json.dumps(
