@@ -115,16 +115,22 @@ class Service:
         )
         self._log = decision_logger()
 
-    def store(self, body: str, *, source: str, remote: str = "", actor: str = "") -> str:
+    def store(
+        self, body: str, *, source: str, remote: str = "", actor: str = "", document: Any = None
+    ) -> str:
         """Store a raw payload durably (AuditUnavailable when that is impossible)."""
+        if document is None:
+            try:
+                document = json.loads(body)
+            except ValueError:
+                document = None
         group_key, truncated = "", 0
-        try:
-            document = json.loads(body)
-            if isinstance(document, dict):
-                group_key = str(document.get("groupKey", ""))
+        if isinstance(document, dict):
+            group_key = str(document.get("groupKey", ""))
+            try:
                 truncated = int(document.get("truncatedAlerts", 0) or 0)
-        except (ValueError, TypeError):
-            pass
+            except (TypeError, ValueError):
+                truncated = 0
         return self.audit.store_payload(
             body,
             received_at=self.clock(),
@@ -152,11 +158,13 @@ class Service:
         self, body: str, *, source: str = "alertmanager", remote: str = "", actor: str = ""
     ) -> Received:
         """Store, parse (PayloadError names the field), then decide every alert."""
-        payload_id = self.store(body, source=source, remote=remote, actor=actor)
         try:
             document = json.loads(body)
         except ValueError as exc:
+            # Stored all the same: what Alertmanager sent is kept even when it is not JSON.
+            self.store(body, source=source, remote=remote, actor=actor)
             raise PayloadError(f"body: not valid JSON ({exc})") from exc
+        payload_id = self.store(body, source=source, remote=remote, actor=actor, document=document)
         payload = parse_payload(document)
         request = Request(
             source=source,
