@@ -232,3 +232,25 @@ def test_get_prints_the_columns_a_cluster_prints(kubectl: Kubectl, tmp_path: Pat
     pods = kubectl.run("get", "pods").stdout.splitlines()
     assert pods[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert [line.split()[1:4] for line in pods[1:]] == [["1/1", "Running", "0"]] * 2
+
+
+def test_typed_client_creates_work_in_every_encoding(kubectl: Kubectl) -> None:
+    # kubectl 1.32+ typed clients (create namespace/deployment, run) send
+    # application/vnd.kubernetes.protobuf with no fallback to JSON; 1.30 sends JSON. Both
+    # must give the same objects.
+    kubectl.run("create", "namespace", "shop")
+    kubectl.run("create", "deployment", "api", "-n", "shop", "--image=api:1", "--replicas=2",
+                "--port=8080")
+    kubectl.run("run", "probe", "-n", "shop", "--image=busybox:1", "--labels=role=probe",
+                "--env=MODE=check", "--", "sleep", "10")
+    deployment = kubectl.json("get", "deployment", "api", "-n", "shop")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["selector"] == {"matchLabels": {"app": "api"}}
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert (container["name"], container["image"]) == ("api", "api:1")
+    assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    assert deployment["status"]["readyReplicas"] == 2
+    pod = kubectl.json("get", "pod", "probe", "-n", "shop")
+    assert pod["metadata"]["labels"] == {"role": "probe"}
+    assert pod["spec"]["containers"][0]["args"] == ["sleep", "10"]
+    assert pod["spec"]["containers"][0]["env"] == [{"name": "MODE", "value": "check"}]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.sandbox import objects
+from webhook.sandbox import objects, protobuf
 from webhook.sandbox.discovery import ResourceInfo, find_resource
 from webhook.sandbox.errors import (
     ApiError,
@@ -80,8 +80,15 @@ def with_kind(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def decode_body(body: bytes) -> Any:
-    """Parse a JSON request body; kubectl and the Python client send JSON."""
+def decode_body(body: bytes, content_type: str = "application/json") -> Any:
+    """Parse a request body: JSON, or the protobuf kubectl 1.32+ typed clients send."""
+    if content_type.split(";")[0].strip().lower() == protobuf.CONTENT_TYPE:
+        try:
+            return protobuf.decode(body)
+        except (protobuf.ProtobufError, UnicodeDecodeError) as error:
+            raise unsupported_media_type(
+                f"{protobuf.CONTENT_TYPE} ({error})", ("application/json",)
+            ) from error
     try:
         return json.loads(body or b"null")
     except ValueError as error:
@@ -124,9 +131,9 @@ def handle(
             return _list(store, info, request)
         return Reply(200, with_kind(info, _get(store, info, request.namespace, request.name)))
     if method == "POST" and request.name is None:
-        return _create(store, info, request, decode_body(body))
+        return _create(store, info, request, decode_body(body, content_type))
     if method == "PUT" and request.name is not None:
-        return _replace(store, info, request, decode_body(body))
+        return _replace(store, info, request, decode_body(body, content_type))
     if method == "PATCH" and request.name is not None:
         return _patch(store, info, request, body=body, content_type=content_type)
     if method == "DELETE":
