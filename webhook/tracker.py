@@ -10,7 +10,9 @@ A revision earns it while it is the current one of an opted-in Deployment:
   `auto-rollback/min-healthy-seconds` annotation wins), measured from the first round that saw
   it fully available. That start lives in memory, keyed by ReplicaSet uid and activation time:
   a restart of the service starts the clock again, never shortens it;
-- with no trigger alert received for it since it became current (the audit's decisions).
+- with no trigger alert received for it since it became current (the audit's decisions);
+- and, when Prometheus is configured, not contradicted by it over the period at stamp time
+  (pods unready between two rounds, or a trigger alert that reached another replica's audit).
 
 The stamp value is the time the healthy period started. A re-adopted revision whose stamp
 predates its current activation is judged afresh and re-stamped once it proves healthy again.
@@ -33,6 +35,7 @@ from webhook import contract
 from webhook.audit import AuditStore
 from webhook.config import Settings
 from webhook.decide import label_selector, policy_for
+from webhook.evidence import UNHEALTHY, RevisionHealthQuery
 from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
 from webhook.leader import LeaderElector, default_identity
 from webhook.revisions import (
@@ -120,7 +123,9 @@ class Observation:
     deployment: str
     replicaset: str
     revision: int
-    state: str  # stamped | already_stamped | waiting | unavailable | alerted | conflict | follower
+    # stamped | already_stamped | waiting | unavailable | alerted | prometheus_unhealthy |
+    # conflict | follower
+    state: str
     detail: str
 
 
@@ -150,8 +155,10 @@ class HealthTracker:
         clock: Callable[[], datetime],
         *,
         is_leader: Callable[[], bool] = lambda: True,
+        prometheus: RevisionHealthQuery | None = None,
     ) -> None:
         self.cluster = cluster
+        self.prometheus = prometheus
         self.settings = settings
         self.audit = audit
         self.clock = clock
@@ -246,6 +253,12 @@ class HealthTracker:
             return observe("waiting", f"fully available since {started.isoformat()}, {left}s to go")
         if not self.is_leader():
             return observe("follower", "healthy long enough; the leader stamps it")
+        doubt = self._prometheus_doubt(deployment, current, start=started, end=now)
+        if doubt is not None:
+            # Between two rounds pods may have flapped, or an alert may have reached another
+            # replica's audit: Prometheus saw it. The period is broken; start again.
+            del self._healthy_from[key]
+            return observe("prometheus_unhealthy", doubt)
         return self._stamp(current, since=max(started, activated), observe=observe)
 
     def _stamp(
@@ -271,6 +284,24 @@ class HealthTracker:
             value,
         )
         return observe("stamped", f"healthy since {value}")
+
+    def _prometheus_doubt(
+        self, deployment: Obj, current: Revision, *, start: datetime, end: datetime
+    ) -> str | None:
+        """Prometheus' detail when it says the revision was not healthy over [start, end]."""
+        if self.prometheus is None or (end - start).total_seconds() < 1:
+            return None
+        evidence = self.prometheus.revision_health(
+            namespace=deployment["metadata"]["namespace"],
+            deployment=deployment["metadata"]["name"],
+            replicaset=current.name,
+            start=start,
+            end=end,
+        )
+        # Only a definite "unhealthy" blocks: Prometheus down or without data proves nothing.
+        if str(evidence.verdict) == UNHEALTHY:
+            return str(evidence.detail)
+        return None
 
     def _alert_since(
         self, namespace: str, deployment: str, replicaset: str, since: datetime
@@ -352,7 +383,12 @@ def start_for_service(service: Any) -> list[Callable[[], None]]:
         clock=service.clock,
     )
     tracker = HealthTracker(
-        service.cluster, settings, service.audit, service.clock, is_leader=elector.is_leader
+        service.cluster,
+        settings,
+        service.audit,
+        service.clock,
+        is_leader=elector.is_leader,
+        prometheus=getattr(service, "prometheus", None),
     )
     loop = TrackerLoop(
         elector=elector, tracker=tracker, resync_seconds=float(settings.tracker.resync_seconds)
