@@ -1,0 +1,154 @@
+"""The console in real headless Chromium (Debian's chromium + chromedriver through selenium).
+
+Log in, filter, open a decision, preview a replay and confirm it; an alert label holding
+`<script>` renders as text; a form posted without its CSRF token is refused. Screenshots of each
+step go to artifacts/console/ (gitignored) for people to look at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.binaries import require_binary
+from tests.oncall.support import ALICE, OnCall, live_server
+from tests.receiver.harness import hours, template_images
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
+SCRIPT_LABEL = "<script>document.title='pwned'</script>"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
+)
+
+
+@pytest.fixture
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    chromium = require_binary("chromium")
+    chromedriver = require_binary("chromedriver")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service as ChromeService
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager fetch anything
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(options=options, service=ChromeService(executable_path=chromedriver))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shot(driver: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def test_console_login_filter_open_preview_confirm(oncall: OnCall, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    rs = oncall.h.deploy("web", [("web:1", hours(3)), ("web:2", hours(2))])
+    [skip] = oncall.h.post_alerts(
+        oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    evil = oncall.h.alert(namespace="shop", deployment="evil", note=SCRIPT_LABEL)
+    evil["annotations"]["description"] = '<img src=x onerror=alert(1)> & "quotes"'
+    [hostile] = oncall.h.post_alerts(evil)
+
+    def find(css: str) -> Any:
+        return browser.find_element(By.CSS_SELECTOR, css)
+
+    def navigate(element: Any) -> None:
+        """Click a link or submit button and wait until the next page replaced this one."""
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        page = browser.find_element(By.TAG_NAME, "html")
+        element.click()
+        WebDriverWait(browser, 20).until(expected_conditions.staleness_of(page))
+
+    with live_server(oncall.app) as url:
+        browser.get(url + "/")
+        assert browser.current_url == url + "/login"
+        shot(browser, "01-login")
+        find("#token").send_keys(ALICE)
+        navigate(find("#login"))
+        assert find("#actor").text == "alice"
+        rows = browser.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
+        assert len(rows) == 2
+        shot(browser, "02-decisions")
+
+        find("#f-deployment").send_keys("web")
+        navigate(find("#apply-filters"))
+        rows = browser.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
+        assert len(rows) == 1 and "no_recent_rollout" in rows[0].text
+        shot(browser, "03-filtered")
+
+        navigate(rows[0].find_element(By.CSS_SELECTOR, "a.open"))
+        assert find("#decision-id").text == skip["id"]
+        assert "no_recent_rollout" in find("#outcome").text
+        shot(browser, "04-decision")
+
+        find("#reason").send_keys("web:2 is the culprit; rollout just outside the window")
+        find("#ignore_recent_window").click()
+        navigate(find("#preview"))
+        assert "would roll back revision 2 -> revision 1" in find("#would").text
+        assert find("#preview-decisions td.from").text == f"revision 2 ({rs[1]})"
+        assert find("#preview-decisions td.to").text == f"revision 1 ({rs[0]})"
+        assert template_images(oncall.h.deployment("shop", "web")) == ["web:2"]  # untouched
+        shot(browser, "05-preview")
+
+        navigate(find("#confirm"))
+        assert find("#outcome").text.startswith("rolled_back")
+        assert find("#decision-actor").text == "alice"
+        assert find("#replay-of").text == skip["id"]
+        assert "replay execute by alice: web:2 is the culprit" in find("#detail").text
+        assert template_images(oncall.h.deployment("shop", "web")) == ["web:1"]
+        shot(browser, "06-rolled-back")
+
+        navigate(find("#replay-of"))
+        replays = browser.find_elements(By.CSS_SELECTOR, "#replays tbody tr")
+        assert [("dry_run" in r.text, "rolled_back" in r.text) for r in replays] == [
+            (True, False),
+            (False, True),
+        ]
+        shot(browser, "07-original-with-replays")
+
+        # Labels and annotations are text, never markup.
+        browser.get(f"{url}/decisions/{hostile['id']}")
+        label = browser.find_element(By.XPATH, "//table[@id='labels']//tr[th='note']/td")
+        assert label.text == SCRIPT_LABEL
+        description = browser.find_element(
+            By.XPATH, "//table[@id='annotations']//tr[th='description']/td"
+        )
+        assert description.text == '<img src=x onerror=alert(1)> & "quotes"'
+        assert browser.find_elements(By.CSS_SELECTOR, "main script, main img") == []
+        assert browser.title != "pwned"
+        shot(browser, "08-escaped-labels")
+
+        # The same replay form with its CSRF field removed is refused and changes nothing.
+        browser.get(f"{url}/decisions/{hostile['id']}")
+        browser.execute_script(
+            "document.querySelector('#replay-form input[name=csrf_token]').remove()"
+        )
+        find("#reason").send_keys("no csrf")
+        navigate(find("#preview"))
+        assert "CSRF token missing or invalid" in find("#message").text
+        shot(browser, "09-csrf-refused")
+    assert oncall.h.service.audit.replays_of(hostile["id"]) == []

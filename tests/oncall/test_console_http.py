@@ -1,0 +1,94 @@
+"""The console's session and CSRF rules, checked at the HTTP level (the browser test shows use)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.oncall.support import ALICE, BOB, RECEIVER, OnCall
+from tests.receiver.harness import hours, template_images
+from webhook.auth import Credentials
+from webhook.console import Sessions
+
+
+def login(oncall: OnCall, token: str = ALICE) -> str:
+    """Log in through the form; returns the CSRF token of the first page."""
+    page = oncall.client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    assert csrf
+    response = oncall.client.post("/login", data={"csrf_token": csrf.group(1), "token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    index = oncall.client.get("/").get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', index)
+    assert found
+    return found.group(1)
+
+
+def test_console_needs_login_and_sets_a_strict_cookie(oncall: OnCall) -> None:
+    response = oncall.client.get("/")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/login")
+    page = oncall.client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    assert csrf
+    response = oncall.client.post("/login", data={"csrf_token": csrf.group(1), "token": ALICE})
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("rw_session="))
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"secure", "httponly", "samesite=strict", "path=/"} <= flags
+    assert ALICE not in cookie  # the token itself never sits in the browser
+    index = oncall.client.get("/")
+    assert index.status_code == 200 and "alice" in index.get_data(as_text=True)
+    assert "default-src 'none'" in index.headers["Content-Security-Policy"]
+
+
+def test_wrong_tokens_cannot_log_in(oncall: OnCall) -> None:
+    page = oncall.client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    assert csrf
+    for token, status in ((RECEIVER, 403), ("guess", 401), ("", 401)):
+        response = oncall.client.post("/login", data={"csrf_token": csrf.group(1), "token": token})
+        assert response.status_code == status
+        assert not any(c.startswith("rw_session=") for c in response.headers.getlist("Set-Cookie"))
+
+
+def test_login_without_csrf_is_refused(oncall: OnCall) -> None:
+    response = oncall.client.post("/login", data={"token": ALICE})
+    assert response.status_code == 403 and "CSRF" in response.get_data(as_text=True)
+
+
+def test_replay_post_without_or_with_a_foreign_csrf_token_is_refused(oncall: OnCall) -> None:
+    rs = oncall.h.deploy("web", [("web:1", hours(3)), ("web:2", hours(2))])
+    [skip] = oncall.h.post_alerts(
+        oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    # Bob's CSRF token is valid for Bob's session only.
+    bob_csrf = login(oncall, BOB)
+    oncall.client = oncall.app.test_client()  # a fresh browser for Alice
+    login(oncall, ALICE)
+    form = {
+        "audit_id": skip["id"],
+        "reason": "r",
+        "ignore_recent_window": "on",
+        "action": "execute",
+    }
+    for extra in ({}, {"csrf_token": ""}, {"csrf_token": bob_csrf}):
+        response = oncall.client.post("/replay", data={**form, **extra})
+        assert response.status_code == 403 and "CSRF" in response.get_data(as_text=True)
+    assert oncall.h.service.audit.replays_of(skip["id"]) == []
+    assert template_images(oncall.h.deployment("shop", "web")) == ["web:2"]
+
+
+def test_session_ends_when_its_token_is_rotated(oncall: OnCall) -> None:
+    sessions = Sessions(oncall.credentials)
+    cookie = sessions.issue("alice")
+    assert sessions.verify(cookie) is not None
+    rotated = Credentials(
+        receiver_token=RECEIVER,
+        receiver_user=None,
+        receiver_password=None,
+        allow_unauthenticated=False,
+        oncall=(("alice", "a-new-token"),),
+    )
+    assert Sessions(rotated).verify(cookie) is None
+    name, expiry, nonce, signature = cookie.split(".")
+    assert sessions.verify(f"{name}.{int(expiry) + 3600}.{nonce}.{signature}") is None  # tampered
+    expired = Sessions(oncall.credentials, now=lambda: float(expiry) + 1)
+    assert expired.verify(cookie) is None
