@@ -1,4 +1,8 @@
-"""The `rollback-webhook` command: subcommands and flags only; each runs its own module."""
+"""The `rollback-webhook` command: subcommands and flags only; each runs its own module.
+
+Only the chosen subcommand's module is imported, so one command's dependencies (or a bug in it)
+never break another, and `serve` starts without loading the sandbox or the demo.
+"""
 
 from __future__ import annotations
 
@@ -19,27 +23,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rollback-webhook",
         description="Turns Prometheus alerts into safe, audited rollbacks of Deployments.",
+        epilog="Run 'rollback-webhook COMMAND --help' for a command's options.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # not part of this build
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command_parser)
-        command_parser.set_defaults(_run=module.run)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
+def command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    """The parser of one subcommand, with its module."""
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"rollback-webhook {name}", description=help_text)
+    module.add_arguments(parser)
+    return parser, module
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
-    result: int = args._run(args)
+    args = list(argv) if argv is not None else sys.argv[1:]
+    if not args or args[0] not in COMMANDS:
+        top_parser().parse_args(args)  # prints help or the error, exits
+        return 2
+    parser, module = command_parser(args[0])
+    namespace = parser.parse_args(args[1:])
+    result: int = module.run(namespace)  # type: ignore[attr-defined]
     return result
