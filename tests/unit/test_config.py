@@ -1,0 +1,78 @@
+"""Configuration: defaults as documented, and bad input stops start-up naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webhook.config import ConfigError, Settings, load_settings, settings_from_dict
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    settings = Settings()
+    assert settings.dry_run is False and settings.require_opt_in is True
+    assert settings.namespaces.deny == ("kube-system", "kube-public", "kube-node-lease")
+    assert settings.namespaces.allow == ()
+    assert settings.recent_rollout_window == 1800 and settings.min_healthy_seconds == 600
+    assert settings.cooldown == 3600 and settings.circuit_window == 3600
+    assert settings.max_rollbacks == 5
+    assert settings.server.max_body_bytes == 1024 * 1024
+
+
+def test_durations_accept_seconds_and_units() -> None:
+    settings = settings_from_dict({"cooldown": "1h30m", "recent_rollout_window": 90})
+    assert settings.cooldown == 5400 and settings.recent_rollout_window == 90
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"dry_rnu": True}, "dry_rnu: unknown key"),
+        ({"namespaces": {"deny": ["a", 3]}}, "namespaces.deny[1]: expected a non-empty string"),
+        ({"cooldown": "soon"}, "cooldown: expected a duration"),
+        ({"server": {"port": 0}}, "server.port: must be greater than 0"),
+        ({"auth": {"receiver": {"token": "x"}}}, "auth.receiver.token: unknown key"),
+        ({"dry_run": "yes"}, "dry_run: expected true or false"),
+        ({"namespaces": {"allow": ["a"], "deny": ["a"]}}, "namespaces.allow[0]"),
+        ([1, 2], "the configuration: expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(document: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        settings_from_dict(document)
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("max_rollbacks: many\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: max_rollbacks: expected an integer"):
+        load_settings(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    good.write_text(f"dry_run: true\nauth:\n  receiver:\n    bearer_token_file: {token}\n")
+    ok = subprocess.run(
+        [sys.executable, "-m", "webhook", "check-config", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert '"dry_run": true' in ok.stdout and "s3cret" not in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cooldwon: 1h\n")
+    refused = subprocess.run(
+        [sys.executable, "-m", "webhook", "check-config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2 and "cooldwon: unknown key" in refused.stderr
