@@ -119,6 +119,17 @@ class Cluster:
         self._timeout = timeout_seconds
         self._clock = clock
 
+    def with_own_pool(self) -> Cluster:
+        """The same cluster, credentials and timeout on a connection pool of its own.
+
+        For background threads (the health tracker) in a process that forks later (gunicorn
+        workers): a forked child inherits the parent's open pooled sockets, and two processes
+        reading one socket get each other's answers. The receiver's pool stays unused until
+        the fork; the thread's pool is never touched by the child.
+        """
+        api = kubernetes.client.ApiClient(self._api.configuration)
+        return Cluster(api, timeout_seconds=self._timeout, clock=self._clock)
+
     # -- transport -------------------------------------------------------------------------
     def _call(
         self,

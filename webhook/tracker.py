@@ -370,12 +370,17 @@ class TrackerLoop:
 
 
 def start_for_service(service: Any) -> list[Callable[[], None]]:
-    """Start the tracker for a Service when `tracker.enabled`; returns the stop callables."""
+    """Start the tracker for a Service when `tracker.enabled`; returns the stop callables.
+
+    The tracker gets its own Kubernetes and Prometheus connection pools: `serve` forks its
+    gunicorn workers after this returns, and pooled sockets shared across a fork mix answers.
+    """
     settings: Settings = service.settings
     if not settings.tracker.enabled:
         return []
+    cluster: Cluster = service.cluster.with_own_pool()
     elector = LeaderElector(
-        cluster=service.cluster,
+        cluster=cluster,
         namespace=settings.tracker.lease_namespace,
         name=settings.tracker.lease_name,
         identity=default_identity(),
@@ -383,12 +388,12 @@ def start_for_service(service: Any) -> list[Callable[[], None]]:
         clock=service.clock,
     )
     tracker = HealthTracker(
-        service.cluster,
+        cluster,
         settings,
         service.audit,
         service.clock,
         is_leader=elector.is_leader,
-        prometheus=getattr(service, "prometheus", None),
+        prometheus=_own_prometheus(service),
     )
     loop = TrackerLoop(
         elector=elector, tracker=tracker, resync_seconds=float(settings.tracker.resync_seconds)
@@ -401,3 +406,18 @@ def start_for_service(service: Any) -> list[Callable[[], None]]:
         settings.tracker.resync_seconds,
     )
     return [loop.stop]
+
+
+def _own_prometheus(service: Any) -> Any | None:
+    settings: Settings = service.settings
+    if not settings.prometheus.url:
+        # None, or an evidence object a caller injected (no URL: nothing of ours to rebuild).
+        return getattr(service, "prometheus", None)
+    from webhook.prom import PrometheusEvidence
+
+    return PrometheusEvidence(
+        settings.prometheus.url,
+        timeout_seconds=settings.prometheus.timeout_seconds,
+        retries=settings.prometheus.retries,
+        clock=service.clock,
+    )
