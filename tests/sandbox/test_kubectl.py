@@ -254,3 +254,20 @@ def test_typed_client_creates_work_in_every_encoding(kubectl: Kubectl) -> None:
     assert pod["metadata"]["labels"] == {"role": "probe"}
     assert pod["spec"]["containers"][0]["args"] == ["sleep", "10"]
     assert pod["spec"]["containers"][0]["env"] == [{"name": "MODE", "value": "check"}]
+
+
+def test_server_dry_run_and_diff_change_nothing(kubectl: Kubectl, tmp_path: Path) -> None:
+    create_web(kubectl, tmp_path)
+    before = kubectl.json("get", "deployment", "web")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(DEPLOYMENT.replace("replicas: 2", "replicas: 5"))
+    # kubectl diff is a server-side dry-run patch (kubectl/pkg/cmd/diff): exit 1 = differences.
+    diff = kubectl.run("diff", "-f", str(changed), check=False)
+    assert diff.returncode == 1 and "+  replicas: 5" in diff.stdout
+    assert "(server dry run)" in kubectl.run("scale", "deployment/web", "--replicas=7",
+                                             "--dry-run=server").stdout
+    assert "(server dry run)" in kubectl.run("delete", "deployment", "web",
+                                             "--dry-run=server").stdout
+    after = kubectl.json("get", "deployment", "web")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"]["replicas"] == 2

@@ -141,7 +141,9 @@ def handle(
         policy = request.query.get("propagationPolicy") or (options or {}).get(
             "propagationPolicy") or "Background"
         if request.name is None:
-            return _delete_collection(store, info, request, policy=policy, collect=collect)
+            dry_run = _dry(request) or "All" in ((options or {}).get("dryRun") or [])
+            return _delete_collection(store, info, request, policy=policy, collect=collect,
+                                      dry_run=dry_run)
         return _delete(store, info, request, options=options or {}, policy=policy,
                        collect=collect)
     raise method_not_allowed(method, info.kind)
@@ -247,7 +249,7 @@ def _create(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) ->
     with store.lock:
         _namespace_must_exist(store, info, request.namespace)
         try:
-            created = store.create(info.resource, with_kind(info, obj))
+            created = store.create(info.resource, with_kind(info, obj), dry_run=_dry(request))
         except AlreadyExists as error:
             raise already_exists(info, name) from error
     return Reply(201, with_kind(info, created))
@@ -260,12 +262,18 @@ def _replace(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) -
     objects.check_identity(info, obj, namespace=request.namespace, name=request.name)
     with store.lock:
         old = _get(store, info, request.namespace, request.name)
-        return Reply(200, _store_update(store, info, old, obj, subresource=request.subresource))
+        return Reply(200, _store_update(store, info, old, obj, subresource=request.subresource,
+                                        dry_run=_dry(request)))
+
+
+def _dry(request: RequestInfo) -> bool:
+    """dryRun=All: admission, defaulting and validation run, nothing is stored."""
+    return request.query.get("dryRun") == "All"
 
 
 def _store_update(
     store: Store, info: ResourceInfo, old: dict[str, Any], new: dict[str, Any], *,
-    subresource: str,
+    subresource: str, dry_run: bool = False,
 ) -> dict[str, Any]:
     name = str(old["metadata"]["name"])
     new = objects.prepare_update(info, old, new, subresource=subresource)
@@ -273,7 +281,8 @@ def _store_update(
     objects.validate(info, new)
     objects.validate_update(info, old, new)
     try:
-        return with_kind(info, store.update(info.resource, with_kind(info, new), check_rv=True))
+        stored = store.update(info.resource, with_kind(info, new), check_rv=True, dry_run=dry_run)
+        return with_kind(info, stored)
     except Conflict as error:
         raise conflict(info, name) from error
     except NotFound as error:
@@ -309,9 +318,8 @@ def _patch(
         objects.check_identity(info, patched, namespace=request.namespace, name=request.name)
         # A resourceVersion inside the patch is a precondition; otherwise the patch applies
         # to the version just read, which nobody can change while the lock is held.
-        return Reply(
-            200, _store_update(store, info, old, patched, subresource=request.subresource)
-        )
+        return Reply(200, _store_update(store, info, old, patched,
+                                        subresource=request.subresource, dry_run=_dry(request)))
 
 
 def _delete(
@@ -329,6 +337,8 @@ def _delete(
         wanted_rv = preconditions.get("resourceVersion")
         if wanted_rv and wanted_rv != meta.get("resourceVersion"):
             raise conflict(info, request.name)
+        if _dry(request) or "All" in (options.get("dryRun") or []):
+            return Reply(200, with_kind(info, current))
         deleted = _delete_one(store, info, current, policy=policy, collect=collect)
     return Reply(200, with_kind(info, deleted))
 
@@ -358,11 +368,15 @@ def _all_namespaced() -> list[ResourceInfo]:
 
 def _delete_collection(
     store: Store, info: ResourceInfo, request: RequestInfo, *, policy: str,
-    collect: Collector | None,
+    collect: Collector | None, dry_run: bool,
 ) -> Reply:
     matches = _selector(request, info)
     with store.lock:
         items, _ = store.list(info.resource, request.namespace)
+        if dry_run:
+            return Reply(200, {"kind": f"{info.kind}List", "apiVersion": info.api_version,
+                               "metadata": {"resourceVersion": str(store.resource_version)},
+                               "items": [with_kind(info, obj) for obj in items if matches(obj)]})
         deleted = [
             with_kind(info, _delete_one(store, info, obj, policy=policy, collect=collect))
             for obj in items if matches(obj)
@@ -419,5 +433,6 @@ def _scale(
             resourceVersion=(wanted.get("metadata") or {}).get("resourceVersion")
             or current["metadata"]["resourceVersion"],
         )
-        stored = _store_update(store, info, current, updated, subresource="")
+        stored = _store_update(store, info, current, updated, subresource="",
+                               dry_run=_dry(request))
         return Reply(200, _scale_of(info, stored))

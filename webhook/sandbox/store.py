@@ -133,9 +133,12 @@ class Store:
             return items, str(self._rv)
 
     # ---- writes -----------------------------------------------------------------------
-    def create(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(
+        self, resource: str, obj: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
         """Store a new object: sets uid, creationTimestamp, resourceVersion and (for
-        objects with a spec) generation 1; a generateName gets a random suffix."""
+        objects with a spec) generation 1; a generateName gets a random suffix.
+        With `dry_run`, return what would be stored (no resourceVersion) and store nothing."""
         with self.lock:
             new = copy.deepcopy(obj)
             meta = new.setdefault("metadata", {})
@@ -157,15 +160,19 @@ class Store:
                 meta["generation"] = 1
             else:
                 meta.pop("generation", None)
+            if dry_run:
+                meta.pop("resourceVersion", None)
+                return new
             return self._commit("ADDED", resource, key, new)
 
     def update(
-        self, resource: str, obj: dict[str, Any], *, check_rv: bool = True
+        self, resource: str, obj: dict[str, Any], *, check_rv: bool = True,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Replace a whole object. With `check_rv`, a metadata.resourceVersion that is not
         the stored one raises Conflict (an empty one is accepted, as PUT without a
         precondition is). generation grows when the spec changed; uid and
-        creationTimestamp are kept."""
+        creationTimestamp are kept. With `dry_run`, return the result and store nothing."""
         with self.lock:
             new = copy.deepcopy(obj)
             meta = new.setdefault("metadata", {})
@@ -190,6 +197,9 @@ class Store:
                 if new.get("spec") != current.get("spec"):
                     generation += 1
                 meta["generation"] = generation
+            if dry_run:
+                meta["resourceVersion"] = old_meta["resourceVersion"]
+                return new
             return self._commit("MODIFIED", resource, key, new)
 
     def delete(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
