@@ -263,4 +263,5 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             audit_id=audit_id,
             overrides=overrides.as_dict(),
             can_confirm=bool(result.decisions) and not result.refusals,
+            watch_only=service.settings.dry_run,
         )

@@ -219,9 +219,18 @@ def annotate_reason(audit: AuditStore, decision: Decision, note: str) -> None:
 def run_replay(service: Service, ask: ReplayAsk, *, actor: str) -> ReplayResult:
     """Store the payload, decide it as `actor` with the ask's dry_run and overrides, record why.
 
-    Raises ReplayError (404 unknown audit_id, 409 payload gone, 400 invalid payload) and
-    AuditUnavailable when the store cannot be written.
+    Raises ReplayError (404 unknown audit_id; 409 payload gone, or executing while the server
+    runs with dry_run: true; 400 invalid payload) and AuditUnavailable when the store cannot be
+    written.
     """
+    if not ask.dry_run and service.settings.dry_run:
+        # The configured dry_run is the operator's "watch only" switch: a person cannot turn
+        # it off for one replay (the service's RBAC may not even allow the write).
+        raise ReplayError(
+            409,
+            "dry_run: the server runs with dry_run: true (watch only), so a replay can only "
+            "preview; set dry_run: false in the configuration to act",
+        )
     if ask.audit_id is not None:
         document = stored_alert_payload(service.audit, ask.audit_id)
     else:

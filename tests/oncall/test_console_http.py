@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from tests.oncall.support import ALICE, BOB, RECEIVER, OnCall
-from tests.receiver.harness import hours, template_images
+from tests.receiver.harness import Harness, hours, minutes, template_images
 from webhook.auth import Credentials
 from webhook.console import Sessions
+from webhook.sandbox.testing import SandboxHandle
 
 
 def login(oncall: OnCall, token: str = ALICE) -> str:
@@ -92,3 +94,56 @@ def test_session_ends_when_its_token_is_rotated(oncall: OnCall) -> None:
     assert sessions.verify(f"{name}.{int(expiry) + 3600}.{nonce}.{signature}") is None  # tampered
     expired = Sessions(oncall.credentials, now=lambda: float(expiry) + 1)
     assert expired.verify(cookie) is None
+
+
+def preview_page(oncall: OnCall, audit_id: str) -> str:
+    csrf = login(oncall)
+    form = {
+        "csrf_token": csrf,
+        "audit_id": audit_id,
+        "reason": "look",
+        "action": "preview",
+        "ignore_recent_window": "on",
+        "ignore_cooldown": "on",
+    }
+    response = oncall.client.post("/replay", data=form)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_data(as_text=True)
+
+
+def test_refused_preview_says_why_and_offers_no_confirm(oncall: OnCall) -> None:
+    rs = oncall.h.deploy(
+        "web",
+        [("web:1", hours(3)), ("web:2", hours(2))],
+        annotations={"auto-rollback/enabled": "false"},
+    )
+    [skip] = oncall.h.post_alerts(
+        oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    page = preview_page(oncall, skip["id"])
+    assert 'id="refused"' in page and "refused: not_opted_in" in page
+    assert "never overridable" in page and 'id="confirm"' not in page
+
+
+def test_watch_only_preview_offers_no_confirm(sandbox: SandboxHandle, tmp_path: Path) -> None:
+    oncall = OnCall(Harness(sandbox, tmp_path, dry_run=True))
+    rs = oncall.h.deploy("web", [("web:1", hours(3)), ("web:2", minutes(5))])
+    [seen] = oncall.h.post_alerts(
+        oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    page = preview_page(oncall, seen["id"])
+    assert "would roll back revision 2 -&gt; revision 1" in page
+    assert 'id="watch-only"' in page and 'id="confirm"' not in page
+
+
+def test_console_list_pages_with_the_filters_kept(oncall: OnCall) -> None:
+    rs = oncall.h.deploy("web", [("web:1", hours(3)), ("web:2", hours(2))])
+    alert = oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    oncall.h.post_alerts(*[alert] * 60)
+    login(oncall)
+    first = oncall.client.get("/", query_string={"namespace": "shop"}).get_data(as_text=True)
+    assert first.count('class="open"') == 50
+    older = re.search(r'id="older" href="([^"]+)"', first)
+    assert older and "namespace=shop" in older.group(1)
+    second = oncall.client.get(older.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert second.count('class="open"') == 10 and 'id="older"' not in second

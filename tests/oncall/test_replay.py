@@ -242,3 +242,17 @@ def test_paused_deployment_is_never_overridable(oncall: OnCall) -> None:
     payload = oncall.h.payload(oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1]))
     assert refused(oncall, {"payload": payload})["reason"] == "paused"
     assert template_images(oncall.h.deployment("shop", "web")) == ["web:2"]
+
+
+def test_watch_only_server_previews_but_never_executes(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    oncall = OnCall(Harness(sandbox, tmp_path, dry_run=True))
+    rs = oncall.h.deploy("web", [("web:1", hours(3)), ("web:2", minutes(5))])
+    payload = oncall.h.payload(oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1]))
+    status, preview = oncall.replay({"payload": payload, "reason": "look"})
+    assert status == 200 and preview["decisions"][0]["outcome"] == "dry_run"
+    status, answer = oncall.replay({"payload": payload, "reason": "act", "dry_run": False})
+    assert status == 409 and answer["error"].startswith("dry_run: the server runs with dry_run")
+    assert template_images(oncall.h.deployment("shop", "web")) == ["web:2"]
+    assert len(oncall.h.service.audit.query()) == 1  # the preview only
