@@ -1,0 +1,119 @@
+"""The request record (RBAC verbs per token), pod behaviours through the control, start-up
+speed, and the watch edge cases clients depend on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+
+from webhook.sandbox.controls import ControlError
+from webhook.sandbox.testing import SandboxHandle
+
+DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "default"},
+    "spec": {
+        "replicas": 1,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
+        },
+    },
+}
+
+
+def verbs(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(r["token"], r["verb"], r["resource"], r["subresource"], r["namespace"], r["name"])
+            for r in records]
+
+
+def test_record_uses_kubernetes_verbs_for_every_kind_of_request(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client(token="writer"))
+    sandbox.controls.clear_requests()
+    apps.create_namespaced_deployment("default", DEPLOYMENT)
+    current = apps.read_namespaced_deployment("web", "default")
+    apps.replace_namespaced_deployment("web", "default", current)
+    apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 2}})
+    apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 3}})
+    apps.read_namespaced_deployment_status("web", "default")
+    for _ in watch.Watch().stream(apps.list_namespaced_deployment, "default",
+                                  timeout_seconds=0):
+        pass
+    apps.delete_namespaced_deployment("web", "default")
+    apps.delete_collection_namespaced_replica_set("default")
+    assert verbs(sandbox.controls.requests()) == [
+        ("writer", "create", "deployments", "", "default", None),
+        ("writer", "get", "deployments", "", "default", "web"),
+        ("writer", "update", "deployments", "", "default", "web"),
+        ("writer", "patch", "deployments", "", "default", "web"),
+        ("writer", "patch", "deployments", "scale", "default", "web"),
+        ("writer", "get", "deployments", "status", "default", "web"),
+        ("writer", "watch", "deployments", "", "default", None),
+        ("writer", "delete", "deployments", "", "default", "web"),
+        ("writer", "deletecollection", "replicasets", "", "default", None),
+    ]
+
+
+def test_record_keeps_requests_without_a_token_and_discovery(sandbox: SandboxHandle) -> None:
+    sandbox.controls.clear_requests()
+    anonymous = client.CoreV1Api(sandbox.api_client(token=""))
+    anonymous.list_namespace()
+    client.VersionApi(sandbox.api_client()).get_code()
+    records = sandbox.controls.requests()
+    assert [(r["token"], r["verb"], r["resource"], r["path"]) for r in records] == [
+        (None, "list", "namespaces", "/api/v1/namespaces"),
+        (sandbox.token, "get", "", "/version/"),
+    ]
+
+
+def test_behaviour_control_makes_a_pod_crash_loop(sandbox: SandboxHandle) -> None:
+    sandbox.controls.apply(DEPLOYMENT)
+    core = client.CoreV1Api(sandbox.api_client())
+    pod = core.list_namespaced_pod("default", label_selector="app=web").items[0]
+    sandbox.controls.set_behaviour("default", pod.metadata.name, fault="crashloop")
+    again = core.read_namespaced_pod(pod.metadata.name, "default")
+    status = again.status.container_statuses[0]
+    assert status.ready is False
+    assert status.restart_count >= 1
+    sandbox.controls.set_behaviour("default", pod.metadata.name, fault=None)
+    assert core.read_namespaced_pod(pod.metadata.name, "default").status.container_statuses[
+        0].ready is True
+
+
+def test_behaviour_control_names_a_missing_pod(sandbox: SandboxHandle) -> None:
+    with pytest.raises(ControlError, match="404"):
+        sandbox.controls.set_behaviour("default", "ghost", fault="slow")
+
+
+def test_sandbox_starts_fast(tmp_path: Path) -> None:
+    started = time.monotonic()
+    handle = SandboxHandle.start(workdir=tmp_path)
+    try:
+        elapsed = time.monotonic() - started
+        assert client.VersionApi(handle.api_client()).get_code().git_version == "v1.30.0"
+    finally:
+        handle.stop()
+    assert elapsed < 0.5
+
+
+def test_watch_from_a_compacted_version_gets_410_expired(sandbox: SandboxHandle) -> None:
+    # Fill the history past its bound with lease writes, then watch from version 1.
+    from webhook.sandbox import store as store_module
+
+    leases = client.CoordinationV1Api(sandbox.api_client())
+    leases.create_namespaced_lease("default", {"metadata": {"name": "l"}, "spec": {}})
+    with sandbox.store.lock:
+        current = sandbox.store.get("leases", "default", "l")
+        for _ in range(store_module.HISTORY_LIMIT):
+            current = sandbox.store.update("leases", current)
+    stream = watch.Watch().stream(leases.list_namespaced_lease, "default",
+                                  resource_version="1", timeout_seconds=2)
+    with pytest.raises(client.ApiException) as caught:
+        next(iter(stream))
+    assert caught.value.status == 410
