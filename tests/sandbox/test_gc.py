@@ -110,3 +110,13 @@ def test_unknown_propagation_policy_is_refused_by_name(store: Store) -> None:
     deleted = store.delete("deployments", "shop", "web")
     with pytest.raises(ValueError, match="'Sideways'"):
         collect_garbage(store, deleted, propagation="Sideways")
+
+
+def test_deleting_a_namespace_leaves_nothing_behind_in_it(store: Store) -> None:
+    # Pods first, as a client deleting content one kind at a time might: the ReplicaSet
+    # replaces them until the namespace itself goes.
+    for name in names(store, "pods"):
+        store.delete("pods", "shop", name)
+    assert len(names(store, "pods")) == 2
+    store.delete("namespaces", None, "shop")
+    assert [names(store, r) for r in ("deployments", "replicasets", "pods")] == [[], [], []]

@@ -84,6 +84,9 @@ class Controller:
             key = next((k for k in pending if k[0] == "replicasets"), next(iter(pending)))
             del pending[key]
             resource, namespace, name = key
+            if resource == "namespaces":
+                _empty_namespace(self._store, name)
+                continue
             try:
                 obj = self._store.get(resource, namespace, name)
             except NotFound:
@@ -99,6 +102,8 @@ class Controller:
         meta = change.obj.get("metadata") or {}
         namespace, name = meta.get("namespace") or "", meta.get("name") or ""
         owner = _controller_owner(change.obj)
+        if change.resource == "namespaces":
+            return [("namespaces", "", name)] if change.type == "DELETED" else []
         if change.resource == "deployments":
             return [] if change.type == "DELETED" else [("deployments", namespace, name)]
         if change.resource == "replicasets":
@@ -124,6 +129,18 @@ class Controller:
             for d in deployments
             if _selects(d, rs)
         ]
+
+
+def _empty_namespace(store: Store, namespace: str) -> None:
+    # The namespace controller deletes what is left in a deleted namespace, owners first so
+    # nothing is recreated (and nothing is: the namespace no longer accepts new content).
+    for resource in gc.DEPENDENT_RESOURCES:
+        items, _ = store.list(resource, namespace)
+        for item in items:
+            try:
+                store.delete(resource, namespace, item["metadata"]["name"])
+            except NotFound:
+                continue
 
 
 def _controller_owner(obj: dict[str, Any]) -> tuple[str, str] | None:
