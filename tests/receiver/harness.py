@@ -22,6 +22,9 @@ from webhook.runtime import build_service
 from webhook.sandbox.testing import SandboxHandle
 
 TOKEN = "receiver-secret-token"
+# The service talks to the sandbox with its own bearer token, so the sandbox's request record
+# tells the service's requests (RBAC is derived from them) from the test's own reads.
+SERVICE_TOKEN = "service-account-rollback-webhook"
 ONCALL = "alice:oncall-secret-alice"
 
 DEPLOYMENT = """
@@ -78,7 +81,7 @@ class Harness:
         config.update(settings)
         self.settings = settings_from_dict(config)
         self.api = sandbox.api_client()
-        self.service = build_service(self.settings, api_client=self.api)
+        self.service = build_service(self.settings, api_client=sandbox.api_client(SERVICE_TOKEN))
         self.app = create_app(self.service, credentials=Credentials.load(self.settings))
         self.client = self.app.test_client()
 
