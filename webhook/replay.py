@@ -98,18 +98,22 @@ def parse_ask(body: Any) -> ReplayAsk:
     )
 
 
-def refusal(decision: Decision) -> dict[str, Any] | None:
-    """Why a replayed decision did not (or would not) roll back, or None when it did (would)."""
+def refusal(decision: Decision, *, note: str = "") -> dict[str, Any] | None:
+    """Why a replayed decision did not (or would not) roll back, or None when it did (would).
+
+    `note` is the replay's own prefix of the detail (see annotate_reason), left out here.
+    """
     if decision.outcome in (contract.ROLLED_BACK, contract.DRY_RUN):
         return None
+    detail = decision.detail.removeprefix(f"{note} | ") if note else decision.detail
     reason = decision.reason or decision.outcome
     override = OVERRIDABLE.get(reason or "")
     if decision.outcome == contract.FAILED:
-        message = f"failed: {reason}: {decision.detail}"
+        message = f"failed: {reason}: {detail}"
     elif override and override not in decision.overrides:
-        message = f"skipped: {reason}: {decision.detail} (a replay may set overrides.{override})"
+        message = f"skipped: {reason}: {detail} (a replay may set overrides.{override})"
     else:
-        message = f"refused: {reason}: {decision.detail} (never overridable by a replay)"
+        message = f"refused: {reason}: {detail} (never overridable by a replay)"
     return {
         "outcome": decision.outcome,
         "reason": reason,
@@ -128,17 +132,18 @@ class ReplayResult:
     reason: str
     dry_run: bool
     decisions: list[Decision]
+    note: str = ""  # the prefix annotate_reason put on each decision's detail
 
     @property
     def refusals(self) -> list[dict[str, Any]]:
-        found = [refusal(d) for d in self.decisions]
+        found = [refusal(d, note=self.note) for d in self.decisions]
         return [r for r in found if r is not None]
 
     def summary(self) -> str:
         """One line for people: what happened (or would) and, when refused, why."""
         lines = []
         for decision in self.decisions:
-            refused = refusal(decision)
+            refused = refusal(decision, note=self.note)
             target = f"{decision.namespace}/{decision.deployment}"
             if refused:
                 lines.append(f"{target}: {refused['message']}")
@@ -263,6 +268,7 @@ def run_replay(service: Service, ask: ReplayAsk, *, actor: str) -> ReplayResult:
         reason=ask.reason,
         dry_run=ask.dry_run,
         decisions=decisions,
+        note=note,
     )
     log.info(
         json.dumps(

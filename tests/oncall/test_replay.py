@@ -111,6 +111,9 @@ def refused(oncall: OnCall, body: dict[str, Any]) -> dict[str, Any]:
     assert refusal["overridable_with"] is None
     assert "never overridable" in refusal["message"] and refusal["reason"] in refusal["message"]
     assert "refused" in answer["summary"]
+    assert "trying to force it" not in refusal["message"]  # the decider's reason, not ours
+    row = oncall.h.service.audit.get(decision["id"])
+    assert row is not None and row["detail"].startswith("replay execute by alice: trying to force")
     return refusal
 
 
