@@ -1,0 +1,99 @@
+"""ONE real pipeline per module (prometheus + alertmanager + receivers + sandbox), with every
+scenario in its own namespace rolled out at the same time, so the module costs about as long
+as its slowest trigger (the restart rate needs three restarts: ~40 s of the sandbox's model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.binaries import require_binary
+from webhook.pipeline import Pipeline, Timing, Workload, wait_until
+
+# Generous: the slowest scenario needs ~50 s on an idle machine; CI runs on 2 busy cores.
+OUTCOME_TIMEOUT = 120.0
+V1, V2 = "registry.local/web:1.0", "registry.local/web:2.0"
+
+TRIGGER_WORKLOADS = {
+    "restart_rate": Workload("pl-restart", "web"),
+    "oomkilled": Workload("pl-oom", "web"),
+    "p99_latency": Workload("pl-p99", "web"),
+}
+HEALTHY = Workload("pl-healthy", "web")
+NOT_OPTED_IN = Workload("pl-optout", "web", opted_in=False)
+DRY_RUN = Workload("pl-dryrun", "web")
+RETRY = Workload("pl-retry", "web")
+# The receiver's first read of the Deployment in pl-retry gets a 500 once.
+RETRY_FAULT_PATH = rf"^/apis/apps/v1/namespaces/{RETRY.namespace}/deployments/{RETRY.name}$"
+
+
+@dataclass
+class Run:
+    """The running pipeline and what was rolled out in it."""
+
+    pipeline: Pipeline
+    rollout_times: dict[str, float] = field(default_factory=dict)
+
+    def decisions(self, workload: Workload, *, dry_run: bool = False) -> list[dict[str, Any]]:
+        """The workload's decisions in the (dry-run) receiver's audit, oldest first."""
+        receiver = self.pipeline.dry_run_receiver if dry_run else self.pipeline.receiver
+        assert receiver is not None
+        rows = receiver.service.audit.query(
+            namespace=workload.namespace, deployment=workload.name, limit=500
+        )
+        return list(reversed(rows))
+
+    def wait_for(self, what: str, condition: Any) -> None:
+        if not wait_until(condition, timeout=OUTCOME_TIMEOUT, interval=0.2):
+            logs = "\n".join(p.log_tail()[-800:] for p in self.pipeline.processes)
+            pytest.fail(f"timed out after {OUTCOME_TIMEOUT:.0f}s waiting for {what}\n{logs}")
+
+
+def _baseline_ready(pipeline: Pipeline, workload: Workload) -> bool:
+    series = pipeline.query(
+        "rollback_webhook:deployment_latency_baseline_seconds:p99"
+        f'{{namespace="{workload.namespace}",deployment="{workload.name}"}}'
+    )
+    return bool(series)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager", "alertmanager")
+    timing = Timing()
+    pipeline = Pipeline.start(
+        workdir=tmp_path_factory.mktemp("pipeline"),
+        timing=timing,
+        dry_run_namespaces=(DRY_RUN.namespace,),
+    )
+    with pipeline:
+        sandbox = pipeline.sandbox
+        everyone = [*TRIGGER_WORKLOADS.values(), HEALTHY, NOT_OPTED_IN, DRY_RUN, RETRY]
+        for workload in everyone:
+            workload.deploy_v1(sandbox, image=V1)
+        sandbox.controls.fault(method="GET", path=RETRY_FAULT_PATH, status=500, count=1)
+        result = Run(pipeline)
+        times = result.rollout_times
+        times["restart_rate"] = TRIGGER_WORKLOADS["restart_rate"].roll_out(
+            sandbox, image=V2, fault="crashloop"
+        )
+        times["oomkilled"] = TRIGGER_WORKLOADS["oomkilled"].roll_out(
+            sandbox, image=V2, fault="oomkilled"
+        )
+        times["healthy"] = HEALTHY.roll_out(sandbox, image=V2)
+        for workload in (NOT_OPTED_IN, DRY_RUN, RETRY):
+            times[workload.namespace] = workload.roll_out(sandbox, image=V2, fault="oomkilled")
+        # The latency alert compares with the Deployment's P99 `baseline_offset` earlier: roll
+        # the slow revision out only once Prometheus has that history of the healthy one.
+        p99 = TRIGGER_WORKLOADS["p99_latency"]
+        if not wait_until(
+            lambda: _baseline_ready(pipeline, p99), timeout=timing.baseline_offset + 60
+        ):
+            pytest.fail("Prometheus never recorded the latency baseline of pl-p99")
+        times["p99_latency"] = p99.roll_out(sandbox, image=V2, fault="slow")
+        yield result
