@@ -147,3 +147,12 @@ def test_console_list_pages_with_the_filters_kept(oncall: OnCall) -> None:
     assert older and "namespace=shop" in older.group(1)
     second = oncall.client.get(older.group(1).replace("&amp;", "&")).get_data(as_text=True)
     assert second.count('class="open"') == 10 and 'id="older"' not in second
+
+
+def test_logout_needs_csrf_and_ends_the_session(oncall: OnCall) -> None:
+    csrf = login(oncall)
+    assert oncall.client.post("/logout").status_code == 403
+    assert oncall.client.get("/").status_code == 200
+    response = oncall.client.post("/logout", data={"csrf_token": csrf})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/login")
+    assert oncall.client.get("/").status_code == 302
