@@ -24,6 +24,7 @@ restart every clock.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -334,6 +335,7 @@ class TrackerLoop:
         self.resync_seconds = resync_seconds
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._pid = os.getpid()
 
     def start(self) -> None:
         """Start both threads (daemon: they never hold the process up)."""
@@ -343,7 +345,15 @@ class TrackerLoop:
             self._threads.append(thread)
 
     def stop(self, *, release: bool = True) -> None:
-        """Stop both threads and, with `release`, give the Lease up for a quick takeover."""
+        """Stop both threads and, with `release`, give the Lease up for a quick takeover.
+
+        A no-op in any other process: gunicorn workers are forks of the process that started
+        the loop, and a worker leaving through SystemExit unwinds the same `finally` that stops
+        the tracker. The worker has no tracker threads; releasing the parent's Lease from there
+        would hand leadership away while the parent still acts as leader.
+        """
+        if os.getpid() != self._pid:
+            return
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)

@@ -3,6 +3,8 @@ the other takes over within the lease duration and stamps from then on."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 from tests.receiver.harness import Harness, minutes
 from tests.tracker.support import stamp_of, stamp_writes
 from webhook.config import settings_from_dict
+from webhook.kube import Cluster
 from webhook.runtime import build_service
 from webhook.sandbox.testing import SandboxHandle
 from webhook.service import Service
@@ -94,3 +97,46 @@ def test_one_leader_stamps_and_the_other_takes_over_when_it_stops(
     tokens = [w["token"] for w in lease_writes(record)]
     handover = tokens.index(other)
     assert set(tokens[:handover]) == {first} and set(tokens[handover:]) == {other}
+
+
+def test_forked_worker_stopping_the_tracker_leaves_the_parents_lease_alone(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    """`serve` starts the tracker, then gunicorn forks workers; a worker exiting unwinds the
+    same `finally` that stops the tracker. That must not release the parent's Lease."""
+    sandbox.controls.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rollback-webhook"}}
+    )
+    reader = Cluster(sandbox.api_client())
+
+    def lease() -> dict[str, Any]:
+        spec: dict[str, Any] = reader.get_lease("rollback-webhook", "rollback-webhook-leader")[
+            "spec"
+        ]
+        return spec
+
+    [stop] = start_for_service(replica(sandbox, tmp_path / "a", "replica-a"))
+    try:
+        wait_for(lambda: lease_writes(sandbox.controls.requests()), seconds=5)
+        holder = lease()["holderIdentity"]
+        assert holder
+        child = os.fork()
+        if child == 0:  # the "worker": exits through the parent's cleanup path
+            try:
+                stop()
+            finally:
+                os._exit(0)
+        deadline = time.monotonic() + 10
+        while os.waitpid(child, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(child, signal.SIGKILL)
+                os.waitpid(child, 0)
+                raise AssertionError("forked child hung while stopping the tracker")
+            time.sleep(0.05)
+        time.sleep(LEASE_SECONDS / 3 * 2)  # two renewals by the parent
+        spec = lease()
+        assert spec["holderIdentity"] == holder
+        assert spec["leaseTransitions"] == 0, "the Lease was released and taken again"
+    finally:
+        stop()
+    assert lease()["holderIdentity"] == ""  # the parent itself does release on stop
