@@ -262,3 +262,21 @@ def test_restart_period_annotation_speeds_up_the_crash_loop(store: Store, clock:
     pod = pod_names(store)[0]
     clock.now += timedelta(seconds=10)
     assert values(store, "kube_pod_container_status_restarts_total", pod=pod) == [6]
+
+
+def test_annotating_a_running_pod_changes_its_behaviour_from_then_on(
+    store: Store, clock: Clock
+) -> None:
+    deploy(store)
+    name = pod_names(store)[0]
+    clock.now += timedelta(seconds=30)
+    served = values(store, "http_request_duration_seconds_count", pod=name)[0]
+    pod = store.get("pods", "shop", name)
+    pod["metadata"]["annotations"]["sandbox.auto-rollback/fault"] = "oomkilled"
+    store.update("pods", pod)  # what `kubectl annotate pod` sends
+    assert not pods.is_ready(store.get("pods", "shop", name))
+    assert store.get("deployments", "shop", "web")["status"]["readyReplicas"] == 1
+    clock.now += timedelta(seconds=30)
+    assert values(store, "http_request_duration_seconds_count", pod=name) == [served]
+    assert values(store, "kube_pod_container_status_last_terminated_reason", pod=name,
+                  reason="OOMKilled") == [1]

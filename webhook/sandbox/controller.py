@@ -95,6 +95,7 @@ class Controller:
                 pods.sync_replicaset(self._store, obj)
             elif resource == "pods":
                 pods.start_pod(self._store, obj)
+                pods.sync_behaviour(self._store, self._store.get(resource, namespace, name))
             else:
                 _reconcile_deployment(self._store, obj)
 
@@ -116,7 +117,7 @@ class Controller:
                 keys.extend(self._adopters(namespace, change.obj))
             return keys
         if change.resource == "pods":
-            keys = [("pods", namespace, name)] if change.type == "ADDED" else []
+            keys = [("pods", namespace, name)] if change.type != "DELETED" else []
             if owner and owner[0] == "ReplicaSet":
                 keys.append(("replicasets", namespace, owner[1]))
             return keys

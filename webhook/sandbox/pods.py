@@ -320,25 +320,45 @@ def set_behaviour(
     latency = _check_fault(fault, latency_seconds)
     with store.lock:
         pod = store.get("pods", namespace, name)
-        now = store.now()
-        history = [
-            {"since": format_time(s.since), "fault": s.fault, "latency_seconds": s.latency_seconds,
-             "restart_period_seconds": s.restart_period}
-            for s in segments(pod)
-        ]
-        period = restart_period((pod.get("metadata") or {}).get("annotations") or {})
-        history.append({"since": format_time(now), "fault": fault, "latency_seconds": latency,
-                        "restart_period_seconds": period})
         annotations = pod.setdefault("metadata", {}).setdefault("annotations", {})
-        annotations[HISTORY_ANNOTATION] = json.dumps(history, separators=(",", ":"))
         annotations.pop(FAULT_ANNOTATION, None)
         annotations.pop(LATENCY_ANNOTATION, None)
         if fault is not None:
             annotations[FAULT_ANNOTATION] = fault
         if latency_seconds is not None:
             annotations[LATENCY_ANNOTATION] = str(latency)
-        pod["status"] = live_status(pod, now)
+        _append_segment(pod, fault, latency, store.now())
         return store.update("pods", pod, check_rv=False)
+
+
+def sync_behaviour(store: Store, pod: dict[str, Any]) -> None:
+    """After a write to a pod's annotations (`kubectl annotate pod ...`), start a new
+    behaviour segment when they ask for something else than the current one."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if HISTORY_ANNOTATION not in annotations:
+        return  # not started by the sandbox yet
+    now = store.now()
+    current = current_fault(pod, now)
+    fault, latency = behaviour_from_annotations(annotations)
+    if (fault, latency) != (current.fault, current.latency_seconds):
+        _append_segment(pod, fault, latency, now)
+        store.update("pods", pod)
+
+
+def _history(parts: list[Segment]) -> str:
+    return json.dumps(
+        [{"since": format_time(s.since), "fault": s.fault, "latency_seconds": s.latency_seconds,
+          "restart_period_seconds": s.restart_period} for s in parts],
+        separators=(",", ":"),
+    )
+
+
+def _append_segment(pod: dict[str, Any], fault: str | None, latency: float, now: datetime) -> None:
+    annotations = pod.setdefault("metadata", {}).setdefault("annotations", {})
+    parts = segments(pod) if HISTORY_ANNOTATION in annotations else []
+    parts.append(Segment(now, fault, latency, restart_period(annotations)))
+    annotations[HISTORY_ANNOTATION] = _history(parts)
+    pod["status"] = live_status(pod, now)
 
 
 # ---- the ReplicaSet controller's half ------------------------------------------------------
@@ -398,9 +418,9 @@ def new_pod(store: Store, rs: dict[str, Any]) -> dict[str, Any]:
     spec["nodeName"] = NODE_NAME
     pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
     now = store.now()
-    pod["status"] = {"startTime": format_time(now)}
     meta["creationTimestamp"] = format_time(now)
-    pod["status"] = live_status(pod, now)
+    _append_segment(pod, *behaviour_from_annotations(meta.get("annotations")), now)
+    pod["status"]["startTime"] = format_time(now)
     return store.create("pods", pod)
 
 
@@ -434,8 +454,9 @@ def start_pod(store: Store, pod: dict[str, Any]) -> None:
         return
     pod["spec"]["nodeName"] = pod["spec"].get("nodeName") or NODE_NAME
     now = store.now()
-    pod["status"] = {"startTime": format_time(now)}
-    pod["status"] = live_status(pod, now)
+    pod["status"] = {}
+    _append_segment(pod, *behaviour_from_annotations(pod["metadata"].get("annotations")), now)
+    pod["status"]["startTime"] = format_time(now)
     store.update("pods", pod)
 
 
