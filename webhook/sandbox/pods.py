@@ -3,16 +3,17 @@ status) and pod behaviours (crash loop, OOMKilled, slow) that drive the metrics.
 
 A pod's behaviour comes from its annotations, which it inherits from the pod template:
 `sandbox.auto-rollback/fault` = `crashloop` | `oomkilled` | `slow`, and for `slow`
-`sandbox.auto-rollback/latency-seconds` (default 1.5). `set_behaviour` changes it later for
-one pod. Every change is appended to `sandbox.auto-rollback/behaviour-history`, so restart
-counts and request counters are pure functions of the stored pod and the clock and never go
-backwards when a behaviour changes.
+`sandbox.auto-rollback/latency-seconds` (default 1.5). `set_behaviour`, or a new value of
+those annotations on a running pod, changes it from then on. A started pod keeps its
+behaviours in `sandbox.auto-rollback/behaviour-history`, so restart counts and request
+counters are pure functions of the stored pod and the clock and never go backwards.
 
-Timing model (documented in docs/sandbox.md): a crashing container crashes as it starts, so
+Timing model: a crashing container crashes as it starts, so
 its restart count is 1 at once and grows by one every RESTART_PERIOD_SECONDS (or every
 `sandbox.auto-rollback/restart-period-seconds`, to speed up end-to-end runs); it is never
 ready. Healthy and slow pods are Running and ready as soon as they are created and serve
-REQUESTS_PER_SECOND requests.
+REQUESTS_PER_SECOND requests, at 0.5/0.8/1/1.3/1.8 times their latency for
+50/30/15/4/1 % of them (healthy latency 0.05 s). Crashing pods serve nothing.
 """
 
 from __future__ import annotations
