@@ -7,10 +7,8 @@ so read-modify-write inside one request is atomic, as etcd's guaranteed update i
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.sandbox import objects, protobuf
@@ -31,13 +29,16 @@ from webhook.sandbox.patch import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
-from webhook.sandbox.routing import RequestInfo
-from webhook.sandbox.selectors import (
-    SelectorError,
-    labels_match,
-    parse_field_selector,
-    parse_label_selector,
+from webhook.sandbox.reads import (
+    Reply,
+    WatchPlan,
+    get_object,
+    list_objects,
+    selector,
+    watch_plan,
+    with_kind,
 )
+from webhook.sandbox.routing import RequestInfo
 from webhook.sandbox.store import AlreadyExists, Conflict, NotFound, Store
 
 PATCH_TYPES = (
@@ -47,37 +48,6 @@ PATCH_TYPES = (
 )
 # Called after an object is deleted, to cascade to its dependents (the GC's job).
 Collector = Callable[[Store, dict[str, Any], str], None]
-
-
-@dataclass
-class Reply:
-    """A complete JSON answer."""
-
-    code: int
-    body: dict[str, Any]
-
-
-@dataclass
-class WatchPlan:
-    """What a watch request asked for; `webhook.sandbox.watch.stream` serves it."""
-
-    info: ResourceInfo
-    namespace: str | None
-    start_rv: int
-    initial: list[dict[str, Any]]
-    matches: Callable[[dict[str, Any]], bool]
-    timeout: float
-    bookmarks: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    # Turns each event's object into what the client asked for (a Table for kubectl get -w).
-    render: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-
-
-def with_kind(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
-    """Objects always go out with their kind and apiVersion."""
-    obj["kind"] = info.kind
-    obj["apiVersion"] = info.api_version
-    return obj
 
 
 def decode_body(body: bytes, content_type: str = "application/json") -> Any:
@@ -106,15 +76,6 @@ def _resource(request: RequestInfo) -> ResourceInfo:
     return info
 
 
-def _selector(request: RequestInfo, info: ResourceInfo) -> Callable[[dict[str, Any]], bool]:
-    try:
-        requirements = parse_label_selector(request.query.get("labelSelector"))
-        by_field = parse_field_selector(request.query.get("fieldSelector"), resource=info.resource)
-    except SelectorError as error:
-        raise bad_request(str(error)) from error
-    return lambda obj: labels_match(requirements, obj) and by_field(obj)
-
-
 def handle(
     store: Store, request: RequestInfo, *, method: str, body: bytes, content_type: str,
     collect: Collector | None = None,
@@ -126,10 +87,10 @@ def handle(
         return _scale(store, info, request, method=method, body=body, content_type=content_type)
     if method == "GET":
         if request.verb == "watch":
-            return _watch(store, info, request)
+            return watch_plan(store, info, request)
         if request.name is None:
-            return _list(store, info, request)
-        return Reply(200, with_kind(info, _get(store, info, request.namespace, request.name)))
+            return list_objects(store, info, request)
+        return Reply(200, with_kind(info, get_object(store, info, request.namespace, request.name)))
     if method == "POST" and request.name is None:
         return _create(store, info, request, decode_body(body, content_type))
     if method == "PUT" and request.name is not None:
@@ -147,74 +108,6 @@ def handle(
         return _delete(store, info, request, options=options or {}, policy=policy,
                        collect=collect)
     raise method_not_allowed(method, info.kind)
-
-
-def _get(store: Store, info: ResourceInfo, namespace: str | None, name: str) -> dict[str, Any]:
-    try:
-        return store.get(info.resource, namespace, name)
-    except NotFound as error:
-        raise not_found(info, name) from error
-
-
-def _list(store: Store, info: ResourceInfo, request: RequestInfo) -> Reply:
-    matches = _selector(request, info)
-    items, list_rv = store.list(info.resource, request.namespace)
-    items = [with_kind(info, obj) for obj in items if matches(obj)]
-    meta: dict[str, Any] = {"resourceVersion": list_rv}
-    token = request.query.get("continue")
-    if token:
-        try:
-            after = json.loads(base64.urlsafe_b64decode(token.encode()))
-            after_key = (after["ns"], after["name"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise bad_request(f"invalid continue token: {error}") from error
-        items = [obj for obj in items if _sort_key(obj) > after_key]
-    limit_text = request.query.get("limit", "0") or "0"
-    limit = int(limit_text) if limit_text.isdigit() else 0
-    if 0 < limit < len(items):
-        last = items[limit - 1]
-        ns, name = _sort_key(last)
-        meta["continue"] = base64.urlsafe_b64encode(
-            json.dumps({"ns": ns, "name": name, "rv": list_rv}).encode()
-        ).decode()
-        meta["remainingItemCount"] = len(items) - limit
-        items = items[:limit]
-    body = {"kind": f"{info.kind}List", "apiVersion": info.api_version, "metadata": meta,
-            "items": items}
-    return Reply(200, body)
-
-
-def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-
-
-def _watch(store: Store, info: ResourceInfo, request: RequestInfo) -> WatchPlan:
-    matches = _selector(request, info)
-    if request.name is not None:  # legacy /watch/.../{name}
-        name = request.name
-        base = matches
-        matches = lambda obj: base(obj) and obj["metadata"].get("name") == name  # noqa: E731
-    rv_text = request.query.get("resourceVersion", "")
-    initial: list[dict[str, Any]] = []
-    send_initial = request.query.get("sendInitialEvents") == "true"
-    if rv_text in {"", "0"} or send_initial:
-        # "Start at most recent": synthetic ADDED events for what exists now.
-        items, list_rv = store.list(info.resource, request.namespace)
-        initial = [with_kind(info, obj) for obj in items if matches(obj)]
-        start = int(list_rv)
-    elif rv_text.isdigit():
-        start = int(rv_text)
-    else:
-        raise bad_request(f"invalid resourceVersion {rv_text!r}")
-    timeout_text = request.query.get("timeoutSeconds", "")
-    timeout = float(timeout_text) if timeout_text.isdigit() else 1800.0
-    return WatchPlan(
-        info=info, namespace=request.namespace, start_rv=start, initial=initial,
-        matches=matches, timeout=timeout,
-        bookmarks=request.query.get("allowWatchBookmarks") == "true",
-        extra={"send_initial": send_initial},
-    )
 
 
 def _namespace_must_exist(store: Store, info: ResourceInfo, namespace: str | None) -> None:
@@ -261,7 +154,7 @@ def _replace(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) -
     assert request.name is not None
     objects.check_identity(info, obj, namespace=request.namespace, name=request.name)
     with store.lock:
-        old = _get(store, info, request.namespace, request.name)
+        old = get_object(store, info, request.namespace, request.name)
         return Reply(200, _store_update(store, info, old, obj, subresource=request.subresource,
                                         dry_run=_dry(request)))
 
@@ -313,7 +206,7 @@ def _patch(
 ) -> Reply:
     assert request.name is not None
     with store.lock:
-        old = _get(store, info, request.namespace, request.name)
+        old = get_object(store, info, request.namespace, request.name)
         patched = _patched(with_kind(info, old), body, content_type)
         objects.check_identity(info, patched, namespace=request.namespace, name=request.name)
         # A resourceVersion inside the patch is a precondition; otherwise the patch applies
@@ -328,7 +221,7 @@ def _delete(
 ) -> Reply:
     assert request.name is not None
     with store.lock:
-        current = _get(store, info, request.namespace, request.name)
+        current = get_object(store, info, request.namespace, request.name)
         preconditions = options.get("preconditions") or {}
         meta = current["metadata"]
         if preconditions.get("uid") and preconditions["uid"] != meta.get("uid"):
@@ -370,7 +263,7 @@ def _delete_collection(
     store: Store, info: ResourceInfo, request: RequestInfo, *, policy: str,
     collect: Collector | None, dry_run: bool,
 ) -> Reply:
-    matches = _selector(request, info)
+    matches = selector(request, info)
     with store.lock:
         items, _ = store.list(info.resource, request.namespace)
         if dry_run:
@@ -410,7 +303,7 @@ def _scale(
     """GET/PUT/PATCH of the autoscaling/v1 Scale view (kubectl scale patches it)."""
     assert request.name is not None
     with store.lock:
-        current = _get(store, info, request.namespace, request.name)
+        current = get_object(store, info, request.namespace, request.name)
         scale = _scale_of(info, current)
         if method == "GET":
             return Reply(200, scale)

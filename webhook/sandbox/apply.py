@@ -10,9 +10,9 @@ from typing import Any
 import yaml
 
 from webhook.sandbox import objects
-from webhook.sandbox.api import with_kind
 from webhook.sandbox.discovery import resource_for_kind
 from webhook.sandbox.errors import ApiError
+from webhook.sandbox.reads import with_kind
 from webhook.sandbox.store import NotFound, Store
 
 

@@ -18,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from webhook.sandbox import api, controls_api, discovery, metrics, openapi, tables, watch
+from webhook.sandbox import api, controls_api, discovery, metrics, openapi, reads, tables, watch
 from webhook.sandbox.controller import Controller
 from webhook.sandbox.errors import ApiError, path_not_found
 from webhook.sandbox.faults import Faults
@@ -94,19 +94,19 @@ class SandboxServer:
 
 
 def _as_table(
-    sandbox: SandboxServer, request: RequestInfo, reply: api.Reply | api.WatchPlan | Any
+    sandbox: SandboxServer, request: RequestInfo, reply: reads.Reply | reads.WatchPlan | Any
 ) -> Any:
     """kubectl get asks for a Table: turn a 200 get/list/watch of an object into one."""
     info = discovery.find_resource(request.group, request.version, request.resource)
     if info is None or request.subresource or request.verb not in {"get", "list", "watch"}:
         return reply
     include = request.query.get("includeObject", "PartialObjectMetadata")
-    if isinstance(reply, api.WatchPlan):
+    if isinstance(reply, reads.WatchPlan):
         reply.render = lambda obj: tables.table(
             info, [obj], now=sandbox.store.now(), include_object=include
         )
         return reply
-    if not isinstance(reply, api.Reply) or reply.code != 200:
+    if not isinstance(reply, reads.Reply) or reply.code != 200:
         return reply
     if request.verb == "get":
         items, meta = [reply.body], {"resourceVersion": reply.body["metadata"]["resourceVersion"]}
@@ -114,7 +114,7 @@ def _as_table(
         items, meta = reply.body["items"], reply.body["metadata"]
     body = tables.table(info, items, now=sandbox.store.now(), list_meta=meta,
                         include_object=include)
-    return api.Reply(200, body)
+    return reads.Reply(200, body)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -232,10 +232,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as error:
             self._send_json(error.code, error.status())
             return error.code
-        if isinstance(reply, api.WatchPlan):
+        if isinstance(reply, reads.WatchPlan):
             self._stream(sandbox, reply)
             return 200
-        if isinstance(reply, api.Reply):
+        if isinstance(reply, reads.Reply):
             self._send_json(reply.code, reply.body)
             return reply.code
         code, text, content_type = reply
@@ -244,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(
         self, sandbox: SandboxServer, request: RequestInfo, *, method: str, body: bytes
-    ) -> api.Reply | api.WatchPlan | tuple[int, str, str]:
+    ) -> reads.Reply | reads.WatchPlan | tuple[int, str, str]:
         if request.is_resource:
             return api.handle(
                 sandbox.store, request, method=method, body=body,
@@ -255,28 +255,28 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(405, "MethodNotAllowed",
                            "the server does not allow this method on the requested resource")
         if path == "/version":
-            return api.Reply(200, discovery.version_info(sandbox.kube_version))
+            return reads.Reply(200, discovery.version_info(sandbox.kube_version))
         if path == "/api":
             host = sandbox.url.removeprefix("http://")
-            return api.Reply(200, discovery.api_versions(host))
+            return reads.Reply(200, discovery.api_versions(host))
         if path == "/apis":
-            return api.Reply(200, discovery.api_group_list())
+            return reads.Reply(200, discovery.api_group_list())
         if path in {"/healthz", "/livez", "/readyz"}:
             return (200, "ok", "text/plain; charset=utf-8")
         if path == "/openapi/v3":
-            return api.Reply(200, openapi.index(sandbox.kube_version))
+            return reads.Reply(200, openapi.index(sandbox.kube_version))
         if path.startswith("/openapi/v3/"):
             document = openapi.group_version_document(
                 path.removeprefix("/openapi/v3/"), sandbox.kube_version
             )
             if document is None:
                 raise path_not_found(request.path)
-            return api.Reply(200, document)
+            return reads.Reply(200, document)
         if path == "/metrics":
             return (200, metrics.render(sandbox.store), "text/plain; version=0.0.4; charset=utf-8")
         return self._discovery(request)
 
-    def _discovery(self, request: RequestInfo) -> api.Reply:
+    def _discovery(self, request: RequestInfo) -> reads.Reply:
         parts = [part for part in request.path.split("/") if part]
         answer: dict[str, Any] | None = None
         if len(parts) == 2 and parts[0] == "api":
@@ -287,9 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
             answer = discovery.api_resource_list(parts[1], parts[2])
         if answer is None:
             raise path_not_found(request.path)
-        return api.Reply(200, answer)
+        return reads.Reply(200, answer)
 
-    def _stream(self, sandbox: SandboxServer, plan: api.WatchPlan) -> None:
+    def _stream(self, sandbox: SandboxServer, plan: reads.WatchPlan) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from webhook.sandbox.api import WatchPlan, with_kind
 from webhook.sandbox.errors import gone
+from webhook.sandbox.reads import WatchPlan, with_kind
 from webhook.sandbox.store import Expired, Store
 
 # How often a quiet watch re-checks for its timeout and for server shutdown.
