@@ -187,9 +187,11 @@ class HealthTracker:
                 continue
             if observation is not None:
                 result.observations.append(observation)
-        # Periods no longer observed (rolled forward, deleted, opted out) are forgotten.
-        for key in set(self._healthy_from) - seen:
-            del self._healthy_from[key]
+        # Periods no longer observed (rolled forward, deleted, opted out) are forgotten; after
+        # an API error the unseen ones may just be unreadable, so a blip restarts no clock.
+        if not result.errors:
+            for key in set(self._healthy_from) - seen:
+                del self._healthy_from[key]
         return result
 
     def _deployments(self, result: Round) -> list[Obj]:

@@ -277,3 +277,19 @@ def test_follower_never_writes_a_stamp(harness: Harness, clock: FakeClock) -> No
     assert tracker.resync_once().state_of("shop", "web") == "follower"
     assert stamp_of(harness, rs1) is None
     assert stamp_writes(harness.sandbox.controls.requests()) == []
+
+
+def test_api_error_in_one_round_does_not_restart_the_clock(
+    harness: Harness, clock: FakeClock
+) -> None:
+    [rs1] = harness.deploy("web", [("web:1", minutes(2))])
+    tracker = tracker_for(harness, clock)
+    started = clock()
+    tracker.resync_once()
+    clock.advance(300)
+    harness.sandbox.controls.fault(method="GET", path="/replicasets", status=503)
+    blip = tracker.resync_once()
+    assert blip.state_of("shop", "web") is None and "503" in blip.errors[0]
+    clock.advance(300)
+    assert tracker.resync_once().state_of("shop", "web") == "stamped"
+    assert stamp_of(harness, rs1) == k8s_time(started)
