@@ -149,7 +149,10 @@ class Decider:
         self.rollback = Rollback(cluster=cluster, clock=clock)
         # Serialises the circuit-breaker count, duplicate claims and the write in this process.
         self._gate = threading.Lock()
-        self._claimed: dict[tuple[str, str, str], str] = {}
+        # Decided in this process but perhaps not yet in the audit (recorded after deciding):
+        # acted-on times for the circuit breaker, dry-run claims for duplicates. Pruned by age.
+        self._acted: list[tuple[datetime, str]] = []
+        self._claimed: dict[tuple[str, str, str], tuple[datetime, str]] = {}
 
     # -- entry point -----------------------------------------------------------------------
     def decide(self, alert: Alert, request: Request) -> Decision:
@@ -459,7 +462,14 @@ class Decider:
         key = (decision.namespace, decision.deployment, current.name)
         with self._gate:
             window_start = now - timedelta(seconds=int(self.settings.circuit_window))
-            done = self.audit.count_outcome_since(contract.ROLLED_BACK, window_start)
+            # A dry run previews the breaker too: its would-be rollbacks count like real ones.
+            counted = [contract.ROLLED_BACK]
+            if decision.dry_run and request.source == "alertmanager":
+                counted.append(contract.DRY_RUN)
+            self._acted = [(t, o) for t, o in self._acted if t >= window_start]
+            recorded = sum(self.audit.count_outcome_since(o, window_start) for o in counted)
+            in_memory = sum(1 for _, outcome in self._acted if outcome in counted)
+            done = max(recorded, in_memory)
             if done >= self.settings.max_rollbacks:
                 self._skip(
                     decision,
@@ -470,21 +480,27 @@ class Decider:
                 )
             if decision.dry_run:
                 if request.source == "alertmanager":
-                    earlier = self._claimed.get(key) or self.audit.find_previous(
+                    since = now - timedelta(seconds=int(self.settings.cooldown))
+                    self._claimed = {k: v for k, v in self._claimed.items() if v[0] >= since}
+                    claimed = self._claimed.get(key)
+                    earlier = claimed[1] if claimed else None
+                    earlier = earlier or self.audit.find_previous(
                         namespace=key[0],
                         deployment=key[1],
                         from_replicaset=key[2],
                         outcomes=(contract.DRY_RUN,),
                         source="alertmanager",
-                        since=now - timedelta(seconds=int(self.settings.cooldown)),
+                        since=since,
                     )
                     if earlier:
                         self._skip(decision, "duplicate", f"already decided dry_run in {earlier}")
-                    self._claimed[key] = decision.id
+                    self._claimed[key] = (now, decision.id)
+                    self._acted.append((now, contract.DRY_RUN))
                 self._set(decision, contract.DRY_RUN, None, "would roll back " + summary)
             try:
                 self.rollback.write(deployment, current=current, target=target, decision=decision)
             except Conflict as exc:
                 raise _Retry from exc
+            self._acted.append((now, contract.ROLLED_BACK))
         mark_note = self.rollback.mark_bad(deployment, current=current, decision=decision)
         self._set(decision, contract.ROLLED_BACK, None, "rolled back " + summary + mark_note)

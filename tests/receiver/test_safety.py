@@ -129,3 +129,40 @@ def test_circuit_breaker_opens_after_max_rollbacks(make_harness: Any) -> None:
         outcomes.append(decision["reason"] or decision["outcome"])
     assert outcomes == ["rolled_back"] * 5 + ["circuit_open"]
     assert template_images(harness.deployment("shop", "app5")) == ["v:2-5"]
+
+
+def test_circuit_breaker_holds_under_concurrent_deliveries(make_harness: Any) -> None:
+    # Decisions are recorded after they are made: six at once must still give five rollbacks.
+    harness = make_harness(max_rollbacks=5)
+    alerts = []
+    for i in range(6):
+        rs = harness.deploy(f"app{i}", [("v:1", hours(2)), (f"v:2-{i}", minutes(3))])
+        alerts.append(harness.alert(namespace="shop", deployment=f"app{i}", replicaset=rs[1]))
+    barrier = threading.Barrier(6)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def deliver(alert: dict[str, Any]) -> None:
+        barrier.wait()
+        [decision] = harness.post_alerts(alert)
+        with lock:
+            outcomes.append(decision["reason"] or decision["outcome"])
+
+    threads = [threading.Thread(target=deliver, args=(a,)) for a in alerts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["circuit_open"] + ["rolled_back"] * 5
+
+
+def test_dry_run_previews_the_circuit_breaker(make_harness: Any) -> None:
+    harness = make_harness(max_rollbacks=2, dry_run=True)
+    outcomes = []
+    for i in range(3):
+        rs = harness.deploy(f"app{i}", [("v:1", hours(2)), (f"v:2-{i}", minutes(3))])
+        [decision] = harness.post_alerts(
+            harness.alert(namespace="shop", deployment=f"app{i}", replicaset=rs[1])
+        )
+        outcomes.append(decision["reason"] or decision["outcome"])
+    assert outcomes == ["dry_run", "dry_run", "circuit_open"]
