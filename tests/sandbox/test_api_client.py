@@ -360,3 +360,12 @@ def test_request_record_names_token_verb_and_resource(sandbox: SandboxHandle) ->
         ("reader-token", "list", "apps", "deployments", None, 200),
         ("reader-token", "get", "apps", "deployments", "missing", 404),
     ]
+
+
+def test_body_of_another_kind_is_a_bad_request(sandbox: SandboxHandle) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    code, answer = raw(sandbox, "POST", "/apis/apps/v1/namespaces/default/deployments",
+                       body=json.dumps(pod).encode())
+    assert (code, answer["reason"]) == (400, "BadRequest")
+    assert "v1 Pod" in answer["message"] and "apps/v1 Deployment" in answer["message"]

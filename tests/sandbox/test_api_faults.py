@@ -189,3 +189,20 @@ def test_faulted_and_dropped_requests_are_recorded_with_their_outcome(
     assert [(r["verb"], r["status"], r["token"]) for r in records] == [
         ("get", 500, sandbox.token), ("get", 0, sandbox.token),
     ]
+
+
+def test_apply_as_of_builds_a_revision_history_with_past_times(sandbox: SandboxHandle) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    two_hours_ago, three_minutes_ago = now - timedelta(hours=2), now - timedelta(minutes=3)
+    sandbox.controls.apply(DEPLOYMENT, as_of=two_hours_ago)
+    sandbox.controls.apply(DEPLOYMENT.replace("nginx:1.25", "nginx:1.26"),
+                           as_of=three_minutes_ago)
+    apps = client.AppsV1Api(sandbox.api_client())
+    by_revision = {
+        rs.metadata.annotations["deployment.kubernetes.io/revision"]: rs
+        for rs in apps.list_namespaced_replica_set("shop").items
+    }
+    assert by_revision["1"].metadata.creation_timestamp == two_hours_ago
+    assert by_revision["2"].metadata.creation_timestamp == three_minutes_ago
+    pods = client.CoreV1Api(sandbox.api_client()).list_namespaced_pod("shop").items
+    assert [pod.metadata.creation_timestamp for pod in pods] == [three_minutes_ago]

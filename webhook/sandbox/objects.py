@@ -176,6 +176,13 @@ def check_identity(info: ResourceInfo, obj: dict[str, Any], *, namespace: str | 
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
         raise ApiError(400, "BadRequest", "the object has no metadata")
+    sent = (obj.get("apiVersion") or info.api_version, obj.get("kind") or info.kind)
+    if sent != (info.api_version, info.kind):
+        raise ApiError(
+            400, "BadRequest",
+            f"the body is a {sent[0]} {sent[1]}, but this endpoint takes "
+            f"{info.api_version} {info.kind}",
+        )
     if info.namespaced:
         body_ns = meta.get("namespace")
         if body_ns and namespace and body_ns != namespace:
