@@ -35,7 +35,7 @@ from typing import Any
 from webhook import contract
 from webhook.audit import AuditStore
 from webhook.config import Settings
-from webhook.decide import label_selector, policy_for
+from webhook.decide import policy_for
 from webhook.evidence import UNHEALTHY, RevisionHealthQuery
 from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
 from webhook.leader import LeaderElector, default_identity
@@ -145,6 +145,14 @@ class Round:
         return None
 
 
+@dataclass
+class _RoundCache:
+    """Reads shared by the Deployments of one round."""
+
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    replicasets: dict[str, list[Obj]] = field(default_factory=dict)
+
+
 class HealthTracker:
     """Watches opted-in Deployments and stamps revisions that proved healthy."""
 
@@ -173,13 +181,13 @@ class HealthTracker:
         """List the opted-in Deployments and stamp every current revision that earned it."""
         result = Round()
         seen: set[PeriodKey] = set()
-        namespace_labels: dict[str, dict[str, str]] = {}
+        cache = _RoundCache()
         for deployment in self._deployments(result):
             namespace = deployment["metadata"]["namespace"]
             try:
-                if not self._opted_in(deployment, namespace_labels):
+                if not self._opted_in(deployment, cache):
                     continue
-                observation = self._examine(deployment, seen)
+                observation = self._examine(deployment, seen, cache)
             except KubeError as exc:
                 name = deployment["metadata"]["name"]
                 result.errors.append(f"{namespace}/{name}: {exc}")
@@ -207,28 +215,35 @@ class HealthTracker:
                 log.warning("health tracker: cannot list deployments: %s", exc)
         return [d for d in found if d["metadata"]["namespace"] not in policy.deny]
 
-    def _opted_in(self, deployment: Obj, namespace_labels: dict[str, dict[str, str]]) -> bool:
+    def _opted_in(self, deployment: Obj, cache: _RoundCache) -> bool:
         value = (deployment["metadata"].get("annotations") or {}).get(contract.ANNOTATION_ENABLED)
         if value == "false":
             return False
         if value == "true" or not self.settings.require_opt_in:
             return True
         namespace = deployment["metadata"]["namespace"]
-        if namespace not in namespace_labels:
+        if namespace not in cache.namespace_labels:
             try:
                 ns = self.cluster.get_namespace(namespace)
-                namespace_labels[namespace] = dict(ns["metadata"].get("labels") or {})
+                cache.namespace_labels[namespace] = dict(ns["metadata"].get("labels") or {})
             except NotFound:
-                namespace_labels[namespace] = {}
-        return namespace_labels[namespace].get(contract.ANNOTATION_ENABLED) == "true"
+                cache.namespace_labels[namespace] = {}
+        return cache.namespace_labels[namespace].get(contract.ANNOTATION_ENABLED) == "true"
 
-    def _examine(self, deployment: Obj, seen: set[PeriodKey]) -> Observation | None:
+    def _examine(
+        self, deployment: Obj, seen: set[PeriodKey], cache: _RoundCache
+    ) -> Observation | None:
         meta = deployment["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        replicasets = self.cluster.list_replicasets(
-            namespace, label_selector=label_selector(deployment)
+        if namespace not in cache.replicasets:
+            # One LIST per namespace, not per Deployment; revisions_of keeps only the
+            # ReplicaSets this Deployment controls (ownerReference uid), as kubectl does.
+            cache.replicasets[namespace] = self.cluster.list_replicasets(
+                namespace, label_selector=""
+            )
+        current = current_revision(
+            deployment, revisions_of(deployment, cache.replicasets[namespace])
         )
-        current = current_revision(deployment, revisions_of(deployment, replicasets))
         if current is None:
             return None
         # Stamps have whole seconds: compare like with like, or a stamp would never count.

@@ -293,3 +293,21 @@ def test_api_error_in_one_round_does_not_restart_the_clock(
     clock.advance(300)
     assert tracker.resync_once().state_of("shop", "web") == "stamped"
     assert stamp_of(harness, rs1) == k8s_time(started)
+
+
+def test_a_round_lists_replicasets_once_per_namespace(harness: Harness, clock: FakeClock) -> None:
+    for name in ("web", "api", "worker"):
+        harness.deploy(name, [(f"{name}:1", minutes(2)), (f"{name}:2", minutes(1))])
+    harness.sandbox.controls.clear_requests()
+    result = tracker_for(harness, clock).resync_once()
+    assert {o.deployment: o.state for o in result.observations} == {
+        "web": "waiting",
+        "api": "waiting",
+        "worker": "waiting",
+    }
+    lists = [
+        r
+        for r in harness.sandbox.controls.requests()
+        if r["resource"] == "replicasets" and r["verb"] == "list"
+    ]
+    assert len(lists) == 1
