@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from webhook.revisions import Obj, Revision, equal_ignore_hash
+from webhook.revisions import Obj, Revision, activation_time, equal_ignore_hash
 
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
@@ -78,7 +78,15 @@ class ClusterRuleEvidence:
             )
         if successor is None:
             return Verdict(self.name, UNKNOWN, "no later revision to measure against")
-        lived = successor.created - revision.created
+        until = replaced_at(successor, deployment)
+        if until is None:
+            return Verdict(
+                self.name,
+                UNKNOWN,
+                f"revision {successor.number} after it was re-adopted: when it replaced this one "
+                "is unknown",
+            )
+        lived = until - revision.created
         needed = timedelta(seconds=min_healthy_seconds)
         seconds = int(lived.total_seconds())
         if lived >= needed:
@@ -122,6 +130,21 @@ class TargetChoice:
         """One line for the decision detail: why each newer candidate was passed over."""
         parts = [f"r{c.revision.number} {c.verdict} ({c.reason})" for c in self.candidates]
         return "; ".join(parts)
+
+
+def replaced_at(successor: Revision, deployment: Obj) -> datetime | None:
+    """When `successor` became current, i.e. when its predecessor stopped being current.
+
+    Its ReplicaSet's creation time, unless it was re-adopted: then its creation says nothing,
+    and only for the current revision is the activation known (revisions.activation_time).
+    None when it cannot be known.
+    """
+    if not successor.readopted:
+        return successor.created
+    template = deployment.get("spec", {}).get("template", {})
+    if equal_ignore_hash(successor.template, template):
+        return activation_time(successor, deployment)
+    return None
 
 
 def _successor(revision: Revision, revisions: Sequence[Revision]) -> Revision | None:
@@ -221,7 +244,9 @@ class PrometheusHistoryEvidence:
     ) -> Verdict:
         if successor is None:
             return Verdict(self.name, UNKNOWN, "still current: no finished period to judge")
-        end = successor.created
+        end = replaced_at(successor, deployment)
+        if end is None:
+            return Verdict(self.name, UNKNOWN, "when it stopped being current is unknown")
         start = end - timedelta(seconds=min_healthy_seconds)
         if not revision.readopted and revision.created > start:
             lived = int((end - revision.created).total_seconds())

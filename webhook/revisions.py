@@ -195,7 +195,7 @@ def activation_time(revision: Revision, deployment: Obj) -> datetime:
     """When `revision` became the Deployment's current revision.
 
     Its ReplicaSet's creation time; for a re-adopted ReplicaSet (created long ago, made current
-    again) the time our own last-action recorded, else the Progressing condition's last update
+    again) the time our own last-action recorded, else the Progressing condition's lastUpdateTime
     (the controller updates it with ReplicaSetUpdated / FoundNewReplicaSet when it re-adopts).
     """
     if not revision.readopted:
@@ -210,14 +210,12 @@ def activation_time(revision: Revision, deployment: Obj) -> datetime:
             return when
     progressing = _condition(deployment, "Progressing")
     if progressing:
-        stamps = [
-            parse_k8s_time(progressing.get("lastUpdateTime")),
-            parse_k8s_time(progressing.get("lastTransitionTime")),
-        ]
-        known = [s for s in stamps if s is not None]
-        if known:
-            # The earliest stamp after the re-adoption is the closest to it we can know.
-            return min(known)
+        # lastUpdateTime moves with every rollout step (ReplicaSetUpdated, FoundNewReplicaSet,
+        # NewReplicaSetAvailable); lastTransitionTime stays put while the condition stays True
+        # (SetDeploymentCondition), i.e. at the first rollout ever: not this activation.
+        updated = parse_k8s_time(progressing.get("lastUpdateTime"))
+        if updated:
+            return updated
     return revision.created
 
 

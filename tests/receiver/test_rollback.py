@@ -112,3 +112,23 @@ def test_parity_with_kubectl_rollout_undo(harness: Harness) -> None:
 
     assert comparable("ours") == comparable("kubectl")
     assert harness.deployment("ours", "web")["metadata"]["annotations"][REV] == "4"
+
+
+def test_revision_a_human_re_adopted_with_kubectl_is_judged_from_its_re_adoption(
+    harness: Harness,
+) -> None:
+    # web:1 (3 h) then web:2 (2 h); a human runs `kubectl rollout undo` now, re-adopting
+    # web:1's ReplicaSet as revision 3, and that fails. Its ReplicaSet is 3 h old, but it became
+    # current just now (Progressing lastUpdateTime), so the rollout is recent; and web:2 ran
+    # two hours until the re-adoption replaced it, so it is the healthy target.
+    rs = harness.deploy("web", [("web:1", hours(3)), ("web:2", hours(2))])
+    _kubectl(harness, "-n", "shop", "rollout", "undo", "deployment/web")
+    current = harness.replicasets("shop", "web")[-1]
+    assert current["metadata"]["name"] == rs[0]
+    assert current["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "1"
+    [decision] = harness.post_alerts(
+        harness.alert(namespace="shop", deployment="web", replicaset=rs[0], started_ago=minutes(0))
+    )
+    assert decision["outcome"] == "rolled_back", decision
+    assert decision["to_replicaset"] == rs[1]
+    assert template_images(harness.deployment("shop", "web")) == ["web:2"]
