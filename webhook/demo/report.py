@@ -1,0 +1,83 @@
+"""What the demo prints: timed progress lines, the `history` table and the audit."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from webhook.evidence import EvidenceSource
+from webhook.history import build_history, render_table
+from webhook.service import Service, evidence_sources
+
+DETAIL_WIDTH = 90
+
+
+class Printer:
+    """Progress lines stamped with the seconds since the demo started, flushed at once."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def step(self, message: str) -> None:
+        """One timed progress line."""
+        self.stream.write(f"[{self.elapsed():6.1f}s] {message}\n")
+        self.stream.flush()
+
+    def section(self, title: str, body: str = "") -> None:
+        """A titled block (tables)."""
+        self.stream.write(f"\n== {title}\n")
+        if body:
+            self.stream.write(body.rstrip("\n") + "\n")
+        self.stream.flush()
+
+
+def history_text(
+    service: Service, *, namespace: str, name: str,
+    sources: list[EvidenceSource] | None = None,
+) -> str:
+    """What `rollback-webhook history NS/DEPLOY` prints, from the demo's own receiver."""
+    history = build_history(
+        cluster=service.cluster,
+        settings=service.settings,
+        namespace=namespace,
+        name=name,
+        sources=sources if sources is not None else evidence_sources(service.prometheus),
+    )
+    return render_table(history)
+
+
+def _revision(row: dict[str, Any]) -> str:
+    if row.get("from_revision") is None and row.get("to_revision") is None:
+        return "-"
+    return f"{row.get('from_revision') or '?'} -> {row.get('to_revision') or '?'}"
+
+
+def audit_text(service: Service, *, namespace: str, name: str) -> str:
+    """The Deployment's decisions, oldest first, one per line (what GET /api/v1/audit holds)."""
+    rows = list(reversed(service.audit.query(namespace=namespace, deployment=name, limit=50)))
+    if not rows:
+        return "(no decisions)"
+    table = [("TIME", "OUTCOME", "REASON", "ALERT", "REVISION", "ID")]
+    for row in rows:
+        table.append((
+            str(row["time"])[11:23],
+            str(row["outcome"]),
+            str(row["reason"] or "-"),
+            str(row["alertname"] or "-"),
+            _revision(row),
+            str(row["id"]),
+        ))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
+             for line in table]
+    for row in rows:
+        detail = str(row["detail"])
+        if len(detail) > DETAIL_WIDTH:
+            detail = detail[: DETAIL_WIDTH - 3] + "..."
+        lines.append(f"  {row['id']}: {detail}")
+    return "\n".join(lines)
