@@ -58,6 +58,7 @@ class Request:
     dry_run: bool | None = None  # None: the configured dry_run
     overrides: Overrides = field(default_factory=Overrides)
     replay_of: str | None = None
+    note: str = ""  # prefixed to every decision's detail (a replay's actor and reason)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def parse_ask(body: Any) -> ReplayAsk:
 def refusal(decision: Decision, *, note: str = "") -> dict[str, Any] | None:
     """Why a replayed decision did not (or would not) roll back, or None when it did (would).
 
-    `note` is the replay's own prefix of the detail (see annotate_reason), left out here.
+    `note` is the replay's own prefix of the detail (Request.note), left out here.
     """
     if decision.outcome in (contract.ROLLED_BACK, contract.DRY_RUN):
         return None
@@ -132,7 +132,7 @@ class ReplayResult:
     reason: str
     dry_run: bool
     decisions: list[Decision]
-    note: str = ""  # the prefix annotate_reason put on each decision's detail
+    note: str = ""  # the prefix Request.note put on each decision's detail
 
     @property
     def refusals(self) -> list[dict[str, Any]]:
@@ -213,14 +213,6 @@ def stored_alert_payload(audit: AuditStore, decision_id: str) -> dict[str, Any]:
     return {**document, "alerts": [alert], "truncatedAlerts": 0, "status": alert["status"]}
 
 
-def annotate_reason(audit: AuditStore, decision: Decision, note: str) -> None:
-    """Prepend the replay's note to a recorded decision's detail (audit and answer alike)."""
-    decision.detail = f"{note} | {decision.detail}"
-    # The audit has no update call; the decision row was written just before, in this thread.
-    with audit._connection() as db:
-        db.execute("UPDATE decisions SET detail = ? WHERE id = ?", (decision.detail, decision.id))
-
-
 def run_replay(service: Service, ask: ReplayAsk, *, actor: str) -> ReplayResult:
     """Store the payload, decide it as `actor` with the ask's dry_run and overrides, record why.
 
@@ -247,7 +239,9 @@ def run_replay(service: Service, ask: ReplayAsk, *, actor: str) -> ReplayResult:
         where = message if message.startswith("payload") else f"payload.{message}"
         raise ReplayError(400, where) from exc
     payload_id = service.store(json.dumps(document), source="replay", actor=actor)
+    mode = "preview (dry run)" if ask.dry_run else "execute"
     request = Request(
+        note=f"replay {mode} by {actor}: {ask.reason}",
         source="replay",
         actor=actor,
         payload_id=payload_id,
@@ -257,10 +251,7 @@ def run_replay(service: Service, ask: ReplayAsk, *, actor: str) -> ReplayResult:
         replay_of=ask.audit_id,
     )
     decisions = service.decide_payload(payload, request)
-    mode = "preview (dry run)" if ask.dry_run else "execute"
-    note = f"replay {mode} by {actor}: {ask.reason}"
-    for decision in decisions:
-        annotate_reason(service.audit, decision, note)
+    note = request.note
     result = ReplayResult(
         payload_id=payload_id,
         replay_of=ask.audit_id,

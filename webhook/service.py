@@ -146,6 +146,8 @@ class Service:
         decisions = []
         for alert in payload.alerts:
             decision = self.decider.decide(alert, request)
+            if request.note:
+                decision.detail = f"{request.note} | {decision.detail}"
             if payload.truncated_alerts:
                 decision.detail += f" (payload truncated {payload.truncated_alerts} alerts)"
             self.audit.record(decision)
