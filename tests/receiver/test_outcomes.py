@@ -19,9 +19,12 @@ def decide_one(harness: Harness, alert: dict[str, Any]) -> dict[str, Any]:
 
 
 def assert_untouched(harness: Harness, namespace: str, name: str, image: str) -> None:
+    """The Deployment kept its template, carries no last-action, and no rollback Event says
+    otherwise (dry-run and failures announce themselves with their own reasons)."""
     deployment = harness.deployment(namespace, name)
     assert template_images(deployment) == [image]
     assert "auto-rollback/last-action" not in deployment["metadata"].get("annotations", {})
+    assert "AutoRollback" not in harness.event_reasons(namespace)
 
 
 @pytest.fixture
