@@ -24,7 +24,10 @@ def assert_untouched(harness: Harness, namespace: str, name: str, image: str) ->
     deployment = harness.deployment(namespace, name)
     assert template_images(deployment) == [image]
     assert "auto-rollback/last-action" not in deployment["metadata"].get("annotations", {})
-    assert "AutoRollback" not in harness.event_reasons(namespace)
+    reasons = [
+        e["reason"] for e in harness.events(namespace) if e["involvedObject"]["name"] == name
+    ]
+    assert "AutoRollback" not in reasons
 
 
 @pytest.fixture
