@@ -1,0 +1,94 @@
+"""`rollback-webhook demo` as a user runs it: a subprocess from the checkout, a clean exit,
+the story in the output, and no process left behind (every child's command line names the
+work directory, so a survivor would show up in /proc)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.binaries import require_binary
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_LIMIT_SECONDS = 120  # issue 6: under two minutes
+
+
+Completed = subprocess.CompletedProcess[str]
+
+
+def _run_demo(workdir: Path, *, path: str | None = None) -> tuple[Completed, float]:
+    env = dict(os.environ)
+    if path is not None:
+        env["PATH"] = path
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "demo", "--workdir", str(workdir)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=DEMO_LIMIT_SECONDS + 30,
+        check=False,
+    )
+    return result, time.monotonic() - started
+
+
+def _survivors(workdir: Path) -> list[str]:
+    """Command lines of live processes that mention the work directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(workdir) in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def _assert_story(output: str) -> None:
+    assert "v1: shop/checkout runs registry.local/checkout:1.0" in output
+    assert "v2: rolling out registry.local/checkout:1.1" in output
+    assert "shop/checkout runs registry.local/checkout:1.0 again" in output
+    assert "== rollback-webhook history shop/checkout" in output
+    assert "current [re-adopted from 1]" in output
+    assert "== audit: decisions for shop/checkout" in output
+    assert "rolled_back" in output
+
+
+@pytest.mark.pipeline
+def test_demo_runs_the_real_pipeline_and_leaves_nothing_running(tmp_path: Path) -> None:
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager", "alertmanager")
+    workdir = tmp_path / "demo"
+    result, took = _run_demo(workdir)
+    output = result.stdout
+    assert result.returncode == 0, output + result.stderr
+    _assert_story(output)
+    assert "prometheus: RolloutRestartRateHigh firing" in output
+    assert "receiver: rolled_back for RolloutRestartRateHigh" in output
+    assert "every process the demo started has exited" in output
+    assert took < DEMO_LIMIT_SECONDS
+    assert _survivors(workdir) == []
+    # The decisions went to the file, one JSON line each, not into the story.
+    assert '"event": "decision"' not in output
+    assert '"event": "decision"' in (workdir / "decisions.jsonl").read_text()
+
+
+def test_demo_without_prometheus_posts_the_recorded_payload(tmp_path: Path) -> None:
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    workdir = tmp_path / "demo"
+    result, _ = _run_demo(workdir, path=str(empty_bin))
+    output = result.stdout
+    assert result.returncode == 0, output + result.stderr
+    assert "not on PATH: prometheus" in output
+    assert "posting the recorded Alertmanager payload" in output
+    # The recording names this run's ReplicaSet: the demo's template has not drifted from it.
+    assert "(recorded for" not in output
+    assert "receiver answered 200: rolled_back" in output
+    _assert_story(output)
+    assert _survivors(workdir) == []
