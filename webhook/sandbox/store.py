@@ -51,6 +51,18 @@ class Change:
     obj: dict[str, Any]  # deep copy of the object after the write
 
 
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON-shaped value, several times faster than copy.deepcopy (the
+    controller lists objects inside every write, so copying dominates a write's cost)."""
+    if isinstance(value, dict):
+        return {key: clone(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clone(item) for item in value]
+    if isinstance(value, str | int | float | bool | None):
+        return value
+    return copy.deepcopy(value)
+
+
 def utc_now() -> datetime:
     """The wall clock in UTC (the default clock of a Store)."""
     return datetime.now(UTC)
@@ -77,7 +89,9 @@ class Store:
     def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.lock = threading.RLock()
         self._clock = clock
-        self._objects: dict[Key, dict[str, Any]] = {}
+        # resource -> (namespace or "", name) -> object; per resource so a list sorts only
+        # the objects of its own resource.
+        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
         self._rv = 0
         self._history: deque[tuple[int, Change]] = deque(maxlen=HISTORY_LIMIT)
         self._subscribers: list[Callable[[Change], None]] = []
@@ -113,11 +127,11 @@ class Store:
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """A deep copy of one object; NotFound names what was missing."""
         with self.lock:
-            obj = self._objects.get(_key(resource, namespace, name))
+            obj = self._lookup(_key(resource, namespace, name))
             if obj is None:
                 where = f" in namespace {namespace!r}" if namespace else ""
                 raise NotFound(f'{resource} "{name}" not found{where}')
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def list(
         self, resource: str, namespace: str | None = None
@@ -125,10 +139,11 @@ class Store:
         """Copies of all objects of `resource` (in `namespace` when given), sorted by
         namespace then name, and the resourceVersion the list is consistent with."""
         with self.lock:
+            objects = self._objects.get(resource, {})
             items = [
-                copy.deepcopy(obj)
-                for (res, ns, _), obj in sorted(self._objects.items())
-                if res == resource and (namespace is None or ns == namespace)
+                clone(objects[(ns, name)])
+                for ns, name in sorted(objects)
+                if namespace is None or ns == namespace
             ]
             return items, str(self._rv)
 
@@ -140,7 +155,7 @@ class Store:
         objects with a spec) generation 1; a generateName gets a random suffix.
         With `dry_run`, return what would be stored (no resourceVersion) and store nothing."""
         with self.lock:
-            new = copy.deepcopy(obj)
+            new = clone(obj)
             meta = new.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
@@ -151,7 +166,7 @@ class Store:
             if resource not in CLUSTER_SCOPED and not namespace:
                 raise ValueError(f'{resource} "{name}": metadata.namespace is required')
             key = _key(resource, namespace, name)
-            if key in self._objects:
+            if self._lookup(key) is not None:
                 raise AlreadyExists(f'{resource} "{name}" already exists')
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = format_time(self.now())
@@ -174,12 +189,12 @@ class Store:
         precondition is). generation grows when the spec changed; uid and
         creationTimestamp are kept. With `dry_run`, return the result and store nothing."""
         with self.lock:
-            new = copy.deepcopy(obj)
+            new = clone(obj)
             meta = new.setdefault("metadata", {})
             name = meta.get("name", "")
             namespace = None if resource in CLUSTER_SCOPED else meta.get("namespace")
             key = _key(resource, namespace, name)
-            current = self._objects.get(key)
+            current = self._lookup(key)
             if current is None:
                 where = f" in namespace {namespace!r}" if namespace else ""
                 raise NotFound(f'{resource} "{name}" not found{where}')
@@ -207,27 +222,31 @@ class Store:
         as the apiserver's DELETED watch event carries)."""
         with self.lock:
             key = _key(resource, namespace, name)
-            current = self._objects.get(key)
+            current = self._lookup(key)
             if current is None:
                 where = f" in namespace {namespace!r}" if namespace else ""
                 raise NotFound(f'{resource} "{name}" not found{where}')
-            return self._commit("DELETED", resource, key, copy.deepcopy(current))
+            return self._commit("DELETED", resource, key, clone(current))
 
     def _commit(self, kind: str, resource: str, key: Key, obj: dict[str, Any]) -> dict[str, Any]:
         self._rv += 1
         rv = self._rv
         obj["metadata"]["resourceVersion"] = str(rv)
+        objects = self._objects.setdefault(key[0], {})
         if kind == "DELETED":
-            del self._objects[key]
+            del objects[key[1:]]
         else:
-            self._objects[key] = obj
-        change = Change(type=kind, resource=resource, obj=copy.deepcopy(obj))
+            objects[key[1:]] = obj
+        change = Change(type=kind, resource=resource, obj=clone(obj))
         self._history.append((rv, change))
         with self._changed:
             self._changed.notify_all()
         for callback in list(self._subscribers):
             callback(change)
-        return copy.deepcopy(obj)
+        return clone(obj)
+
+    def _lookup(self, key: Key) -> dict[str, Any] | None:
+        return self._objects.get(key[0], {}).get(key[1:])
 
     # ---- watching ---------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Change], None]) -> None:
