@@ -126,10 +126,9 @@ class LeaderElector:
         with self._lock:
             if self._renewed_at is not None:
                 log.warning(
-                    "%s: no longer leader of Lease %s/%s (holder now %r)",
+                    "%s: no longer leader of Lease %s (holder now %r)",
                     self.identity,
-                    self.namespace,
-                    self.name,
+                    self.what,
                     holder,
                 )
             self._renewed_at = None
@@ -173,10 +172,9 @@ class LeaderElector:
             written = self.cluster.replace_lease(lease)
         except Conflict:
             log.info(
-                "%s: Lease %s/%s changed under us (409): another candidate won this round",
+                "%s: Lease %s changed under us (409): another candidate won this round",
                 self.identity,
-                self.namespace,
-                self.name,
+                self.what,
             )
             return self._lost(holder)
         except KubeError as exc:
@@ -186,10 +184,9 @@ class LeaderElector:
             return False
         if not ours:
             log.info(
-                "%s: took over Lease %s/%s from %r",
+                "%s: took over Lease %s from %r",
                 self.identity,
-                self.namespace,
-                self.name,
+                self.what,
                 holder or "(released)",
             )
         return self._won(written, now)
@@ -249,10 +246,9 @@ class LeaderElector:
             self.cluster.replace_lease({**lease, "spec": spec})
         except KubeError as exc:
             log.warning(
-                "%s: could not release Lease %s/%s: %s",
+                "%s: could not release Lease %s: %s",
                 self.identity,
-                self.namespace,
-                self.name,
+                self.what,
                 exc,
             )
             return False
