@@ -149,9 +149,7 @@ class LeaderElector:
         except NotFound:
             return self._create(now)
         except KubeError as exc:
-            log.warning(
-                "%s: cannot read Lease %s/%s: %s", self.identity, self.namespace, self.name, exc
-            )
+            log.warning("%s: cannot read Lease %s: %s", self.identity, self.what, exc)
             return False
         spec = lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
@@ -178,9 +176,7 @@ class LeaderElector:
             )
             return self._lost(holder)
         except KubeError as exc:
-            log.warning(
-                "%s: cannot write Lease %s/%s: %s", self.identity, self.namespace, self.name, exc
-            )
+            log.warning("%s: cannot write Lease %s: %s", self.identity, self.what, exc)
             return False
         if not ours:
             log.info(
@@ -224,9 +220,7 @@ class LeaderElector:
             # AlreadyExists: another candidate created it between our GET and POST.
             return self._lost("")
         except KubeError as exc:
-            log.warning(
-                "%s: cannot create Lease %s/%s: %s", self.identity, self.namespace, self.name, exc
-            )
+            log.warning("%s: cannot create Lease %s: %s", self.identity, self.what, exc)
             return False
         return self._won(created, now)
 
@@ -252,5 +246,5 @@ class LeaderElector:
                 exc,
             )
             return False
-        log.info("%s: released Lease %s/%s", self.identity, self.namespace, self.name)
+        log.info("%s: released Lease %s", self.identity, self.what)
         return True
