@@ -140,3 +140,14 @@ def test_forked_worker_stopping_the_tracker_leaves_the_parents_lease_alone(
     finally:
         stop()
     assert lease()["holderIdentity"] == ""  # the parent itself does release on stop
+
+
+def test_disabled_tracker_starts_nothing(sandbox: SandboxHandle, tmp_path: Path) -> None:
+    settings = settings_from_dict(
+        {"audit": {"path": str(tmp_path / "audit.sqlite")}, "tracker": {"enabled": False}}
+    )
+    service = build_service(settings, api_client=sandbox.api_client())
+    sandbox.controls.clear_requests()
+    assert start_for_service(service) == []
+    time.sleep(0.2)
+    assert sandbox.controls.requests() == []
