@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import itertools
 import threading
 import uuid
 from collections import deque
@@ -134,16 +135,19 @@ class Store:
             return clone(obj)
 
     def list(
-        self, resource: str, namespace: str | None = None
+        self, resource: str, namespace: str | None = None, *,
+        where: Callable[[dict[str, Any]], bool] | None = None,
     ) -> tuple[builtins.list[dict[str, Any]], str]:
-        """Copies of all objects of `resource` (in `namespace` when given), sorted by
+        """Copies of all objects of `resource` (in `namespace` when given, and for which
+        `where(obj)` holds: it sees the stored object and must not change it), sorted by
         namespace then name, and the resourceVersion the list is consistent with."""
         with self.lock:
             objects = self._objects.get(resource, {})
             items = [
                 clone(objects[(ns, name)])
                 for ns, name in sorted(objects)
-                if namespace is None or ns == namespace
+                if (namespace is None or ns == namespace)
+                and (where is None or where(objects[(ns, name)]))
             ]
             return items, str(self._rv)
 
@@ -265,7 +269,9 @@ class Store:
                 raise Expired(
                     f"too old resource version: {resource_version} ({oldest_kept - 1})"
                 )
-            return [change for rv, change in self._history if rv > resource_version]
+            # resourceVersions in the history are consecutive, so the start is an offset.
+            start = resource_version + 1 - oldest_kept
+            return [change for _, change in itertools.islice(self._history, start, None)]
 
     def wait_for_change(self, after_rv: int, timeout: float) -> bool:
         """Block until the resourceVersion passes `after_rv` or `timeout` seconds pass;
