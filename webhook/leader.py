@@ -16,6 +16,9 @@ The record lives in the Lease spec: `holderIdentity`, `leaseDurationSeconds`, `a
   leaders never act at once as long as the replicas' clocks agree within that margin.
 - `release()` (on stop) empties holderIdentity, so a follower takes over at its next attempt
   instead of waiting for expiry (client-go ReleaseOnCancel).
+
+`LeaderLoop` runs the rounds and one periodic task (the health tracker's resync) on daemon
+threads; `stop()` ends them and releases the Lease.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -248,3 +252,66 @@ class LeaderElector:
             return False
         log.info("%s: released Lease %s", self.identity, self.what)
         return True
+
+
+class LeaderLoop:
+    """Two daemon threads: the elector's rounds every retry period, and `task` every
+    `interval_seconds` (apart, so a long task never delays a renewal past its deadline).
+    The task runs on every candidate; it asks `elector.is_leader()` before it writes."""
+
+    def __init__(
+        self,
+        *,
+        elector: LeaderElector,
+        task: Callable[[], object],
+        task_name: str,
+        interval_seconds: float,
+    ) -> None:
+        self.elector = elector
+        self.task = task
+        self.task_name = task_name
+        self.interval_seconds = interval_seconds
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pid = os.getpid()
+
+    def start(self) -> None:
+        """Start both threads (daemon: they never hold the process up)."""
+        for target, name in ((self._elect, "leader-election"), (self._run, self.task_name)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, *, release: bool = True) -> None:
+        """Stop both threads and, with `release`, give the Lease up for a quick takeover.
+
+        A no-op in any other process: gunicorn workers are forks of the process that started
+        the loop, and a worker leaving through SystemExit unwinds the same `finally` that stops
+        the loop. The worker has no such threads; releasing the parent's Lease from there
+        would hand leadership away while the parent still acts as leader.
+        """
+        if os.getpid() != self._pid:
+            return
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        if release:
+            self.elector.release()
+
+    def _elect(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.elector.try_acquire_or_renew()
+            except Exception:  # the loop must outlive any one bad round
+                log.exception("leader election round failed")
+            self._stop.wait(self.elector.retry_period_seconds)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.task()
+            except Exception:  # the loop must outlive any one bad round
+                log.exception("%s round failed", self.task_name)
+            elapsed = time.monotonic() - started
+            self._stop.wait(max(0.0, self.interval_seconds - elapsed))

@@ -24,9 +24,6 @@ restart every clock.
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,7 +35,7 @@ from webhook.config import Settings
 from webhook.decide import policy_for
 from webhook.evidence import UNHEALTHY, RevisionHealthQuery
 from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
-from webhook.leader import LeaderElector, default_identity
+from webhook.leader import LeaderElector, LeaderLoop, default_identity
 from webhook.revisions import (
     Revision,
     activation_time,
@@ -340,62 +337,6 @@ class HealthTracker:
             before = str(rows[-1]["id"])
 
 
-class TrackerLoop:
-    """Two daemon threads: the elector's rounds every retry period, and the resync every
-    `resync_seconds` (apart, so a long resync never delays a renewal past its deadline)."""
-
-    def __init__(
-        self, *, elector: LeaderElector, tracker: HealthTracker, resync_seconds: float
-    ) -> None:
-        self.elector = elector
-        self.tracker = tracker
-        self.resync_seconds = resync_seconds
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._pid = os.getpid()
-
-    def start(self) -> None:
-        """Start both threads (daemon: they never hold the process up)."""
-        for target, name in ((self._elect, "leader-election"), (self._resync, "health-tracker")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self, *, release: bool = True) -> None:
-        """Stop both threads and, with `release`, give the Lease up for a quick takeover.
-
-        A no-op in any other process: gunicorn workers are forks of the process that started
-        the loop, and a worker leaving through SystemExit unwinds the same `finally` that stops
-        the tracker. The worker has no tracker threads; releasing the parent's Lease from there
-        would hand leadership away while the parent still acts as leader.
-        """
-        if os.getpid() != self._pid:
-            return
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-        if release:
-            self.elector.release()
-
-    def _elect(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.elector.try_acquire_or_renew()
-            except Exception:  # the loop must outlive any one bad round
-                log.exception("leader election round failed")
-            self._stop.wait(self.elector.retry_period_seconds)
-
-    def _resync(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.tracker.resync_once()
-            except Exception:  # the loop must outlive any one bad round
-                log.exception("health tracker resync failed")
-            elapsed = time.monotonic() - started
-            self._stop.wait(max(0.0, self.resync_seconds - elapsed))
-
-
 def start_for_service(service: Any) -> list[Callable[[], None]]:
     """Start the tracker for a Service when `tracker.enabled`; returns the stop callables.
 
@@ -422,8 +363,11 @@ def start_for_service(service: Any) -> list[Callable[[], None]]:
         is_leader=elector.is_leader,
         prometheus=_own_prometheus(service),
     )
-    loop = TrackerLoop(
-        elector=elector, tracker=tracker, resync_seconds=float(settings.tracker.resync_seconds)
+    loop = LeaderLoop(
+        elector=elector,
+        task=tracker.resync_once,
+        task_name="health-tracker",
+        interval_seconds=float(settings.tracker.resync_seconds),
     )
     loop.start()
     log.info(
