@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -63,11 +64,15 @@ def run(args: argparse.Namespace) -> int:
         def load(self) -> Any:
             return app
 
+    started_in = os.getpid()
     try:
         Server().run()
     finally:
-        for stop in background:
-            stop()
+        # gunicorn forks workers from here; a worker unwinding through this block must not
+        # stop (and release the Lease of) the tracker that belongs to the master.
+        if os.getpid() == started_in:
+            for stop in background:
+                stop()
     return 0
 
 
