@@ -97,9 +97,17 @@ class AuditStore:
         self._local = threading.local()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with self._connection() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        # A connection of its own, closed at once: gunicorn forks workers after this, and an
+        # SQLite connection must not cross a fork.
+        try:
+            setup = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            try:
+                setup.execute("PRAGMA journal_mode=WAL")
+                setup.executescript(SCHEMA)
+            finally:
+                setup.close()
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
