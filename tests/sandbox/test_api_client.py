@@ -369,3 +369,23 @@ def test_body_of_another_kind_is_a_bad_request(sandbox: SandboxHandle) -> None:
                        body=json.dumps(pod).encode())
     assert (code, answer["reason"]) == (400, "BadRequest")
     assert "v1 Pod" in answer["message"] and "apps/v1 Deployment" in answer["message"]
+
+
+def test_watch_with_label_selector_sees_objects_enter_and_leave(sandbox: SandboxHandle) -> None:
+    leases = client.CoordinationV1Api(sandbox.api_client())
+    leases.create_namespaced_lease("default", {**lease("l", "a"),
+                                               "metadata": {"name": "l", "labels": {"x": "no"}}})
+    start = leases.list_namespaced_lease("default").metadata.resource_version
+    leases.patch_namespaced_lease("l", "default", {"metadata": {"labels": {"x": "yes"}}})
+    leases.patch_namespaced_lease("l", "default", {"spec": {"holderIdentity": "b"}})
+    leases.patch_namespaced_lease("l", "default", {"metadata": {"labels": {"x": "no"}}})
+    seen = []
+    for event in watch.Watch().stream(leases.list_namespaced_lease, "default",
+                                      label_selector="x=yes", resource_version=start,
+                                      timeout_seconds=5):
+        seen.append((event["type"], event["object"].spec.holder_identity))
+        if event["type"] == "DELETED":
+            break
+    # apiserver storage/cacher (cacheWatcher.convertToWatchEvent): entering the selection
+    # is ADDED, leaving it is DELETED with the last matching state.
+    assert seen == [("ADDED", "a"), ("MODIFIED", "b"), ("DELETED", "b")]

@@ -129,6 +129,8 @@ class _Dropped(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # (server, request, method) of the API request being served and not yet recorded.
+    _pending: tuple[SandboxServer, RequestInfo, str] | None = None
     # Headers and body are separate writes; with Nagle on, each answer waits for a delayed ACK.
     disable_nagle_algorithm = True
     server: _HTTPServer
@@ -161,8 +163,20 @@ class _Handler(BaseHTTPRequestHandler):
         scheme, _, value = header.partition(" ")
         return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
+    def _record(self, status: int) -> None:
+        """Record the current API request once, before its answer leaves, so a client that
+        has the answer also finds the request in the record."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            sandbox, request, method = pending
+            sandbox.record.add(
+                request, method=method, token=self._token(), status=status,
+                time=datetime.now().astimezone().isoformat(timespec="milliseconds"),
+            )
+
     def _send_json(self, code: int, body: Any) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
+        self._record(code)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -171,6 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_text(self, code: int, text: str, content_type: str) -> None:
         data = text.encode()
+        self._record(code)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -178,12 +193,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _drop(self) -> None:
+        """Close the connection without an answer (after the request is recorded)."""
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        raise _Dropped
 
     # ---- dispatch ---------------------------------------------------------------------
     def _serve(self, method: str) -> None:
@@ -194,18 +209,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(code, answer)
             return
         request = parse_request(method, self.path)
-        status = 0
+        self._pending = (sandbox, request, method)
         try:
-            status = self._serve_api(sandbox, request, method=method, body=body)
+            self._serve_api(sandbox, request, method=method, body=body)
         except _Dropped:
-            status = 0
+            self._record(0)  # status 0: no answer
+            self._drop()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            sandbox.record.add(
-                request, method=method, token=self._token(), status=status,
-                time=datetime.now().astimezone().isoformat(timespec="milliseconds"),
-            )
+            self._record(0)  # only if nothing was recorded yet (an unexpected error)
 
     def _serve_api(
         self, sandbox: SandboxServer, request: RequestInfo, *, method: str, body: bytes
@@ -215,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.action in {"delay", "hang"}:
                 time.sleep(fault.delay)
             if fault.action in {"drop", "hang"}:
-                self._drop()
+                raise _Dropped
             if fault.action == "status":
                 reason = STATUS_REASONS.get(fault.status, "InternalError")
                 error = ApiError(fault.status, reason, f"injected fault: {reason} for "
@@ -290,6 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
         return reads.Reply(200, answer)
 
     def _stream(self, sandbox: SandboxServer, plan: reads.WatchPlan) -> None:
+        self._record(200)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

@@ -50,6 +50,9 @@ class Change:
     type: str  # "ADDED" | "MODIFIED" | "DELETED"
     resource: str  # plural resource name, e.g. "deployments"
     obj: dict[str, Any]  # deep copy of the object after the write
+    # The object before a MODIFIED write (watches with selectors need it to turn a change
+    # that leaves or enters the selection into DELETED or ADDED). Treat as read-only.
+    old: dict[str, Any] | None = None
 
 
 def clone(value: Any) -> Any:
@@ -219,7 +222,7 @@ class Store:
             if dry_run:
                 meta["resourceVersion"] = old_meta["resourceVersion"]
                 return new
-            return self._commit("MODIFIED", resource, key, new)
+            return self._commit("MODIFIED", resource, key, new, old=current)
 
     def delete(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """Remove an object and return it as last stored (with a new resourceVersion,
@@ -232,7 +235,10 @@ class Store:
                 raise NotFound(f'{resource} "{name}" not found{where}')
             return self._commit("DELETED", resource, key, clone(current))
 
-    def _commit(self, kind: str, resource: str, key: Key, obj: dict[str, Any]) -> dict[str, Any]:
+    def _commit(
+        self, kind: str, resource: str, key: Key, obj: dict[str, Any], *,
+        old: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         self._rv += 1
         rv = self._rv
         obj["metadata"]["resourceVersion"] = str(rv)
@@ -241,7 +247,8 @@ class Store:
             del objects[key[1:]]
         else:
             objects[key[1:]] = obj
-        change = Change(type=kind, resource=resource, obj=clone(obj))
+        # `old` left the store just now and nobody else holds it, so it needs no copy.
+        change = Change(type=kind, resource=resource, obj=clone(obj), old=old)
         self._history.append((rv, change))
         with self._changed:
             self._changed.notify_all()

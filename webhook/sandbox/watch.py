@@ -16,7 +16,7 @@ from typing import Any
 
 from webhook.sandbox.errors import gone
 from webhook.sandbox.reads import WatchPlan, with_kind
-from webhook.sandbox.store import Expired, Store
+from webhook.sandbox.store import Change, Expired, Store
 
 # How often a quiet watch re-checks for its timeout and for server shutdown.
 POLL_SECONDS = 0.5
@@ -24,6 +24,29 @@ POLL_SECONDS = 0.5
 
 def _event(kind: str, obj: dict[str, Any]) -> bytes:
     return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def transition(
+    change: Change, matches: Callable[[dict[str, Any]], bool]
+) -> tuple[str | None, dict[str, Any]]:
+    """The event a filtered watch sends for a change, as the apiserver's watch cache does
+    (storage/cacher cacheWatcher.convertToWatchEvent): a modification that makes an object
+    match is ADDED, one that makes it stop matching is DELETED (carrying the old object at
+    the new resourceVersion); None means the watcher sees nothing."""
+    now = matches(change.obj)
+    if change.type != "MODIFIED":
+        return (change.type if now else None), change.obj
+    before = change.old is not None and matches(change.old)
+    if now and before:
+        return "MODIFIED", change.obj
+    if now:
+        return "ADDED", change.obj
+    if before and change.old is not None:
+        gone_obj = dict(change.old)
+        gone_obj["metadata"] = dict(gone_obj["metadata"],
+                                    resourceVersion=change.obj["metadata"]["resourceVersion"])
+        return "DELETED", gone_obj
+    return None, change.obj
 
 
 def stream(
@@ -59,9 +82,9 @@ def stream(
             namespace = change.obj["metadata"].get("namespace")
             if plan.namespace is not None and namespace != plan.namespace:
                 continue
-            if not plan.matches(change.obj):
-                continue
-            write(_event(change.type, render(with_kind(plan.info, dict(change.obj)))))
+            kind, obj = transition(change, plan.matches)
+            if kind is not None:
+                write(_event(kind, render(with_kind(plan.info, dict(obj)))))
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
