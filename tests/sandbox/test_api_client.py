@@ -389,3 +389,17 @@ def test_watch_with_label_selector_sees_objects_enter_and_leave(sandbox: Sandbox
     # apiserver storage/cacher (cacheWatcher.convertToWatchEvent): entering the selection
     # is ADDED, leaving it is DELETED with the last matching state.
     assert seen == [("ADDED", "a"), ("MODIFIED", "b"), ("DELETED", "b")]
+
+
+def test_system_namespaces_cannot_be_deleted(sandbox: SandboxHandle) -> None:
+    core = client.CoreV1Api(sandbox.api_client())
+    with pytest.raises(ApiException) as caught:
+        core.delete_namespace("default")
+    # NamespaceLifecycle admission (plugin/pkg/admission/namespace/lifecycle/admission.go).
+    assert (caught.value.status, status_of(caught.value)["reason"]) == (403, "Forbidden")
+    core.create_namespace({"metadata": {"name": "scratch"}})
+    client.CoordinationV1Api(sandbox.api_client()).create_namespaced_lease(
+        "scratch", lease("l", "a"))
+    core.delete_namespace("scratch")
+    assert client.CoordinationV1Api(sandbox.api_client()).list_namespaced_lease(
+        "scratch").items == []

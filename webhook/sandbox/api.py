@@ -46,6 +46,7 @@ PATCH_TYPES = (
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
 )
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 # Called after an object is deleted, to cascade to its dependents (the GC's job).
 Collector = Callable[[Store, dict[str, Any], str], None]
 
@@ -241,6 +242,11 @@ def _delete_one(
     collect: Collector | None,
 ) -> dict[str, Any]:
     meta = obj["metadata"]
+    if info.resource == "namespaces" and meta["name"] in IMMORTAL_NAMESPACES:
+        # plugin/pkg/admission/namespace/lifecycle: these may never be deleted.
+        raise ApiError(403, "Forbidden",
+                       f'namespaces "{meta["name"]}" is forbidden: this namespace may not be '
+                       "deleted", details={"name": meta["name"], "kind": "namespaces"})
     if info.resource == "namespaces":
         # The namespace controller empties a namespace before it goes; here, at once.
         for other in (r for r in _all_namespaced()):
