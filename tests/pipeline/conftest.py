@@ -21,7 +21,8 @@ V1, V2 = "registry.local/web:1.0", "registry.local/web:2.0"
 TRIGGER_WORKLOADS = {
     "restart_rate": Workload("pl-restart", "web"),
     "oomkilled": Workload("pl-oom", "web"),
-    "p99_latency": Workload("pl-p99", "web"),
+    # Four pods reach the rule's >= 1 request/s over rate(...[5m]) in 7.5 s (300 s / 40 rps).
+    "p99_latency": Workload("pl-p99", "web", replicas=4),
 }
 HEALTHY = Workload("pl-healthy", "web")
 NOT_OPTED_IN = Workload("pl-optout", "web", opted_in=False)

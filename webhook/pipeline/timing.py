@@ -36,7 +36,10 @@ class Timing:
     scrape_interval: float = 1.0
     evaluation_interval: float = 1.0
     for_seconds: float = 3.0
-    baseline_offset: float = 20.0
+    # Longer than a slow revision needs to fire (the P99 alert also wants >= 1 request/s over
+    # rate(...[5m]), which a young series reaches only after 300 s / its requests per second),
+    # since after `baseline_offset` the baseline itself contains the slow revision.
+    baseline_offset: float = 40.0
     group_wait: float = 1.0
     group_interval: float = 2.0
     repeat_interval: float = 3600.0
