@@ -206,3 +206,13 @@ def test_apply_as_of_builds_a_revision_history_with_past_times(sandbox: SandboxH
     assert by_revision["2"].metadata.creation_timestamp == three_minutes_ago
     pods = client.CoreV1Api(sandbox.api_client()).list_namespaced_pod("shop").items
     assert [pod.metadata.creation_timestamp for pod in pods] == [three_minutes_ago]
+
+
+def test_injected_429_carries_retry_after(sandbox: SandboxHandle) -> None:
+    sandbox.controls.apply(DEPLOYMENT)
+    sandbox.controls.fault(method="GET", path=f"{DEPLOYMENTS}/web", status=429)
+    with pytest.raises(ApiException) as caught:
+        client.AppsV1Api(sandbox.api_client()).read_namespaced_deployment("web", "shop")
+    assert caught.value.status == 429
+    assert caught.value.headers["Retry-After"] == "1"
+    assert '"reason":"TooManyRequests"' in caught.value.body

@@ -174,10 +174,12 @@ class _Handler(BaseHTTPRequestHandler):
                 time=datetime.now().astimezone().isoformat(timespec="milliseconds"),
             )
 
-    def _send_json(self, code: int, body: Any) -> None:
+    def _send_json(self, code: int, body: Any, *, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
         self._record(code)
         self.send_response(code)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -231,9 +233,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Dropped
             if fault.action == "status":
                 reason = STATUS_REASONS.get(fault.status, "InternalError")
+                throttled = fault.status in {429, 503}
                 error = ApiError(fault.status, reason, f"injected fault: {reason} for "
-                                 f"{method} {request.path}")
-                self._send_json(fault.status, error.status())
+                                 f"{method} {request.path}",
+                                 details={"retryAfterSeconds": 1} if throttled else None)
+                # The apiserver's 429s (max-in-flight, priority and fairness) say when to
+                # come back; clients that honour Retry-After need it to be there.
+                headers = {"Retry-After": "1"} if throttled else {}
+                self._send_json(fault.status, error.status(), headers=headers)
                 return fault.status
         interleave = sandbox.faults.take_interleave(method, request.path)
         if interleave is not None:
