@@ -271,3 +271,16 @@ def test_server_dry_run_and_diff_change_nothing(kubectl: Kubectl, tmp_path: Path
     after = kubectl.json("get", "deployment", "web")
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert after["spec"]["replicas"] == 2
+
+
+def test_missing_kubectl_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Issue 2, "must show" 5: these tests must not silently skip in CI.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and kubectl not found"):
+        require_binary("kubectl")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        require_binary("kubectl")
