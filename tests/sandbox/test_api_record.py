@@ -4,14 +4,17 @@ speed, and the watch edge cases clients depend on."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, watch
 
-from webhook.sandbox.controls import ControlError
-from webhook.sandbox.testing import SandboxHandle
+from webhook.sandbox.controls import ControlError, SandboxControls
+from webhook.sandbox.server import SandboxServer
+from webhook.sandbox.store import Store
+from webhook.sandbox.testing import SandboxHandle, api_client_for
 
 DEPLOYMENT = {
     "apiVersion": "apps/v1",
@@ -117,3 +120,25 @@ def test_watch_from_a_compacted_version_gets_410_expired(sandbox: SandboxHandle)
     with pytest.raises(client.ApiException) as caught:
         next(iter(stream))
     assert caught.value.status == 410
+
+
+def test_pod_reads_report_restarts_that_grew_since_the_last_write() -> None:
+    now = [datetime(2026, 1, 1, 12, 0, tzinfo=UTC)]
+    server = SandboxServer(store=Store(clock=lambda: now[0]))
+    server.start()
+    try:
+        controls = SandboxControls(server.url)
+        controls.apply(DEPLOYMENT)
+        core = client.CoreV1Api(api_client_for(server.url, None))
+        name = core.list_namespaced_pod("default").items[0].metadata.name
+        controls.set_behaviour("default", name, fault="crashloop")
+        before = core.read_namespaced_pod(name, "default")
+        now[0] += timedelta(minutes=2)  # no write happens meanwhile
+        after = core.read_namespaced_pod(name, "default")
+        listed = core.list_namespaced_pod("default").items[0]
+    finally:
+        server.stop()
+    assert after.metadata.resource_version == before.metadata.resource_version
+    grown = after.status.container_statuses[0].restart_count
+    assert grown > before.status.container_statuses[0].restart_count
+    assert listed.status.container_statuses[0].restart_count == grown

@@ -35,6 +35,7 @@ from webhook.sandbox.reads import (
     get_object,
     list_objects,
     selector,
+    served,
     watch_plan,
     with_kind,
 )
@@ -91,7 +92,8 @@ def handle(
             return watch_plan(store, info, request)
         if request.name is None:
             return list_objects(store, info, request)
-        return Reply(200, with_kind(info, get_object(store, info, request.namespace, request.name)))
+        obj = get_object(store, info, request.namespace, request.name)
+        return Reply(200, served(info, obj, store.now()))
     if method == "POST" and request.name is None:
         return _create(store, info, request, decode_body(body, content_type))
     if method == "PUT" and request.name is not None:

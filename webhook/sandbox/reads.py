@@ -9,8 +9,10 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from webhook.sandbox import pods
 from webhook.sandbox.discovery import ResourceInfo
 from webhook.sandbox.errors import bad_request, not_found
 from webhook.sandbox.routing import RequestInfo
@@ -54,6 +56,14 @@ def with_kind(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def served(info: ResourceInfo, obj: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """An object as a read returns it: with kind, and for pods the status their behaviour
+    has at `now` (restart counts grow between writes, as a kubelet would report)."""
+    if info.resource == "pods":
+        obj = pods.as_served(obj, now)
+    return with_kind(info, obj)
+
+
 def selector(request: RequestInfo, info: ResourceInfo) -> Callable[[dict[str, Any]], bool]:
     """The labelSelector and fieldSelector of a request as one predicate (400 if bad)."""
     try:
@@ -78,7 +88,8 @@ def list_objects(store: Store, info: ResourceInfo, request: RequestInfo) -> Repl
     """A {Kind}List of the matching objects, paged by limit/continue."""
     matches = selector(request, info)
     items, list_rv = store.list(info.resource, request.namespace)
-    items = [with_kind(info, obj) for obj in items if matches(obj)]
+    now = store.now()
+    items = [served(info, obj, now) for obj in items if matches(obj)]
     meta: dict[str, Any] = {"resourceVersion": list_rv}
     token = request.query.get("continue")
     if token:
@@ -121,7 +132,8 @@ def watch_plan(store: Store, info: ResourceInfo, request: RequestInfo) -> WatchP
     if rv_text in {"", "0"} or send_initial:
         # "Start at most recent": synthetic ADDED events for what exists now.
         items, list_rv = store.list(info.resource, request.namespace)
-        initial = [with_kind(info, obj) for obj in items if matches(obj)]
+        now = store.now()
+        initial = [served(info, obj, now) for obj in items if matches(obj)]
         start = int(list_rv)
     elif rv_text.isdigit():
         start = int(rv_text)
