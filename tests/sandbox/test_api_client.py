@@ -358,3 +358,32 @@ def test_system_namespaces_cannot_be_deleted(sandbox: SandboxHandle) -> None:
     core.delete_namespace("scratch")
     assert client.CoordinationV1Api(sandbox.api_client()).list_namespaced_lease(
         "scratch").items == []
+
+
+def test_unknown_fields_are_refused_under_strict_and_dropped_with_a_warning_otherwise(
+    sandbox: SandboxHandle,
+) -> None:
+    body = deployment("web")
+    body["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    path = "/apis/apps/v1/namespaces/default/deployments"
+    # apiserver handlers with fieldValidation=Strict (kubectl's default): 400 naming the field.
+    code, answer = raw(sandbox, "POST", f"{path}?fieldValidation=Strict",
+                       body=json.dumps(body).encode())
+    assert (code, answer["reason"]) == (400, "BadRequest")
+    assert answer["message"] == (
+        'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
+        'unknown field "spec.template.spec.containers[0].imagePullPolicyy"'
+    )
+    # Without fieldValidation (Warn): stored without the field, and a Warning header.
+    # (The official client refuses such a body itself, so this goes over plain HTTP.)
+    request = urllib.request.Request(
+        sandbox.url + path, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 201
+        assert response.headers["Warning"] == (
+            '299 - "unknown field \\"spec.template.spec.containers[0].imagePullPolicyy\\""'
+        )
+    stored = sandbox.store.get("deployments", "default", "web")
+    assert "imagePullPolicyy" not in json.dumps(stored)

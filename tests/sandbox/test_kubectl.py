@@ -216,6 +216,18 @@ def test_create_conflict_and_validation_errors_read_as_on_a_cluster(
     invalid = kubectl.run("create", "-f", str(broken), check=False)
     assert invalid.returncode == 1
     assert "is invalid" in invalid.stderr and "does not match template" in invalid.stderr
+    # kubectl validates strictly by default and leaves it to the server (fieldValidation).
+    typo = tmp_path / "typo.yaml"
+    misspelt = "image: nginx:1.25\n        imagePullPolicyy: Always"
+    typo.write_text(DEPLOYMENT.replace("name: web\n  labels", "name: typo\n  labels")
+                    .replace("image: nginx:1.25", misspelt))
+    refused = kubectl.run("create", "-f", str(typo), check=False)
+    assert refused.returncode == 1
+    assert 'strict decoding error: unknown field "spec.template.spec.containers[0].' \
+        'imagePullPolicyy"' in refused.stderr
+    warned = kubectl.run("create", "-f", str(typo), "--validate=warn")
+    assert 'Warning: unknown field "spec.template.spec.containers[0].imagePullPolicyy"' in \
+        warned.stderr
 
 
 def test_get_prints_the_columns_a_cluster_prints(kubectl: Kubectl, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from webhook.sandbox import objects, protobuf
+from webhook.sandbox import fieldcheck, objects, protobuf
 from webhook.sandbox.discovery import ResourceInfo, find_resource
 from webhook.sandbox.errors import (
     ApiError,
@@ -124,9 +124,31 @@ def _namespace_must_exist(store: Store, info: ResourceInfo, namespace: str | Non
             ) from error
 
 
+def _field_warnings(
+    info: ResourceInfo, request: RequestInfo, new: dict[str, Any],
+    old: dict[str, Any] | None = None,
+) -> list[str]:
+    """fieldValidation: Strict refuses unknown fields (400), Warn (the default) warns,
+    Ignore ignores; unless refused they are dropped from `new`, as decoding into the typed
+    object drops them. Fields the stored object already had are not the writer's doing."""
+    mode = request.query.get("fieldValidation", "Warn")
+    unknown = fieldcheck.unknown_fields(info.kind, new, drop=True)
+    if mode == "Ignore":
+        return []
+    if old is not None:
+        already = set(fieldcheck.unknown_fields(info.kind, old))
+        unknown = [path for path in unknown if path not in already]
+    if unknown and mode == "Strict":
+        fields = ", ".join(f'unknown field "{path}"' for path in unknown)
+        raise bad_request(f'{info.kind} in version "{info.version}" cannot be handled as a '
+                          f"{info.kind}: strict decoding error: {fields}")
+    return [f'unknown field "{path}"' for path in unknown]
+
+
 def _create(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) -> Reply:
     if not isinstance(obj, dict):
         raise bad_request("the request body must be a JSON object")
+    warnings = _field_warnings(info, request, obj)
     objects.check_identity(info, obj, namespace=request.namespace, name=None)
     meta = obj["metadata"]
     for system_field in ("uid", "resourceVersion", "creationTimestamp", "generation",
@@ -148,7 +170,7 @@ def _create(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) ->
             created = store.create(info.resource, with_kind(info, obj), dry_run=_dry(request))
         except AlreadyExists as error:
             raise already_exists(info, name) from error
-    return Reply(201, with_kind(info, created))
+    return Reply(201, with_kind(info, created), warnings)
 
 
 def _replace(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) -> Reply:
@@ -158,8 +180,9 @@ def _replace(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) -
     objects.check_identity(info, obj, namespace=request.namespace, name=request.name)
     with store.lock:
         old = get_object(store, info, request.namespace, request.name)
+        warnings = _field_warnings(info, request, obj, old)
         return Reply(200, _store_update(store, info, old, obj, subresource=request.subresource,
-                                        dry_run=_dry(request)))
+                                        dry_run=_dry(request)), warnings)
 
 
 def _dry(request: RequestInfo) -> bool:
@@ -212,10 +235,12 @@ def _patch(
         old = get_object(store, info, request.namespace, request.name)
         patched = _patched(with_kind(info, old), body, content_type)
         objects.check_identity(info, patched, namespace=request.namespace, name=request.name)
+        warnings = _field_warnings(info, request, patched, old)
         # A resourceVersion inside the patch is a precondition; otherwise the patch applies
         # to the version just read, which nobody can change while the lock is held.
         return Reply(200, _store_update(store, info, old, patched,
-                                        subresource=request.subresource, dry_run=_dry(request)))
+                                        subresource=request.subresource, dry_run=_dry(request)),
+                     warnings)
 
 
 def _delete(

@@ -31,6 +31,8 @@ class Reply:
 
     code: int
     body: dict[str, Any]
+    # Sent as `Warning: 299 - "..."` headers (kubectl prints them as "Warning: ...").
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass

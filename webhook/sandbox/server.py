@@ -174,12 +174,17 @@ class _Handler(BaseHTTPRequestHandler):
                 time=datetime.now().astimezone().isoformat(timespec="milliseconds"),
             )
 
-    def _send_json(self, code: int, body: Any, *, headers: dict[str, str] | None = None) -> None:
+    def _send_json(
+        self, code: int, body: Any, *, headers: dict[str, str] | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
         self._record(code)
         self.send_response(code)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        for warning in warnings or []:  # RFC 7234 warn-code 299, as the apiserver sends
+            self.send_header("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -256,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(sandbox, reply)
             return 200
         if isinstance(reply, reads.Reply):
-            self._send_json(reply.code, reply.body)
+            self._send_json(reply.code, reply.body, warnings=reply.warnings)
             return reply.code
         code, text, content_type = reply
         self._send_text(code, text, content_type)

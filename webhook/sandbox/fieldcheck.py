@@ -1,0 +1,72 @@
+"""Unknown-field detection for `fieldValidation`, with the official Python client's models
+as the schema (each model's `openapi_types` and `attribute_map` are generated from the
+Kubernetes OpenAPI, so they know every field of every built-in type).
+
+The apiserver (handlers/create.go, update.go, patch.go with fieldValidation) refuses an
+unknown field with 400 "... strict decoding error: unknown field "spec.foo"" under Strict,
+which kubectl sends by default, and answers with a Warning header under Warn, the default
+for clients that send no fieldValidation.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import kubernetes.client
+
+# The client's model for each served kind.
+MODELS = {
+    "Namespace": "V1Namespace",
+    "Pod": "V1Pod",
+    "Event": "CoreV1Event",
+    "Deployment": "V1Deployment",
+    "ReplicaSet": "V1ReplicaSet",
+    "Lease": "V1Lease",
+}
+_LIST = re.compile(r"^List\[(.+)\]$")
+_DICT = re.compile(r"^Dict\[str, (.+)\]$")
+
+
+def _fields(model_name: str) -> dict[str, str] | None:
+    model = getattr(kubernetes.client, model_name, None)
+    types = getattr(model, "openapi_types", None)
+    names = getattr(model, "attribute_map", None)
+    if not isinstance(types, dict) or not isinstance(names, dict):
+        return None
+    return {names[attribute]: kind for attribute, kind in types.items()}
+
+
+def _walk(value: Any, type_name: str, path: str, found: list[str], *, drop: bool) -> None:
+    if list_match := _LIST.match(type_name):
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                _walk(item, list_match.group(1), f"{path}[{index}]", found, drop=drop)
+        return
+    if dict_match := _DICT.match(type_name):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _walk(item, dict_match.group(1), f"{path}[{key}]", found, drop=drop)
+        return
+    fields = _fields(type_name) if type_name.startswith(("V1", "V2", "CoreV1")) else None
+    if fields is None or not isinstance(value, dict):
+        return  # a primitive, IntOrString ("object"), or a type the client does not model
+    for key in list(value):
+        where = f"{path}.{key}" if path else key
+        if key not in fields:
+            found.append(where)
+            if drop:
+                del value[key]
+        else:
+            _walk(value[key], fields[key], where, found, drop=drop)
+
+
+def unknown_fields(kind: str, obj: dict[str, Any], *, drop: bool = False) -> list[str]:
+    """Dotted paths of the fields of `obj` that its kind does not have; with `drop`, they
+    are also removed from `obj`, as decoding into the typed object loses them."""
+    model = MODELS.get(kind)
+    if model is None:
+        return []
+    found: list[str] = []
+    _walk(obj, model, "", found, drop=drop)
+    return found
