@@ -1,0 +1,62 @@
+"""Least privilege proven by traffic: the receiver and tracker suites run against sandboxes with
+their request record on; the (verb, group, resource) set the service used must be exactly what
+the shipped ClusterRole (and Lease Role) grant, and what the namespaced variant's Roles grant.
+
+The test's own requests (kubectl, fixture reads and writes) carry the sandbox's own token and are
+left out; the service and tracker use tokens of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import RECORD_DIR_ENV
+from tests.deploy.rbac import granted, used
+from tests.deploy.render import REPO, Obj
+
+SUITES = ("tests/receiver", "tests/tracker", "tests/evidence")
+
+
+# Non-resource URLs every authenticated identity may GET (the default system:discovery and
+# system:public-info-viewer bindings): not part of the service's own grants.
+DISCOVERY = re.compile(r"^/(version|api|apis)(/[^/]+){0,2}/?$")
+
+
+def service_traffic(record_dir: Path) -> list[dict]:
+    """Requests made with a token other than the test's own (and not anonymous)."""
+    rows = []
+    for path in sorted(record_dir.glob("*.json")):
+        dump = json.loads(path.read_text())
+        rows += [e for e in dump["entries"] if e["token"] not in (dump["test_token"], None)]
+    return rows
+
+
+def test_granted_permissions_are_exactly_the_ones_the_service_uses(
+    rendered: dict[str, list[Obj]], tmp_path: Path
+) -> None:
+    env = {**os.environ, RECORD_DIR_ENV: str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *SUITES],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    rows = service_traffic(tmp_path)
+    assert len(rows) > 100, "the suites made almost no service requests: record not collected?"
+    non_resource = {r["path"] for r in rows if not r["resource"]}
+    assert all(DISCOVERY.match(p) for p in non_resource), sorted(non_resource)
+    needed = used(r for r in rows if r["resource"])
+    for overlay in ("enforce", "dry-run", "namespaced"):
+        assert granted(rendered[overlay]) == needed, (
+            f"{overlay}: granted but unused: {sorted(granted(rendered[overlay]) - needed)}; "
+            f"used but not granted: {sorted(needed - granted(rendered[overlay]))}"
+        )
