@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             stored = apply_objects(server.store, parse_manifests(seed.read_text()))
         except (OSError, ValueError) as error:
             print(f"sandbox: --seed {seed}: {error}", file=sys.stderr)
+            server.stop()
             return 2
         LOG.info("seeded %d object(s) from %s", len(stored), seed)
     token = args.token or "sandbox-" + secrets.token_hex(8)

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from webhook.sandbox import api, controls_api, discovery, metrics, openapi, reads, tables, watch
+from webhook.sandbox.apply import ensure_namespace
 from webhook.sandbox.controller import Controller
 from webhook.sandbox.errors import ApiError, path_not_found
 from webhook.sandbox.faults import Faults
@@ -61,8 +62,6 @@ class SandboxServer:
         self._seed_namespaces()
 
     def _seed_namespaces(self) -> None:
-        from webhook.sandbox.apply import ensure_namespace
-
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             ensure_namespace(self.store, name)
 
@@ -81,16 +80,12 @@ class SandboxServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving: watches end, the socket closes."""
+        """Stop serving: watches end, the socket closes (also for a server never started)."""
         self.stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
         if self._thread is not None:
+            self._httpd.shutdown()  # waits for serve_forever, so only when it runs
             self._thread.join(timeout=5)
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread (the `sandbox` command)."""
-        self._httpd.serve_forever(poll_interval=0.2)
+        self._httpd.server_close()
 
 
 def _as_table(
