@@ -13,7 +13,7 @@ from kubernetes import client, watch
 
 from webhook.sandbox.controls import ControlError, SandboxControls
 from webhook.sandbox.server import SandboxServer
-from webhook.sandbox.store import Store
+from webhook.sandbox.store import Change, Store
 from webhook.sandbox.testing import SandboxHandle, api_client_for
 
 DEPLOYMENT = {
@@ -142,3 +142,18 @@ def test_pod_reads_report_restarts_that_grew_since_the_last_write() -> None:
     grown = after.status.container_statuses[0].restart_count
     assert grown > before.status.container_statuses[0].restart_count
     assert listed.status.container_statuses[0].restart_count == grown
+
+
+def test_a_failure_inside_a_write_is_a_500_internal_error(sandbox: SandboxHandle) -> None:
+    def broken_hook(change: Change) -> None:
+        if change.resource == "leases":
+            raise KeyError("spec")
+
+    sandbox.store.subscribe(broken_hook)
+    leases = client.CoordinationV1Api(sandbox.api_client())
+    with pytest.raises(client.ApiException) as caught:
+        leases.create_namespaced_lease("default", {"metadata": {"name": "l"}, "spec": {}})
+    # As the apiserver's panic recovery answers: 500 InternalError, not a dropped connection.
+    assert caught.value.status == 500
+    assert "Internal error occurred: KeyError" in caught.value.body
+    assert sandbox.controls.requests()[-1]["status"] == 500

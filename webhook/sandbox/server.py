@@ -219,8 +219,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as error:  # a bug must reach the client, not kill the connection
+            # As the apiserver's panic handler does: 500 InternalError, the cause in the message.
+            LOG.exception("sandbox: %s %s failed", method, self.path)
+            if self._pending is not None:
+                self._send_json(500, ApiError(
+                    500, "InternalError",
+                    f"Internal error occurred: {type(error).__name__}: {error}",
+                ).status())
         finally:
-            self._record(0)  # only if nothing was recorded yet (an unexpected error)
+            self._record(0)  # only if nothing was recorded yet
 
     def _serve_api(
         self, sandbox: SandboxServer, request: RequestInfo, *, method: str, body: bytes
