@@ -68,7 +68,8 @@ def test_demo_runs_the_real_pipeline_and_leaves_nothing_running(tmp_path: Path) 
     output = result.stdout
     assert result.returncode == 0, output + result.stderr
     _assert_story(output)
-    assert "prometheus: RolloutRestartRateHigh firing" in output
+    # pending lasts `for:` (3 s), so the 0.5 s progress poll sees it whatever the load
+    assert "prometheus: RolloutRestartRateHigh pending" in output
     assert "receiver: rolled_back for RolloutRestartRateHigh" in output
     assert "every process the demo started has exited" in output
     assert took < DEMO_LIMIT_SECONDS
