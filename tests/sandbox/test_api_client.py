@@ -387,3 +387,20 @@ def test_unknown_fields_are_refused_under_strict_and_dropped_with_a_warning_othe
         )
     stored = sandbox.store.get("deployments", "default", "web")
     assert "imagePullPolicyy" not in json.dumps(stored)
+
+
+def test_unknown_propagation_policy_is_refused_before_deleting(sandbox: SandboxHandle) -> None:
+    apps = client.AppsV1Api(sandbox.api_client())
+    apps.create_namespaced_deployment("default", deployment("web"))
+    code, answer = raw(sandbox, "DELETE", "/apis/apps/v1/namespaces/default/deployments/web"
+                       "?propagationPolicy=Bogus")
+    assert (code, answer["reason"]) == (422, "Invalid")
+    assert 'Unsupported value: "Bogus"' in answer["message"]
+    assert apps.read_namespaced_deployment("web", "default").metadata.name == "web"
+    for policy, left in [("Orphan", 1), ("Background", 0)]:
+        apps.create_namespaced_deployment("default", deployment(f"d-{policy.lower()}"))
+        apps.delete_namespaced_deployment(f"d-{policy.lower()}", "default",
+                                          propagation_policy=policy)
+        remaining = apps.list_namespaced_replica_set(
+            "default", label_selector=f"app=d-{policy.lower()}").items
+        assert len(remaining) == left

@@ -47,6 +47,7 @@ PATCH_TYPES = (
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
 )
+PROPAGATION_POLICIES = frozenset({"Foreground", "Background", "Orphan"})
 IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 # Called after an object is deleted, to cascade to its dependents (the GC's job).
 Collector = Callable[[Store, dict[str, Any], str], None]
@@ -104,6 +105,13 @@ def handle(
         options = decode_body(body) if body.strip() else {}
         policy = request.query.get("propagationPolicy") or (options or {}).get(
             "propagationPolicy") or "Background"
+        if policy not in PROPAGATION_POLICIES:
+            # apimachinery validation of DeleteOptions: checked before anything is deleted.
+            raise ApiError(
+                422, "Invalid",
+                f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported '
+                f'value: "{policy}": supported values: "Foreground", "Background", "Orphan"',
+            )
         if request.name is None:
             dry_run = _dry(request) or "All" in ((options or {}).get("dryRun") or [])
             return _delete_collection(store, info, request, policy=policy, collect=collect,
