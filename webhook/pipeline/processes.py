@@ -1,8 +1,9 @@
 """Child processes of a pipeline (prometheus, alertmanager): free ports, start, readiness, stop.
 
 Each child writes its output to a log file in the pipeline's work directory (shown when it
-fails to start). On Linux a child also gets SIGTERM if the process that started it dies, so a
-killed test run or demo leaves no prometheus behind.
+fails to start). On Linux a child also gets SIGTERM if the thread that started it ends
+(PR_SET_PDEATHSIG follows the thread, not the process: start pipelines from the main thread or a
+thread that outlives them), so a killed test run or demo leaves no prometheus behind.
 """
 
 from __future__ import annotations
