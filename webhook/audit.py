@@ -7,6 +7,7 @@ file). One connection per thread. Retention prunes rows older than `retention_da
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -95,6 +96,9 @@ class AuditStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._write_db: sqlite3.Connection | None = None
+        self._write_pid = 0
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # A connection of its own, closed at once: gunicorn forks workers after this, and an
@@ -108,6 +112,29 @@ class AuditStore:
                 setup.close()
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _writer(self) -> Iterator[sqlite3.Connection]:
+        """The process's one write connection, one writer at a time.
+
+        Threads queue on a Python lock instead of on SQLite's busy handler, which sleeps in
+        milliseconds when another connection holds the write lock. Re-created after a fork.
+        """
+        with self._write_lock:
+            if self._write_db is None or self._write_pid != os.getpid():
+                try:
+                    db = sqlite3.connect(
+                        self.path, timeout=10, isolation_level=None, check_same_thread=False
+                    )
+                    db.execute("PRAGMA busy_timeout=10000")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                except sqlite3.Error as exc:
+                    raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
+                self._write_db, self._write_pid = db, os.getpid()
+            try:
+                yield self._write_db
+            except sqlite3.Error as exc:
+                raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -140,7 +167,7 @@ class AuditStore:
     ) -> str:
         """Store a raw payload durably and return its id (before anything is decided)."""
         payload_id = "p" + new_id(received_at)[1:]
-        with self._connection() as db:
+        with self._writer() as db:
             db.execute(
                 "INSERT INTO payloads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -165,7 +192,7 @@ class AuditStore:
         row["overrides"] = json.dumps(decision.overrides, sort_keys=True)
         row["dry_run"] = int(decision.dry_run)
         placeholders = ", ".join("?" for _ in _COLUMNS)
-        with self._connection() as db:
+        with self._writer() as db:
             db.execute(
                 f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
                 [row[c] for c in _COLUMNS],
@@ -174,14 +201,14 @@ class AuditStore:
     def prune(self, *, retention_days: int, now: datetime) -> int:
         """Delete decisions and payloads older than the retention; returns rows deleted."""
         cutoff = _iso(now - timedelta(days=retention_days))
-        with self._connection() as db:
+        with self._writer() as db:
             gone = db.execute("DELETE FROM decisions WHERE time < ?", (cutoff,)).rowcount
             gone += db.execute("DELETE FROM payloads WHERE received_at < ?", (cutoff,)).rowcount
         return int(gone)
 
     def check_writable(self) -> None:
         """Readiness: take and release the write lock (raises AuditUnavailable)."""
-        with self._connection() as db:
+        with self._writer() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("ROLLBACK")
 
