@@ -69,7 +69,7 @@ class History:
 def _marks(revision: Revision) -> tuple[str, ...]:
     marks = []
     if revision.bad_mark is not None:
-        marks.append("bad")
+        marks.append("bad-revision")
     if revision.healthy_since is not None:
         marks.append(f"healthy-since {revision.healthy_since.isoformat()}")
     if revision.readopted:

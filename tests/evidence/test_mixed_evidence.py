@@ -191,7 +191,7 @@ def test_history_json_orders_revisions_and_names_the_pick(
     assert rows[6]["verdict"] == "current"
     assert rows[5]["verdict"] == "healthy" and rows[5]["evidence"].startswith("prometheus:")
     assert any(m.startswith("re-adopted from 3") for m in rows[5]["marks"])
-    assert rows[4]["verdict"] == "bad" and "bad" in rows[4]["marks"]
+    assert rows[4]["verdict"] == "bad" and "bad-revision" in rows[4]["marks"]
     assert rows[2]["verdict"] == "healthy" and rows[2]["evidence"].startswith("cluster:")
     assert rows[1]["verdict"] == "healthy" and rows[1]["evidence"].startswith("stamp:")
     assert history["rollback_target"]["revision"] == 5
