@@ -15,6 +15,9 @@ ANNOTATION_ENABLED: Final = "auto-rollback/enabled"
 ANNOTATION_LAST_ACTION: Final = "auto-rollback/last-action"
 ANNOTATION_BAD_REVISION: Final = "auto-rollback/bad-revision"
 ANNOTATION_HEALTHY_SINCE: Final = "auto-rollback/healthy-since"
+# When a trigger alert for a revision was first received while it was current (any replica):
+# the health tracker never stamps that period healthy, and an older stamp stops counting.
+ANNOTATION_ALERTED_AT: Final = "auto-rollback/alerted-at"
 ANNOTATION_MIN_HEALTHY_SECONDS: Final = "auto-rollback/min-healthy-seconds"
 ANNOTATION_RECENT_ROLLOUT_WINDOW: Final = "auto-rollback/recent-rollout-window"
 ANNOTATION_COOLDOWN: Final = "auto-rollback/cooldown"

@@ -28,6 +28,7 @@ from webhook.revisions import (
     activation_time,
     controller_of,
     current_revision,
+    format_k8s_time,
     last_action,
     revisions_of,
 )
@@ -191,6 +192,8 @@ class Decider:
             self._fail(decision, "forbidden", str(exc))
         except KubeError as exc:
             self._fail(decision, "api_error", str(exc))
+        if decision.outcome != contract.ROLLED_BACK and not decision.dry_run:
+            self.rollback.mark_alerted(decision)
         decision.duration_ms = round((time.monotonic() - started) * 1000, 3)
         self.rollback.announce(decision)
         return decision
@@ -407,6 +410,16 @@ class Decider:
         policy: Policy,
     ) -> None:
         action = last_action(deployment)
+        activated = activation_time(implicated, deployment)
+        known = implicated.alerted_at
+        if alert.starts_at >= activated and (known is None or known < activated):
+            # Whatever is decided next, this revision alerted while current: say so on it,
+            # where every replica's health tracker sees it (the audit is per replica).
+            decision.alerted_mark = (
+                decision.namespace,
+                implicated.name,
+                format_k8s_time(alert.starts_at),
+            )
         if action and action.get("to_replicaset") == implicated.name:
             self._skip(
                 decision,
@@ -414,7 +427,6 @@ class Decider:
                 f"revision {implicated.number} ({implicated.name}) is the one this service rolled "
                 f"back to (audit {action.get('audit_id', '?')}); never auto-rolled-back again",
             )
-        activated = activation_time(implicated, deployment)
         if alert.starts_at < activated:
             self._skip(
                 decision,

@@ -45,6 +45,9 @@ class Decision:
     transient: bool = False
     # Not stored: the Deployment as read (uid, resourceVersion) for the Event's involvedObject.
     involved: dict[str, Any] | None = field(default=None, repr=False)
+    # Not stored: (namespace, ReplicaSet, time) to record as auto-rollback/alerted-at when the
+    # decision leaves the alerting current revision in place.
+    alerted_mark: tuple[str, str, str] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (times as RFC 3339 strings); shallow, so cheap per request."""
@@ -56,4 +59,6 @@ class Decision:
         return data
 
 
-_PUBLIC_FIELDS = tuple(f.name for f in fields(Decision) if f.name not in {"transient", "involved"})
+_PUBLIC_FIELDS = tuple(
+    f.name for f in fields(Decision) if f.name not in {"transient", "involved", "alerted_mark"}
+)

@@ -55,6 +55,13 @@ class StampEvidence:
         since = revision.healthy_since
         if since is None:
             return Verdict(self.name, UNKNOWN, "no healthy-since stamp")
+        alerted = revision.alerted_at
+        if alerted is not None and alerted > since:
+            return Verdict(
+                self.name,
+                UNKNOWN,
+                f"stamp {since.isoformat()} predates a trigger alert at {alerted.isoformat()}",
+            )
         return Verdict(self.name, HEALTHY, f"stamped healthy since {since.isoformat()}")
 
 

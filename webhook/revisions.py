@@ -79,6 +79,13 @@ class Revision:
             return None
 
     @property
+    def alerted_at(self) -> datetime | None:
+        try:
+            return parse_k8s_time(self.annotations.get(contract.ANNOTATION_ALERTED_AT))
+        except ValueError:
+            return None
+
+    @property
     def readopted(self) -> bool:
         return bool(self.history)
 

@@ -93,6 +93,22 @@ class Rollback:
             return f"; WARNING: marking {current.name} bad failed: {exc}"
         return ""
 
+    def mark_alerted(self, decision: Decision) -> None:
+        """Record auto-rollback/alerted-at on the alerting current revision (best effort).
+
+        Written once per period the revision is current (a later alert finds it set), so
+        repeated deliveries cost no extra request; the bad-revision mark supersedes it.
+        """
+        if decision.alerted_mark is None:
+            return
+        namespace, replicaset, when = decision.alerted_mark
+        try:
+            self.cluster.annotate_replicaset(
+                namespace, replicaset, {contract.ANNOTATION_ALERTED_AT: when}
+            )
+        except KubeError as exc:
+            log.warning("alerted-at mark on %s/%s failed: %s", namespace, replicaset, exc)
+
     def announce(self, decision: Decision) -> None:
         """Post the Event for a rolled_back, dry_run or failed decision (best effort)."""
         if decision.outcome not in _EVENT_FOR or decision.involved is None:

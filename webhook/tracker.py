@@ -256,6 +256,13 @@ class HealthTracker:
         problem = unavailability(deployment)
         if problem is not None:
             return observe("unavailable", problem)
+        marked = current.alerted_at
+        if marked is not None and marked >= activated:
+            return observe(
+                "alerted",
+                f"{contract.ANNOTATION_ALERTED_AT} {format_k8s_time(marked)}: a trigger alert "
+                "reached a replica since it became current",
+            )
         alerted = self._alert_since(namespace, name, current.name, activated)
         if alerted is not None:
             return observe("alerted", f"trigger alert for it since it became current ({alerted})")
