@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.receiver.harness import Harness
 from webhook.sandbox.testing import SandboxHandle
 
 # When set, every sandbox's request record is written there as it stops (one JSON file each,
@@ -35,3 +37,19 @@ def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SandboxH
             }
             path = Path(record_dir) / f"{uuid.uuid4().hex}.json"
             path.write_text(json.dumps(dump))
+
+
+@pytest.fixture
+def make_harness(sandbox: SandboxHandle, tmp_path: Path) -> Callable[..., Harness]:
+    """Build a receiver (service + app) against the test's sandbox, some settings overridden."""
+
+    def make(**settings: Any) -> Harness:
+        return Harness(sandbox, tmp_path, **settings)
+
+    return make
+
+
+@pytest.fixture
+def harness(make_harness: Callable[..., Harness]) -> Harness:
+    """A receiver with the default settings against the test's sandbox."""
+    return make_harness()
