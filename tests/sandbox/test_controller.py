@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook.sandbox.controller import Controller, compute_hash, equal_ignore_hash
+from webhook.sandbox.controller import Controller
+from webhook.sandbox.deployment_util import compute_hash, equal_ignore_hash
 from webhook.sandbox.objects import apply_defaults
 from webhook.sandbox.store import Store, format_time
 

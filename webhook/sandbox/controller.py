@@ -12,36 +12,40 @@ spec.replicas and every old one to 0 in the same pass (no maxSurge/maxUnavailabl
 each write leaves the cluster settled. Because no intermediate rolling step is ever
 observed, a pass that scales ReplicaSets for a rollout counts as progress (upstream sees that
 progress one resync later, in the ReplicaSets' status).
+
+The pure helpers live in `deployment_util`, the ReplicaSet controller's half in
+`replicasets`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import math
 import threading
 from typing import Any, Final
 
 from webhook import contract
-from webhook.sandbox import gc, pods
+from webhook.sandbox import gc, pods, replicasets
+from webhook.sandbox.deployment_util import (
+    active_or_latest,
+    calculate_status,
+    compute_hash,
+    deployment_complete,
+    deployment_progressing,
+    equal_ignore_hash,
+    get_condition,
+    is_scaling_event,
+    paused_conditions,
+    remove_condition,
+    revision,
+    set_condition,
+    set_min_ready,
+    set_new_replicaset_annotations,
+    set_replicas_annotations,
+)
+from webhook.sandbox.events import record_event
 from webhook.sandbox.selectors import SelectorError, labels_match, selector_from_label_selector
 from webhook.sandbox.store import Change, NotFound, Store, format_time, parse_time
 
-DESIRED_REPLICAS: Final = "deployment.kubernetes.io/desired-replicas"
-MAX_REPLICAS: Final = "deployment.kubernetes.io/max-replicas"
-# util.annotationsToSkip: never copied between a Deployment and its ReplicaSets.
-SKIP_COPY: Final = frozenset(
-    {
-        "kubectl.kubernetes.io/last-applied-configuration",
-        contract.REVISION,
-        contract.REVISION_HISTORY,
-        DESIRED_REPLICAS,
-        MAX_REPLICAS,
-        "deprecated.deployment.rollback.to",
-    }
-)
-# sync.go: revision-history is trimmed from the front past this many characters.
-MAX_REVISION_HISTORY_CHARS: Final = 2000
 MAX_INT32: Final = 2**31 - 1
 # A reconcile that keeps writing past this many steps is a bug, not a slow cluster.
 MAX_STEPS: Final = 10000
@@ -92,7 +96,7 @@ class Controller:
             except NotFound:
                 continue
             if resource == "replicasets":
-                pods.sync_replicaset(self._store, obj)
+                replicasets.sync_replicaset(self._store, obj)
             elif resource == "pods":
                 pods.start_pod(self._store, obj)
                 pods.sync_behaviour(self._store, self._store.get(resource, namespace, name))
@@ -159,160 +163,6 @@ def _selects(deployment: dict[str, Any], obj: dict[str, Any]) -> bool:
     return bool(requirements) and labels_match(requirements, obj)
 
 
-# ---- pure helpers (deployment_util.go) ------------------------------------------------------
-
-
-def _prune(value: Any) -> Any:
-    # apiequality.Semantic.DeepEqual sees nil and empty maps, slices and strings as equal.
-    if isinstance(value, dict):
-        pruned = {k: _prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, {}, [], "")}
-    if isinstance(value, list):
-        return [_prune(v) for v in value]
-    return value
-
-
-def _without_hash(template: dict[str, Any] | None) -> Any:
-    template = copy.deepcopy(template or {})
-    labels = (template.get("metadata") or {}).get("labels")
-    if isinstance(labels, dict):
-        labels.pop(contract.POD_TEMPLATE_HASH, None)
-    return _prune(template)
-
-
-def equal_ignore_hash(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    """util.EqualIgnoreHash: pod templates equal once pod-template-hash is dropped."""
-    return bool(_without_hash(a) == _without_hash(b))
-
-
-def compute_hash(template: dict[str, Any], collision_count: int | None) -> str:
-    """controller.ComputeHash: FNV-32a of the template (here its canonical JSON), then the
-    collision count as 4 little-endian bytes padded to 8, safe-encoded."""
-    data = json.dumps(_without_hash(template), sort_keys=True, separators=(",", ":")).encode()
-    if collision_count is not None:
-        data += int(collision_count).to_bytes(4, "little") + bytes(4)
-    return pods.safe_encode(str(pods.fnv32a(data)))
-
-
-def revision(obj: dict[str, Any]) -> int:
-    """The deployment.kubernetes.io/revision annotation as a number (0 when absent or bad)."""
-    text = ((obj.get("metadata") or {}).get("annotations") or {}).get(contract.REVISION, "0")
-    try:
-        return int(text)
-    except ValueError:
-        return 0
-
-
-def _scaled(value: Any, total: int, *, round_up: bool) -> int:
-    # intstr.GetScaledValueFromIntOrPercent
-    if isinstance(value, int):
-        return value
-    text = str(value)
-    if text.endswith("%"):
-        scaled = int(text[:-1]) * total / 100
-        return math.ceil(scaled) if round_up else math.floor(scaled)
-    return int(text)
-
-
-def fenceposts(deployment: dict[str, Any]) -> tuple[int, int]:
-    """(maxSurge, maxUnavailable) as util.MaxSurge and util.MaxUnavailable resolve them."""
-    spec = deployment.get("spec") or {}
-    replicas = int(spec.get("replicas", 1))
-    strategy = spec.get("strategy") or {}
-    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
-        return 0, 0
-    rolling = strategy.get("rollingUpdate") or {}
-    surge = _scaled(rolling.get("maxSurge", "25%"), replicas, round_up=True)
-    unavailable = _scaled(rolling.get("maxUnavailable", "25%"), replicas, round_up=False)
-    if surge == 0 and unavailable == 0:
-        unavailable = 1
-    if replicas == 0:
-        unavailable = 0
-    return surge, min(unavailable, replicas)
-
-
-def get_condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    """The condition of `kind` in a status, or None."""
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == kind:
-            return dict(condition)
-    return None
-
-
-def set_condition(
-    status: dict[str, Any], kind: str, state: str, reason: str, message: str, *, now: str
-) -> None:
-    """util.SetDeploymentCondition: no-op for the same status and reason, keeps
-    lastTransitionTime while the status holds, and moves the condition to the end."""
-    current = get_condition(status, kind)
-    if current and current.get("status") == state and current.get("reason") == reason:
-        return
-    transition = now
-    if current and current.get("status") == state:
-        transition = current.get("lastTransitionTime", now)
-    others = [c for c in status.get("conditions") or [] if c.get("type") != kind]
-    others.append(
-        {
-            "type": kind,
-            "status": state,
-            "lastUpdateTime": now,
-            "lastTransitionTime": transition,
-            "reason": reason,
-            "message": message,
-        }
-    )
-    status["conditions"] = others
-
-
-def _remove_condition(status: dict[str, Any], kind: str) -> None:
-    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != kind]
-    if not status["conditions"]:
-        del status["conditions"]
-
-
-def set_new_replicaset_annotations(
-    deployment: dict[str, Any], rs: dict[str, Any], new_revision: int, *, exists: bool
-) -> bool:
-    """util.SetNewReplicaSetAnnotations: copy the Deployment's annotations (not the skip set),
-    raise the revision to `new_revision` and, when re-adopting, append the old number to
-    revision-history. True when the ReplicaSet changed."""
-    annotations = rs["metadata"].setdefault("annotations", {})
-    changed = False
-    for key, value in ((deployment.get("metadata") or {}).get("annotations") or {}).items():
-        if key in SKIP_COPY or annotations.get(key) == value:
-            continue
-        annotations[key] = value
-        changed = True
-    had_revision = contract.REVISION in annotations
-    old_revision = revision(rs)
-    if old_revision < new_revision:
-        annotations[contract.REVISION] = str(new_revision)
-        changed = True
-        if had_revision:
-            history = [h for h in annotations.get(contract.REVISION_HISTORY, "").split(",") if h]
-            history.append(str(old_revision))
-            while len(",".join(history)) > MAX_REVISION_HISTORY_CHARS and len(history) > 1:
-                history.pop(0)
-            annotations[contract.REVISION_HISTORY] = ",".join(history)
-    if not exists:
-        changed = _set_replicas_annotations(deployment, rs) or changed
-    return changed
-
-
-def _set_replicas_annotations(deployment: dict[str, Any], rs: dict[str, Any]) -> bool:
-    replicas = int((deployment.get("spec") or {}).get("replicas", 1))
-    surge, _ = fenceposts(deployment)
-    annotations = rs["metadata"].setdefault("annotations", {})
-    wanted = {DESIRED_REPLICAS: str(replicas), MAX_REPLICAS: str(replicas + surge)}
-    if all(annotations.get(k) == v for k, v in wanted.items()):
-        return False
-    annotations.update(wanted)
-    return True
-
-
-# ---- the reconcile --------------------------------------------------------------------------
-
-
 def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
     """One pass of DeploymentController.syncDeployment for `deployment` (immediate rollout)."""
     meta, spec = deployment["metadata"], deployment.get("spec") or {}
@@ -327,7 +177,7 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
     deadline = spec.get("progressDeadlineSeconds", 600)
     has_deadline = deadline is not None and int(deadline) != MAX_INT32
     if has_deadline:
-        _paused_conditions(status, paused=paused, now=now)
+        paused_conditions(status, paused=paused, now=now)
     replicas = int(spec.get("replicas", 1))
     template = spec.get("template") or {}
     new_rs = next(
@@ -342,7 +192,7 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
         changed = set_new_replicaset_annotations(deployment, rs_copy, new_revision, exists=True)
         min_ready = int(spec.get("minReadySeconds", 0))
         if changed or int(rs_copy["spec"].get("minReadySeconds", 0)) != min_ready:
-            _set_min_ready(rs_copy, min_ready)
+            set_min_ready(rs_copy, min_ready)
             # Upstream returns here too: the Deployment's revision follows on the next pass.
             new_rs = store.update("replicasets", rs_copy)
         else:
@@ -351,10 +201,10 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
                 name = rs_copy["metadata"]["name"]
                 set_condition(status, "Progressing", "True", "FoundNewReplicaSet",
                               f'Found new replica set "{name}"', now=now)
-    scaling = _is_scaling_event(replicas, [*old, *([new_rs] if new_rs else [])])
+    scaling = is_scaling_event(replicas, [*old, *([new_rs] if new_rs else [])])
     rolling = not paused and not scaling
     progressed = False
-    if new_rs is None and rolling and pods.accepts_new_content(store, meta["namespace"]):
+    if new_rs is None and rolling and replicasets.accepts_new_content(store, meta["namespace"]):
         new_rs = _create_replicaset(store, deployment, status, new_revision, now=now)
         annotations[contract.REVISION] = str(new_revision)
         if has_deadline:
@@ -371,43 +221,22 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
                 progressed = True
     elif not rolling:
         # sync.go scale(): paused or a scaling event only resizes the active ReplicaSet.
-        target = _active_or_latest(new_rs, old)
+        target = active_or_latest(new_rs, old)
         if target is not None and int(target["spec"].get("replicas", 1)) != replicas:
             scaled = _scale(store, deployment, target, replicas)
             if target is new_rs:
                 new_rs = scaled
             else:
                 old = [scaled if rs is target else rs for rs in old]
-    if paused or (rolling and _complete(deployment, old_status)):
+    if paused or (rolling and deployment_complete(deployment, old_status)):
         _cleanup(store, deployment, old)
-    new_status = _calculate_status(deployment, new_rs, old, status, now=now)
+    new_status = calculate_status(deployment, new_rs, old, status, now=now)
     if rolling:
         _rollout_conditions(store, deployment, status, new_status, new_rs,
                             progressed=progressed, has_deadline=has_deadline, now=now)
     if new_status != old_status or annotations != before:
         deployment["status"] = new_status
         store.update("deployments", deployment)
-
-
-def _set_min_ready(rs: dict[str, Any], seconds: int) -> None:
-    if seconds:
-        rs["spec"]["minReadySeconds"] = seconds
-    else:
-        rs["spec"].pop("minReadySeconds", None)
-
-
-def _paused_conditions(status: dict[str, Any], *, paused: bool, now: str) -> None:
-    # DeploymentController.checkPausedConditions
-    current = get_condition(status, "Progressing")
-    if current and current.get("reason") == "ProgressDeadlineExceeded":
-        return
-    paused_recorded = bool(current and current.get("reason") == "DeploymentPaused")
-    if paused and not paused_recorded:
-        set_condition(status, "Progressing", "Unknown", "DeploymentPaused",
-                      "Deployment is paused", now=now)
-    elif not paused and paused_recorded:
-        set_condition(status, "Progressing", "Unknown", "DeploymentResumed",
-                      "Deployment is resumed", now=now)
 
 
 def _claim_replicasets(store: Store, deployment: dict[str, Any]) -> list[dict[str, Any]]:
@@ -417,7 +246,7 @@ def _claim_replicasets(store: Store, deployment: dict[str, Any]) -> list[dict[st
     items, _ = store.list("replicasets", meta["namespace"])
     owned = []
     for rs in items:
-        controller = pods.controller_uid(rs)
+        controller = replicasets.controller_uid(rs)
         selected = _selects(deployment, rs)
         refs = rs["metadata"].get("ownerReferences") or []
         if controller == meta["uid"] and selected:
@@ -426,7 +255,7 @@ def _claim_replicasets(store: Store, deployment: dict[str, Any]) -> list[dict[st
             rs["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != meta["uid"]]
             store.update("replicasets", rs)
         elif controller is None and selected and not rs["metadata"].get("deletionTimestamp"):
-            ref = pods.controller_ref(deployment, kind="Deployment", api_version="apps/v1")
+            ref = replicasets.controller_ref(deployment, kind="Deployment", api_version="apps/v1")
             rs["metadata"]["ownerReferences"] = [*refs, ref]
             owned.append(store.update("replicasets", rs))
     return owned
@@ -461,14 +290,14 @@ def _create_replicaset(
             "namespace": meta["namespace"],
             "labels": dict(labels),
             "ownerReferences": [
-                pods.controller_ref(deployment, kind="Deployment", api_version="apps/v1")
+                replicasets.controller_ref(deployment, kind="Deployment", api_version="apps/v1")
             ],
         },
         "spec": {"replicas": int(spec.get("replicas", 1)), "selector": selector,
                  "template": template},
         "status": {"replicas": 0},
     }
-    _set_min_ready(rs, int(spec.get("minReadySeconds", 0)))
+    set_min_ready(rs, int(spec.get("minReadySeconds", 0)))
     set_new_replicaset_annotations(deployment, rs, new_revision, exists=False)
     created = store.create("replicasets", rs)
     if rs["spec"]["replicas"] > 0:
@@ -484,81 +313,13 @@ def _scale(
     rs = copy.deepcopy(rs)
     before = int(rs["spec"].get("replicas", 1))
     rs["spec"]["replicas"] = replicas
-    _set_replicas_annotations(deployment, rs)
+    set_replicas_annotations(deployment, rs)
     updated = store.update("replicasets", rs)
     direction = "up" if before < replicas else "down"
     record_event(store, deployment, reason="ScalingReplicaSet",
                  message=f"Scaled {direction} replica set {rs['metadata']['name']} "
                  f"from {before} to {replicas}")
     return updated
-
-
-def record_event(store: Store, obj: dict[str, Any], *, reason: str, message: str) -> None:
-    """A Normal core/v1 Event from the deployment-controller about `obj`, shaped as
-    client-go's event recorder writes it (what `kubectl describe` lists)."""
-    meta = obj["metadata"]
-    now = store.now()
-    when = format_time(now)
-    # The recorder names events <object>.<unix nanos in hex>; the resourceVersion keeps
-    # names unique when as_of pins the time.
-    suffix = f"{int(now.timestamp() * 1e9) + store.resource_version:x}"
-    store.create("events", {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": f"{meta['name']}.{suffix}", "namespace": meta["namespace"]},
-        "involvedObject": {
-            "apiVersion": obj.get("apiVersion", "apps/v1"), "kind": obj.get("kind", "Deployment"),
-            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
-            "resourceVersion": meta.get("resourceVersion", ""),
-        },
-        "reason": reason,
-        "message": message,
-        "source": {"component": "deployment-controller"},
-        "firstTimestamp": when,
-        "lastTimestamp": when,
-        "count": 1,
-        "type": "Normal",
-        "eventTime": None,
-        "reportingComponent": "deployment-controller",
-        "reportingInstance": "",
-    })
-
-
-def _is_scaling_event(replicas: int, rss: list[dict[str, Any]]) -> bool:
-    for rs in rss:
-        if int(rs["spec"].get("replicas", 1)) <= 0:
-            continue
-        desired = (rs["metadata"].get("annotations") or {}).get(DESIRED_REPLICAS)
-        if desired is not None and desired.isdigit() and int(desired) != replicas:
-            return True
-    return False
-
-
-def _active_or_latest(
-    new_rs: dict[str, Any] | None, old: list[dict[str, Any]]
-) -> dict[str, Any] | None:
-    # util.FindActiveOrLatest; several active ReplicaSets (proportional scaling) never arise
-    # with immediate rollouts, so they are left alone.
-    everything = [*([new_rs] if new_rs else []), *old]
-    active = [rs for rs in everything if int(rs["spec"].get("replicas", 1)) > 0]
-    if len(active) == 1:
-        return active[0]
-    if active:
-        return None
-    if new_rs is not None:
-        return new_rs
-    return old[-1] if old else None
-
-
-def _complete(deployment: dict[str, Any], status: dict[str, Any]) -> bool:
-    # util.DeploymentComplete
-    replicas = int(deployment["spec"].get("replicas", 1))
-    return (
-        status.get("updatedReplicas", 0) == replicas
-        and status.get("replicas", 0) == replicas
-        and status.get("availableReplicas", 0) == replicas
-        and status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 1)
-    )
 
 
 def _cleanup(store: Store, deployment: dict[str, Any], old: list[dict[str, Any]]) -> None:
@@ -583,46 +344,6 @@ def _cleanup(store: Store, deployment: dict[str, Any], old: list[dict[str, Any]]
         gc.collect_garbage(store, deleted, propagation="Background")
 
 
-def _calculate_status(
-    deployment: dict[str, Any],
-    new_rs: dict[str, Any] | None,
-    old: list[dict[str, Any]],
-    status: dict[str, Any],
-    *,
-    now: str,
-) -> dict[str, Any]:
-    # sync.go calculateStatus; zero counts are omitted as the apiserver's JSON does.
-    everything = [*([new_rs] if new_rs else []), *old]
-
-    def total(field: str, rss: list[dict[str, Any]]) -> int:
-        return sum(int((rs.get("status") or {}).get(field, 0)) for rs in rss)
-
-    available = total("availableReplicas", everything)
-    wanted = sum(int(rs["spec"].get("replicas", 1)) for rs in everything)
-    counts = {
-        "observedGeneration": deployment["metadata"].get("generation", 1),
-        "replicas": total("replicas", everything),
-        "updatedReplicas": total("replicas", [new_rs] if new_rs else []),
-        "readyReplicas": total("readyReplicas", everything),
-        "availableReplicas": available,
-        "unavailableReplicas": max(0, wanted - available),
-    }
-    new_status: dict[str, Any] = {k: v for k, v in counts.items() if v}
-    if status.get("collisionCount") is not None:
-        new_status["collisionCount"] = status["collisionCount"]
-    if status.get("conditions"):
-        new_status["conditions"] = copy.deepcopy(status["conditions"])
-    replicas = int(deployment["spec"].get("replicas", 1))
-    _, max_unavailable = fenceposts(deployment)
-    if available >= replicas - max_unavailable:
-        set_condition(new_status, "Available", "True", "MinimumReplicasAvailable",
-                      "Deployment has minimum availability.", now=now)
-    else:
-        set_condition(new_status, "Available", "False", "MinimumReplicasUnavailable",
-                      "Deployment does not have minimum availability.", now=now)
-    return new_status
-
-
 def _rollout_conditions(
     store: Store,
     deployment: dict[str, Any],
@@ -636,7 +357,7 @@ def _rollout_conditions(
 ) -> None:
     # progress.go syncRolloutStatus.
     if not has_deadline:
-        _remove_condition(new_status, "Progressing")
+        remove_condition(new_status, "Progressing")
         return
     current = get_condition(status, "Progressing")
     already_complete = (
@@ -648,14 +369,14 @@ def _rollout_conditions(
         return
     what = f'ReplicaSet "{new_rs["metadata"]["name"]}"' if new_rs else (
         f'Deployment "{deployment["metadata"]["name"]}"')
-    if _complete(deployment, new_status):
+    if deployment_complete(deployment, new_status):
         set_condition(new_status, "Progressing", "True", "NewReplicaSetAvailable",
                       f"{what} has successfully progressed.", now=now)
-    elif progressed or _progressing(status, new_status):
+    elif progressed or deployment_progressing(status, new_status):
         transition = now
         if current is not None and current.get("status") == "True":
             transition = current.get("lastTransitionTime", now)
-        _remove_condition(new_status, "Progressing")
+        remove_condition(new_status, "Progressing")
         set_condition(new_status, "Progressing", "True", "ReplicaSetUpdated",
                       f"{what} is progressing.", now=now)
         for condition in new_status["conditions"]:
@@ -664,18 +385,6 @@ def _rollout_conditions(
     elif _timed_out(store, deployment, new_status):
         set_condition(new_status, "Progressing", "False", "ProgressDeadlineExceeded",
                       f"{what} has timed out progressing.", now=now)
-
-
-def _progressing(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    # util.DeploymentProgressing
-    old_old = old.get("replicas", 0) - old.get("updatedReplicas", 0)
-    new_old = new.get("replicas", 0) - new.get("updatedReplicas", 0)
-    return (
-        new.get("updatedReplicas", 0) > old.get("updatedReplicas", 0)
-        or new_old < old_old
-        or new.get("readyReplicas", 0) > old.get("readyReplicas", 0)
-        or new.get("availableReplicas", 0) > old.get("availableReplicas", 0)
-    )
 
 
 def _timed_out(store: Store, deployment: dict[str, Any], status: dict[str, Any]) -> bool:

@@ -1,5 +1,6 @@
-"""Pods of the sandbox: the ReplicaSet controller's half (pods per ReplicaSet, ReplicaSet
-status) and pod behaviours (crash loop, OOMKilled, slow) that drive the metrics.
+"""Pods of the sandbox: the kubelet's part (starting pods, the status they report) and pod
+behaviours (crash loop, OOMKilled, slow) that drive the metrics. The ReplicaSet controller
+that creates and deletes pods is `replicasets`.
 
 A pod's behaviour comes from its annotations, which it inherits from the pod template:
 `sandbox.auto-rollback/fault` = `crashloop` | `oomkilled` | `slow`, and for `slow`
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from webhook.sandbox.store import NotFound, Store, format_time, parse_time
+from webhook.sandbox.store import Store, format_time, parse_time
 
 FAULT_ANNOTATION: Final = "sandbox.auto-rollback/fault"
 LATENCY_ANNOTATION: Final = "sandbox.auto-rollback/latency-seconds"
@@ -45,7 +46,7 @@ HOST_IP: Final = "10.0.0.10"
 LATENCY_SHAPE: Final = ((0.5, 500), (0.8, 300), (1.0, 150), (1.3, 40), (1.8, 10))
 
 # Safe alphabet of k8s.io/apimachinery/pkg/util/rand (no vowels, no confusable characters).
-_ALPHANUMS: Final = "bcdfghjklmnpqrstvwxz2456789"
+SAFE_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Segment:
 
 def safe_encode(text: str) -> str:
     """rand.SafeEncodeString: map each byte onto the safe alphabet."""
-    return "".join(_ALPHANUMS[b % len(_ALPHANUMS)] for b in text.encode())
+    return "".join(SAFE_ALPHABET[b % len(SAFE_ALPHABET)] for b in text.encode())
 
 
 def fnv32a(data: bytes) -> int:
@@ -362,88 +363,11 @@ def _append_segment(pod: dict[str, Any], fault: str | None, latency: float, now:
     pod["status"] = live_status(pod, now)
 
 
-# ---- the ReplicaSet controller's half ------------------------------------------------------
-
-
-def controller_uid(obj: dict[str, Any]) -> str | None:
-    """The uid in the object's controller ownerReference, if any."""
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
-
-
-def controller_ref(owner: dict[str, Any], *, kind: str, api_version: str) -> dict[str, Any]:
-    """metav1.NewControllerRef: the ownerReference a controller puts on what it creates."""
-    meta = owner["metadata"]
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _new_pod_name(store: Store, rs: dict[str, Any]) -> str:
-    # Like generateName (5 random safe characters), but derived from the store's state so a
-    # run is reproducible.
-    namespace, base = rs["metadata"]["namespace"], rs["metadata"]["name"]
-    attempt = 0
-    while True:
-        seed = fnv32a(f"{base}/{store.resource_version}/{attempt}".encode())
-        suffix = "".join(_ALPHANUMS[(seed >> (5 * i)) % len(_ALPHANUMS)] for i in range(5))
-        name = f"{base}-{suffix}"
-        try:
-            store.get("pods", namespace, name)
-        except NotFound:
-            return name
-        attempt += 1
-
-
-def new_pod(store: Store, rs: dict[str, Any]) -> dict[str, Any]:
-    """Create one pod from the ReplicaSet's template, scheduled and started at once."""
-    template = rs["spec"].get("template") or {}
-    tmeta = template.get("metadata") or {}
-    meta: dict[str, Any] = {
-        "name": _new_pod_name(store, rs),
-        "generateName": rs["metadata"]["name"] + "-",
-        "namespace": rs["metadata"]["namespace"],
-        "labels": dict(tmeta.get("labels") or {}),
-        "ownerReferences": [controller_ref(rs, kind="ReplicaSet", api_version="apps/v1")],
-    }
-    if tmeta.get("annotations"):
-        meta["annotations"] = dict(tmeta["annotations"])
-    spec = json.loads(json.dumps(template.get("spec") or {}))
-    spec["nodeName"] = NODE_NAME
-    pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
-    now = store.now()
-    meta["creationTimestamp"] = format_time(now)
-    _append_segment(pod, *behaviour_from_annotations(meta.get("annotations")), now)
+def start_containers(pod: dict[str, Any], now: datetime) -> None:
+    """The kubelet starting `pod` at `now`: its first behaviour segment (from its annotations)
+    and the status it reports, with startTime `now`."""
+    _append_segment(pod, *behaviour_from_annotations(pod["metadata"].get("annotations")), now)
     pod["status"]["startTime"] = format_time(now)
-    return store.create("pods", pod)
-
-
-def _deletion_rank(pod: dict[str, Any]) -> tuple[int, str, str]:
-    # controller.ActivePods ordering, simplified: not-ready pods go first, then the newest.
-    meta = pod["metadata"]
-    return (1 if is_ready(pod) else 0, _negate(meta.get("creationTimestamp", "")), meta["name"])
-
-
-def _negate(text: str) -> str:
-    return "".join(chr(0x10FFFF - ord(c)) for c in text)
-
-
-def accepts_new_content(store: Store, namespace: str) -> bool:
-    """Whether objects may be created in `namespace`: it exists and is not terminating (the
-    apiserver's NamespaceLifecycle admission refuses both)."""
-    try:
-        found = store.get("namespaces", None, namespace)
-    except NotFound:
-        return False
-    terminating = (found.get("status") or {}).get("phase") == "Terminating"
-    return not terminating and not found["metadata"].get("deletionTimestamp")
 
 
 def start_pod(store: Store, pod: dict[str, Any]) -> None:
@@ -454,53 +378,6 @@ def start_pod(store: Store, pod: dict[str, Any]) -> None:
     ):
         return
     pod["spec"]["nodeName"] = pod["spec"].get("nodeName") or NODE_NAME
-    now = store.now()
     pod["status"] = {}
-    _append_segment(pod, *behaviour_from_annotations(pod["metadata"].get("annotations")), now)
-    pod["status"]["startTime"] = format_time(now)
+    start_containers(pod, store.now())
     store.update("pods", pod)
-
-
-def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
-    """Create or delete pods until the ReplicaSet owns spec.replicas of them, then write its
-    status (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
-    observedGeneration), as the ReplicaSet controller does."""
-    meta = rs["metadata"]
-    if meta.get("deletionTimestamp"):
-        return
-    uid = meta["uid"]
-    pods, _ = store.list("pods", meta["namespace"])
-    owned = [p for p in pods if controller_uid(p) == uid]
-    want = int(rs["spec"].get("replicas", 1))
-    if accepts_new_content(store, meta["namespace"]):
-        for _ in range(want - len(owned)):
-            owned.append(new_pod(store, rs))
-    if len(owned) > want:
-        owned.sort(key=_deletion_rank)
-        for pod in owned[: len(owned) - want]:
-            store.delete("pods", meta["namespace"], pod["metadata"]["name"])
-        owned = owned[len(owned) - want :]
-    labels = ((rs["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
-    ready = sum(1 for p in owned if is_ready(p))
-    status: dict[str, Any] = {"replicas": len(owned)}
-    fully_labeled = sum(
-        1
-        for p in owned
-        if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
-    )
-    # omitempty, as the apiserver serialises ReplicaSetStatus; every ready pod counts as
-    # available (minReadySeconds is not waited for).
-    for key, value in (
-        ("fullyLabeledReplicas", fully_labeled),
-        ("readyReplicas", ready),
-        ("availableReplicas", ready),
-    ):
-        if value:
-            status[key] = value
-    status["observedGeneration"] = meta.get("generation", 1)
-    current = store.get("replicasets", meta["namespace"], meta["name"])
-    if current["metadata"]["uid"] != uid:
-        return
-    if current.get("status") != status:
-        current["status"] = status
-        store.update("replicasets", current)
