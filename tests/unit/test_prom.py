@@ -25,13 +25,8 @@ import yaml
 from responses import matchers
 
 from tests.binaries import require_binary
-from webhook.prom import (
-    Evidence,
-    PrometheusEvidence,
-    alerts_query,
-    expr_from_generator_url,
-    readiness_query,
-)
+from webhook.prom import Evidence, PrometheusEvidence
+from webhook.promql import alerts_query, expr_from_generator_url, readiness_query
 
 PROM = "http://prometheus.test:9090"
 QUERY_URL = f"{PROM}/api/v1/query"
