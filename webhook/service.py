@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from webhook import contract
@@ -31,6 +31,7 @@ from webhook.metrics import Metrics
 
 log = logging.getLogger(__name__)
 DECISION_LOG = "rollback_webhook.decision"
+PRUNE_EVERY = timedelta(hours=1)
 
 
 def utc_now() -> datetime:
@@ -114,11 +115,13 @@ class Service:
             confirmer=confirmer,
         )
         self._log = decision_logger()
+        self._pruned_at: datetime | None = None
 
     def store(
         self, body: str, *, source: str, remote: str = "", actor: str = "", document: Any = None
     ) -> str:
         """Store a raw payload durably (AuditUnavailable when that is impossible)."""
+        self.prune_if_due()
         if document is None:
             try:
                 document = json.loads(body)
@@ -140,6 +143,20 @@ class Service:
             group_key=group_key,
             truncated_alerts=truncated,
         )
+
+    def prune_if_due(self) -> None:
+        """Apply audit.retention_days, at most once an hour (on the first payload, then hourly)."""
+        now = self.clock()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        removed = self.audit.prune(retention_days=self.settings.audit.retention_days, now=now)
+        if removed:
+            log.info(
+                "audit: removed %d rows older than %d days",
+                removed,
+                self.settings.audit.retention_days,
+            )
 
     def decide_payload(self, payload: Payload, request: Request) -> list[Decision]:
         """Decide, record, log and count every alert of a parsed payload."""

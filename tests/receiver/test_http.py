@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -189,3 +190,13 @@ def test_health_readiness_and_metrics(harness: Harness, rs: list[str]) -> None:
     harness.sandbox.controls.fault(method="GET", path="^/version$", status=500)
     ready = harness.client.get("/readyz")
     assert ready.status_code == 503 and "kubernetes" in ready.get_json()["error"]
+
+
+def test_audit_retention_is_applied_as_payloads_arrive(make_harness: Any) -> None:
+    harness = make_harness(audit={"retention_days": 30})
+    audit = harness.service.audit
+    old = harness.service.clock() - timedelta(days=31)
+    audit.store_payload("{}", received_at=old, source="alertmanager")
+    harness.post(harness.payload(harness.alert(status="resolved", namespace="shop")))
+    stored = audit.payloads()
+    assert len(stored) == 1 and stored[0].received_at > old.isoformat()
