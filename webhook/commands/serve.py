@@ -60,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
             self.cfg.set("accesslog", "-")
             # Our own limit answers 413 with a message; gunicorn's would cut the request line.
             self.cfg.set("limit_request_field_size", 16384)
+            # gunicorn >= 25.1 opens a control socket for `gunicornc` under $HOME/.gunicorn (or
+            # $XDG_RUNTIME_DIR) and only warns when it cannot: the shipped pod has a read-only
+            # root filesystem, and nothing of ours drives gunicorn through it. Older releases
+            # have no such setting (cfg.set would raise AttributeError).
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return app

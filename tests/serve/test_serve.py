@@ -1,0 +1,226 @@
+"""`rollback-webhook serve` as it runs in the pod: a subprocess under gunicorn, a config file,
+a kubeconfig, real HTTP. One alert rolls a Deployment back; SIGTERM ends it cleanly, with the
+tracker's Lease released and no worker left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.receiver.harness import TOKEN, Harness, hours, minutes, template_images
+from webhook.sandbox.testing import SandboxHandle
+
+LEASE_NAMESPACE = "rollback-webhook"
+LEASE_NAME = "rollback-webhook-leader"
+LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{LEASE_NAME}"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(condition: Callable[[], Any], *, seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds}s: {what}")
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of `pid`, from /proc (gunicorn's workers are its master's children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Field 4 (ppid) follows the parenthesised command, which may itself hold spaces.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Served:
+    """The `serve` subprocess: its base URL, its stdout/stderr files, its process."""
+
+    def __init__(self, process: subprocess.Popen[bytes], *, url: str, workdir: Path) -> None:
+        self.process = process
+        self.url = url
+        self.workdir = workdir
+
+    @property
+    def stdout(self) -> str:
+        return (self.workdir / "stdout").read_text()
+
+    @property
+    def stderr(self) -> str:
+        return (self.workdir / "stderr").read_text()
+
+    def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+        except OSError:
+            return 0, {}, b""  # not listening yet
+
+    def post_alerts(self, payload: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        request = urllib.request.Request(
+            self.url + "/api/v1/alerts",
+            data=json.dumps(payload).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+
+
+@pytest.fixture
+def served(sandbox: SandboxHandle, harness: Harness, tmp_path: Path) -> Iterator[Served]:
+    """`python -m webhook serve --config FILE` against the test's sandbox."""
+    # The harness fixture wrote the receiver token and on-call tokens files into tmp_path.
+    workdir = tmp_path / "serve"
+    home = workdir / "home"
+    home.mkdir(parents=True)
+    sandbox.controls.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}}
+    )
+    port = free_port()
+    config = {
+        "audit": {"path": str(workdir / "audit.sqlite")},
+        "auth": {
+            "receiver": {"bearer_token_file": str(tmp_path / "token")},
+            "oncall_tokens_file": str(tmp_path / "oncall"),
+        },
+        "kubernetes": {"kubeconfig": str(sandbox.kubeconfig), "timeout_seconds": 5},
+        "server": {"host": "127.0.0.1", "port": port, "threads": 4},
+        "tracker": {
+            "resync_seconds": 1,
+            "lease_namespace": LEASE_NAMESPACE,
+            "lease_duration_seconds": 3,
+        },
+    }
+    config_file = workdir / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    ignored = {"ROLLBACK_WEBHOOK_CONFIG", "KUBECONFIG", "XDG_RUNTIME_DIR"}
+    env = {k: v for k, v in os.environ.items() if k not in ignored}
+    # A HOME of its own: without XDG_RUNTIME_DIR, gunicorn would put its control socket there.
+    env.update({"HOME": str(home), "PYTHONPATH": str(REPO)})
+    with (workdir / "stdout").open("wb") as out, (workdir / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webhook", "serve", "--config", str(config_file)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,  # its own process group, so a failed test can end it all
+        )
+    server = Served(process, url=f"http://127.0.0.1:{port}", workdir=workdir)
+    try:
+        yield server
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def lease_spec(harness: Harness) -> dict[str, Any]:
+    spec: dict[str, Any] = harness.read("GET", LEASE_PATH)["spec"]
+    return spec
+
+
+def test_serve_rolls_back_over_http_and_stops_cleanly_on_sigterm(
+    served: Served, harness: Harness
+) -> None:
+    _, rs2 = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+
+    def ready() -> bool:
+        if served.process.poll() is not None:
+            raise AssertionError(
+                f"serve exited early ({served.process.returncode}):\n{served.stderr}"
+            )
+        return served.get("/readyz")[0] == 200
+
+    wait_for(ready, seconds=20, what="/readyz answered 200")
+    workers = children_of(served.process.pid)
+    assert workers, "gunicorn's master has no worker process"
+
+    alert = Harness.alert(namespace="shop", deployment="web", replicaset=rs2)
+    status, headers, body = served.post_alerts(Harness.payload(alert))
+    assert status == 200, body
+    [decision] = body["decisions"]
+    assert decision["outcome"] == "rolled_back", decision
+    # Served by gunicorn, not by Flask's development server (Werkzeug).
+    assert headers["Server"].startswith("gunicorn"), headers
+    assert "Booting worker with pid" in served.stderr
+
+    assert template_images(harness.deployment("shop", "web")) == ["web:1"]
+
+    _, _, metrics = served.get("/metrics")
+    counted = [
+        line
+        for line in metrics.decode().splitlines()
+        if line.startswith("rollback_webhook_decisions_total{")
+        and 'outcome="rolled_back"' in line
+        and 'source="alertmanager"' in line
+    ]
+    assert len(counted) == 1 and counted[0].endswith(" 1.0"), counted
+
+    def decision_line() -> dict[str, Any] | None:
+        for line in served.stdout.splitlines():
+            if line.startswith("{"):
+                record: dict[str, Any] = json.loads(line)
+                if record.get("id") == decision["id"]:
+                    return record
+        return None
+
+    logged = wait_for(decision_line, seconds=5, what="the decision's JSON line on stdout")
+    assert logged["outcome"] == "rolled_back" and logged["deployment"] == "web"
+
+    holder = wait_for(
+        lambda: lease_spec(harness).get("holderIdentity"), seconds=10, what="the Lease held"
+    )
+    assert holder
+
+    served.process.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    assert served.process.wait(timeout=20) == 0, served.stderr
+    assert time.monotonic() - stopped < 20
+    assert not lease_spec(harness).get("holderIdentity"), "the Lease was not released"
+    assert not [pid for pid in workers if alive(pid)], "a gunicorn worker outlived the master"
+    # The control socket is off: nothing written under HOME, no warning about it.
+    assert not (served.workdir / "home" / ".gunicorn").exists()
+    assert "control socket" not in served.stderr.lower()
+    assert "Traceback" not in served.stderr, served.stderr
