@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ from tests.receiver.harness import Harness, minutes
 from tests.tracker.support import stamp_of, stamp_writes
 from webhook.config import settings_from_dict
 from webhook.kube import Cluster
+from webhook.leader import LeaderElector, LeaderLoop, parse_lease_time
 from webhook.runtime import build_service
 from webhook.sandbox.testing import SandboxHandle
-from webhook.service import Service
+from webhook.service import Service, utc_now
 from webhook.tracker import start_for_service
 
 LEASE_SECONDS = 3
@@ -151,3 +153,85 @@ def test_disabled_tracker_starts_nothing(sandbox: SandboxHandle, tmp_path: Path)
     assert start_for_service(service) == []
     time.sleep(0.2)
     assert sandbox.controls.requests() == []
+
+
+CRASH_LEASE_SECONDS = 2
+
+
+def test_a_crashed_leader_is_replaced_only_after_its_lease_expires(
+    sandbox: SandboxHandle,
+) -> None:
+    """A leader that dies holding the Lease (no release: SIGKILL, OOM, node loss) keeps it
+    until renewTime + leaseDurationSeconds; the follower, retrying all along, takes it over at
+    its first round past expiry, so within the duration plus one retry period. Real time."""
+    sandbox.controls.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rollback-webhook"}}
+    )
+    reader = Cluster(sandbox.api_client())
+
+    def lease() -> dict[str, Any]:
+        spec: dict[str, Any] = reader.get_lease("rollback-webhook", "rollback-webhook-leader")[
+            "spec"
+        ]
+        return spec
+
+    def candidate(token: str) -> LeaderLoop:
+        elector = LeaderElector(
+            cluster=Cluster(sandbox.api_client(token=token), timeout_seconds=2),
+            namespace="rollback-webhook",
+            name="rollback-webhook-leader",
+            identity=token,
+            lease_duration_seconds=CRASH_LEASE_SECONDS,
+            clock=utc_now,
+        )
+        return LeaderLoop(elector=elector, task=lambda: None, task_name="idle", interval_seconds=60)
+
+    leader, follower = candidate("replica-a"), candidate("replica-b")
+    leader.start()
+    try:
+        wait_for(leader.elector.is_leader, seconds=5)
+        follower.start()
+        wait_for(lambda: follower.elector.observed_holder == "replica-a", seconds=5)
+
+        leader.stop(release=False)  # the crash: no more renewals, the Lease still names it
+        sandbox.controls.clear_requests()
+        crashed = lease()
+        assert crashed["holderIdentity"] == "replica-a"
+        renewed = parse_lease_time(crashed["renewTime"])
+        assert renewed is not None
+        expiry = renewed + timedelta(seconds=crashed["leaseDurationSeconds"])
+
+        retry = follower.elector.retry_period_seconds
+        wait_for(
+            lambda: lease()["holderIdentity"] == "replica-b",
+            seconds=CRASH_LEASE_SECONDS + retry + 1,
+        )
+        taken = lease()
+        acquired = parse_lease_time(taken["acquireTime"])
+        assert acquired is not None
+        # Not before expiry, although the follower asked every retry period meanwhile.
+        assert acquired > expiry, (acquired, expiry)
+        record = [
+            r
+            for r in sandbox.controls.requests()
+            if r["token"] == "replica-b" and r["resource"] == "leases"
+        ]
+        takeover = next(
+            i for i, r in enumerate(record) if r["verb"] == "update" and r["status"] < 300
+        )
+        rounds = [
+            datetime.fromisoformat(r["time"]) for r in record[:takeover] if r["verb"] == "get"
+        ]
+        assert len(rounds) >= 3, "the follower was not retrying while the Lease was held"
+        # Taken at the first round past expiry: the round before the takeover still found the
+        # Lease live (its GET answered by expiry, give or take one loopback request) ...
+        assert rounds[-2] <= expiry + timedelta(seconds=0.1), (rounds[-2], expiry)
+        # ... so within the duration plus one retry period (rounds start a retry period
+        # apart, plus the previous round's own few milliseconds).
+        assert acquired <= expiry + timedelta(seconds=retry + 0.25), (acquired, expiry)
+        assert taken["leaseTransitions"] == crashed["leaseTransitions"] + 1
+        assert follower.elector.is_leader()
+    finally:
+        follower.stop()
+        leader.stop(release=False)
+    assert lease()["holderIdentity"] == ""  # the survivor's own clean stop releases it
