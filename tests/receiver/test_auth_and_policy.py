@@ -112,6 +112,45 @@ def test_basic_auth_rejections_are_401_naming_the_problem_and_store_nothing(
     assert template_images(basic_only.deployment("shop", "web")) == ["web:2"]
 
 
+def test_basic_password_may_contain_a_colon(make_harness: MakeHarness, tmp_path: Path) -> None:
+    # RFC 7617: the user-id ends at the first colon; the password may hold more of them.
+    (tmp_path / "password").write_text("pa:ss:word")
+    harness = make_harness(
+        auth={
+            "receiver": {
+                "basic_username": USER,
+                "basic_password_file": str(tmp_path / "password"),
+            },
+        }
+    )
+    body = harness.payload(harness.alert(namespace="shop", deployment="web"))
+    assert post_with(harness, basic(USER, "pa:ss:word"), body).status_code == 200
+    assert post_with(harness, basic(USER + ":pa", "ss:word"), body).status_code == 200
+    assert post_with(harness, basic(USER, "pa:ss"), body).status_code == 401
+
+
+def test_bearer_and_basic_both_configured_each_work(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    (tmp_path / "password").write_text(PASSWORD)
+    harness = make_harness(
+        auth={
+            "receiver": {
+                "bearer_token_file": str(tmp_path / "token"),
+                "basic_username": USER,
+                "basic_password_file": str(tmp_path / "password"),
+            },
+        }
+    )
+    body = harness.payload(harness.alert(namespace="shop", deployment="web"))
+    assert post_with(harness, f"Bearer {TOKEN}", body).status_code == 200
+    assert post_with(harness, basic(USER, PASSWORD), body).status_code == 200
+    # Each credential is checked against its own secret, not the other's.
+    assert post_with(harness, f"Bearer {PASSWORD}", body).status_code == 401
+    assert post_with(harness, basic(USER, TOKEN), body).status_code == 401
+    assert len(harness.service.audit.payloads()) == 2
+
+
 def test_basic_username_without_a_password_stops_start_up(tmp_path: Path) -> None:
     settings = settings_from_dict({"auth": {"receiver": {"basic_username": USER}}})
     with pytest.raises(ConfigError, match=r"^auth\.receiver\.basic_password_file: "):
