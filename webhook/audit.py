@@ -185,18 +185,33 @@ class AuditStore:
 
     def record(self, decision: Decision) -> None:
         """Store one decision."""
-        row = decision.as_dict()
-        row["time"] = _iso(decision.time)
-        row["starts_at"] = _iso(decision.starts_at) if decision.starts_at else None
-        row["labels"] = json.dumps(decision.labels, sort_keys=True)
-        row["overrides"] = json.dumps(decision.overrides, sort_keys=True)
-        row["dry_run"] = int(decision.dry_run)
+        self.record_many([decision])
+
+    def record_many(self, decisions: list[Decision]) -> None:
+        """Store decisions in one transaction (one commit, however many)."""
+        if not decisions:
+            return
+        rows = []
+        for decision in decisions:
+            row = decision.as_dict()
+            row["time"] = _iso(decision.time)
+            row["starts_at"] = _iso(decision.starts_at) if decision.starts_at else None
+            row["labels"] = json.dumps(decision.labels, sort_keys=True)
+            row["overrides"] = json.dumps(decision.overrides, sort_keys=True)
+            row["dry_run"] = int(decision.dry_run)
+            rows.append([row[c] for c in _COLUMNS])
         placeholders = ", ".join("?" for _ in _COLUMNS)
         with self._writer() as db:
-            db.execute(
-                f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
-                [row[c] for c in _COLUMNS],
-            )
+            db.execute("BEGIN")
+            try:
+                db.executemany(
+                    f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
+                    rows,
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def prune(self, *, retention_days: int, now: datetime) -> int:
         """Delete decisions and payloads older than the retention; returns rows deleted."""

@@ -159,19 +159,33 @@ class Service:
             )
 
     def decide_payload(self, payload: Payload, request: Request) -> list[Decision]:
-        """Decide, record, log and count every alert of a parsed payload."""
-        decisions = []
+        """Decide, record, log and count every alert of a parsed payload.
+
+        A decision that wrote to the cluster (rolled_back) or failed is recorded the moment it is
+        made. The others are recorded together before the answer: until then nothing is
+        accepted (no 2xx), so a crash only means Alertmanager sends the payload again.
+        """
+        decisions: list[Decision] = []
+        pending: list[Decision] = []
         for alert in payload.alerts:
             decision = self.decider.decide(alert, request)
             if request.note:
                 decision.detail = f"{request.note} | {decision.detail}"
             if payload.truncated_alerts:
                 decision.detail += f" (payload truncated {payload.truncated_alerts} alerts)"
-            self.audit.record(decision)
+            decisions.append(decision)
+            if decision.outcome in (contract.ROLLED_BACK, contract.FAILED):
+                self._record([decision])
+            else:
+                pending.append(decision)
+        self._record(pending)
+        return decisions
+
+    def _record(self, decisions: list[Decision]) -> None:
+        self.audit.record_many(decisions)
+        for decision in decisions:
             self.metrics.observe(decision)
             self._log.info(json.dumps({"event": "decision", **decision.as_dict()}, sort_keys=True))
-            decisions.append(decision)
-        return decisions
 
     def receive(
         self, body: str, *, source: str = "alertmanager", remote: str = "", actor: str = ""

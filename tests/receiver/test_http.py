@@ -192,8 +192,8 @@ def test_health_readiness_and_metrics(harness: Harness, rs: list[str]) -> None:
     assert ready.status_code == 503 and "kubernetes" in ready.get_json()["error"]
 
 
-def test_audit_retention_is_applied_as_payloads_arrive(make_harness: Any) -> None:
-    harness = make_harness(audit={"retention_days": 30})
+def test_audit_retention_is_applied_as_payloads_arrive(make_harness: Any, tmp_path: Any) -> None:
+    harness = make_harness(audit={"retention_days": 30, "path": str(tmp_path / "a.sqlite")})
     audit = harness.service.audit
     old = harness.service.clock() - timedelta(days=31)
     audit.store_payload("{}", received_at=old, source="alertmanager")
