@@ -46,29 +46,29 @@ def wait_for(condition: Callable[[], Any], *, seconds: float, what: str) -> Any:
     raise AssertionError(f"not within {seconds}s: {what}")
 
 
-def children_of(pid: int) -> list[int]:
-    """Direct children of `pid`, from /proc (gunicorn's workers are its master's children)."""
-    found = []
+def processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the /proc stat fields after the command) for every live, non-zombie process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
-            continue
-        # Field 4 (ppid) follows the parenthesised command, which may itself hold spaces.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
+            continue  # gone meanwhile
+        # The command is parenthesised and may hold spaces: split after its closing paren.
+        fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
+        if fields[0] != "Z":
+            yield int(entry.name), fields
 
 
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+def children_of(pid: int) -> list[int]:
+    """Live direct children of `pid` (gunicorn's workers are its master's children)."""
+    return [child for child, fields in processes() if int(fields[1]) == pid]
+
+
+def in_session(sid: int) -> list[int]:
+    """Live processes of session `sid`: whatever `serve` started, however deep."""
+    return [pid for pid, fields in processes() if int(fields[3]) == sid]
 
 
 class Served:
@@ -176,6 +176,7 @@ def test_serve_rolls_back_over_http_and_stops_cleanly_on_sigterm(
     wait_for(ready, seconds=20, what="/readyz answered 200")
     workers = children_of(served.process.pid)
     assert workers, "gunicorn's master has no worker process"
+    assert set(workers) < set(in_session(served.process.pid)), "the session check sees them"
 
     alert = Harness.alert(namespace="shop", deployment="web", replicaset=rs2)
     status, headers, body = served.post_alerts(Harness.payload(alert))
@@ -212,14 +213,14 @@ def test_serve_rolls_back_over_http_and_stops_cleanly_on_sigterm(
     holder = wait_for(
         lambda: lease_spec(harness).get("holderIdentity"), seconds=10, what="the Lease held"
     )
-    assert holder
+    assert f"health tracker started as {holder} " in served.stderr, "not the master's tracker"
 
     served.process.send_signal(signal.SIGTERM)
     stopped = time.monotonic()
     assert served.process.wait(timeout=20) == 0, served.stderr
     assert time.monotonic() - stopped < 20
     assert not lease_spec(harness).get("holderIdentity"), "the Lease was not released"
-    assert not [pid for pid in workers if alive(pid)], "a gunicorn worker outlived the master"
+    assert not in_session(served.process.pid), "a process of serve outlived it"
     # The control socket is off: nothing written under HOME, no warning about it.
     assert not (served.workdir / "home" / ".gunicorn").exists()
     assert "control socket" not in served.stderr.lower()
