@@ -216,9 +216,12 @@ def test_serve_rolls_back_over_http_and_stops_cleanly_on_sigterm(
     assert f"health tracker started as {holder} " in served.stderr, "not the master's tracker"
 
     served.process.send_signal(signal.SIGTERM)
-    stopped = time.monotonic()
-    assert served.process.wait(timeout=20) == 0, served.stderr
-    assert time.monotonic() - stopped < 20
+    try:
+        # gunicorn's graceful_timeout is 20 s; an idle worker should not need it.
+        code = served.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"serve still running 20 s after SIGTERM:\n{served.stderr}") from None
+    assert code == 0, served.stderr
     assert not lease_spec(harness).get("holderIdentity"), "the Lease was not released"
     assert not in_session(served.process.pid), "a process of serve outlived it"
     # The control socket is off: nothing written under HOME, no warning about it.
