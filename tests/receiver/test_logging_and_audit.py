@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.receiver.harness import Harness, hours, minutes
+from tests.receiver.harness import SERVICE_TOKEN, Harness, hours, minutes
 from webhook.audit import AuditStore
+from webhook.config import settings_from_dict
 from webhook.decision import Decision, new_id
+from webhook.runtime import build_service
 from webhook.sandbox.testing import SandboxHandle
 
 # Section 11's decision fields, as the log line names them.
@@ -235,3 +237,33 @@ def test_pruned_rows_are_gone_for_other_processes_too(tmp_path: Path) -> None:
     assert reader.get(old[1]) is not None
     writer.prune(retention_days=90, now=NOW)
     assert reader.get(old[1]) is None and reader.payloads() == []
+
+
+def test_running_receiver_applies_retention_on_first_payload_and_keeps_doing_so(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    # A long-running receiver: its clock is moved forward a day between deliveries.
+    (tmp_path / "token").write_text("t")
+    settings = settings_from_dict(
+        {
+            "audit": {"path": str(tmp_path / "audit.sqlite"), "retention_days": 30},
+            "auth": {"receiver": {"bearer_token_file": str(tmp_path / "token")}},
+        }
+    )
+    clock = [NOW]
+    service = build_service(
+        settings, api_client=sandbox.api_client(SERVICE_TOKEN), clock=lambda: clock[0]
+    )
+    expired = stored(service.audit, age=timedelta(days=31), name="expired")
+    young = stored(service.audit, age=timedelta(days=29, hours=12), name="young")
+    resolved = Harness.payload(Harness.alert(status="resolved", namespace="shop", deployment="w"))
+
+    [first] = service.receive(json.dumps(resolved)).decisions
+    assert service.audit.get(expired[1]) is None and service.audit.payload(expired[0]) is None
+    assert service.audit.get(young[1]) is not None
+    assert service.audit.get(first.id) is not None
+
+    clock[0] = NOW + timedelta(days=1)  # `young` is now 30.5 days old
+    service.receive(json.dumps(resolved))
+    assert service.audit.get(young[1]) is None and service.audit.payload(young[0]) is None
+    assert service.audit.get(first.id) is not None
