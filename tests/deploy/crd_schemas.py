@@ -11,8 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 # prometheus-operator's duration: "30s", "1m30s", "0".
-_DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?"
-             r"(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+_DURATION = {
+    "type": "string",
+    "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?"
+    r"(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+}
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _LABEL_SELECTOR = {
     "type": "object",

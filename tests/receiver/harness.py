@@ -14,6 +14,7 @@ from typing import Any
 
 import kubernetes.client
 import yaml
+from werkzeug.test import TestResponse
 
 from webhook.app import create_app
 from webhook.auth import Credentials
@@ -184,7 +185,9 @@ class Harness:
             **extra,
         }
 
-    def post(self, body: Any, *, token: str | None = TOKEN, content_type: str = "application/json"):  # type: ignore[no-untyped-def]
+    def post(
+        self, body: Any, *, token: str | None = TOKEN, content_type: str = "application/json"
+    ) -> TestResponse:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
         return self.client.post(
