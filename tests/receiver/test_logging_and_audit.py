@@ -229,7 +229,7 @@ def test_prune_follows_the_configured_days(tmp_path: Path) -> None:
     assert audit.get(week[1]) is None and audit.get(day[1]) is not None
 
 
-def test_pruned_rows_are_gone_for_other_processes_too(tmp_path: Path) -> None:
+def test_pruned_rows_are_gone_for_another_store_on_the_same_file(tmp_path: Path) -> None:
     # Replicas (gunicorn workers) share the file: a prune by one is seen by another's store.
     writer = AuditStore(tmp_path / "audit.sqlite")
     reader = AuditStore(tmp_path / "audit.sqlite")
