@@ -31,8 +31,21 @@ POD_TEMPLATE_HASH: Final = "pod-template-hash"
 # The alert contract (section 3).
 LABEL_TRIGGER: Final = "rollback_trigger"
 TRIGGERS: Final = ("restart_rate", "oomkilled", "p99_latency")
-# Labels every alert of the shipped rules bundle carries (section 13).
-RULE_LABELS: Final = ("rollback_trigger", "namespace", "deployment", "replicaset", "severity")
+# The workload labels the receiver reads (section 3): the namespace, and the Deployment and the
+# implicated revision as replicaset (preferred) or pod.
+LABEL_NAMESPACE: Final = "namespace"
+LABEL_DEPLOYMENT: Final = "deployment"
+LABEL_REPLICASET: Final = "replicaset"
+LABEL_POD: Final = "pod"
+# Labels every alert of the shipped rules bundle carries (section 13): what the receiver reads
+# (pod aside: the rules name the revision by replicaset) plus severity.
+RULE_LABELS: Final = (
+    LABEL_TRIGGER,
+    LABEL_NAMESPACE,
+    LABEL_DEPLOYMENT,
+    LABEL_REPLICASET,
+    "severity",
+)
 RULE_ANNOTATIONS: Final = ("summary", "description", "runbook_url")
 
 # Outcomes and reasons (section 4).

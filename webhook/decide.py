@@ -175,8 +175,8 @@ class Decider:
             trigger=labels.get(contract.LABEL_TRIGGER, ""),
             labels=dict(labels),
             starts_at=alert.starts_at,
-            namespace=labels.get("namespace", ""),
-            deployment=labels.get("deployment", ""),
+            namespace=labels.get(contract.LABEL_NAMESPACE, ""),
+            deployment=labels.get(contract.LABEL_DEPLOYMENT, ""),
             dry_run=self.settings.dry_run if request.dry_run is None else request.dry_run,
             overrides=request.overrides.as_dict(),
             replay_of=request.replay_of,
@@ -222,10 +222,11 @@ class Decider:
         if trigger not in contract.TRIGGERS:
             known = ", ".join(contract.TRIGGERS)
             self._skip(decision, "unknown_trigger", f"{trigger!r} is not one of {known}")
-        namespace = labels.get("namespace", "")
+        namespace = labels.get(contract.LABEL_NAMESPACE, "")
         if not namespace:
             self._skip(decision, "missing_labels", "label namespace is missing")
-        if not any(labels.get(k) for k in ("deployment", "replicaset", "pod")):
+        workload = (contract.LABEL_DEPLOYMENT, contract.LABEL_REPLICASET, contract.LABEL_POD)
+        if not any(labels.get(k) for k in workload):
             self._skip(decision, "missing_labels", "none of deployment, replicaset, pod is set")
         policy = self.settings.namespaces
         if namespace in policy.deny:
@@ -253,9 +254,9 @@ class Decider:
         self, namespace: str, labels: dict[str, str], decision: Decision
     ) -> tuple[str, str | None]:
         """(deployment, implicated ReplicaSet or None) through ownerReferences when needed."""
-        deployment = labels.get("deployment") or ""
-        replicaset = labels.get("replicaset") or None
-        pod_name = labels.get("pod")
+        deployment = labels.get(contract.LABEL_DEPLOYMENT) or ""
+        replicaset = labels.get(contract.LABEL_REPLICASET) or None
+        pod_name = labels.get(contract.LABEL_POD)
         if not replicaset and pod_name:
             try:
                 pod = self.cluster.get_pod(namespace, pod_name)
