@@ -25,12 +25,18 @@ from webhook.service import Service
 log = logging.getLogger(__name__)
 
 
-def error(status: int, message: str, **extra: Any) -> Response:
-    """A JSON error body that names the problem."""
+def error(
+    status: int,
+    message: str,
+    *,
+    challenge: str = 'Bearer realm="rollback-webhook"',
+    **extra: Any,
+) -> Response:
+    """A JSON error body that names the problem (a 401 carries `challenge`)."""
     response = jsonify({"error": message, "status": status, **extra})
     response.status_code = status
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="rollback-webhook"'
+        response.headers["WWW-Authenticate"] = challenge
     return response
 
 
@@ -72,7 +78,7 @@ def create_app(
         try:
             actor = credentials.check_receiver(request.headers.get("Authorization"))
         except AuthError as exc:
-            return answer(error(exc.status, str(exc)))
+            return answer(error(exc.status, str(exc), challenge=credentials.receiver_challenge))
         if not _is_json(request.content_type):
             return answer(
                 error(415, f"Content-Type must be application/json, got {request.content_type!r}")

@@ -72,6 +72,8 @@ class Credentials:
         )
         if receiver.basic_username and not password:
             raise ConfigError("auth.receiver.basic_password_file: basic_username needs a password")
+        if password and not receiver.basic_username:
+            raise ConfigError("auth.receiver.basic_username: a basic password needs a username")
         if not (token or password) and not receiver.allow_unauthenticated:
             raise ConfigError(
                 "auth.receiver: no bearer_token_file or basic credentials (or "
@@ -95,6 +97,13 @@ class Credentials:
             allow_unauthenticated=receiver.allow_unauthenticated,
             oncall=parse_oncall_tokens(oncall_text),
         )
+
+    @property
+    def receiver_challenge(self) -> str:
+        """The WWW-Authenticate challenge of the receiver: the scheme it accepts (RFC 7235)."""
+        if self.receiver_token:
+            return 'Bearer realm="rollback-webhook"'
+        return 'Basic realm="rollback-webhook", charset="UTF-8"'
 
     def check_receiver(self, authorization: str | None) -> str:
         """Return the actor name for an Alertmanager request, or raise AuthError."""

@@ -201,6 +201,8 @@ class Decider:
     # -- the policy --------------------------------------------------------------------------
     @staticmethod
     def _set(decision: Decision, outcome: str, reason: str | None, detail: str) -> NoReturn:
+        if decision.notes:
+            detail += "; " + "; ".join(decision.notes)
         decision.outcome, decision.reason, decision.detail = outcome, reason, detail
         raise _Done
 
@@ -292,15 +294,25 @@ class Decider:
         return deployment, replicaset
 
     def _opted_in(self, deployment: Obj, decision: Decision) -> None:
+        """The Deployment's own annotation decides when it has one ("false" always wins over a
+        namespace label and over require_opt_in: false); otherwise its namespace's label;
+        otherwise require_opt_in."""
         annotations = deployment["metadata"].get("annotations") or {}
         value = annotations.get(contract.ANNOTATION_ENABLED)
         if value == "false":
             self._skip(decision, "not_opted_in", f'{contract.ANNOTATION_ENABLED} is "false"')
-        if value == "true" or not self.settings.require_opt_in:
+        if value == "true":
             return
         namespace = deployment["metadata"]["namespace"]
         ns = self.cluster.get_namespace(namespace)
-        if (ns["metadata"].get("labels") or {}).get(contract.ANNOTATION_ENABLED) == "true":
+        label = (ns["metadata"].get("labels") or {}).get(contract.ANNOTATION_ENABLED)
+        if label == "false":
+            self._skip(
+                decision,
+                "not_opted_in",
+                f'namespace {namespace} has {contract.ANNOTATION_ENABLED}: "false"',
+            )
+        if label == "true" or not self.settings.require_opt_in:
             return
         self._skip(
             decision,
@@ -347,6 +359,7 @@ class Decider:
         decision.from_revision, decision.from_replicaset = current.number, current.name
         implicated = self._implicated(revisions, current, replicaset, decision)
         policy = policy_for(self.settings, deployment)
+        decision.notes[:] = policy.notes  # (re)set on every attempt
         self._check_timing(alert, request, decision, deployment, implicated, policy)
         choice = choose_target(
             deployment=deployment,
@@ -364,16 +377,15 @@ class Decider:
             )
         target = choice.target
         decision.to_revision, decision.to_replicaset = target.number, target.name
-        notes = list(policy.notes)
         if self.confirmer is not None:
             confirmed = self.confirmer(alert)
             if confirmed.verdict == "not_confirmed":
                 self._skip(decision, "not_confirmed", confirmed.detail)
             if confirmed.verdict == "unknown":
-                notes.append(
+                decision.notes.append(
                     f"not confirmed by Prometheus ({confirmed.detail}); acting on the alert"
                 )
-        self._act(request, decision, deployment, current, target, choice.explain(), notes)
+        self._act(request, decision, deployment, current, target, choice.explain())
 
     def _implicated(
         self,
@@ -464,15 +476,12 @@ class Decider:
         current: Revision,
         target: Revision,
         why: str,
-        notes: list[str],
     ) -> None:
         now = self.clock()
         summary = (
             f"revision {current.number} ({current.name}) -> revision {target.number} "
             f"({target.name}); {why}"
         )
-        if notes:
-            summary += "; " + "; ".join(notes)
         key = (decision.namespace, decision.deployment, current.name)
         with self._gate:
             window_start = now - timedelta(seconds=int(self.settings.circuit_window))

@@ -48,6 +48,8 @@ class Decision:
     # Not stored: (namespace, ReplicaSet, time) to record as auto-rollback/alerted-at when the
     # decision leaves the alerting current revision in place.
     alerted_mark: tuple[str, str, str] | None = field(default=None, repr=False)
+    # Not stored apart from the detail: remarks appended to whatever the outcome's detail is.
+    notes: list[str] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (times as RFC 3339 strings); shallow, so cheap per request."""
@@ -60,5 +62,7 @@ class Decision:
 
 
 _PUBLIC_FIELDS = tuple(
-    f.name for f in fields(Decision) if f.name not in {"transient", "involved", "alerted_mark"}
+    f.name
+    for f in fields(Decision)
+    if f.name not in {"transient", "involved", "alerted_mark", "notes"}
 )

@@ -38,11 +38,23 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is when a line is written, not when it was created."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def decision_logger() -> logging.Logger:
     """The logger that writes one JSON line per decision to stdout (configured once, lazily)."""
     logger = logging.getLogger(DECISION_LOG)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

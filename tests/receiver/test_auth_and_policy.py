@@ -112,11 +112,6 @@ def test_basic_auth_rejections_are_401_naming_the_problem_and_store_nothing(
     assert template_images(basic_only.deployment("shop", "web")) == ["web:2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="webhook/app.py error(): every 401 challenges with 'Bearer realm=...', also on a "
-    "receiver that only accepts basic auth (RFC 7235: the challenge must be applicable)",
-)
 def test_basic_only_receiver_challenges_with_basic(basic_only: Harness) -> None:
     response = post_with(basic_only, None, basic_only.payload())
     assert response.status_code == 401
@@ -168,11 +163,6 @@ def test_basic_username_without_a_password_stops_start_up(tmp_path: Path) -> Non
         Credentials.load(settings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="webhook/auth.py Credentials.load: basic_password_file (or the password env) without "
-    "basic_username is accepted, and then only an empty user name gets in",
-)
 def test_basic_password_without_a_username_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "password").write_text(PASSWORD)
     settings = settings_from_dict(
@@ -354,11 +344,6 @@ def test_bad_annotation_value_still_applies_the_default(harness: Harness) -> Non
     assert template_images(harness.deployment("shop", "web")) == ["web:2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="webhook/decide.py: policy_for's notes are only added in _act (rolled_back/dry_run); "
-    "a skipped decision never says that a bad auto-rollback/* annotation was ignored",
-)
 def test_bad_annotation_is_noted_even_when_the_decision_skips(harness: Harness) -> None:
     # The owner meant a 5-minute cooldown but wrote "5min": the default hour applies, and the
     # skip must tell them why their annotation did nothing.

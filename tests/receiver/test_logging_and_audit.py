@@ -140,12 +140,6 @@ def test_each_decision_is_one_json_line_on_stdout(
             assert row[key] == record[key], key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="webhook/service.py decision_logger(): its StreamHandler binds the sys.stdout of the "
-    "first call, so decision lines keep going to that object after stdout is replaced "
-    "(under pytest: a closed capture stream, 'Logging error' on stderr, lines lost)",
-)
 def test_decision_lines_follow_the_current_stdout(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -239,3 +239,27 @@ def test_every_response_lists_one_decision_per_alert(
         "unknown_trigger",
         "rolled_back",
     ]
+
+
+def test_namespace_opt_out_holds_without_require_opt_in(make_harness: Any) -> None:
+    # require_opt_in: false acts on unannotated Deployments, except where the namespace says
+    # "false"; a Deployment's own "true" is the most specific word and is honoured.
+    harness = make_harness(require_opt_in=False)
+    harness.sandbox.controls.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "legacy", "labels": {"auto-rollback/enabled": "false"}},
+        }
+    )
+    harness.deploy(
+        "web", [("web:1", hours(2)), ("web:2", minutes(3))], namespace="legacy", annotations={}
+    )
+    rs = harness.deploy("api", [("api:1", hours(2)), ("api:2", minutes(3))], namespace="legacy")
+    refused = decide_one(harness, harness.alert(namespace="legacy", deployment="web"))
+    assert refused["reason"] == "not_opted_in" and "namespace legacy" in refused["detail"]
+    assert_untouched(harness, "legacy", "web", "web:2")
+    opted = decide_one(
+        harness, harness.alert(namespace="legacy", deployment="api", replicaset=rs[1])
+    )
+    assert opted["outcome"] == "rolled_back"
