@@ -214,9 +214,11 @@ class HealthTracker:
 
     def _opted_in(self, deployment: Obj, cache: _RoundCache) -> bool:
         value = (deployment["metadata"].get("annotations") or {}).get(contract.ANNOTATION_ENABLED)
+        # The receiver's rule (decide.Decider._opted_in): the Deployment's own annotation, then
+        # its namespace's label ("false" opts out even without require_opt_in), then the setting.
         if value == "false":
             return False
-        if value == "true" or not self.settings.require_opt_in:
+        if value == "true":
             return True
         namespace = deployment["metadata"]["namespace"]
         if namespace not in cache.namespace_labels:
@@ -225,7 +227,10 @@ class HealthTracker:
                 cache.namespace_labels[namespace] = dict(ns["metadata"].get("labels") or {})
             except NotFound:
                 cache.namespace_labels[namespace] = {}
-        return cache.namespace_labels[namespace].get(contract.ANNOTATION_ENABLED) == "true"
+        label = cache.namespace_labels[namespace].get(contract.ANNOTATION_ENABLED)
+        if label is not None:
+            return label == "true"
+        return not self.settings.require_opt_in
 
     def _examine(
         self, deployment: Obj, seen: set[PeriodKey], cache: _RoundCache
