@@ -23,6 +23,7 @@ from webhook.config import ConfigError, Settings, parse_duration
 from webhook.decision import Decision, new_id
 from webhook.evidence import EvidenceSource, choose_target
 from webhook.kube import Cluster, Conflict, Forbidden, KubeError, NotFound, Obj, Transient
+from webhook.optin import opt_in
 from webhook.revisions import (
     Revision,
     activation_time,
@@ -294,32 +295,23 @@ class Decider:
         return deployment, replicaset
 
     def _opted_in(self, deployment: Obj, decision: Decision) -> None:
-        """The Deployment's own annotation decides when it has one ("false" always wins over a
-        namespace label and over require_opt_in: false); otherwise its namespace's label;
-        otherwise require_opt_in."""
-        annotations = deployment["metadata"].get("annotations") or {}
-        value = annotations.get(contract.ANNOTATION_ENABLED)
-        if value == "false":
-            self._skip(decision, "not_opted_in", f'{contract.ANNOTATION_ENABLED} is "false"')
-        if value == "true":
-            return
         namespace = deployment["metadata"]["namespace"]
-        ns = self.cluster.get_namespace(namespace)
-        label = (ns["metadata"].get("labels") or {}).get(contract.ANNOTATION_ENABLED)
-        if label == "false":
-            self._skip(
-                decision,
-                "not_opted_in",
-                f'namespace {namespace} has {contract.ANNOTATION_ENABLED}: "false"',
+
+        def namespace_label() -> str | None:
+            ns = self.cluster.get_namespace(namespace)
+            label: str | None = (ns["metadata"].get("labels") or {}).get(
+                contract.ANNOTATION_ENABLED
             )
-        if label == "true" or not self.settings.require_opt_in:
-            return
-        self._skip(
-            decision,
-            "not_opted_in",
-            f"neither the Deployment nor namespace {namespace} has {contract.ANNOTATION_ENABLED}: "
-            '"true"',
+            return label
+
+        acts, why = opt_in(
+            deployment["metadata"].get("annotations") or {},
+            namespace_label,
+            namespace=namespace,
+            require_opt_in=self.settings.require_opt_in,
         )
+        if not acts:
+            self._skip(decision, "not_opted_in", why)
 
     def _attempt(
         self, alert: Alert, request: Request, decision: Decision, replicaset: str | None

@@ -36,6 +36,7 @@ from webhook.decide import policy_for
 from webhook.evidence import UNHEALTHY, RevisionHealthQuery
 from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
 from webhook.leader import LeaderElector, LeaderLoop, default_identity
+from webhook.optin import opt_in
 from webhook.revisions import (
     Revision,
     activation_time,
@@ -213,24 +214,24 @@ class HealthTracker:
         return [d for d in found if d["metadata"]["namespace"] not in policy.deny]
 
     def _opted_in(self, deployment: Obj, cache: _RoundCache) -> bool:
-        value = (deployment["metadata"].get("annotations") or {}).get(contract.ANNOTATION_ENABLED)
-        # The receiver's rule (decide.Decider._opted_in): the Deployment's own annotation, then
-        # its namespace's label ("false" opts out even without require_opt_in), then the setting.
-        if value == "false":
-            return False
-        if value == "true":
-            return True
         namespace = deployment["metadata"]["namespace"]
-        if namespace not in cache.namespace_labels:
-            try:
-                ns = self.cluster.get_namespace(namespace)
-                cache.namespace_labels[namespace] = dict(ns["metadata"].get("labels") or {})
-            except NotFound:
-                cache.namespace_labels[namespace] = {}
-        label = cache.namespace_labels[namespace].get(contract.ANNOTATION_ENABLED)
-        if label is not None:
-            return label == "true"
-        return not self.settings.require_opt_in
+
+        def namespace_label() -> str | None:
+            if namespace not in cache.namespace_labels:
+                try:
+                    ns = self.cluster.get_namespace(namespace)
+                    cache.namespace_labels[namespace] = dict(ns["metadata"].get("labels") or {})
+                except NotFound:
+                    cache.namespace_labels[namespace] = {}
+            return cache.namespace_labels[namespace].get(contract.ANNOTATION_ENABLED)
+
+        acts, _ = opt_in(
+            deployment["metadata"].get("annotations") or {},
+            namespace_label,
+            namespace=namespace,
+            require_opt_in=self.settings.require_opt_in,
+        )
+        return acts
 
     def _examine(
         self, deployment: Obj, seen: set[PeriodKey], cache: _RoundCache
