@@ -23,7 +23,7 @@ if ((${#need_apt[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   else
-    echo "bootstrap: not root or no apt-get; missing: ${need_apt[*]} (tests needing them will skip)"
+    echo "bootstrap: not root or no apt-get; missing: ${need_apt[*]} (tests needing them skip, or fail under CI=true)"
   fi
 fi
 

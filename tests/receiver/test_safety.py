@@ -73,7 +73,9 @@ def test_alert_on_the_revision_we_rolled_back_to_is_rollback_of_rollback(
         harness.alert(namespace="shop", deployment="web", replicaset=rs[0], started_ago=minutes(0))
     )
     assert decision["reason"] == "rollback_of_rollback"
+    assert harness.audit_row(decision["id"])["reason"] == "rollback_of_rollback"
     assert template_images(harness.deployment("shop", "web")) == ["web:1"]
+    assert [e["reason"] for e in harness.events("shop")].count("AutoRollback") == 1
 
 
 def test_human_change_between_read_and_write_survives(harness: Harness) -> None:
@@ -114,6 +116,8 @@ def test_a_deployment_that_keeps_changing_fails_with_conflict(make_harness: Any)
         )
     [decision] = harness.post_alerts(harness.alert(namespace="shop", deployment="web"))
     assert (decision["outcome"], decision["reason"]) == ("failed", "conflict")
+    assert harness.audit_row(decision["id"])["reason"] == "conflict"
+    assert "AutoRollbackFailed" in harness.event_reasons("shop")
     assert template_images(harness.deployment("shop", "web")) == ["web:2"]
     assert harness.deployment("shop", "web")["spec"]["replicas"] == 4
 
@@ -128,7 +132,13 @@ def test_circuit_breaker_opens_after_max_rollbacks(make_harness: Any) -> None:
         )
         outcomes.append(decision["reason"] or decision["outcome"])
     assert outcomes == ["rolled_back"] * 5 + ["circuit_open"]
+    [row] = harness.service.audit.query(deployment="app5")
+    assert row["reason"] == "circuit_open" and "max_rollbacks 5" in row["detail"]
     assert template_images(harness.deployment("shop", "app5")) == ["v:2-5"]
+    app5_events = [
+        e["reason"] for e in harness.events("shop") if e["involvedObject"]["name"] == "app5"
+    ]
+    assert not [r for r in app5_events if r.startswith("AutoRollback")]
 
 
 def test_circuit_breaker_holds_under_concurrent_deliveries(make_harness: Any) -> None:
