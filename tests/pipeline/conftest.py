@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from webhook.pipeline import Pipeline, Timing, Workload, wait_until
 # Generous: the slowest scenario needs ~50 s on an idle machine; CI runs on 2 busy cores.
 OUTCOME_TIMEOUT = 120.0
 V1, V2 = "registry.local/web:1.0", "registry.local/web:2.0"
+V1_5 = "registry.local/web:1.5"  # pl-oom only: healthy, but current for three minutes
 
 TRIGGER_WORKLOADS = {
     "restart_rate": Workload("pl-restart", "web"),
@@ -85,9 +87,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         times["restart_rate"] = TRIGGER_WORKLOADS["restart_rate"].roll_out(
             sandbox, image=V2, fault="crashloop"
         )
-        times["oomkilled"] = TRIGGER_WORKLOADS["oomkilled"].roll_out(
-            sandbox, image=V2, fault="oomkilled"
+        # Last healthy, not previous: in pl-oom a healthy-looking V1_5 ran only three minutes
+        # before the bad V2, so nothing proves it; the rollback must skip it for V1.
+        oom = TRIGGER_WORKLOADS["oomkilled"]
+        sandbox.controls.apply(
+            oom.manifest(image=V1_5), as_of=datetime.now(UTC) - timedelta(minutes=3)
         )
+        times["oomkilled"] = oom.roll_out(sandbox, image=V2, fault="oomkilled")
         times["healthy"] = HEALTHY.roll_out(sandbox, image=V2)
         for workload in (NOT_OPTED_IN, DRY_RUN, RETRY):
             times[workload.namespace] = workload.roll_out(sandbox, image=V2, fault="oomkilled")
