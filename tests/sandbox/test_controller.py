@@ -8,13 +8,12 @@ util/deployment_util.go (SetNewReplicaSetAnnotations, condition reasons and mess
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import pytest
 import yaml
 
-from webhook.sandbox.controller import Controller
+from tests.sandbox.support import Clock
 from webhook.sandbox.deployment_util import compute_hash, equal_ignore_hash
 from webhook.sandbox.objects import apply_defaults
 from webhook.sandbox.store import Store, format_time
@@ -37,29 +36,6 @@ spec:
     spec:
       containers: [{name: app, image: "shop/web:1"}]
 """
-
-
-class Clock:
-    """A settable clock for the store."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> Store:
-    store = Store(clock=clock)
-    Controller(store)
-    store.create("namespaces", {"metadata": {"name": "shop"}, "spec": {}})
-    return store
 
 
 def create(store: Store, text: str = DEPLOYMENT, **spec: Any) -> dict[str, Any]:

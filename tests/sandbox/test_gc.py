@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook.sandbox.controller import Controller
 from webhook.sandbox.gc import collect_garbage
 from webhook.sandbox.objects import apply_defaults
 from webhook.sandbox.store import Store
@@ -28,10 +27,8 @@ spec:
 
 
 @pytest.fixture
-def store() -> Store:
-    store = Store()
-    Controller(store)
-    store.create("namespaces", {"metadata": {"name": "shop"}, "spec": {}})
+def store(store: Store) -> Store:
+    """The shared store (tests/sandbox/conftest.py) with the Deployment created."""
     obj = yaml.safe_load(DEPLOYMENT)
     apply_defaults("deployments", obj)
     store.create("deployments", obj)

@@ -5,7 +5,7 @@ and the per-pod request histogram, advancing with the clock."""
 from __future__ import annotations
 
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,8 +13,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.binaries import require_binary
+from tests.sandbox.support import Clock
 from webhook.sandbox import metrics, pods
-from webhook.sandbox.controller import Controller
 from webhook.sandbox.objects import apply_defaults
 from webhook.sandbox.store import NotFound, Store
 
@@ -30,27 +30,6 @@ spec:
     spec:
       containers: [{name: app, image: "shop/web:1"}]
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> Store:
-    store = Store(clock=clock)
-    Controller(store)
-    store.create("namespaces", {"metadata": {"name": "shop"}, "spec": {}})
-    return store
 
 
 def deploy(store: Store, fault: str | None = None, **annotations: str) -> None:
