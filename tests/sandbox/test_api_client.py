@@ -18,8 +18,9 @@ from kubernetes.client.rest import ApiException
 from webhook.sandbox.testing import SandboxHandle
 
 
-def deployment(name: str, *, image: str = "nginx:1.25", labels: dict[str, str] | None = None,
-               replicas: int = 1) -> dict[str, Any]:
+def manifest(name: str, *, image: str = "nginx:1.25", labels: dict[str, str] | None = None,
+             replicas: int = 1) -> dict[str, Any]:
+    """A Deployment as the JSON a user writes, for tests that edit it or send it raw."""
     labels = labels or {"app": name}
     return {
         "apiVersion": "apps/v1",
@@ -36,13 +37,23 @@ def deployment(name: str, *, image: str = "nginx:1.25", labels: dict[str, str] |
     }
 
 
-def lease(name: str, holder: str) -> dict[str, Any]:
-    return {
+def as_deployment(body: dict[str, Any]) -> client.V1Deployment:
+    # The client's validate_call does this same conversion when handed a dict.
+    return client.V1Deployment.model_validate(body)
+
+
+def deployment(name: str, *, image: str = "nginx:1.25", labels: dict[str, str] | None = None,
+               replicas: int = 1) -> client.V1Deployment:
+    return as_deployment(manifest(name, image=image, labels=labels, replicas=replicas))
+
+
+def lease(name: str, holder: str, *, labels: dict[str, str] | None = None) -> client.V1Lease:
+    return client.V1Lease.model_validate({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels},
         "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15},
-    }
+    })
 
 
 def raw(sandbox: SandboxHandle, method: str, path: str, *, body: bytes = b"",
@@ -60,22 +71,32 @@ def raw(sandbox: SandboxHandle, method: str, path: str, *, body: bytes = b"",
 
 
 def status_of(error: ApiException) -> dict[str, Any]:
+    assert error.body is not None, f"{error.status} without a Status body"
     body: dict[str, Any] = json.loads(error.body)
     return body
 
 
+def name_of(metadata: client.V1ObjectMeta | None) -> str:
+    """The name of an object the apiserver returned, which always has one."""
+    assert metadata is not None and metadata.name, f"returned object without a name: {metadata}"
+    return metadata.name
+
+
 def test_create_sets_apiserver_bookkeeping(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client())
-    created = apps.create_namespaced_deployment("default", deployment("web"))
-    assert created.metadata.uid
-    assert created.metadata.creation_timestamp is not None
-    assert created.metadata.generation == 1
-    first_rv = int(created.metadata.resource_version)
+    created = apps.create_namespaced_deployment("default", deployment("web")).metadata
+    assert created is not None
+    assert created.uid
+    assert created.creation_timestamp is not None
+    assert created.generation == 1
+    assert created.resource_version is not None
+    first_rv = int(created.resource_version)
     apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 3}})
-    again = apps.read_namespaced_deployment("web", "default")
-    assert int(again.metadata.resource_version) > first_rv
-    assert again.metadata.generation == 2  # spec changed
-    assert again.metadata.uid == created.metadata.uid
+    again = apps.read_namespaced_deployment("web", "default").metadata
+    assert again is not None and again.resource_version is not None
+    assert int(again.resource_version) > first_rv
+    assert again.generation == 2  # spec changed
+    assert again.uid == created.uid
 
 
 def test_list_with_equality_and_set_based_label_selectors(sandbox: SandboxHandle) -> None:
@@ -86,7 +107,7 @@ def test_list_with_equality_and_set_based_label_selectors(sandbox: SandboxHandle
 
     def names(**kwargs: Any) -> list[str]:
         found = apps.list_namespaced_deployment("default", **kwargs).items
-        return sorted(d.metadata.name for d in found)
+        return sorted(name_of(d.metadata) for d in found)
 
     assert names(label_selector="tier=web") == ["a", "b"]
     assert names(label_selector="tier=web,env!=prod") == ["b"]
@@ -115,8 +136,9 @@ def test_limit_and_continue_page_through_a_list(sandbox: SandboxHandle) -> None:
     while True:
         page = apps.list_namespaced_deployment("default", limit=2, _continue=token)
         pages += 1
-        seen.extend(d.metadata.name for d in page.items)
-        token = page.metadata._continue
+        seen.extend(name_of(d.metadata) for d in page.items)
+        assert page.metadata is not None
+        token = page.metadata.var_continue
         if not token:
             break
     assert seen == ["d1", "d2", "d3", "d4", "d5"]
@@ -126,7 +148,9 @@ def test_limit_and_continue_page_through_a_list(sandbox: SandboxHandle) -> None:
 def test_watch_streams_changes_after_a_resource_version(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client())
     apps.create_namespaced_deployment("default", deployment("web"))
-    start = apps.list_namespaced_deployment("default").metadata.resource_version
+    listed = apps.list_namespaced_deployment("default").metadata
+    assert listed is not None and listed.resource_version
+    start = listed.resource_version
     apps.patch_namespaced_deployment("web", "default", {"metadata": {"labels": {"x": "1"}}})
     apps.delete_namespaced_deployment("web", "default")
     events = []
@@ -171,7 +195,7 @@ def test_replace_with_stale_resource_version_is_409_conflict(sandbox: SandboxHan
 def test_json_patch_whose_test_fails_is_422_invalid(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client())
     apps.create_namespaced_deployment("default", deployment("web", image="nginx:1.25"))
-    patch = [
+    patch: list[dict[str, Any]] = [
         {"op": "test", "path": "/spec/template/spec/containers/0/image", "value": "nginx:9"},
         {"op": "replace", "path": "/spec/replicas", "value": 7},
     ]
@@ -188,24 +212,27 @@ def test_json_patch_whose_test_fails_is_422_invalid(sandbox: SandboxHandle) -> N
 def test_json_patch_whose_test_passes_applies(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client())
     apps.create_namespaced_deployment("default", deployment("web", image="nginx:1.25"))
-    patch = [
+    patch: list[dict[str, Any]] = [
         {"op": "test", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.25"},
         {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.26"},
     ]
     patched = apps.patch_namespaced_deployment("web", "default", patch)
+    assert patched.spec is not None and patched.spec.template.spec is not None
     assert patched.spec.template.spec.containers[0].image == "nginx:1.26"
 
 
 def test_merge_patch_merges_maps_and_null_deletes(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client())
-    body = deployment("web")
+    body = manifest("web")
     body["metadata"]["annotations"] = {"keep": "1", "drop": "2"}
-    apps.create_namespaced_deployment("default", body)
+    apps.create_namespaced_deployment("default", as_deployment(body))
     apps.patch_namespaced_deployment(
         "web", "default", {"metadata": {"annotations": {"drop": None, "new": "3"}}},
         _content_type="application/merge-patch+json",
     )
-    annotations = apps.read_namespaced_deployment("web", "default").metadata.annotations
+    metadata = apps.read_namespaced_deployment("web", "default").metadata
+    assert metadata is not None and metadata.annotations is not None
+    annotations = metadata.annotations
     assert annotations["keep"] == "1"
     assert annotations["new"] == "3"
     assert "drop" not in annotations
@@ -213,11 +240,12 @@ def test_merge_patch_merges_maps_and_null_deletes(sandbox: SandboxHandle) -> Non
 
 def test_patch_carrying_a_stale_resource_version_is_a_conflict(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client())
-    created = apps.create_namespaced_deployment("default", deployment("web"))
+    created = apps.create_namespaced_deployment("default", deployment("web")).metadata
+    assert created is not None and created.resource_version
     apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 2}})
     with pytest.raises(ApiException) as caught:
         apps.patch_namespaced_deployment("web", "default", {
-            "metadata": {"resourceVersion": created.metadata.resource_version},
+            "metadata": {"resourceVersion": created.resource_version},
             "spec": {"replicas": 3},
         })
     assert caught.value.status == 409
@@ -225,14 +253,16 @@ def test_patch_carrying_a_stale_resource_version_is_a_conflict(sandbox: SandboxH
 
 def test_strategic_merge_patch_merges_containers_by_name(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client())
-    body = deployment("web")
+    body = manifest("web")
     body["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "busybox:1"})
-    apps.create_namespaced_deployment("default", body)
+    apps.create_namespaced_deployment("default", as_deployment(body))
     # The shape `kubectl set image deployment/web app=nginx:1.26` sends.
     apps.patch_namespaced_deployment("web", "default", {
         "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}
     })
-    containers = apps.read_namespaced_deployment("web", "default").spec.template.spec.containers
+    spec = apps.read_namespaced_deployment("web", "default").spec
+    assert spec is not None and spec.template.spec is not None
+    containers = spec.template.spec.containers
     assert [(c.name, c.image) for c in containers] == [("app", "nginx:1.26"), ("side", "busybox:1")]
 
 
@@ -250,10 +280,10 @@ def test_errors_are_status_objects_with_real_codes(sandbox: SandboxHandle) -> No
         apps.create_namespaced_deployment("default", deployment("web"))
     assert (twice.value.status, status_of(twice.value)["reason"]) == (409, "AlreadyExists")
 
-    bad = deployment("bad")
+    bad = manifest("bad")
     bad["spec"]["template"]["metadata"]["labels"] = {"app": "other"}
     with pytest.raises(ApiException) as invalid:
-        apps.create_namespaced_deployment("default", bad)
+        apps.create_namespaced_deployment("default", as_deployment(bad))
     assert (invalid.value.status, status_of(invalid.value)["reason"]) == (422, "Invalid")
     assert "selector` does not match template `labels`" in status_of(invalid.value)["message"]
 
@@ -279,28 +309,30 @@ def test_lease_update_with_stale_resource_version_is_409(sandbox: SandboxHandle)
     leases.create_namespaced_lease("default", lease("leader", "pod-a"))
     mine = leases.read_namespaced_lease("leader", "default")
     theirs = leases.read_namespaced_lease("leader", "default")
+    assert mine.spec is not None and theirs.spec is not None
     theirs.spec.holder_identity = "pod-b"
     leases.replace_namespaced_lease("leader", "default", theirs)
     mine.spec.holder_identity = "pod-a"
     with pytest.raises(ApiException) as caught:
         leases.replace_namespaced_lease("leader", "default", mine)
     assert caught.value.status == 409
-    assert leases.read_namespaced_lease("leader", "default").spec.holder_identity == "pod-b"
+    stored = leases.read_namespaced_lease("leader", "default").spec
+    assert stored is not None and stored.holder_identity == "pod-b"
 
 
 def test_events_can_be_created_and_listed_by_involved_object(sandbox: SandboxHandle) -> None:
     core = client.CoreV1Api(sandbox.api_client())
-    core.create_namespaced_event("default", {
+    core.create_namespaced_event("default", client.CoreV1Event.model_validate({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"generateName": "web."},
         "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "default"},
         "reason": "RolledBack", "message": "rolled back to revision 2", "type": "Normal",
-    })
+    }))
     events = core.list_namespaced_event(
         "default", field_selector="involvedObject.name=web,reason=RolledBack"
     ).items
     assert [e.message for e in events] == ["rolled back to revision 2"]
-    assert events[0].metadata.name.startswith("web.")
+    assert name_of(events[0].metadata).startswith("web.")
 
 
 def test_request_record_names_token_verb_and_resource(sandbox: SandboxHandle) -> None:
@@ -328,9 +360,10 @@ def test_body_of_another_kind_is_a_bad_request(sandbox: SandboxHandle) -> None:
 
 def test_watch_with_label_selector_sees_objects_enter_and_leave(sandbox: SandboxHandle) -> None:
     leases = client.CoordinationV1Api(sandbox.api_client())
-    leases.create_namespaced_lease("default", {**lease("l", "a"),
-                                               "metadata": {"name": "l", "labels": {"x": "no"}}})
-    start = leases.list_namespaced_lease("default").metadata.resource_version
+    leases.create_namespaced_lease("default", lease("l", "a", labels={"x": "no"}))
+    listed = leases.list_namespaced_lease("default").metadata
+    assert listed is not None and listed.resource_version
+    start = listed.resource_version
     leases.patch_namespaced_lease("l", "default", {"metadata": {"labels": {"x": "yes"}}})
     leases.patch_namespaced_lease("l", "default", {"spec": {"holderIdentity": "b"}})
     leases.patch_namespaced_lease("l", "default", {"metadata": {"labels": {"x": "no"}}})
@@ -352,7 +385,7 @@ def test_system_namespaces_cannot_be_deleted(sandbox: SandboxHandle) -> None:
         core.delete_namespace("default")
     # NamespaceLifecycle admission (plugin/pkg/admission/namespace/lifecycle/admission.go).
     assert (caught.value.status, status_of(caught.value)["reason"]) == (403, "Forbidden")
-    core.create_namespace({"metadata": {"name": "scratch"}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="scratch")))
     client.CoordinationV1Api(sandbox.api_client()).create_namespaced_lease(
         "scratch", lease("l", "a"))
     core.delete_namespace("scratch")
@@ -363,7 +396,7 @@ def test_system_namespaces_cannot_be_deleted(sandbox: SandboxHandle) -> None:
 def test_unknown_fields_are_refused_under_strict_and_dropped_with_a_warning_otherwise(
     sandbox: SandboxHandle,
 ) -> None:
-    body = deployment("web")
+    body = manifest("web")
     body["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
     path = "/apis/apps/v1/namespaces/default/deployments"
     # apiserver handlers with fieldValidation=Strict (kubectl's default): 400 naming the field.
@@ -396,7 +429,7 @@ def test_unknown_propagation_policy_is_refused_before_deleting(sandbox: SandboxH
                        "?propagationPolicy=Bogus")
     assert (code, answer["reason"]) == (422, "Invalid")
     assert 'Unsupported value: "Bogus"' in answer["message"]
-    assert apps.read_namespaced_deployment("web", "default").metadata.name == "web"
+    assert name_of(apps.read_namespaced_deployment("web", "default").metadata) == "web"
     for policy, left in [("Orphan", 1), ("Background", 0)]:
         apps.create_namespaced_deployment("default", deployment(f"d-{policy.lower()}"))
         apps.delete_namespaced_deployment(f"d-{policy.lower()}", "default",

@@ -31,6 +31,17 @@ DEPLOYMENT = {
 }
 
 
+def name_of(pod: client.V1Pod) -> str:
+    assert pod.metadata is not None and pod.metadata.name, f"pod without a name: {pod}"
+    return pod.metadata.name
+
+
+def first_container(pod: client.V1Pod) -> client.V1ContainerStatus:
+    """The status of the pod's only container, which a running sandbox pod always reports."""
+    assert pod.status is not None and pod.status.container_statuses, f"no statuses: {pod}"
+    return pod.status.container_statuses[0]
+
+
 def verbs(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [(r["token"], r["verb"], r["resource"], r["subresource"], r["namespace"], r["name"])
             for r in records]
@@ -39,7 +50,7 @@ def verbs(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 def test_record_uses_kubernetes_verbs_for_every_kind_of_request(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client(token="writer"))
     sandbox.controls.clear_requests()
-    apps.create_namespaced_deployment("default", DEPLOYMENT)
+    apps.create_namespaced_deployment("default", client.V1Deployment.model_validate(DEPLOYMENT))
     current = apps.read_namespaced_deployment("web", "default")
     apps.replace_namespaced_deployment("web", "default", current)
     apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 2}})
@@ -79,14 +90,12 @@ def test_behaviour_control_makes_a_pod_crash_loop(sandbox: SandboxHandle) -> Non
     sandbox.controls.apply(DEPLOYMENT)
     core = client.CoreV1Api(sandbox.api_client())
     pod = core.list_namespaced_pod("default", label_selector="app=web").items[0]
-    sandbox.controls.set_behaviour("default", pod.metadata.name, fault="crashloop")
-    again = core.read_namespaced_pod(pod.metadata.name, "default")
-    status = again.status.container_statuses[0]
+    sandbox.controls.set_behaviour("default", name_of(pod), fault="crashloop")
+    status = first_container(core.read_namespaced_pod(name_of(pod), "default"))
     assert status.ready is False
     assert status.restart_count >= 1
-    sandbox.controls.set_behaviour("default", pod.metadata.name, fault=None)
-    assert core.read_namespaced_pod(pod.metadata.name, "default").status.container_statuses[
-        0].ready is True
+    sandbox.controls.set_behaviour("default", name_of(pod), fault=None)
+    assert first_container(core.read_namespaced_pod(name_of(pod), "default")).ready is True
 
 
 def test_behaviour_control_names_a_missing_pod(sandbox: SandboxHandle) -> None:
@@ -110,7 +119,8 @@ def test_watch_from_a_compacted_version_gets_410_expired(sandbox: SandboxHandle)
     from webhook.sandbox import store as store_module
 
     leases = client.CoordinationV1Api(sandbox.api_client())
-    leases.create_namespaced_lease("default", {"metadata": {"name": "l"}, "spec": {}})
+    leases.create_namespaced_lease("default", client.V1Lease(
+        metadata=client.V1ObjectMeta(name="l"), spec=client.V1LeaseSpec()))
     with sandbox.store.lock:
         current = sandbox.store.get("leases", "default", "l")
         for _ in range(store_module.HISTORY_LIMIT):
@@ -130,7 +140,7 @@ def test_pod_reads_report_restarts_that_grew_since_the_last_write() -> None:
         controls = SandboxControls(server.url)
         controls.apply(DEPLOYMENT)
         core = client.CoreV1Api(api_client_for(server.url, None))
-        name = core.list_namespaced_pod("default").items[0].metadata.name
+        name = name_of(core.list_namespaced_pod("default").items[0])
         controls.set_behaviour("default", name, fault="crashloop")
         before = core.read_namespaced_pod(name, "default")
         now[0] += timedelta(minutes=2)  # no write happens meanwhile
@@ -138,10 +148,11 @@ def test_pod_reads_report_restarts_that_grew_since_the_last_write() -> None:
         listed = core.list_namespaced_pod("default").items[0]
     finally:
         server.stop()
+    assert after.metadata is not None and before.metadata is not None
     assert after.metadata.resource_version == before.metadata.resource_version
-    grown = after.status.container_statuses[0].restart_count
-    assert grown > before.status.container_statuses[0].restart_count
-    assert listed.status.container_statuses[0].restart_count == grown
+    grown = first_container(after).restart_count
+    assert grown > first_container(before).restart_count
+    assert first_container(listed).restart_count == grown
 
 
 def test_a_failure_inside_a_write_is_a_500_internal_error(sandbox: SandboxHandle) -> None:
@@ -152,8 +163,10 @@ def test_a_failure_inside_a_write_is_a_500_internal_error(sandbox: SandboxHandle
     sandbox.store.subscribe(broken_hook)
     leases = client.CoordinationV1Api(sandbox.api_client())
     with pytest.raises(client.ApiException) as caught:
-        leases.create_namespaced_lease("default", {"metadata": {"name": "l"}, "spec": {}})
+        leases.create_namespaced_lease("default", client.V1Lease(
+            metadata=client.V1ObjectMeta(name="l"), spec=client.V1LeaseSpec()))
     # As the apiserver's panic recovery answers: 500 InternalError, not a dropped connection.
     assert caught.value.status == 500
+    assert caught.value.body is not None
     assert "Internal error occurred: KeyError" in caught.value.body
     assert sandbox.controls.requests()[-1]["status"] == 500
