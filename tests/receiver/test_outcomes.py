@@ -3,11 +3,18 @@ POST /api/v1/alerts: the response, the audit row, the cluster (changed or not) a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
 from tests.receiver.harness import Harness, hours, minutes, template_images
+
+
+class TargetLabels(TypedDict, total=False):
+    """The alert labels naming what to roll back; a test leaves some out."""
+
+    namespace: str
+    deployment: str
 
 
 def decide_one(harness: Harness, alert: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +64,7 @@ def test_unknown_trigger_is_skipped(harness: Harness, two_revisions: list[str]) 
     ],
 )
 def test_missing_labels_are_named(
-    harness: Harness, two_revisions: list[str], labels: dict[str, str], missing: str
+    harness: Harness, two_revisions: list[str], labels: TargetLabels, missing: str
 ) -> None:
     decision = decide_one(harness, harness.alert(**labels))
     assert decision["reason"] == "missing_labels" and missing in decision["detail"]

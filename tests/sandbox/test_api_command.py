@@ -44,7 +44,7 @@ def test_command_serves_seeds_and_writes_a_kubeconfig(tmp_path: Path) -> None:
         api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
         assert client.VersionApi(api).get_code().git_version == "v1.31.0"
         deployment = client.AppsV1Api(api).read_namespaced_deployment("api", "shop")
-        assert deployment.status.ready_replicas == 2
+        assert deployment.status is not None and deployment.status.ready_replicas == 2
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)

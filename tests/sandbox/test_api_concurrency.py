@@ -28,11 +28,18 @@ def deployment(name: str) -> dict[str, Any]:
     }
 
 
+def counter_of(metadata: client.V1ObjectMeta | None) -> dict[str, str]:
+    """The annotations holding the shared counter, which every write carries."""
+    assert metadata is not None and metadata.annotations is not None
+    assert "counter" in metadata.annotations, metadata.annotations
+    return metadata.annotations
+
+
 def test_eight_threads_read_modify_replace_lose_no_update(sandbox: SandboxHandle) -> None:
     seed = client.AppsV1Api(sandbox.api_client())
-    seed.create_namespaced_deployment("default", {
+    seed.create_namespaced_deployment("default", client.V1Deployment.model_validate({
         **deployment("web"), "metadata": {"name": "web", "annotations": {"counter": "0"}},
-    })
+    }))
     per_thread = 5
     successes: list[tuple[int, int]] = []  # (resourceVersion written, counter value)
     conflicts: list[int] = []
@@ -43,8 +50,9 @@ def test_eight_threads_read_modify_replace_lose_no_update(sandbox: SandboxHandle
         done = 0
         while done < per_thread:
             current = apps.read_namespaced_deployment("web", "default")
-            value = int(current.metadata.annotations["counter"]) + 1
-            current.metadata.annotations["counter"] = str(value)
+            annotations = counter_of(current.metadata)
+            value = int(annotations["counter"]) + 1
+            annotations["counter"] = str(value)
             try:
                 written = apps.replace_namespaced_deployment("web", "default", current)
             except ApiException as error:
@@ -52,6 +60,7 @@ def test_eight_threads_read_modify_replace_lose_no_update(sandbox: SandboxHandle
                 with lock:
                     conflicts.append(1)
                 continue
+            assert written.metadata is not None and written.metadata.resource_version
             with lock:
                 successes.append((int(written.metadata.resource_version), value))
             done += 1
@@ -63,7 +72,7 @@ def test_eight_threads_read_modify_replace_lose_no_update(sandbox: SandboxHandle
         thread.join(timeout=60)
     final = seed.read_namespaced_deployment("web", "default")
     # No lost update: every success incremented the counter exactly once.
-    assert int(final.metadata.annotations["counter"]) == 8 * per_thread
+    assert int(counter_of(final.metadata)["counter"]) == 8 * per_thread
     values = sorted(value for _, value in successes)
     assert values == list(range(1, 8 * per_thread + 1))
     # Each success bumped the resourceVersion: written versions are distinct and grow with value.

@@ -57,6 +57,18 @@ def raw_get(sandbox: SandboxHandle, path: str, *, timeout: float = 5) -> int:
         connection.close()
 
 
+def metadata_of(obj: client.V1ReplicaSet | client.V1Pod) -> client.V1ObjectMeta:
+    assert obj.metadata is not None, f"object without metadata: {obj}"
+    return obj.metadata
+
+
+def revision_of(replica_set: client.V1ReplicaSet) -> str:
+    """The revision annotation the Deployment controller stamps on every ReplicaSet it owns."""
+    annotations = metadata_of(replica_set).annotations
+    assert annotations is not None, f"ReplicaSet without annotations: {replica_set}"
+    return annotations["deployment.kubernetes.io/revision"]
+
+
 def test_injected_500_is_an_internal_error_status_then_service_resumes(
     sandbox: SandboxHandle,
 ) -> None:
@@ -66,8 +78,10 @@ def test_injected_500_is_an_internal_error_status_then_service_resumes(
     with pytest.raises(ApiException) as caught:
         apps.read_namespaced_deployment("web", "shop")
     assert caught.value.status == 500
+    assert caught.value.body is not None
     assert '"reason":"InternalError"' in caught.value.body
-    assert apps.read_namespaced_deployment("web", "shop").metadata.name == "web"
+    metadata = apps.read_namespaced_deployment("web", "shop").metadata
+    assert metadata is not None and metadata.name == "web"
 
 
 def test_injected_fault_applies_only_to_matching_method_and_path(sandbox: SandboxHandle) -> None:
@@ -144,6 +158,7 @@ def test_interleaved_write_makes_a_stale_replace_conflict(sandbox: SandboxHandle
         apps.replace_namespaced_deployment("web", "shop", ours)
     assert caught.value.status == 409
     now = apps.read_namespaced_deployment("web", "shop")
+    assert now.metadata is not None and now.metadata.annotations is not None
     assert now.metadata.annotations["human"] == "was-here"
     assert now.spec.replicas == 1
 
@@ -154,7 +169,8 @@ def test_apply_creates_namespace_and_replaces_without_precondition(
     first = sandbox.controls.apply(DEPLOYMENT)
     assert first[0]["metadata"]["namespace"] == "shop"
     core = client.CoreV1Api(sandbox.api_client())
-    assert core.read_namespace("shop").status.phase == "Active"
+    namespace = core.read_namespace("shop").status
+    assert namespace is not None and namespace.phase == "Active"
     second = sandbox.controls.apply(DEPLOYMENT.replace("nginx:1.25", "nginx:1.26"))
     assert second[0]["metadata"]["uid"] == first[0]["metadata"]["uid"]
     image = second[0]["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -199,13 +215,13 @@ def test_apply_as_of_builds_a_revision_history_with_past_times(sandbox: SandboxH
                            as_of=three_minutes_ago)
     apps = client.AppsV1Api(sandbox.api_client())
     by_revision = {
-        rs.metadata.annotations["deployment.kubernetes.io/revision"]: rs
+        revision_of(rs): metadata_of(rs)
         for rs in apps.list_namespaced_replica_set("shop").items
     }
-    assert by_revision["1"].metadata.creation_timestamp == two_hours_ago
-    assert by_revision["2"].metadata.creation_timestamp == three_minutes_ago
+    assert by_revision["1"].creation_timestamp == two_hours_ago
+    assert by_revision["2"].creation_timestamp == three_minutes_ago
     pods = client.CoreV1Api(sandbox.api_client()).list_namespaced_pod("shop").items
-    assert [pod.metadata.creation_timestamp for pod in pods] == [three_minutes_ago]
+    assert [metadata_of(pod).creation_timestamp for pod in pods] == [three_minutes_ago]
 
 
 def test_injected_429_carries_retry_after(sandbox: SandboxHandle) -> None:
@@ -215,5 +231,6 @@ def test_injected_429_carries_retry_after(sandbox: SandboxHandle) -> None:
     with pytest.raises(ApiException) as caught:
         no_retry_client(sandbox).read_namespaced_deployment("web", "shop")
     assert caught.value.status == 429
+    assert caught.value.headers is not None and caught.value.body is not None
     assert caught.value.headers["Retry-After"] == "1"
     assert '"reason":"TooManyRequests"' in caught.value.body

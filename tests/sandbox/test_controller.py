@@ -180,8 +180,10 @@ def test_annotation_change_alone_is_no_new_revision_but_reaches_the_current_repl
 
 
 def test_template_equality_ignores_hash_label_and_empty_fields() -> None:
-    a = {"metadata": {"labels": {"app": "web"}, "creationTimestamp": None},
-         "spec": {"containers": [{"name": "app", "image": "x", "resources": {}}]}}
+    a: dict[str, Any] = {
+        "metadata": {"labels": {"app": "web"}, "creationTimestamp": None},
+        "spec": {"containers": [{"name": "app", "image": "x", "resources": {}}]},
+    }
     b = copy.deepcopy(a)
     b["metadata"]["labels"]["pod-template-hash"] = "abc"
     del b["metadata"]["creationTimestamp"]
