@@ -19,6 +19,7 @@ from typing import NoReturn
 from webhook import contract
 from webhook.alerts import Alert
 from webhook.audit import AuditStore
+from webhook.circuit import ClusterRollbacks
 from webhook.config import ConfigError, Settings, parse_duration
 from webhook.decision import Decision, new_id
 from webhook.evidence import EvidenceSource, choose_target
@@ -150,6 +151,7 @@ class Decider:
         self.clock = clock
         self.confirmer = confirmer
         self.rollback = Rollback(cluster=cluster, clock=clock)
+        self.cluster_rollbacks = ClusterRollbacks(cluster=cluster, settings=settings, clock=clock)
         # Serialises the circuit-breaker count, duplicate claims and the write in this process.
         self._gate = threading.Lock()
         # Decided in this process but perhaps not yet in the audit (recorded after deciding):
@@ -484,7 +486,9 @@ class Decider:
             self._acted = [(t, o) for t, o in self._acted if t >= window_start]
             recorded = sum(self.audit.count_outcome_since(o, window_start) for o in counted)
             in_memory = sum(1 for _, outcome in self._acted if outcome in counted)
-            done = max(recorded, in_memory)
+            # Other replicas' rollbacks, from the cluster's last-action annotations.
+            elsewhere = self.cluster_rollbacks.count_since(window_start)
+            done = max(recorded, in_memory, elsewhere)
             if done >= self.settings.max_rollbacks:
                 self._skip(
                     decision,

@@ -176,3 +176,29 @@ def test_dry_run_previews_the_circuit_breaker(make_harness: Any) -> None:
         )
         outcomes.append(decision["reason"] or decision["outcome"])
     assert outcomes == ["dry_run", "dry_run", "circuit_open"]
+
+
+def test_circuit_breaker_counts_rollbacks_made_by_the_other_replica(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    # Replica A rolls back three Deployments, replica B two; with max_rollbacks 3 cluster-wide,
+    # B's next one is circuit_open once B has read the cluster's last-action annotations,
+    # though B's own audit holds only two rollbacks.
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    a = Harness(sandbox, tmp_path / "a", max_rollbacks=3)
+    b = Harness(sandbox, tmp_path / "b", max_rollbacks=3)
+    outcomes = []
+    for i, replica in enumerate([a, a, b]):
+        rs = replica.deploy(f"app{i}", [("v:1", hours(2)), (f"v:2-{i}", minutes(3))])
+        [decision] = replica.post_alerts(
+            replica.alert(namespace="shop", deployment=f"app{i}", replicaset=rs[1])
+        )
+        outcomes.append(decision["reason"] or decision["outcome"])
+    assert outcomes == ["rolled_back"] * 3
+    rs = b.deploy("app3", [("v:1", hours(2)), ("v:2-3", minutes(3))])
+    b.service.decider.cluster_rollbacks.refresh()
+    [decision] = b.post_alerts(b.alert(namespace="shop", deployment="app3", replicaset=rs[1]))
+    assert decision["reason"] == "circuit_open", decision
+    assert "3 rollbacks" in decision["detail"]
+    assert template_images(b.deployment("shop", "app3")) == ["v:2-3"]

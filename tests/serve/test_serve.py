@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -214,6 +215,10 @@ def test_serve_rolls_back_over_http_and_stops_cleanly_on_sigterm(
         lambda: lease_spec(harness).get("holderIdentity"), seconds=10, what="the Lease held"
     )
     assert f"health tracker started as {holder} " in served.stderr, "not the master's tracker"
+
+    # Each worker (not the master) reads every replica's rollbacks for the circuit breaker.
+    started = re.search(r"circuit breaker: reading .* in worker pid (\d+)", served.stderr)
+    assert started and int(started.group(1)) != served.process.pid, served.stderr
 
     served.process.send_signal(signal.SIGTERM)
     try:

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     log_effective_config(settings)
+    def _start_circuit_view(worker: Any) -> None:
+        service.decider.cluster_rollbacks.start()
+
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     background = _start_background(service)
@@ -54,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", settings.server.workers)
             self.cfg.set("threads", settings.server.threads)
+            # Each worker reads other replicas' rollbacks for the circuit breaker in the
+            # background (a thread must start after the fork, in the worker itself).
+            self.cfg.set("post_worker_init", _start_circuit_view)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)
