@@ -139,8 +139,9 @@ class PrometheusEvidence:
         """Release the HTTP connection pool."""
         self._client.close()
 
-    def revision_health(self, *, namespace: str, deployment: str, replicaset: str,
-                        start: datetime, end: datetime) -> Evidence:
+    def revision_health(
+        self, *, namespace: str, deployment: str, replicaset: str, start: datetime, end: datetime
+    ) -> Evidence:
         """Whether a revision was healthy over [start, end] according to Prometheus.
 
         Healthy means every pod owned by the ReplicaSet was Ready at every step of the window
@@ -156,15 +157,21 @@ class PrometheusEvidence:
         _require_aware("end", end)
         window = round((end - start).total_seconds())
         if window < 1:
-            raise ValueError(f"revision_health window must be at least 1s, got "
-                             f"start={start.isoformat()} end={end.isoformat()}")
+            raise ValueError(
+                f"revision_health window must be at least 1s, got "
+                f"start={start.isoformat()} end={end.isoformat()}"
+            )
         who = f"ReplicaSet {namespace}/{replicaset} (Deployment {deployment})"
         span = f"{_iso(start)}..{_iso(end)}"
         now = self._clock()
         if end > now:
             # Lookback would let samples from before `now` stand in for the future part.
-            return Evidence(UNKNOWN, f"Prometheus cannot vouch for {who} over {span}: the "
-                            f"window ends after now ({_iso(now)})", ())
+            return Evidence(
+                UNKNOWN,
+                f"Prometheus cannot vouch for {who} over {span}: the "
+                f"window ends after now ({_iso(now)})",
+                (),
+            )
         step = max(1, min(MAX_STEP_SECONDS, window // 10))
         # Steps fall on multiples of `step`; a full window has at least window // step of them
         # (one more when Prometheus includes the left edge, as 2.x does).
@@ -176,25 +183,46 @@ class PrometheusEvidence:
             return self._query(promql, at=end)
 
         try:
-            stats = _by_label(ask(readiness_query(namespace=namespace, replicaset=replicaset,
-                                                  window_seconds=window, step_seconds=step)),
-                              "stat")
+            stats = _by_label(
+                ask(
+                    readiness_query(
+                        namespace=namespace,
+                        replicaset=replicaset,
+                        window_seconds=window,
+                        step_seconds=step,
+                    )
+                ),
+                "stat",
+            )
             worst, steps = stats.get("worst"), stats.get("steps")
             if worst is not None and worst < 1:
                 # Unready pods are evidence even when part of the window has no data.
-                return Evidence(UNHEALTHY, f"Prometheus: not every pod of {who} was ready over "
-                                f"{span} (at worst {max(worst, 0):.0%} ready)", tuple(sent))
+                return Evidence(
+                    UNHEALTHY,
+                    f"Prometheus: not every pod of {who} was ready over "
+                    f"{span} (at worst {max(worst, 0):.0%} ready)",
+                    tuple(sent),
+                )
             # Readiness is fine or unknown: firing alerts can still prove the revision bad.
-            alerts = ask(alerts_query(namespace=namespace, replicaset=replicaset,
-                                      window_seconds=window))
+            alerts = ask(
+                alerts_query(namespace=namespace, replicaset=replicaset, window_seconds=window)
+            )
         except _QueryFailed as failed:
-            return Evidence(UNKNOWN, f"no Prometheus evidence for {who}: {failed.reason}",
-                            tuple(sent))
+            return Evidence(
+                UNKNOWN, f"no Prometheus evidence for {who}: {failed.reason}", tuple(sent)
+            )
         if alerts:
-            names = sorted(f"{a.get('metric', {}).get('alertname', '?')} "
-                           f"({a.get('metric', {}).get('rollback_trigger', '?')})" for a in alerts)
-            return Evidence(UNHEALTHY, f"Prometheus: rollback-trigger alerts fired for {who} "
-                            f"over {span}: {_clip(', '.join(names))}", tuple(sent))
+            names = sorted(
+                f"{a.get('metric', {}).get('alertname', '?')} "
+                f"({a.get('metric', {}).get('rollback_trigger', '?')})"
+                for a in alerts
+            )
+            return Evidence(
+                UNHEALTHY,
+                f"Prometheus: rollback-trigger alerts fired for {who} "
+                f"over {span}: {_clip(', '.join(names))}",
+                tuple(sent),
+            )
         if worst is None or steps is None or steps < expected_steps:
             return Evidence(
                 UNKNOWN,
@@ -203,11 +231,16 @@ class PrometheusEvidence:
                 f"{span}; missing data is not evidence of health",
                 tuple(sent),
             )
-        return Evidence(HEALTHY, f"Prometheus: every pod of {who} was ready over {span} "
-                        f"({step}s steps) and no rollback-trigger alert fired for it", tuple(sent))
+        return Evidence(
+            HEALTHY,
+            f"Prometheus: every pod of {who} was ready over {span} "
+            f"({step}s steps) and no rollback-trigger alert fired for it",
+            tuple(sent),
+        )
 
-    def confirm(self, *, generator_url: str, at: datetime,
-                labels: Mapping[str, str] | None = None) -> Confirmation:
+    def confirm(
+        self, *, generator_url: str, at: datetime, labels: Mapping[str, str] | None = None
+    ) -> Confirmation:
         """Re-evaluate an alert's expression (from its generatorURL) as an instant query at `at`.
 
         Non-empty result: "confirmed"; empty: "not_confirmed"; a URL without `g0.expr`, a
@@ -347,8 +380,13 @@ def _root_cause(exc: BaseException) -> str:
         if isinstance(current, OSError) and current.strerror:
             return current.strerror
         todo.extend(
-            e for e in (getattr(current, "reason", None), current.__cause__, current.__context__,
-                        *current.args)
+            e
+            for e in (
+                getattr(current, "reason", None),
+                current.__cause__,
+                current.__context__,
+                *current.args,
+            )
             if isinstance(e, BaseException)
         )
     return type(exc).__name__

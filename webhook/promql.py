@@ -21,8 +21,9 @@ def promql_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def readiness_query(*, namespace: str, replicaset: str, window_seconds: int,
-                    step_seconds: int) -> str:
+def readiness_query(
+    *, namespace: str, replicaset: str, window_seconds: int, step_seconds: int
+) -> str:
     """PromQL for the worst ready fraction of a ReplicaSet's pods, and its coverage, over a window.
 
     Evaluated as an instant query at the window's end. With F, the ready fraction at one step,
@@ -76,9 +77,7 @@ def alerts_query(*, namespace: str, replicaset: str, window_seconds: int) -> str
         f'ALERTS{{alertstate="firing", rollback_trigger!="", '
         f"namespace={promql_string(namespace)}, replicaset={promql_string(replicaset)}}}"
     )
-    return (
-        f"count by (alertname, rollback_trigger) (max_over_time({selector}[{window_seconds}s]))"
-    )
+    return f"count by (alertname, rollback_trigger) (max_over_time({selector}[{window_seconds}s]))"
 
 
 def expr_from_generator_url(generator_url: str) -> str | None:

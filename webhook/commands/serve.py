@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     log_effective_config(settings)
+
     def _start_circuit_view(worker: Any) -> None:
         service.decider.cluster_rollbacks.start()
 

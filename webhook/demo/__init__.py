@@ -27,16 +27,20 @@ DEFAULT_TIMEOUT_SECONDS = 120.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's flags."""
     parser.add_argument(
-        "--workdir", type=Path,
+        "--workdir",
+        type=Path,
         help="keep configs, logs, audit and kubeconfig here (default: a temporary directory, "
         "removed at the end)",
     )
     parser.add_argument(
-        "--recorded", action="store_true",
+        "--recorded",
+        action="store_true",
         help="skip prometheus and alertmanager even if installed: post the recorded payload",
     )
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS,
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_SECONDS,
         help="seconds to wait for the rollback (default %(default)s)",
     )
     parser.add_argument("--record-payload", type=Path, help=argparse.SUPPRESS)
@@ -65,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
                 from webhook.demo.real import run_real
 
                 return run_real(
-                    printer, workdir=workdir, timeout=args.timeout,
+                    printer,
+                    workdir=workdir,
+                    timeout=args.timeout,
                     record_payload=args.record_payload,
                 )
             from webhook.demo.recorded import run_recorded

@@ -33,12 +33,17 @@ def _tick(printer: Printer, pipeline: Pipeline, bad_rs: str, seen: _Watch) -> No
     # Only growth is news: after the rollback the v2 pods are gone and the count reads 0.
     if restarts > seen.restarts:
         seen.restarts = restarts
-        printer.step(f"v2 pods ({bad_rs}) crash-looping: {restarts} restart(s) so far "
-                     "(the rule wants 3 in 10 minutes)")
+        printer.step(
+            f"v2 pods ({bad_rs}) crash-looping: {restarts} restart(s) so far "
+            "(the rule wants 3 in 10 minutes)"
+        )
     try:
         states = pipeline.alert_states(WORKLOAD.namespace, WORKLOAD.name)
-        held = [a for a in pipeline.alertmanager_alerts()
-                if a.get("labels", {}).get("namespace") == WORKLOAD.namespace]
+        held = [
+            a
+            for a in pipeline.alertmanager_alerts()
+            if a.get("labels", {}).get("namespace") == WORKLOAD.namespace
+        ]
     except (OSError, urllib.error.URLError, RuntimeError) as exc:
         printer.step(f"(could not ask prometheus/alertmanager: {exc})")
         return
@@ -101,8 +106,14 @@ def run_real(
         )
         # The resolved notification follows within group_interval: show it in the audit too.
         wait_until(
-            lambda: len(pipeline.receiver.service.audit.query(
-                namespace=WORKLOAD.namespace, deployment=WORKLOAD.name)) >= 2,
+            lambda: (
+                len(
+                    pipeline.receiver.service.audit.query(
+                        namespace=WORKLOAD.namespace, deployment=WORKLOAD.name
+                    )
+                )
+                >= 2
+            ),
             timeout=10 * timing.group_interval,
             interval=POLL_SECONDS,
         )

@@ -47,7 +47,9 @@ def replayable(payload: dict[str, Any], *, replicaset: str, now: datetime) -> di
 
 def _post(url: str, token: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(  # noqa: S310 (our own loopback receiver)
-        url, data=json.dumps(payload).encode(), method="POST",
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
@@ -93,7 +95,8 @@ def run_recorded(printer: Printer, *, workdir: Path, why: str) -> int:
                 return 1
             ok = WORKLOAD.images(sandbox) == [V1]
             printer.step(
-                f"{WORKLOAD.namespace}/{WORKLOAD.name} runs {V1} again" if ok
+                f"{WORKLOAD.namespace}/{WORKLOAD.name} runs {V1} again"
+                if ok
                 else f"{WORKLOAD.namespace}/{WORKLOAD.name} still runs {WORKLOAD.images(sandbox)}"
             )
             show_outcome(printer, receiver.service)

@@ -37,7 +37,10 @@ class Printer:
 
 
 def history_text(
-    service: Service, *, namespace: str, name: str,
+    service: Service,
+    *,
+    namespace: str,
+    name: str,
     sources: list[EvidenceSource] | None = None,
 ) -> str:
     """What `rollback-webhook history NS/DEPLOY` prints, from the demo's own receiver."""
@@ -64,17 +67,20 @@ def audit_text(service: Service, *, namespace: str, name: str) -> str:
         return "(no decisions)"
     table = [("TIME", "OUTCOME", "REASON", "ALERT", "REVISION", "ID")]
     for row in rows:
-        table.append((
-            str(row["time"])[11:23],
-            str(row["outcome"]),
-            str(row["reason"] or "-"),
-            str(row["alertname"] or "-"),
-            _revision(row),
-            str(row["id"]),
-        ))
+        table.append(
+            (
+                str(row["time"])[11:23],
+                str(row["outcome"]),
+                str(row["reason"] or "-"),
+                str(row["alertname"] or "-"),
+                _revision(row),
+                str(row["id"]),
+            )
+        )
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
-             for line in table]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in table
+    ]
     for row in rows:
         detail = str(row["detail"])
         if len(detail) > DETAIL_WIDTH:

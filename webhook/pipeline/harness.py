@@ -88,24 +88,35 @@ class Pipeline:
         try:
             settings = {"prometheus": {"url": prometheus_url}, **(receiver_settings or {})}
             receiver = ReceiverServer(
-                name="receiver", workdir=workdir, api_client=sandbox.api_client(),
+                name="receiver",
+                workdir=workdir,
+                api_client=sandbox.api_client(),
                 overrides=settings,
             )
             pipeline = cls(
-                workdir=workdir, timing=timing, sandbox=sandbox, receiver=receiver,
-                prometheus_url=prometheus_url, alertmanager_url=alertmanager_url,
+                workdir=workdir,
+                timing=timing,
+                sandbox=sandbox,
+                receiver=receiver,
+                prometheus_url=prometheus_url,
+                alertmanager_url=alertmanager_url,
             )
             receiver.start()
             if dry_run_namespaces:
                 pipeline.dry_run_receiver = ReceiverServer(
-                    name="receiver-dry-run", workdir=workdir, api_client=sandbox.api_client(),
+                    name="receiver-dry-run",
+                    workdir=workdir,
+                    api_client=sandbox.api_client(),
                     overrides={**settings, "dry_run": True},
                 )
                 pipeline.dry_run_receiver.start()
             progress(f"receiver listening at {receiver.url}")
             pipeline._start_alertmanager(
-                alertmanager_bin, port=alertmanager_port, folder=folder,
-                dry_run_namespaces=dry_run_namespaces, progress=progress,
+                alertmanager_bin,
+                port=alertmanager_port,
+                folder=folder,
+                dry_run_namespaces=dry_run_namespaces,
+                progress=progress,
             )
             pipeline._start_prometheus(prometheus_bin, port=prometheus_port, progress=progress)
         except BaseException:
@@ -117,7 +128,12 @@ class Pipeline:
         return pipeline
 
     def _start_alertmanager(
-        self, binary: str, *, port: int, folder: Path, dry_run_namespaces: tuple[str, ...],
+        self,
+        binary: str,
+        *,
+        port: int,
+        folder: Path,
+        dry_run_namespaces: tuple[str, ...],
         progress: Progress,
     ) -> None:
         config = alertmanager_config(
@@ -233,7 +249,9 @@ class Pipeline:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None,
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()

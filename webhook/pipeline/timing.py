@@ -46,8 +46,13 @@ class Timing:
 
     def __post_init__(self) -> None:
         for name in (
-            "scrape_interval", "evaluation_interval", "for_seconds", "baseline_offset",
-            "group_wait", "group_interval", "repeat_interval",
+            "scrape_interval",
+            "evaluation_interval",
+            "for_seconds",
+            "baseline_offset",
+            "group_wait",
+            "group_interval",
+            "repeat_interval",
         ):
             value = getattr(self, name)
             if not value > 0:

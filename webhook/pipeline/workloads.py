@@ -75,7 +75,11 @@ class Workload:
         sandbox.controls.apply(self.manifest(image=image), as_of=datetime.now(UTC) - V1_AGE)
 
     def roll_out(
-        self, sandbox: SandboxHandle, *, image: str, fault: str | None = None,
+        self,
+        sandbox: SandboxHandle,
+        *,
+        image: str,
+        fault: str | None = None,
         latency_seconds: float | None = None,
     ) -> float:
         """Roll out a new revision now; returns the wall-clock time (time.time()) of it."""
@@ -101,7 +105,8 @@ class Workload:
         uid = self.deployment(sandbox)["metadata"]["uid"]
         items, _ = sandbox.store.list("replicasets", self.namespace)
         owned = [
-            rs for rs in items
+            rs
+            for rs in items
             if any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])
         ]
         return sorted(owned, key=lambda rs: int(rs["metadata"]["annotations"][contract.REVISION]))
@@ -129,7 +134,10 @@ class Workload:
 
 
 def wait_until(
-    condition: Callable[[], bool], *, timeout: float, interval: float = 0.1,
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float = 0.1,
     on_tick: Callable[[], None] | None = None,
 ) -> bool:
     """Poll `condition` until true or `timeout` seconds pass; returns whether it came true."""

@@ -80,7 +80,12 @@ def _resource(request: RequestInfo) -> ResourceInfo:
 
 
 def handle(
-    store: Store, request: RequestInfo, *, method: str, body: bytes, content_type: str,
+    store: Store,
+    request: RequestInfo,
+    *,
+    method: str,
+    body: bytes,
+    content_type: str,
     collect: Collector | None = None,
 ) -> Reply | WatchPlan:
     """Serve one resource request."""
@@ -103,21 +108,25 @@ def handle(
         return _patch(store, info, request, body=body, content_type=content_type)
     if method == "DELETE":
         options = decode_body(body) if body.strip() else {}
-        policy = request.query.get("propagationPolicy") or (options or {}).get(
-            "propagationPolicy") or "Background"
+        policy = (
+            request.query.get("propagationPolicy")
+            or (options or {}).get("propagationPolicy")
+            or "Background"
+        )
         if policy not in PROPAGATION_POLICIES:
             # apimachinery validation of DeleteOptions: checked before anything is deleted.
             raise ApiError(
-                422, "Invalid",
+                422,
+                "Invalid",
                 f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported '
                 f'value: "{policy}": supported values: "Foreground", "Background", "Orphan"',
             )
         if request.name is None:
             dry_run = _dry(request) or "All" in ((options or {}).get("dryRun") or [])
-            return _delete_collection(store, info, request, policy=policy, collect=collect,
-                                      dry_run=dry_run)
-        return _delete(store, info, request, options=options or {}, policy=policy,
-                       collect=collect)
+            return _delete_collection(
+                store, info, request, policy=policy, collect=collect, dry_run=dry_run
+            )
+        return _delete(store, info, request, options=options or {}, policy=policy, collect=collect)
     raise method_not_allowed(method, info.kind)
 
 
@@ -127,13 +136,17 @@ def _namespace_must_exist(store: Store, info: ResourceInfo, namespace: str | Non
             store.get("namespaces", None, namespace)
         except NotFound as error:
             raise ApiError(
-                404, "NotFound", f'namespaces "{namespace}" not found',
+                404,
+                "NotFound",
+                f'namespaces "{namespace}" not found',
                 details={"name": namespace, "kind": "namespaces"},
             ) from error
 
 
 def _field_warnings(
-    info: ResourceInfo, request: RequestInfo, new: dict[str, Any],
+    info: ResourceInfo,
+    request: RequestInfo,
+    new: dict[str, Any],
     old: dict[str, Any] | None = None,
 ) -> list[str]:
     """fieldValidation: Strict refuses unknown fields (400), Warn (the default) warns,
@@ -148,8 +161,10 @@ def _field_warnings(
         unknown = [path for path in unknown if path not in already]
     if unknown and mode == "Strict":
         fields = ", ".join(f'unknown field "{path}"' for path in unknown)
-        raise bad_request(f'{info.kind} in version "{info.version}" cannot be handled as a '
-                          f"{info.kind}: strict decoding error: {fields}")
+        raise bad_request(
+            f'{info.kind} in version "{info.version}" cannot be handled as a '
+            f"{info.kind}: strict decoding error: {fields}"
+        )
     return [f'unknown field "{path}"' for path in unknown]
 
 
@@ -159,13 +174,20 @@ def _create(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) ->
     warnings = _field_warnings(info, request, obj)
     objects.check_identity(info, obj, namespace=request.namespace, name=None)
     meta = obj["metadata"]
-    for system_field in ("uid", "resourceVersion", "creationTimestamp", "generation",
-                         "deletionTimestamp"):
+    for system_field in (
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "generation",
+        "deletionTimestamp",
+    ):
         meta.pop(system_field, None)
     name = str(meta.get("name") or "")
     if not name and not meta.get("generateName"):
         raise ApiError(
-            422, "Invalid", f"{info.kind} \"\" is invalid: metadata.name: Required value: name "
+            422,
+            "Invalid",
+            f'{info.kind} "" is invalid: metadata.name: Required value: name '
             "or generateName is required",
         )
     if info.resource in objects.STATUS_SPLIT and info.resource != "namespaces":
@@ -189,8 +211,13 @@ def _replace(store: Store, info: ResourceInfo, request: RequestInfo, obj: Any) -
     with store.lock:
         old = get_object(store, info, request.namespace, request.name)
         warnings = _field_warnings(info, request, obj, old)
-        return Reply(200, _store_update(store, info, old, obj, subresource=request.subresource,
-                                        dry_run=_dry(request)), warnings)
+        return Reply(
+            200,
+            _store_update(
+                store, info, old, obj, subresource=request.subresource, dry_run=_dry(request)
+            ),
+            warnings,
+        )
 
 
 def _dry(request: RequestInfo) -> bool:
@@ -199,8 +226,13 @@ def _dry(request: RequestInfo) -> bool:
 
 
 def _store_update(
-    store: Store, info: ResourceInfo, old: dict[str, Any], new: dict[str, Any], *,
-    subresource: str, dry_run: bool = False,
+    store: Store,
+    info: ResourceInfo,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    subresource: str,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     name = str(old["metadata"]["name"])
     new = objects.prepare_update(info, old, new, subresource=subresource)
@@ -246,14 +278,23 @@ def _patch(
         warnings = _field_warnings(info, request, patched, old)
         # A resourceVersion inside the patch is a precondition; otherwise the patch applies
         # to the version just read, which nobody can change while the lock is held.
-        return Reply(200, _store_update(store, info, old, patched,
-                                        subresource=request.subresource, dry_run=_dry(request)),
-                     warnings)
+        return Reply(
+            200,
+            _store_update(
+                store, info, old, patched, subresource=request.subresource, dry_run=_dry(request)
+            ),
+            warnings,
+        )
 
 
 def _delete(
-    store: Store, info: ResourceInfo, request: RequestInfo, *, options: dict[str, Any],
-    policy: str, collect: Collector | None,
+    store: Store,
+    info: ResourceInfo,
+    request: RequestInfo,
+    *,
+    options: dict[str, Any],
+    policy: str,
+    collect: Collector | None,
 ) -> Reply:
     assert request.name is not None
     with store.lock:
@@ -261,8 +302,12 @@ def _delete(
         preconditions = options.get("preconditions") or {}
         meta = current["metadata"]
         if preconditions.get("uid") and preconditions["uid"] != meta.get("uid"):
-            raise conflict(info, request.name, "Precondition failed: UID in precondition: "
-                           f"{preconditions['uid']}, UID in object meta: {meta.get('uid')}")
+            raise conflict(
+                info,
+                request.name,
+                "Precondition failed: UID in precondition: "
+                f"{preconditions['uid']}, UID in object meta: {meta.get('uid')}",
+            )
         wanted_rv = preconditions.get("resourceVersion")
         if wanted_rv and wanted_rv != meta.get("resourceVersion"):
             raise conflict(info, request.name)
@@ -273,15 +318,22 @@ def _delete(
 
 
 def _delete_one(
-    store: Store, info: ResourceInfo, obj: dict[str, Any], *, policy: str,
+    store: Store,
+    info: ResourceInfo,
+    obj: dict[str, Any],
+    *,
+    policy: str,
     collect: Collector | None,
 ) -> dict[str, Any]:
     meta = obj["metadata"]
     if info.resource == "namespaces" and meta["name"] in IMMORTAL_NAMESPACES:
         # plugin/pkg/admission/namespace/lifecycle: these may never be deleted.
-        raise ApiError(403, "Forbidden",
-                       f'namespaces "{meta["name"]}" is forbidden: this namespace may not be '
-                       "deleted", details={"name": meta["name"], "kind": "namespaces"})
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'namespaces "{meta["name"]}" is forbidden: this namespace may not be deleted',
+            details={"name": meta["name"], "kind": "namespaces"},
+        )
     if info.resource == "namespaces":
         # The namespace controller empties a namespace before it goes; here, at once.
         for other in (r for r in _all_namespaced()):
@@ -301,23 +353,42 @@ def _all_namespaced() -> list[ResourceInfo]:
 
 
 def _delete_collection(
-    store: Store, info: ResourceInfo, request: RequestInfo, *, policy: str,
-    collect: Collector | None, dry_run: bool,
+    store: Store,
+    info: ResourceInfo,
+    request: RequestInfo,
+    *,
+    policy: str,
+    collect: Collector | None,
+    dry_run: bool,
 ) -> Reply:
     matches = selector(request, info)
     with store.lock:
         items, _ = store.list(info.resource, request.namespace)
         if dry_run:
-            return Reply(200, {"kind": f"{info.kind}List", "apiVersion": info.api_version,
-                               "metadata": {"resourceVersion": str(store.resource_version)},
-                               "items": [with_kind(info, obj) for obj in items if matches(obj)]})
+            return Reply(
+                200,
+                {
+                    "kind": f"{info.kind}List",
+                    "apiVersion": info.api_version,
+                    "metadata": {"resourceVersion": str(store.resource_version)},
+                    "items": [with_kind(info, obj) for obj in items if matches(obj)],
+                },
+            )
         deleted = [
             with_kind(info, _delete_one(store, info, obj, policy=policy, collect=collect))
-            for obj in items if matches(obj)
+            for obj in items
+            if matches(obj)
         ]
         list_rv = str(store.resource_version)
-    return Reply(200, {"kind": f"{info.kind}List", "apiVersion": info.api_version,
-                       "metadata": {"resourceVersion": list_rv}, "items": deleted})
+    return Reply(
+        200,
+        {
+            "kind": f"{info.kind}List",
+            "apiVersion": info.api_version,
+            "metadata": {"resourceVersion": list_rv},
+            "items": deleted,
+        },
+    )
 
 
 def _scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
@@ -328,17 +399,26 @@ def _scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {key: meta[key] for key in
-                     ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                     if key in meta},
+        "metadata": {
+            key: meta[key]
+            for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if key in meta
+        },
         "spec": {"replicas": spec.get("replicas", 1)},
-        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                   "selector": selector_text},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": selector_text,
+        },
     }
 
 
 def _scale(
-    store: Store, info: ResourceInfo, request: RequestInfo, *, method: str, body: bytes,
+    store: Store,
+    info: ResourceInfo,
+    request: RequestInfo,
+    *,
+    method: str,
+    body: bytes,
     content_type: str,
 ) -> Reply:
     """GET/PUT/PATCH of the autoscaling/v1 Scale view (kubectl scale patches it)."""
@@ -358,8 +438,12 @@ def _scale(
             raise bad_request("the request body must be a JSON object")
         replicas = (wanted.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
-            raise ApiError(422, "Invalid", f'Scale.autoscaling "{request.name}" is invalid: '
-                           f"spec.replicas: Invalid value: {replicas!r}: must be >= 0")
+            raise ApiError(
+                422,
+                "Invalid",
+                f'Scale.autoscaling "{request.name}" is invalid: '
+                f"spec.replicas: Invalid value: {replicas!r}: must be >= 0",
+            )
         updated = dict(current)
         updated["spec"] = dict(current.get("spec") or {}, replicas=replicas)
         updated["metadata"] = dict(
@@ -367,6 +451,5 @@ def _scale(
             resourceVersion=(wanted.get("metadata") or {}).get("resourceVersion")
             or current["metadata"]["resourceVersion"],
         )
-        stored = _store_update(store, info, current, updated, subresource="",
-                               dry_run=_dry(request))
+        stored = _store_update(store, info, current, updated, subresource="", dry_run=_dry(request))
         return Reply(200, _scale_of(info, stored))

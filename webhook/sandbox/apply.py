@@ -101,7 +101,9 @@ def ensure_namespace(store: Store, name: str) -> None:
             store.get("namespaces", None, name)
         except NotFound:
             namespace: dict[str, Any] = {
-                "kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name}
+                "kind": "Namespace",
+                "apiVersion": "v1",
+                "metadata": {"name": name},
             }
             objects.apply_defaults("namespaces", namespace)
             store.create("namespaces", namespace)

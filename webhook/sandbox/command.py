@@ -20,18 +20,37 @@ LOG = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the `sandbox` subcommand."""
-    parser.add_argument("--port", type=int, default=8001,
-                        help="loopback port to serve on (0 picks a free one; default 8001)")
-    parser.add_argument("--seed", type=Path, action="append", default=[], metavar="FILE",
-                        help="YAML manifest(s) to apply at start (repeatable)")
-    parser.add_argument("--kubeconfig-out", type=Path, default=Path("sandbox.kubeconfig"),
-                        metavar="PATH",
-                        help="where to write a kubeconfig for kubectl "
-                        "(default ./sandbox.kubeconfig)")
-    parser.add_argument("--token", default=None,
-                        help="bearer token to put in the kubeconfig (default: a random one)")
-    parser.add_argument("--kube-version", default="v1.30.0",
-                        help="version /version reports; picks the kubectl the dispatcher runs")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8001,
+        help="loopback port to serve on (0 picks a free one; default 8001)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML manifest(s) to apply at start (repeatable)",
+    )
+    parser.add_argument(
+        "--kubeconfig-out",
+        type=Path,
+        default=Path("sandbox.kubeconfig"),
+        metavar="PATH",
+        help="where to write a kubeconfig for kubectl (default ./sandbox.kubeconfig)",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="bearer token to put in the kubeconfig (default: a random one)",
+    )
+    parser.add_argument(
+        "--kube-version",
+        default="v1.30.0",
+        help="version /version reports; picks the kubectl the dispatcher runs",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

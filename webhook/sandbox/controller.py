@@ -199,8 +199,14 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
             annotations[contract.REVISION] = rs_copy["metadata"]["annotations"][contract.REVISION]
             if has_deadline and get_condition(status, "Progressing") is None:
                 name = rs_copy["metadata"]["name"]
-                set_condition(status, "Progressing", "True", "FoundNewReplicaSet",
-                              f'Found new replica set "{name}"', now=now)
+                set_condition(
+                    status,
+                    "Progressing",
+                    "True",
+                    "FoundNewReplicaSet",
+                    f'Found new replica set "{name}"',
+                    now=now,
+                )
     scaling = is_scaling_event(replicas, [*old, *([new_rs] if new_rs else [])])
     rolling = not paused and not scaling
     progressed = False
@@ -208,8 +214,14 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
         new_rs = _create_replicaset(store, deployment, status, new_revision, now=now)
         annotations[contract.REVISION] = str(new_revision)
         if has_deadline:
-            set_condition(status, "Progressing", "True", "NewReplicaSetCreated",
-                          f'Created new replica set "{new_rs["metadata"]["name"]}"', now=now)
+            set_condition(
+                status,
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                f'Created new replica set "{new_rs["metadata"]["name"]}"',
+                now=now,
+            )
         progressed = True
     if rolling and new_rs is not None:
         if int(new_rs["spec"].get("replicas", 1)) != replicas:
@@ -232,8 +244,16 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
         _cleanup(store, deployment, old)
     new_status = calculate_status(deployment, new_rs, old, status, now=now)
     if rolling:
-        _rollout_conditions(store, deployment, status, new_status, new_rs,
-                            progressed=progressed, has_deadline=has_deadline, now=now)
+        _rollout_conditions(
+            store,
+            deployment,
+            status,
+            new_status,
+            new_rs,
+            progressed=progressed,
+            has_deadline=has_deadline,
+            now=now,
+        )
     if new_status != old_status or annotations != before:
         deployment["status"] = new_status
         store.update("deployments", deployment)
@@ -293,16 +313,23 @@ def _create_replicaset(
                 replicasets.controller_ref(deployment, kind="Deployment", api_version="apps/v1")
             ],
         },
-        "spec": {"replicas": int(spec.get("replicas", 1)), "selector": selector,
-                 "template": template},
+        "spec": {
+            "replicas": int(spec.get("replicas", 1)),
+            "selector": selector,
+            "template": template,
+        },
         "status": {"replicas": 0},
     }
     set_min_ready(rs, int(spec.get("minReadySeconds", 0)))
     set_new_replicaset_annotations(deployment, rs, new_revision, exists=False)
     created = store.create("replicasets", rs)
     if rs["spec"]["replicas"] > 0:
-        record_event(store, deployment, reason="ScalingReplicaSet",
-                     message=f"Scaled up replica set {name} from 0 to {rs['spec']['replicas']}")
+        record_event(
+            store,
+            deployment,
+            reason="ScalingReplicaSet",
+            message=f"Scaled up replica set {name} from 0 to {rs['spec']['replicas']}",
+        )
     return created
 
 
@@ -316,9 +343,13 @@ def _scale(
     set_replicas_annotations(deployment, rs)
     updated = store.update("replicasets", rs)
     direction = "up" if before < replicas else "down"
-    record_event(store, deployment, reason="ScalingReplicaSet",
-                 message=f"Scaled {direction} replica set {rs['metadata']['name']} "
-                 f"from {before} to {replicas}")
+    record_event(
+        store,
+        deployment,
+        reason="ScalingReplicaSet",
+        message=f"Scaled {direction} replica set {rs['metadata']['name']} "
+        f"from {before} to {replicas}",
+    )
     return updated
 
 
@@ -367,24 +398,45 @@ def _rollout_conditions(
     )
     if already_complete:
         return
-    what = f'ReplicaSet "{new_rs["metadata"]["name"]}"' if new_rs else (
-        f'Deployment "{deployment["metadata"]["name"]}"')
+    what = (
+        f'ReplicaSet "{new_rs["metadata"]["name"]}"'
+        if new_rs
+        else (f'Deployment "{deployment["metadata"]["name"]}"')
+    )
     if deployment_complete(deployment, new_status):
-        set_condition(new_status, "Progressing", "True", "NewReplicaSetAvailable",
-                      f"{what} has successfully progressed.", now=now)
+        set_condition(
+            new_status,
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            f"{what} has successfully progressed.",
+            now=now,
+        )
     elif progressed or deployment_progressing(status, new_status):
         transition = now
         if current is not None and current.get("status") == "True":
             transition = current.get("lastTransitionTime", now)
         remove_condition(new_status, "Progressing")
-        set_condition(new_status, "Progressing", "True", "ReplicaSetUpdated",
-                      f"{what} is progressing.", now=now)
+        set_condition(
+            new_status,
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            f"{what} is progressing.",
+            now=now,
+        )
         for condition in new_status["conditions"]:
             if condition["type"] == "Progressing":
                 condition["lastTransitionTime"] = transition
     elif _timed_out(store, deployment, new_status):
-        set_condition(new_status, "Progressing", "False", "ProgressDeadlineExceeded",
-                      f"{what} has timed out progressing.", now=now)
+        set_condition(
+            new_status,
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+            f"{what} has timed out progressing.",
+            now=now,
+        )
 
 
 def _timed_out(store: Store, deployment: dict[str, Any], status: dict[str, Any]) -> bool:

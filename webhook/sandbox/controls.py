@@ -30,7 +30,9 @@ class SandboxControls:
     def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(  # noqa: S310 (http URL checked in __init__)
-            f"{self.base_url}/sandbox/v1/{path}", data=data, method=method,
+            f"{self.base_url}/sandbox/v1/{path}",
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json"},
         )
         if self.token:
@@ -45,11 +47,14 @@ class SandboxControls:
                 detail = json.loads(detail).get("message", detail)
             except ValueError:
                 pass
-            raise ControlError(f"sandbox control {method} {path} failed ({error.code}): "
-                               f"{detail}") from error
+            raise ControlError(
+                f"sandbox control {method} {path} failed ({error.code}): {detail}"
+            ) from error
 
     def apply(
-        self, manifest: str | dict[str, Any] | list[dict[str, Any]], *,
+        self,
+        manifest: str | dict[str, Any] | list[dict[str, Any]],
+        *,
         as_of: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Create objects, or replace spec/metadata of existing ones with no precondition;
@@ -61,44 +66,86 @@ class SandboxControls:
             objects = [manifest]
         else:
             objects = list(manifest)
-        answer = self._call("POST", "apply", {
-            "objects": objects, "as_of": as_of.isoformat() if as_of is not None else None,
-        })
+        answer = self._call(
+            "POST",
+            "apply",
+            {
+                "objects": objects,
+                "as_of": as_of.isoformat() if as_of is not None else None,
+            },
+        )
         stored: list[dict[str, Any]] = answer["objects"]
         return stored
 
     def fault(
-        self, *, method: str, path: str, status: int = 500, count: int = 1,
-        delay: float = 0.0, action: str = "status",
+        self,
+        *,
+        method: str,
+        path: str,
+        status: int = 500,
+        count: int = 1,
+        delay: float = 0.0,
+        action: str = "status",
     ) -> None:
         """The next `count` requests with `method` ("*" for any) whose path matches the
         regex `path` get: "status" (a Status with `status`), "delay" (served after `delay`
         seconds), "drop" (connection closed without an answer) or "hang" (dropped after
         `delay` seconds)."""
-        self._call("POST", "faults", {
-            "method": method, "path": path, "status": status, "count": count,
-            "delay": delay, "action": action,
-        })
+        self._call(
+            "POST",
+            "faults",
+            {
+                "method": method,
+                "path": path,
+                "status": status,
+                "count": count,
+                "delay": delay,
+                "action": action,
+            },
+        )
 
     def interleave(
-        self, *, method: str, path: str, resource: str, namespace: str, name: str,
+        self,
+        *,
+        method: str,
+        path: str,
+        resource: str,
+        namespace: str,
+        name: str,
         merge_patch: dict[str, Any],
     ) -> None:
         """Just before serving the next request matching method and path, merge-patch the
         object (a concurrent human write, so a write based on an older read gets 409)."""
-        self._call("POST", "interleaves", {
-            "method": method, "path": path, "resource": resource, "namespace": namespace,
-            "name": name, "merge_patch": merge_patch,
-        })
+        self._call(
+            "POST",
+            "interleaves",
+            {
+                "method": method,
+                "path": path,
+                "resource": resource,
+                "namespace": namespace,
+                "name": name,
+                "merge_patch": merge_patch,
+            },
+        )
 
     def set_behaviour(
-        self, namespace: str, pod: str, *, fault: str | None,
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        fault: str | None,
         latency_seconds: float | None = None,
     ) -> None:
         """Make one pod crash-loop, be OOMKilled, be slow, or (fault=None) be healthy."""
-        self._call("POST", f"namespaces/{namespace}/pods/{pod}/behaviour", {
-            "fault": fault, "latency_seconds": latency_seconds,
-        })
+        self._call(
+            "POST",
+            f"namespaces/{namespace}/pods/{pod}/behaviour",
+            {
+                "fault": fault,
+                "latency_seconds": latency_seconds,
+            },
+        )
 
     def requests(self) -> list[dict[str, Any]]:
         """The request record, oldest first."""

@@ -83,7 +83,10 @@ def _dispatch(
         latency = payload.get("latency_seconds")
         try:
             set_behaviour(
-                sandbox.store, namespace, name, payload.get("fault"),
+                sandbox.store,
+                namespace,
+                name,
+                payload.get("fault"),
                 float(latency) if latency is not None else None,
             )
         except NotFound as error:

@@ -199,11 +199,13 @@ def paused_conditions(status: dict[str, Any], *, paused: bool, now: str) -> None
         return
     paused_recorded = bool(current and current.get("reason") == "DeploymentPaused")
     if paused and not paused_recorded:
-        set_condition(status, "Progressing", "Unknown", "DeploymentPaused",
-                      "Deployment is paused", now=now)
+        set_condition(
+            status, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", now=now
+        )
     elif not paused and paused_recorded:
-        set_condition(status, "Progressing", "Unknown", "DeploymentResumed",
-                      "Deployment is resumed", now=now)
+        set_condition(
+            status, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", now=now
+        )
 
 
 def is_scaling_event(replicas: int, rss: list[dict[str, Any]]) -> bool:
@@ -281,11 +283,23 @@ def calculate_status(
     replicas = int(deployment["spec"].get("replicas", 1))
     _, max_unavailable = fenceposts(deployment)
     if available >= replicas - max_unavailable:
-        set_condition(new_status, "Available", "True", "MinimumReplicasAvailable",
-                      "Deployment has minimum availability.", now=now)
+        set_condition(
+            new_status,
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+            now=now,
+        )
     else:
-        set_condition(new_status, "Available", "False", "MinimumReplicasUnavailable",
-                      "Deployment does not have minimum availability.", now=now)
+        set_condition(
+            new_status,
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            now=now,
+        )
     return new_status
 
 

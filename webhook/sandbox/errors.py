@@ -41,7 +41,7 @@ class ApiError(Exception):
 
 
 def qualified(info: ResourceInfo) -> str:
-    """"deployments.apps", or "pods" for the core group, as error messages name them."""
+    """ "deployments.apps", or "pods" for the core group, as error messages name them."""
     return f"{info.resource}.{info.group}" if info.group else info.resource
 
 
@@ -62,7 +62,9 @@ def not_found(info: ResourceInfo, name: str) -> ApiError:
 def already_exists(info: ResourceInfo, name: str) -> ApiError:
     """409 AlreadyExists on create."""
     return ApiError(
-        409, "AlreadyExists", f'{qualified(info)} "{name}" already exists',
+        409,
+        "AlreadyExists",
+        f'{qualified(info)} "{name}" already exists',
         details=_details(info, name),
     )
 
@@ -74,7 +76,9 @@ def conflict(info: ResourceInfo, name: str, why: str | None = None) -> ApiError:
         "and try again"
     )
     return ApiError(
-        409, "Conflict", f'Operation cannot be fulfilled on {qualified(info)} "{name}": {reason}',
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {qualified(info)} "{name}": {reason}',
         details=_details(info, name),
     )
 
@@ -101,15 +105,19 @@ def bad_request(message: str) -> ApiError:
 def method_not_allowed(method: str, what: str) -> ApiError:
     """405 MethodNotAllowed."""
     return ApiError(
-        405, "MethodNotAllowed", f"{method} is not supported on resources of kind {what!r}"
-        if what else "the server does not allow this method on the requested resource",
+        405,
+        "MethodNotAllowed",
+        f"{method} is not supported on resources of kind {what!r}"
+        if what
+        else "the server does not allow this method on the requested resource",
     )
 
 
 def unsupported_media_type(content_type: str, accepted: tuple[str, ...]) -> ApiError:
     """415 UnsupportedMediaType for a body format the endpoint does not take."""
     return ApiError(
-        415, "UnsupportedMediaType",
+        415,
+        "UnsupportedMediaType",
         f"the body of the request was in an unknown format - accepted media types include: "
         f"{', '.join(accepted)} (got {content_type!r})",
     )

@@ -38,13 +38,18 @@ def dependents(store: Store, owner: dict[str, Any]) -> list[tuple[str, dict[str,
 
 
 def _uid_exists(store: Store, ref: dict[str, Any], namespace: str | None) -> bool:
-    resource = {"Deployment": "deployments", "ReplicaSet": "replicasets", "Pod": "pods",
-                "Namespace": "namespaces"}.get(str(ref.get("kind")))
+    resource = {
+        "Deployment": "deployments",
+        "ReplicaSet": "replicasets",
+        "Pod": "pods",
+        "Namespace": "namespaces",
+    }.get(str(ref.get("kind")))
     if resource is None:
         return False  # an owner kind the sandbox does not serve is treated as gone
     try:
-        found = store.get(resource, None if resource in CLUSTER_SCOPED else namespace,
-                          str(ref.get("name")))
+        found = store.get(
+            resource, None if resource in CLUSTER_SCOPED else namespace, str(ref.get("name"))
+        )
     except NotFound:
         return False
     return bool(found["metadata"].get("uid") == ref.get("uid"))

@@ -23,7 +23,6 @@ BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PHASES: Final = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
 
-
 class _Family:
     def __init__(self, name: str, kind: str, help_text: str) -> None:
         self.name, self.kind, self.help_text = name, kind, help_text
@@ -116,7 +115,8 @@ def _pod_metrics(pod: dict[str, Any], now: datetime, family: _Factory) -> None:
         "Unknown",
     )
     ready_family = family(
-        "kube_pod_status_ready", "gauge",
+        "kube_pod_status_ready",
+        "gauge",
         "[STABLE] Describes whether the pod is ready to serve requests.",
     )
     for condition in ("true", "false", "unknown"):
@@ -124,30 +124,36 @@ def _pod_metrics(pod: dict[str, Any], now: datetime, family: _Factory) -> None:
     for container in status.get("containerStatuses") or []:
         labels = {**base, "container": container["name"]}
         family(
-            "kube_pod_container_status_restarts_total", "counter",
+            "kube_pod_container_status_restarts_total",
+            "counter",
             "[STABLE] The number of container restarts per container.",
         ).add(labels, container.get("restartCount", 0))
         family(
-            "kube_pod_container_status_ready", "gauge",
+            "kube_pod_container_status_ready",
+            "gauge",
             "[STABLE] Describes whether the containers readiness check succeeded.",
         ).add(labels, 1 if container.get("ready") else 0)
         state = container.get("state") or {}
         family(
-            "kube_pod_container_status_running", "gauge",
+            "kube_pod_container_status_running",
+            "gauge",
             "[STABLE] Describes whether the container is currently in running state.",
         ).add(labels, 1 if "running" in state else 0)
         family(
-            "kube_pod_container_status_waiting", "gauge",
+            "kube_pod_container_status_waiting",
+            "gauge",
             "[STABLE] Describes whether the container is currently in waiting state.",
         ).add(labels, 1 if "waiting" in state else 0)
         waiting = family(
-            "kube_pod_container_status_waiting_reason", "gauge",
+            "kube_pod_container_status_waiting_reason",
+            "gauge",
             "[STABLE] Describes the reason the container is currently in waiting state.",
         )
         if "waiting" in state:
             waiting.add({**labels, "reason": state["waiting"].get("reason", "")}, 1)
         last = family(
-            "kube_pod_container_status_last_terminated_reason", "gauge",
+            "kube_pod_container_status_last_terminated_reason",
+            "gauge",
             "Describes the last reason the container was in terminated state.",
         )
         terminated = (container.get("lastState") or {}).get("terminated")
@@ -169,18 +175,36 @@ def _replicaset_metrics(rs: dict[str, Any], family: _Factory) -> None:
         base, _timestamp(meta.get("creationTimestamp"))
     )
     for metric, value, help_text in (
-        ("kube_replicaset_spec_replicas", spec.get("replicas", 1),
-         "Number of desired pods for a ReplicaSet."),
-        ("kube_replicaset_status_replicas", status.get("replicas", 0),
-         "The number of replicas per ReplicaSet."),
-        ("kube_replicaset_status_ready_replicas", status.get("readyReplicas", 0),
-         "The number of ready replicas per ReplicaSet."),
-        ("kube_replicaset_status_fully_labeled_replicas", status.get("fullyLabeledReplicas", 0),
-         "The number of fully labeled replicas per ReplicaSet."),
-        ("kube_replicaset_status_observed_generation", status.get("observedGeneration", 0),
-         "The generation observed by the ReplicaSet controller."),
-        ("kube_replicaset_metadata_generation", meta.get("generation", 0),
-         "Sequence number representing a specific generation of the desired state."),
+        (
+            "kube_replicaset_spec_replicas",
+            spec.get("replicas", 1),
+            "Number of desired pods for a ReplicaSet.",
+        ),
+        (
+            "kube_replicaset_status_replicas",
+            status.get("replicas", 0),
+            "The number of replicas per ReplicaSet.",
+        ),
+        (
+            "kube_replicaset_status_ready_replicas",
+            status.get("readyReplicas", 0),
+            "The number of ready replicas per ReplicaSet.",
+        ),
+        (
+            "kube_replicaset_status_fully_labeled_replicas",
+            status.get("fullyLabeledReplicas", 0),
+            "The number of fully labeled replicas per ReplicaSet.",
+        ),
+        (
+            "kube_replicaset_status_observed_generation",
+            status.get("observedGeneration", 0),
+            "The generation observed by the ReplicaSet controller.",
+        ),
+        (
+            "kube_replicaset_metadata_generation",
+            meta.get("generation", 0),
+            "Sequence number representing a specific generation of the desired state.",
+        ),
     ):
         family(metric, "gauge", f"[STABLE] {help_text}").add(base, float(value))
 
@@ -193,36 +217,68 @@ def _deployment_metrics(deployment: dict[str, Any], family: _Factory) -> None:
         base, _timestamp(meta.get("creationTimestamp"))
     )
     for metric, value, help_text in (
-        ("kube_deployment_metadata_generation", meta.get("generation", 0),
-         "Sequence number representing a specific generation of the desired state."),
-        ("kube_deployment_status_observed_generation", status.get("observedGeneration", 0),
-         "The generation observed by the deployment controller."),
-        ("kube_deployment_spec_replicas", spec.get("replicas", 1),
-         "Number of desired pods for a deployment."),
-        ("kube_deployment_spec_paused", 1 if spec.get("paused") else 0,
-         "Whether the deployment is paused and will not be processed by the deployment "
-         "controller."),
-        ("kube_deployment_status_replicas", status.get("replicas", 0),
-         "The number of replicas per deployment."),
-        ("kube_deployment_status_replicas_ready", status.get("readyReplicas", 0),
-         "The number of ready replicas per deployment."),
-        ("kube_deployment_status_replicas_available", status.get("availableReplicas", 0),
-         "The number of available replicas per deployment."),
-        ("kube_deployment_status_replicas_unavailable", status.get("unavailableReplicas", 0),
-         "The number of unavailable replicas per deployment."),
-        ("kube_deployment_status_replicas_updated", status.get("updatedReplicas", 0),
-         "The number of updated replicas per deployment."),
+        (
+            "kube_deployment_metadata_generation",
+            meta.get("generation", 0),
+            "Sequence number representing a specific generation of the desired state.",
+        ),
+        (
+            "kube_deployment_status_observed_generation",
+            status.get("observedGeneration", 0),
+            "The generation observed by the deployment controller.",
+        ),
+        (
+            "kube_deployment_spec_replicas",
+            spec.get("replicas", 1),
+            "Number of desired pods for a deployment.",
+        ),
+        (
+            "kube_deployment_spec_paused",
+            1 if spec.get("paused") else 0,
+            "Whether the deployment is paused and will not be processed by the deployment "
+            "controller.",
+        ),
+        (
+            "kube_deployment_status_replicas",
+            status.get("replicas", 0),
+            "The number of replicas per deployment.",
+        ),
+        (
+            "kube_deployment_status_replicas_ready",
+            status.get("readyReplicas", 0),
+            "The number of ready replicas per deployment.",
+        ),
+        (
+            "kube_deployment_status_replicas_available",
+            status.get("availableReplicas", 0),
+            "The number of available replicas per deployment.",
+        ),
+        (
+            "kube_deployment_status_replicas_unavailable",
+            status.get("unavailableReplicas", 0),
+            "The number of unavailable replicas per deployment.",
+        ),
+        (
+            "kube_deployment_status_replicas_updated",
+            status.get("updatedReplicas", 0),
+            "The number of updated replicas per deployment.",
+        ),
     ):
         family(metric, "gauge", f"[STABLE] {help_text}").add(base, float(value))
     conditions = family(
-        "kube_deployment_status_condition", "gauge",
+        "kube_deployment_status_condition",
+        "gauge",
         "[STABLE] The current status conditions of a deployment.",
     )
     for condition in status.get("conditions") or []:
         for state in ("true", "false", "unknown"):
             conditions.add(
-                {**base, "reason": condition.get("reason", ""), "condition": condition["type"],
-                 "status": state},
+                {
+                    **base,
+                    "reason": condition.get("reason", ""),
+                    "condition": condition["type"],
+                    "status": state,
+                },
                 1 if str(condition.get("status", "")).lower() == state else 0,
             )
 
@@ -231,7 +287,8 @@ def _histogram(pod: dict[str, Any], now: datetime, family: _Factory) -> None:
     meta = pod["metadata"]
     base = {"namespace": meta.get("namespace", ""), "pod": meta["name"]}
     hist = family(
-        "http_request_duration_seconds", "histogram",
+        "http_request_duration_seconds",
+        "histogram",
         "Duration of HTTP requests served by the pod (sandbox application model).",
     )
     observed = pods.request_buckets(pod, now)

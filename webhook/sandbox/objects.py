@@ -91,8 +91,11 @@ def validate(info: ResourceInfo, obj: dict[str, Any]) -> None:
     pattern = _DNS_LABEL if info.resource == "namespaces" else _DNS_SUBDOMAIN
     if name and (not pattern.match(name) or len(name) > 253):
         causes.append(
-            ("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 '
-             "subdomain must consist of lower case alphanumeric characters, '-' or '.'")
+            (
+                "metadata.name",
+                f'Invalid value: "{name}": a lowercase RFC 1123 '
+                "subdomain must consist of lower case alphanumeric characters, '-' or '.'",
+            )
         )
     for key, value in (meta.get("labels") or {}).items():
         if not isinstance(value, str):
@@ -121,8 +124,10 @@ def _workload_causes(spec: dict[str, Any]) -> list[tuple[str, str]]:
                 causes.append(("spec.selector", "Invalid value: empty selector is invalid"))
             elif not labels_match(requirements, template):
                 causes.append(
-                    ("spec.template.metadata.labels",
-                     "Invalid value: `selector` does not match template `labels`")
+                    (
+                        "spec.template.metadata.labels",
+                        "Invalid value: `selector` does not match template `labels`",
+                    )
                 )
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or replicas < 0:
@@ -170,8 +175,9 @@ def prepare_update(
     return new
 
 
-def check_identity(info: ResourceInfo, obj: dict[str, Any], *, namespace: str | None,
-                   name: str | None) -> None:
+def check_identity(
+    info: ResourceInfo, obj: dict[str, Any], *, namespace: str | None, name: str | None
+) -> None:
     """A body whose namespace or name disagrees with the URL is a 400 (or 422 for name)."""
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
@@ -179,7 +185,8 @@ def check_identity(info: ResourceInfo, obj: dict[str, Any], *, namespace: str | 
     sent = (obj.get("apiVersion") or info.api_version, obj.get("kind") or info.kind)
     if sent != (info.api_version, info.kind):
         raise ApiError(
-            400, "BadRequest",
+            400,
+            "BadRequest",
             f"the body is a {sent[0]} {sent[1]}, but this endpoint takes "
             f"{info.api_version} {info.kind}",
         )
@@ -187,7 +194,8 @@ def check_identity(info: ResourceInfo, obj: dict[str, Any], *, namespace: str | 
         body_ns = meta.get("namespace")
         if body_ns and namespace and body_ns != namespace:
             raise ApiError(
-                400, "BadRequest",
+                400,
+                "BadRequest",
                 "the namespace of the provided object does not match the namespace sent on "
                 "the request",
             )
@@ -198,7 +206,8 @@ def check_identity(info: ResourceInfo, obj: dict[str, Any], *, namespace: str | 
         body_name = meta.get("name")
         if body_name and body_name != name:
             raise ApiError(
-                400, "BadRequest",
+                400,
+                "BadRequest",
                 f"the name of the object ({body_name}) does not match the name on the URL ({name})",
             )
         meta["name"] = name

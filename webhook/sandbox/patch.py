@@ -235,8 +235,11 @@ def _smp_list(key: str, original: Any, patch: list[Any]) -> list[Any]:
                 f"map: {item!r} does not contain declared merge key: {merge_key}", status=400
             )
         position = next(
-            (i for i, old in enumerate(current) if isinstance(old, dict)
-             and old.get(merge_key) == item[merge_key]),
+            (
+                i
+                for i, old in enumerate(current)
+                if isinstance(old, dict) and old.get(merge_key) == item[merge_key]
+            ),
             None,
         )
         if item.get("$patch") == "delete":

@@ -112,8 +112,12 @@ def segments(pod: dict[str, Any]) -> list[Segment]:
         try:
             entries = json.loads(raw)
             return [
-                Segment(parse_time(e["since"]), e.get("fault"), float(e["latency_seconds"]),
-                        float(e.get("restart_period_seconds", RESTART_PERIOD_SECONDS)))
+                Segment(
+                    parse_time(e["since"]),
+                    e.get("fault"),
+                    float(e["latency_seconds"]),
+                    float(e.get("restart_period_seconds", RESTART_PERIOD_SECONDS)),
+                )
                 for e in entries
             ]
         except (ValueError, KeyError, TypeError):
@@ -349,8 +353,15 @@ def sync_behaviour(store: Store, pod: dict[str, Any]) -> None:
 
 def _history(parts: list[Segment]) -> str:
     return json.dumps(
-        [{"since": format_time(s.since), "fault": s.fault, "latency_seconds": s.latency_seconds,
-          "restart_period_seconds": s.restart_period} for s in parts],
+        [
+            {
+                "since": format_time(s.since),
+                "fault": s.fault,
+                "latency_seconds": s.latency_seconds,
+                "restart_period_seconds": s.restart_period,
+            }
+            for s in parts
+        ],
         separators=(",", ":"),
     )
 

@@ -111,8 +111,12 @@ def list_objects(store: Store, info: ResourceInfo, request: RequestInfo) -> Repl
         ).decode()
         meta["remainingItemCount"] = len(items) - limit
         items = items[:limit]
-    body = {"kind": f"{info.kind}List", "apiVersion": info.api_version, "metadata": meta,
-            "items": items}
+    body = {
+        "kind": f"{info.kind}List",
+        "apiVersion": info.api_version,
+        "metadata": meta,
+        "items": items,
+    }
     return Reply(200, body)
 
 
@@ -144,10 +148,12 @@ def watch_plan(store: Store, info: ResourceInfo, request: RequestInfo) -> WatchP
     timeout_text = request.query.get("timeoutSeconds", "")
     timeout = float(timeout_text) if timeout_text.isdigit() else 1800.0
     return WatchPlan(
-        info=info, namespace=request.namespace, start_rv=start, initial=initial,
-        matches=matches, timeout=timeout,
+        info=info,
+        namespace=request.namespace,
+        start_rv=start,
+        initial=initial,
+        matches=matches,
+        timeout=timeout,
         bookmarks=request.query.get("allowWatchBookmarks") == "true",
         extra={"send_initial": send_initial},
     )
-
-

@@ -56,11 +56,22 @@ def parse_request(method: str, raw_path: str) -> RequestInfo:
     subresource = rest[2] if len(rest) > 2 else ""
     if resource == "namespaces" and name is not None:
         namespace = None
-    verb = _verb(method, has_name=name is not None,
-                 watch=watch_prefix or query.get("watch", "") in {"true", "1"})
+    verb = _verb(
+        method,
+        has_name=name is not None,
+        watch=watch_prefix or query.get("watch", "") in {"true", "1"},
+    )
     return RequestInfo(
-        path=path, query=query, verb=verb, is_resource=True, group=group, version=version,
-        resource=resource, subresource=subresource, namespace=namespace, name=name,
+        path=path,
+        query=query,
+        verb=verb,
+        is_resource=True,
+        group=group,
+        version=version,
+        resource=resource,
+        subresource=subresource,
+        namespace=namespace,
+        name=name,
     )
 
 

@@ -146,9 +146,7 @@ def field_value(obj: dict[str, Any], path: str) -> str:
     return str(current)
 
 
-def parse_field_selector(
-    text: str | None, *, resource: str
-) -> Callable[[dict[str, Any]], bool]:
+def parse_field_selector(text: str | None, *, resource: str) -> Callable[[dict[str, Any]], bool]:
     """A predicate for a fieldSelector query value; unsupported fields are a SelectorError
     naming the field, as the apiserver's 400 'field label not supported' does."""
     tests: list[tuple[str, bool, str]] = []
@@ -159,7 +157,7 @@ def parse_field_selector(
             raise SelectorError(f"invalid field selector: {part.strip()!r}")
         path, op, value = match.groups()
         if path not in allowed:
-            raise SelectorError(f'field label not supported: {path}')
+            raise SelectorError(f"field label not supported: {path}")
         tests.append((path, op != "!=", value))
 
     def predicate(obj: dict[str, Any]) -> bool:

@@ -32,9 +32,17 @@ LOG = logging.getLogger(__name__)
 CONTROL_PREFIX = "/sandbox/v1/"
 # Reasons for a faulted status, as the apiserver names them (metav1.StatusReason*).
 STATUS_REASONS = {
-    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-    405: "MethodNotAllowed", 409: "Conflict", 410: "Expired", 422: "Invalid",
-    429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
     504: "Timeout",
 }
 
@@ -47,7 +55,11 @@ class SandboxServer:
     """A running sandbox API: `start()` binds and serves in a daemon thread."""
 
     def __init__(
-        self, *, store: Store | None = None, host: str = "127.0.0.1", port: int = 0,
+        self,
+        *,
+        store: Store | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
         kube_version: str = "v1.30.0",
     ) -> None:
         self.store = store if store is not None else Store()
@@ -74,8 +86,10 @@ class SandboxServer:
     def start(self) -> None:
         """Serve in a background thread."""
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-            name="sandbox-api", daemon=True,
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sandbox-api",
+            daemon=True,
         )
         self._thread.start()
 
@@ -107,8 +121,9 @@ def _as_table(
         items, meta = [reply.body], {"resourceVersion": reply.body["metadata"]["resourceVersion"]}
     else:
         items, meta = reply.body["items"], reply.body["metadata"]
-    body = tables.table(info, items, now=sandbox.store.now(), list_meta=meta,
-                        include_object=include)
+    body = tables.table(
+        info, items, now=sandbox.store.now(), list_meta=meta, include_object=include
+    )
     return reads.Reply(200, body)
 
 
@@ -165,12 +180,19 @@ class _Handler(BaseHTTPRequestHandler):
         if pending is not None:
             sandbox, request, method = pending
             sandbox.record.add(
-                request, method=method, token=self._token(), status=status,
+                request,
+                method=method,
+                token=self._token(),
+                status=status,
                 time=datetime.now().astimezone().isoformat(timespec="milliseconds"),
             )
 
     def _send_json(
-        self, code: int, body: Any, *, headers: dict[str, str] | None = None,
+        self,
+        code: int,
+        body: Any,
+        *,
+        headers: dict[str, str] | None = None,
         warnings: list[str] | None = None,
     ) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -223,10 +245,14 @@ class _Handler(BaseHTTPRequestHandler):
             # As the apiserver's panic handler does: 500 InternalError, the cause in the message.
             LOG.exception("sandbox: %s %s failed", method, self.path)
             if self._pending is not None:
-                self._send_json(500, ApiError(
-                    500, "InternalError",
-                    f"Internal error occurred: {type(error).__name__}: {error}",
-                ).status())
+                self._send_json(
+                    500,
+                    ApiError(
+                        500,
+                        "InternalError",
+                        f"Internal error occurred: {type(error).__name__}: {error}",
+                    ).status(),
+                )
         finally:
             self._record(0)  # only if nothing was recorded yet
 
@@ -242,9 +268,12 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.action == "status":
                 reason = STATUS_REASONS.get(fault.status, "InternalError")
                 throttled = fault.status in {429, 503}
-                error = ApiError(fault.status, reason, f"injected fault: {reason} for "
-                                 f"{method} {request.path}",
-                                 details={"retryAfterSeconds": 1} if throttled else None)
+                error = ApiError(
+                    fault.status,
+                    reason,
+                    f"injected fault: {reason} for {method} {request.path}",
+                    details={"retryAfterSeconds": 1} if throttled else None,
+                )
                 # The apiserver's 429s (max-in-flight, priority and fairness) say when to
                 # come back; clients that honour Retry-After need it to be there.
                 headers = {"Retry-After": "1"} if throttled else {}
@@ -275,13 +304,20 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> reads.Reply | reads.WatchPlan | tuple[int, str, str]:
         if request.is_resource:
             return api.handle(
-                sandbox.store, request, method=method, body=body,
-                content_type=self.headers.get("Content-Type", ""), collect=_collect,
+                sandbox.store,
+                request,
+                method=method,
+                body=body,
+                content_type=self.headers.get("Content-Type", ""),
+                collect=_collect,
             )
         path = request.path.rstrip("/") or "/"
         if method != "GET":
-            raise ApiError(405, "MethodNotAllowed",
-                           "the server does not allow this method on the requested resource")
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
         if path == "/version":
             return reads.Reply(200, discovery.version_info(sandbox.kube_version))
         if path == "/api":

@@ -138,7 +138,10 @@ class Store:
             return clone(obj)
 
     def list(
-        self, resource: str, namespace: str | None = None, *,
+        self,
+        resource: str,
+        namespace: str | None = None,
+        *,
         where: Callable[[dict[str, Any]], bool] | None = None,
     ) -> tuple[builtins.list[dict[str, Any]], str]:
         """Copies of all objects of `resource` (in `namespace` when given, and for which
@@ -188,7 +191,11 @@ class Store:
             return self._commit("ADDED", resource, key, new)
 
     def update(
-        self, resource: str, obj: dict[str, Any], *, check_rv: bool = True,
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        *,
+        check_rv: bool = True,
         dry_run: bool = False,
     ) -> dict[str, Any]:
         """Replace a whole object. With `check_rv`, a metadata.resourceVersion that is not
@@ -236,7 +243,12 @@ class Store:
             return self._commit("DELETED", resource, key, clone(current))
 
     def _commit(
-        self, kind: str, resource: str, key: Key, obj: dict[str, Any], *,
+        self,
+        kind: str,
+        resource: str,
+        key: Key,
+        obj: dict[str, Any],
+        *,
         old: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         self._rv += 1
@@ -273,9 +285,7 @@ class Store:
                 return []
             oldest_kept = self._history[0][0] if self._history else self._rv + 1
             if resource_version + 1 < oldest_kept:
-                raise Expired(
-                    f"too old resource version: {resource_version} ({oldest_kept - 1})"
-                )
+                raise Expired(f"too old resource version: {resource_version} ({oldest_kept - 1})")
             # resourceVersions in the history are consecutive, so the start is an offset.
             start = resource_version + 1 - oldest_kept
             return [change for _, change in itertools.islice(self._history, start, None)]

@@ -66,11 +66,12 @@ def _wide_workload(spec: dict[str, Any]) -> Row:
     parts = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
     for expression in selector.get("matchExpressions") or []:
         values = ",".join(expression.get("values") or [])
-        parts.append(f"{expression.get('key')} {expression.get('operator', '').lower()} "
-                     f"({values})")
-    return [",".join(str(c.get("name", "")) for c in containers),
-            ",".join(str(c.get("image", "")) for c in containers),
-            ",".join(parts) or "<none>"]
+        parts.append(f"{expression.get('key')} {expression.get('operator', '').lower()} ({values})")
+    return [
+        ",".join(str(c.get("name", "")) for c in containers),
+        ",".join(str(c.get("image", "")) for c in containers),
+        ",".join(parts) or "<none>",
+    ]
 
 
 def _deployment(obj: dict[str, Any], now: datetime) -> Row:
@@ -87,8 +88,14 @@ def _deployment(obj: dict[str, Any], now: datetime) -> Row:
 
 def _replicaset(obj: dict[str, Any], now: datetime) -> Row:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    return [obj["metadata"]["name"], spec.get("replicas", 1), status.get("replicas", 0),
-            status.get("readyReplicas", 0), _age(obj, now), *_wide_workload(spec)]
+    return [
+        obj["metadata"]["name"],
+        spec.get("replicas", 1),
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        _age(obj, now),
+        *_wide_workload(spec),
+    ]
 
 
 def _pod(obj: dict[str, Any], now: datetime) -> Row:
@@ -105,24 +112,35 @@ def _pod(obj: dict[str, Any], now: datetime) -> Row:
             reason = detail["reason"]
     if (obj.get("metadata") or {}).get("deletionTimestamp"):
         reason = "Terminating"
-    return [obj["metadata"]["name"], f"{ready}/{len(containers)}", reason, restarts,
-            _age(obj, now), status.get("podIP") or "<none>",
-            (obj.get("spec") or {}).get("nodeName") or "<none>", "<none>", "<none>"]
+    return [
+        obj["metadata"]["name"],
+        f"{ready}/{len(containers)}",
+        reason,
+        restarts,
+        _age(obj, now),
+        status.get("podIP") or "<none>",
+        (obj.get("spec") or {}).get("nodeName") or "<none>",
+        "<none>",
+        "<none>",
+    ]
 
 
 def _namespace(obj: dict[str, Any], now: datetime) -> Row:
-    return [obj["metadata"]["name"], (obj.get("status") or {}).get("phase", "Active"),
-            _age(obj, now)]
+    return [
+        obj["metadata"]["name"],
+        (obj.get("status") or {}).get("phase", "Active"),
+        _age(obj, now),
+    ]
 
 
 def _event(obj: dict[str, Any], now: datetime) -> Row:
     involved = obj.get("involvedObject") or {}
-    stamp = obj.get("lastTimestamp") or obj.get("eventTime") or obj["metadata"].get(
-        "creationTimestamp")
+    stamp = (
+        obj.get("lastTimestamp") or obj.get("eventTime") or obj["metadata"].get("creationTimestamp")
+    )
     last_seen = human_duration(now - parse_time(stamp)) if stamp else "<unknown>"
     target = f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
-    return [last_seen, obj.get("type", ""), obj.get("reason", ""), target,
-            obj.get("message", "")]
+    return [last_seen, obj.get("type", ""), obj.get("reason", ""), target, obj.get("message", "")]
 
 
 def _lease(obj: dict[str, Any], now: datetime) -> Row:
@@ -137,39 +155,93 @@ def _default(obj: dict[str, Any], now: datetime) -> Row:
 _NAME = ("Name", "string", "name")
 _AGE = ("Age", "string", "")
 # Columns only `-o wide` shows (priority 1).
-_WIDE_WORKLOAD = (("Containers", "string", "wide"), ("Images", "string", "wide"),
-                  ("Selector", "string", "wide"))
-_WIDE_POD = (("IP", "string", "wide"), ("Node", "string", "wide"),
-             ("Nominated Node", "string", "wide"), ("Readiness Gates", "string", "wide"))
+_WIDE_WORKLOAD = (
+    ("Containers", "string", "wide"),
+    ("Images", "string", "wide"),
+    ("Selector", "string", "wide"),
+)
+_WIDE_POD = (
+    ("IP", "string", "wide"),
+    ("Node", "string", "wide"),
+    ("Nominated Node", "string", "wide"),
+    ("Readiness Gates", "string", "wide"),
+)
 PRINTERS: dict[str, tuple[tuple[tuple[str, str, str], ...], Callable[..., Row]]] = {
-    "deployments": ((_NAME, ("Ready", "string", ""), ("Up-to-date", "integer", ""),
-                     ("Available", "integer", ""), _AGE, *_WIDE_WORKLOAD), _deployment),
-    "replicasets": ((_NAME, ("Desired", "integer", ""), ("Current", "integer", ""),
-                     ("Ready", "integer", ""), _AGE, *_WIDE_WORKLOAD), _replicaset),
-    "pods": ((_NAME, ("Ready", "string", ""), ("Status", "string", ""),
-              ("Restarts", "string", ""), _AGE, *_WIDE_POD), _pod),
+    "deployments": (
+        (
+            _NAME,
+            ("Ready", "string", ""),
+            ("Up-to-date", "integer", ""),
+            ("Available", "integer", ""),
+            _AGE,
+            *_WIDE_WORKLOAD,
+        ),
+        _deployment,
+    ),
+    "replicasets": (
+        (
+            _NAME,
+            ("Desired", "integer", ""),
+            ("Current", "integer", ""),
+            ("Ready", "integer", ""),
+            _AGE,
+            *_WIDE_WORKLOAD,
+        ),
+        _replicaset,
+    ),
+    "pods": (
+        (
+            _NAME,
+            ("Ready", "string", ""),
+            ("Status", "string", ""),
+            ("Restarts", "string", ""),
+            _AGE,
+            *_WIDE_POD,
+        ),
+        _pod,
+    ),
     "namespaces": ((_NAME, ("Status", "string", ""), _AGE), _namespace),
-    "events": ((("Last Seen", "string", ""), ("Type", "string", ""), ("Reason", "string", ""),
-                ("Object", "string", ""), ("Message", "string", "")), _event),
+    "events": (
+        (
+            ("Last Seen", "string", ""),
+            ("Type", "string", ""),
+            ("Reason", "string", ""),
+            ("Object", "string", ""),
+            ("Message", "string", ""),
+        ),
+        _event,
+    ),
     "leases": ((_NAME, ("Holder", "string", ""), _AGE), _lease),
 }
 
 
 def _partial(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj.get("metadata") or {}}
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata") or {},
+    }
 
 
 def table(
-    info: ResourceInfo, items: list[dict[str, Any]], *, now: datetime,
-    list_meta: dict[str, Any] | None = None, include_object: str = "PartialObjectMetadata",
+    info: ResourceInfo,
+    items: list[dict[str, Any]],
+    *,
+    now: datetime,
+    list_meta: dict[str, Any] | None = None,
+    include_object: str = "PartialObjectMetadata",
 ) -> dict[str, Any]:
     """A Table of `items` with the kind's columns (rows carry partial object metadata,
     or the whole object with includeObject=Object, as kubectl asks for -o wide/labels)."""
     columns, printer = PRINTERS.get(info.resource, ((_NAME, _AGE), _default))
     definitions = [
-        {"name": name, "type": kind, "format": "" if fmt == "wide" else fmt,
-         "description": name, "priority": 1 if fmt == "wide" else 0}
+        {
+            "name": name,
+            "type": kind,
+            "format": "" if fmt == "wide" else fmt,
+            "description": name,
+            "priority": 1 if fmt == "wide" else 0,
+        }
         for name, kind, fmt in columns
     ]
     rows = []

@@ -39,9 +39,7 @@ class SandboxHandle:
     server: SandboxServer
 
     @classmethod
-    def start(
-        cls, *, port: int = 0, workdir: Path, kube_version: str = "v1.30.0"
-    ) -> SandboxHandle:
+    def start(cls, *, port: int = 0, workdir: Path, kube_version: str = "v1.30.0") -> SandboxHandle:
         """Serve a fresh sandbox on loopback and write `workdir/kubeconfig`."""
         server = SandboxServer(port=port, kube_version=kube_version)
         server.start()

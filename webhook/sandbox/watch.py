@@ -43,8 +43,9 @@ def transition(
         return "ADDED", change.obj
     if before and change.old is not None:
         gone_obj = dict(change.old)
-        gone_obj["metadata"] = dict(gone_obj["metadata"],
-                                    resourceVersion=change.obj["metadata"]["resourceVersion"])
+        gone_obj["metadata"] = dict(
+            gone_obj["metadata"], resourceVersion=change.obj["metadata"]["resourceVersion"]
+        )
         return "DELETED", gone_obj
     return None, change.obj
 
