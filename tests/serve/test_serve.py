@@ -209,6 +209,10 @@ def test_serve_rolls_back_over_http_and_stops_cleanly_on_sigterm(
         return None
 
     logged = wait_for(decision_line, seconds=5, what="the decision's JSON line on stdout")
+    # stdout is the decision stream: every line is one JSON decision (access log on stderr).
+    lines = [line for line in served.stdout.splitlines() if line.strip()]
+    assert all(json.loads(line)["event"] == "decision" for line in lines), lines
+    assert "POST /api/v1/alerts" in served.stderr
     assert logged["outcome"] == "rolled_back" and logged["deployment"] == "web"
 
     holder = wait_for(

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)
-            self.cfg.set("accesslog", "-")
+            # stdout carries only the decisions, one JSON line each: access lines go to stderr.
+            self.cfg.set("accesslog", "/dev/stderr")
             # Our own limit answers 413 with a message; gunicorn's would cut the request line.
             self.cfg.set("limit_request_field_size", 16384)
             # gunicorn >= 25.1 opens a control socket for `gunicornc` under $HOME/.gunicorn (or
