@@ -13,3 +13,18 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+# A two-replica Deployment `shop/web` for the store-level tests.
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: app, image: "shop/web:1"}]
+"""

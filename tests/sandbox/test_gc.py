@@ -8,22 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.sandbox.support import DEPLOYMENT
 from webhook.sandbox.gc import collect_garbage
 from webhook.sandbox.objects import apply_defaults
 from webhook.sandbox.store import Store
-
-DEPLOYMENT = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: app, image: "shop/web:1"}]
-"""
 
 
 @pytest.fixture

@@ -13,23 +13,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.binaries import require_binary
-from tests.sandbox.support import Clock
+from tests.sandbox.support import DEPLOYMENT, Clock
 from webhook.sandbox import metrics, pods
 from webhook.sandbox.objects import apply_defaults
 from webhook.sandbox.store import NotFound, Store
-
-DEPLOYMENT = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: app, image: "shop/web:1"}]
-"""
 
 
 def deploy(store: Store, fault: str | None = None, **annotations: str) -> None:
