@@ -80,6 +80,17 @@ def test_console_login_filter_open_preview_confirm(oncall: OnCall, browser: Any)
     def find(css: str) -> Any:
         return browser.find_element(By.CSS_SELECTOR, css)
 
+    def read_text(xpath: str) -> str:
+        """An element's text, found afresh until chromedriver reads it: right after a
+        navigation it may answer "Node ... does not belong to the document" (seen in CI)."""
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        text: str = WebDriverWait(
+            browser, 10, ignored_exceptions=(WebDriverException,)
+        ).until(lambda driver: driver.find_element(By.XPATH, xpath).text or None)
+        return text
+
     def navigate(element: Any) -> None:
         """Click a link or submit button and wait until the next page replaced this one."""
         from selenium.webdriver.support import expected_conditions
@@ -88,6 +99,9 @@ def test_console_login_filter_open_preview_confirm(oncall: OnCall, browser: Any)
         page = browser.find_element(By.TAG_NAME, "html")
         element.click()
         WebDriverWait(browser, 20).until(expected_conditions.staleness_of(page))
+        WebDriverWait(browser, 20).until(
+            lambda driver: driver.execute_script("return document.readyState") == "complete"
+        )
 
     with live_server(oncall.app) as url:
         browser.get(url + "/")
@@ -138,12 +152,10 @@ def test_console_login_filter_open_preview_confirm(oncall: OnCall, browser: Any)
 
         # Labels and annotations are text, never markup.
         browser.get(f"{url}/decisions/{hostile['id']}")
-        label = browser.find_element(By.XPATH, "//table[@id='labels']//tr[th='note']/td")
-        assert label.text == SCRIPT_LABEL
-        description = browser.find_element(
-            By.XPATH, "//table[@id='annotations']//tr[th='description']/td"
-        )
-        assert description.text == '<img src=x onerror=alert(1)> & "quotes"'
+        label = read_text("//table[@id='labels']//tr[th='note']/td")
+        assert label == SCRIPT_LABEL
+        description = read_text("//table[@id='annotations']//tr[th='description']/td")
+        assert description == '<img src=x onerror=alert(1)> & "quotes"'
         assert browser.find_elements(By.CSS_SELECTOR, "main script, main img") == []
         assert browser.title != "pwned"
         shot(browser, "08-escaped-labels")
