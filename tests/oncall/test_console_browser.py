@@ -7,7 +7,7 @@ step go to artifacts/console/ (gitignored) for people to look at.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,28 +80,50 @@ def test_console_login_filter_open_preview_confirm(oncall: OnCall, browser: Any)
     def find(css: str) -> Any:
         return browser.find_element(By.CSS_SELECTOR, css)
 
-    def read_text(xpath: str) -> str:
-        """An element's text, found afresh until chromedriver reads it: right after a
-        navigation it may answer "Node ... does not belong to the document" (seen in CI)."""
+    def settled(read: Callable[[Any], Any]) -> Any:
+        """What `read(driver)` returns once chromedriver can answer: right after a navigation
+        it may say "Node ... does not belong to the document" (seen in CI under load)."""
         from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.wait import WebDriverWait
 
-        text: str = WebDriverWait(
-            browser, 10, ignored_exceptions=(WebDriverException,)
-        ).until(lambda driver: driver.find_element(By.XPATH, xpath).text or None)
+        wait = WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,))
+        return wait.until(lambda driver: (read(driver),))[0]
+
+    def read_text(xpath: str) -> str:
+        text: str = settled(lambda d: d.find_element(By.XPATH, xpath).text)
         return text
 
+    def text(css: str) -> str:
+        value: str = settled(lambda d: d.find_element(By.CSS_SELECTOR, css).text)
+        return value
+
+    def texts(css: str) -> list[str]:
+        values: list[str] = settled(
+            lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, css)]
+        )
+        return values
+
     def navigate(element: Any) -> None:
-        """Click a link or submit button and wait until the next page replaced this one."""
-        from selenium.webdriver.support import expected_conditions
+        """Click a link or submit button and wait until the next page replaced this one and
+        finished loading. The old page is marked with a window property (a new document has
+        none): selenium's staleness_of polls an element of the old page, and chromedriver
+        sometimes answers that poll with "Node ... does not belong to the document" instead
+        of a stale-element error (seen in CI under load)."""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.wait import WebDriverWait
 
-        page = browser.find_element(By.TAG_NAME, "html")
+        browser.execute_script("window.__replacedByNavigation = true")
         element.click()
-        WebDriverWait(browser, 20).until(expected_conditions.staleness_of(page))
-        WebDriverWait(browser, 20).until(
-            lambda driver: driver.execute_script("return document.readyState") == "complete"
-        )
+
+        def loaded(driver: Any) -> bool:
+            return bool(
+                driver.execute_script(
+                    "return window.__replacedByNavigation === undefined"
+                    " && document.readyState === 'complete'"
+                )
+            )
+
+        WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(loaded)
 
     with live_server(oncall.app) as url:
         browser.get(url + "/")
@@ -109,42 +131,42 @@ def test_console_login_filter_open_preview_confirm(oncall: OnCall, browser: Any)
         shot(browser, "01-login")
         find("#token").send_keys(ALICE)
         navigate(find("#login"))
-        assert find("#actor").text == "alice"
+        assert text("#actor") == "alice"
         rows = browser.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
         assert len(rows) == 2
         shot(browser, "02-decisions")
 
         find("#f-deployment").send_keys("web")
         navigate(find("#apply-filters"))
-        rows = browser.find_elements(By.CSS_SELECTOR, "#decisions tbody tr")
-        assert len(rows) == 1 and "no_recent_rollout" in rows[0].text
+        rows = texts("#decisions tbody tr")
+        assert len(rows) == 1 and "no_recent_rollout" in rows[0]
         shot(browser, "03-filtered")
 
-        navigate(rows[0].find_element(By.CSS_SELECTOR, "a.open"))
-        assert find("#decision-id").text == skip["id"]
-        assert "no_recent_rollout" in find("#outcome").text
+        navigate(find("#decisions tbody tr a.open"))
+        assert text("#decision-id") == skip["id"]
+        assert "no_recent_rollout" in text("#outcome")
         shot(browser, "04-decision")
 
         find("#reason").send_keys("web:2 is the culprit; rollout just outside the window")
         find("#ignore_recent_window").click()
         navigate(find("#preview"))
-        assert "would roll back revision 2 -> revision 1" in find("#would").text
-        assert find("#preview-decisions td.from").text == f"revision 2 ({rs[1]})"
-        assert find("#preview-decisions td.to").text == f"revision 1 ({rs[0]})"
+        assert "would roll back revision 2 -> revision 1" in text("#would")
+        assert text("#preview-decisions td.from") == f"revision 2 ({rs[1]})"
+        assert text("#preview-decisions td.to") == f"revision 1 ({rs[0]})"
         assert template_images(oncall.h.deployment("shop", "web")) == ["web:2"]  # untouched
         shot(browser, "05-preview")
 
         navigate(find("#confirm"))
-        assert find("#outcome").text.startswith("rolled_back")
-        assert find("#decision-actor").text == "alice"
-        assert find("#replay-of").text == skip["id"]
-        assert "replay execute by alice: web:2 is the culprit" in find("#detail").text
+        assert text("#outcome").startswith("rolled_back")
+        assert text("#decision-actor") == "alice"
+        assert text("#replay-of") == skip["id"]
+        assert "replay execute by alice: web:2 is the culprit" in text("#detail")
         assert template_images(oncall.h.deployment("shop", "web")) == ["web:1"]
         shot(browser, "06-rolled-back")
 
         navigate(find("#replay-of"))
-        replays = browser.find_elements(By.CSS_SELECTOR, "#replays tbody tr")
-        assert [("dry_run" in r.text, "rolled_back" in r.text) for r in replays] == [
+        replays = texts("#replays tbody tr")
+        assert [("dry_run" in r, "rolled_back" in r) for r in replays] == [
             (True, False),
             (False, True),
         ]
@@ -167,6 +189,6 @@ def test_console_login_filter_open_preview_confirm(oncall: OnCall, browser: Any)
         )
         find("#reason").send_keys("no csrf")
         navigate(find("#preview"))
-        assert "CSRF token missing or invalid" in find("#message").text
+        assert "CSRF token missing or invalid" in text("#message")
         shot(browser, "09-csrf-refused")
     assert oncall.h.service.audit.replays_of(hostile["id"]) == []
