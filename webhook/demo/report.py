@@ -6,8 +6,10 @@ import sys
 import time
 from typing import Any, TextIO
 
+from webhook.commands.audit import render_table
 from webhook.evidence import EvidenceSource
-from webhook.history import build_history, render_table
+from webhook.history import build_history
+from webhook.history import render_table as history_table
 from webhook.service import Service, evidence_sources
 
 DETAIL_WIDTH = 90
@@ -51,7 +53,7 @@ def history_text(
         name=name,
         sources=sources if sources is not None else evidence_sources(service.prometheus),
     )
-    return render_table(history)
+    return history_table(history)
 
 
 def _revision(row: dict[str, Any]) -> str:
@@ -65,22 +67,18 @@ def audit_text(service: Service, *, namespace: str, name: str) -> str:
     rows = list(reversed(service.audit.query(namespace=namespace, deployment=name, limit=50)))
     if not rows:
         return "(no decisions)"
-    table = [("TIME", "OUTCOME", "REASON", "ALERT", "REVISION", "ID")]
-    for row in rows:
-        table.append(
-            (
-                str(row["time"])[11:23],
-                str(row["outcome"]),
-                str(row["reason"] or "-"),
-                str(row["alertname"] or "-"),
-                _revision(row),
-                str(row["id"]),
-            )
-        )
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    lines = [
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in table
+    table = [
+        [
+            str(row["time"])[11:23],
+            str(row["outcome"]),
+            str(row["reason"] or "-"),
+            str(row["alertname"] or "-"),
+            _revision(row),
+            str(row["id"]),
+        ]
+        for row in rows
     ]
+    lines = [render_table(table, ["TIME", "OUTCOME", "REASON", "ALERT", "REVISION", "ID"])]
     for row in rows:
         detail = str(row["detail"])
         if len(detail) > DETAIL_WIDTH:
