@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from webhook import contract
-from webhook.sandbox.pods import FAULT_ANNOTATION, LATENCY_ANNOTATION
+from webhook.sandbox.pods import FAULT_ANNOTATION, LATENCY_ANNOTATION, restart_count
 from webhook.sandbox.testing import SandboxHandle
 
 V1_AGE = timedelta(hours=2)
@@ -121,8 +121,6 @@ class Workload:
 
     def pod_restarts(self, sandbox: SandboxHandle, replicaset: str) -> int:
         """The highest container restart count among the ReplicaSet's pods, as of now."""
-        from webhook.sandbox.pods import restart_count
-
         items, _ = sandbox.store.list("pods", self.namespace)
         now = sandbox.store.now()
         counts = [
