@@ -23,6 +23,8 @@ from webhook.commands.audit import (
 )
 
 REFUSED = 3
+# Not imported from webhook.replay: this client must not load the service and kubernetes.
+OVERRIDE_FLAGS = ("ignore_recent_window", "ignore_cooldown")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,14 +66,8 @@ def build_body(args: argparse.Namespace) -> dict[str, Any]:
         body["audit_id"] = args.audit_id
     else:
         body["payload"] = _payload(args.payload)
-    overrides = {
-        key: True
-        for key, on in (
-            ("ignore_recent_window", args.ignore_recent_window),
-            ("ignore_cooldown", args.ignore_cooldown),
-        )
-        if on
-    }
+    # The --ignore-* flags are the API's override keys (webhook.replay.OVERRIDE_KEYS).
+    overrides = {key: True for key in OVERRIDE_FLAGS if getattr(args, key)}
     if overrides:
         body["overrides"] = overrides
     return body
