@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from webhook import contract
@@ -134,8 +135,9 @@ class ReplayResult:
     decisions: list[Decision]
     note: str = ""  # the prefix Request.note put on each decision's detail
 
-    @property
+    @cached_property
     def refusals(self) -> list[dict[str, Any]]:
+        """The refusal of each decision that did not (or would not) roll back."""
         found = [refusal(d, note=self.note) for d in self.decisions]
         return [r for r in found if r is not None]
 
@@ -251,7 +253,6 @@ def run_replay(service: Service, ask: ReplayAsk, *, actor: str) -> ReplayResult:
         replay_of=ask.audit_id,
     )
     decisions = service.decide_payload(payload, request)
-    note = request.note
     result = ReplayResult(
         payload_id=payload_id,
         replay_of=ask.audit_id,
@@ -259,7 +260,7 @@ def run_replay(service: Service, ask: ReplayAsk, *, actor: str) -> ReplayResult:
         reason=ask.reason,
         dry_run=ask.dry_run,
         decisions=decisions,
-        note=note,
+        note=request.note,
     )
     log.info(
         json.dumps(
