@@ -22,7 +22,8 @@ from datetime import datetime
 from webhook import contract
 from webhook.config import Settings
 from webhook.kube import Cluster, KubeError
-from webhook.revisions import last_action, parse_k8s_time
+from webhook.revisions import last_action_time
+from webhook.scope import deployments_in_scope
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +51,8 @@ class ClusterRollbacks:
     def refresh(self) -> None:
         """LIST the Deployments in scope and keep their last-action times (KubeError: keep the
         previous snapshot)."""
-        policy = self.settings.namespaces
-        scopes: list[str | None] = list(policy.allow) if policy.allow else [None]
-        times = []
-        for scope in scopes:
-            for deployment in self.cluster.list_deployments(scope):
-                if deployment["metadata"].get("namespace") in policy.deny:
-                    continue
-                action = last_action(deployment)
-                if not action or action.get("unreadable"):
-                    continue
-                try:
-                    when = parse_k8s_time(str(action.get("time", "")))
-                except ValueError:
-                    when = None
-                if when is not None:
-                    times.append(when)
+        deployments = deployments_in_scope(self.cluster, self.settings.namespaces)
+        times = [t for t in map(last_action_time, deployments) if t is not None]
         with self._lock:
             self._times = times
 

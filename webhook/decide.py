@@ -32,9 +32,11 @@ from webhook.revisions import (
     current_revision,
     format_k8s_time,
     last_action,
+    last_action_time,
     revisions_of,
 )
 from webhook.rollback import Rollback
+from webhook.scope import namespace_refusal
 
 log = logging.getLogger(__name__)
 
@@ -233,13 +235,9 @@ class Decider:
         workload = (contract.LABEL_DEPLOYMENT, contract.LABEL_REPLICASET, contract.LABEL_POD)
         if not any(labels.get(k) for k in workload):
             self._skip(decision, "missing_labels", "none of deployment, replicaset, pod is set")
-        policy = self.settings.namespaces
-        if namespace in policy.deny:
-            self._skip(decision, "namespace_denied", f"namespace {namespace} is in namespaces.deny")
-        if policy.allow and namespace not in policy.allow:
-            self._skip(
-                decision, "namespace_denied", f"namespace {namespace} is not in namespaces.allow"
-            )
+        refusal = namespace_refusal(namespace, self.settings.namespaces)
+        if refusal:
+            self._skip(decision, "namespace_denied", refusal)
         deployment_name, replicaset_name = self._resolve(namespace, labels, decision)
         decision.deployment = deployment_name
         for _ in range(self.settings.max_conflict_retries + 1):
@@ -450,10 +448,7 @@ class Decider:
                 f"than {policy.recent_rollout_window}s before the alert started",
             )
         if action and not request.overrides.ignore_cooldown:
-            try:
-                acted = datetime.fromisoformat(str(action.get("time", "")).replace("Z", "+00:00"))
-            except ValueError:
-                acted = None
+            acted = last_action_time(deployment)
             if acted and self.clock() - acted < timedelta(seconds=policy.cooldown):
                 self._skip(
                     decision,

@@ -191,6 +191,17 @@ def last_action(deployment: Obj) -> dict[str, Any] | None:
     return _json_annotation(annotations, contract.ANNOTATION_LAST_ACTION)
 
 
+def last_action_time(deployment: Obj) -> datetime | None:
+    """When the service last rolled this Deployment back (its last-action's time), if known."""
+    action = last_action(deployment)
+    if not action:
+        return None
+    try:
+        return parse_k8s_time(str(action.get("time") or ""))
+    except ValueError:
+        return None
+
+
 def _condition(deployment: Obj, kind: str) -> Obj | None:
     for condition in deployment.get("status", {}).get("conditions") or []:
         if condition.get("type") == kind:
@@ -209,10 +220,7 @@ def activation_time(revision: Revision, deployment: Obj) -> datetime:
         return revision.created
     action = last_action(deployment)
     if action and action.get("to_replicaset") == revision.name:
-        try:
-            when = parse_k8s_time(str(action.get("time")))
-        except ValueError:
-            when = None
+        when = last_action_time(deployment)
         if when:
             return when
     progressing = _condition(deployment, "Progressing")

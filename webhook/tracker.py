@@ -44,6 +44,7 @@ from webhook.revisions import (
     format_k8s_time,
     revisions_of,
 )
+from webhook.scope import deployments_in_scope
 
 log = logging.getLogger(__name__)
 
@@ -201,17 +202,11 @@ class HealthTracker:
         return result
 
     def _deployments(self, result: Round) -> list[Obj]:
-        policy = self.settings.namespaces
-        # With an allow list, list per namespace: a namespaced install may not list cluster-wide.
-        scopes: list[str | None] = list(policy.allow) if policy.allow else [None]
-        found: list[Obj] = []
-        for scope in scopes:
-            try:
-                found.extend(self.cluster.list_deployments(scope))
-            except KubeError as exc:
-                result.errors.append(f"list deployments in {scope or 'all namespaces'}: {exc}")
-                log.warning("health tracker: cannot list deployments: %s", exc)
-        return [d for d in found if d["metadata"]["namespace"] not in policy.deny]
+        def failed(scope: str, exc: KubeError) -> None:
+            result.errors.append(f"list deployments in {scope}: {exc}")
+            log.warning("health tracker: cannot list deployments: %s", exc)
+
+        return deployments_in_scope(self.cluster, self.settings.namespaces, on_error=failed)
 
     def _opted_in(self, deployment: Obj, cache: _RoundCache) -> bool:
         namespace = deployment["metadata"]["namespace"]
