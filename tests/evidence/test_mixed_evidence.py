@@ -33,6 +33,8 @@ import yaml
 from tests.binaries import require_binary
 from tests.receiver.harness import Harness, hours, minutes, now
 from webhook.pipeline.processes import ManagedProcess, free_port
+from webhook.revisions import format_k8s_time
+from webhook.sandbox.store import parse_time
 from webhook.sandbox.testing import SandboxHandle
 
 IMAGES = [
@@ -84,7 +86,7 @@ def world(sandbox: SandboxHandle, tmp_path: Path) -> Iterator[dict[str, Any]]:
     }
     assert len(rs) == 5
     api = builder.official()
-    stamp = (now() - hours(7.5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = format_k8s_time(now() - hours(7.5))
     api.patch_namespaced_replica_set(
         by_image["S"], "shop", {"metadata": {"annotations": {"auto-rollback/healthy-since": stamp}}}
     )
@@ -92,7 +94,7 @@ def world(sandbox: SandboxHandle, tmp_path: Path) -> Iterator[dict[str, Any]]:
         by_image["X"], "shop", {"metadata": {"annotations": {"auto-rollback/bad-revision": "{}"}}}
     )
     current = builder.replicasets("shop", "web")[-1]
-    end = datetime.fromisoformat(current["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    end = parse_time(current["metadata"]["creationTimestamp"])
     data = tmp_path / "tsdb"
     source = tmp_path / "history.om"
     source.write_text(openmetrics(replicaset_p=by_image["P"], end=end))

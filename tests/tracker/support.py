@@ -50,10 +50,6 @@ def stamp_of(harness: Harness, name: str, namespace: str = "shop") -> str | None
     return rs_annotations(harness, name, namespace).get(HEALTHY_SINCE)
 
 
-def k8s_time(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def pods_of(harness: Harness, replicaset: str, namespace: str = "shop") -> list[str]:
     items = harness.read("GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
     return sorted(

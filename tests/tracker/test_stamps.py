@@ -13,13 +13,12 @@ from tests.receiver.harness import Harness, hours, minutes, now
 from tests.tracker.support import (
     HEALTHY_SINCE,
     FakeClock,
-    k8s_time,
     pods_of,
     stamp_of,
     stamp_writes,
     tracker_for,
 )
-from webhook.revisions import parse_k8s_time
+from webhook.revisions import format_k8s_time, parse_k8s_time
 from webhook.tracker import unavailability
 
 
@@ -37,7 +36,7 @@ def test_stamps_after_min_healthy_seconds_and_never_before(
     clock.advance(1)
     assert tracker.resync_once().state_of("shop", "web") == "stamped"
     # The value is when the healthy period started, not when the stamp was written.
-    assert stamp_of(harness, rs1) == k8s_time(started)
+    assert stamp_of(harness, rs1) == format_k8s_time(started)
     clock.advance(3600)
     assert tracker.resync_once().state_of("shop", "web") == "already_stamped"
     assert len(stamp_writes(harness.sandbox.controls.requests())) == 1
@@ -112,7 +111,7 @@ def test_crashlooping_pod_blocks_the_stamp_and_restarts_the_clock(
     assert tracker.resync_once().state_of("shop", "web") == "waiting"
     clock.advance(1)
     assert tracker.resync_once().state_of("shop", "web") == "stamped"
-    assert stamp_of(harness, rs1) == k8s_time(healthy_again)
+    assert stamp_of(harness, rs1) == format_k8s_time(healthy_again)
 
 
 def _with(deployment: dict, **changes: object) -> dict:
@@ -215,7 +214,7 @@ def test_readopted_revision_gets_a_fresh_stamp_once_healthy_again(
     clock.advance(600)
     assert tracker.resync_once().state_of("shop", "web") == "stamped"
     old_stamp = stamp_of(harness, rs1)
-    assert old_stamp == k8s_time(first_period)
+    assert old_stamp == format_k8s_time(first_period)
 
     # Revision 2 breaks; the service rolls back to revision 1 (stamped), re-adopting it.
     rs = harness.deploy("web", [("web:2", minutes(5))])
@@ -241,7 +240,7 @@ def test_readopted_revision_gets_a_fresh_stamp_once_healthy_again(
     assert tracker.resync_once().state_of("shop", "web") == "stamped"
     fresh = parse_k8s_time(stamp_of(harness, rs1))
     assert fresh is not None and fresh >= reactivated
-    assert stamp_of(harness, rs1) == k8s_time(max(resumed, reactivated))
+    assert stamp_of(harness, rs1) == format_k8s_time(max(resumed, reactivated))
     clock.advance(600)
     assert tracker.resync_once().state_of("shop", "web") == "already_stamped"
 
@@ -292,7 +291,7 @@ def test_api_error_in_one_round_does_not_restart_the_clock(
     assert blip.state_of("shop", "web") is None and "503" in blip.errors[0]
     clock.advance(300)
     assert tracker.resync_once().state_of("shop", "web") == "stamped"
-    assert stamp_of(harness, rs1) == k8s_time(started)
+    assert stamp_of(harness, rs1) == format_k8s_time(started)
 
 
 def test_a_round_lists_replicasets_once_per_namespace(harness: Harness, clock: FakeClock) -> None:
