@@ -17,6 +17,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from webhook.sandbox.store import format_time
+
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 
@@ -225,7 +227,7 @@ def _scalar(kind: str, value: Any, where: str) -> Any:
         parts = _message("Time", value, where)
         if not parts.get("seconds"):
             return None
-        return datetime.fromtimestamp(parts["seconds"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return format_time(datetime.fromtimestamp(parts["seconds"], UTC))
     if kind == "intorstring":
         parts = _message("IntOrString", value, where)
         return parts.get("strVal", "") if parts.get("type") == 1 else parts.get("intVal", 0)
