@@ -7,8 +7,6 @@ kubernetes/kubernetes pkg/controller/deployment/...
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -33,15 +31,6 @@ spec:
 """
 
 
-@pytest.fixture
-def handle(tmp_path: Path) -> Iterator[SandboxHandle]:
-    handle = SandboxHandle.start(workdir=tmp_path)
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
 def kubectl(handle: SandboxHandle, *args: str) -> subprocess.CompletedProcess[str]:
     binary = require_binary("kubectl")
     return subprocess.run(
@@ -50,9 +39,9 @@ def kubectl(handle: SandboxHandle, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
-def test_rollout_status_waits_on_a_crashlooping_revision(handle: SandboxHandle) -> None:
-    handle.controls.apply(MANIFEST.replace("FAULT", "crashloop"))
-    result = kubectl(handle, "rollout", "status", "deployment/web", "-n", "shop",
+def test_rollout_status_waits_on_a_crashlooping_revision(sandbox: SandboxHandle) -> None:
+    sandbox.controls.apply(MANIFEST.replace("FAULT", "crashloop"))
+    result = kubectl(sandbox, "rollout", "status", "deployment/web", "-n", "shop",
                      "--timeout=2s")
     # kubectl polymorphichelpers/rollout_status.go: available < updated keeps it waiting,
     # and the timeout makes it exit non-zero.
@@ -61,19 +50,19 @@ def test_rollout_status_waits_on_a_crashlooping_revision(handle: SandboxHandle) 
         "available..." in result.stdout
 
 
-def test_rollout_status_succeeds_on_a_slow_but_ready_revision(handle: SandboxHandle) -> None:
-    handle.controls.apply(MANIFEST.replace("FAULT", "slow"))
-    result = kubectl(handle, "rollout", "status", "deployment/web", "-n", "shop",
+def test_rollout_status_succeeds_on_a_slow_but_ready_revision(sandbox: SandboxHandle) -> None:
+    sandbox.controls.apply(MANIFEST.replace("FAULT", "slow"))
+    result = kubectl(sandbox, "rollout", "status", "deployment/web", "-n", "shop",
                      "--timeout=5s")
     assert result.returncode == 0, result.stderr
     assert 'deployment "web" successfully rolled out' in result.stdout
 
 
 def test_describe_shows_the_controllers_conditions_and_scaling_events(
-    handle: SandboxHandle,
+    sandbox: SandboxHandle,
 ) -> None:
-    handle.controls.apply(MANIFEST.replace("FAULT", "oomkilled"))
-    out = kubectl(handle, "describe", "deployment/web", "-n", "shop").stdout
+    sandbox.controls.apply(MANIFEST.replace("FAULT", "oomkilled"))
+    out = kubectl(sandbox, "describe", "deployment/web", "-n", "shop").stdout
     rs_name = next(line.split()[1] for line in out.splitlines()
                    if line.startswith("NewReplicaSet:"))
     # kubectl describe (pkg/describe/describe.go) prints the conditions table and events;
