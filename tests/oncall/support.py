@@ -7,16 +7,15 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import make_server
 
 from tests.receiver.harness import TOKEN, Harness
 from webhook.auth import Credentials
+from webhook.pipeline.receiver import AppServer
 from webhook.runtime import build_app
 
 ALICE = "oncall-secret-alice"
@@ -62,11 +61,9 @@ class OnCall:
 @contextmanager
 def live_server(app: Flask) -> Iterator[str]:
     """Serve `app` on a free loopback port in a thread; yields its base URL (tests only)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="oncall-live", daemon=True)
-    thread.start()
+    server = AppServer(app, name="oncall-live")
+    server.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield server.base_url
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
+        server.stop()

@@ -32,6 +32,32 @@ class _QuietHandler(WSGIRequestHandler):
         return None
 
 
+class AppServer:
+    """A WSGI app served on 127.0.0.1:<free port> by werkzeug in a daemon thread (the
+    receiver here; the on-call tests' live server too)."""
+
+    def __init__(self, app: Any, *, name: str) -> None:
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:<port>`, no trailing slash."""
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (idempotent)."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.server_close()
+
+
 class ReceiverServer:
     """One receiver (settings -> service -> app) listening on 127.0.0.1:<free port>."""
 
@@ -62,28 +88,20 @@ class ReceiverServer:
         self.settings = settings_from_dict(config)
         self.service: Service = build_service(self.settings, api_client=api_client)
         self.app = build_app(self.service)
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler
-        )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"receiver-{name}", daemon=True
-        )
+        self._server = AppServer(self.app, name=f"receiver-{name}")
 
     @property
     def url(self) -> str:
         """The alerts endpoint Alertmanager posts to."""
-        return f"http://127.0.0.1:{self._server.server_port}{ALERTS_PATH}"
+        return f"{self._server.base_url}{ALERTS_PATH}"
 
     @property
     def target(self) -> ReceiverTarget:
         return ReceiverTarget(url=self.url, token_file=self.token_file)
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
         """Stop serving and close the socket (idempotent)."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
+        self._server.stop()
