@@ -1,38 +1,24 @@
 """Prometheus evidence and confirmation (webhook/prom.py) against a stubbed HTTP API.
 
 `responses` stands in for Prometheus' /api/v1/query: the tests pin the PromQL that goes on the
-wire, the verdicts built from answers, and how failures degrade to "unknown". Two tests use
-real components: a loopback socket that never answers (timeouts are really honoured), and
-promtool evaluating the PromQL over synthetic series (the queries mean what the code assumes).
+wire, the verdicts built from answers, and how failures degrade to "unknown". Confirmation is in
+test_prom_confirm.py, the tests against real components in test_prom_live.py.
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import threading
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
 import responses
-import yaml
-from responses import matchers
 
-from tests.binaries import require_binary
+from tests.unit.prom_stub import END, NOW, PROM, QUERY_URL, answer, sent_params, vector
 from webhook.prom import Evidence, PrometheusEvidence
-from webhook.promql import alerts_query, expr_from_generator_url, readiness_query
+from webhook.promql import alerts_query, readiness_query
 
-PROM = "http://prometheus.test:9090"
-QUERY_URL = f"{PROM}/api/v1/query"
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 START = NOW - timedelta(minutes=20)
-END = NOW - timedelta(minutes=10)
 
 _FRACTION = (
     'sum(max by (namespace, pod) (kube_pod_status_ready{namespace="shop", condition="true"})'
@@ -53,47 +39,9 @@ ALERTS_Q = (
 )
 
 
-def vector(*samples: tuple[dict[str, str], str]) -> dict[str, object]:
-    """A Prometheus instant-vector answer."""
-    return {
-        "status": "success",
-        "data": {
-            "resultType": "vector",
-            "result": [
-                {"metric": labels, "value": [END.timestamp(), value]} for labels, value in samples
-            ],
-        },
-    }
-
-
 def readiness(worst: str, steps: str) -> dict[str, object]:
     """What readiness_query answers: the worst ready fraction and the steps that had data."""
     return vector(({"stat": "worst"}, worst), ({"stat": "steps"}, steps))
-
-
-def answer(query: str, body: dict[str, object]) -> None:
-    responses.get(
-        QUERY_URL, json=body, match=[matchers.query_param_matcher({"query": query},
-                                                                  strict_match=False)]
-    )
-
-
-def sent_params(call_index: int) -> dict[str, str]:
-    request = responses.calls[call_index].request
-    assert request.url is not None
-    return {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def prom(sleeps: list[float]) -> Iterator[PrometheusEvidence]:
-    evidence = PrometheusEvidence(PROM, clock=lambda: NOW, sleep=sleeps.append)
-    yield evidence
-    evidence.close()
 
 
 def health(prom: PrometheusEvidence, **overrides: Any) -> Evidence:
@@ -363,231 +311,3 @@ def test_bad_settings_are_rejected_by_name(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         PrometheusEvidence(url, timeout_seconds=timeout, retries=retries)
-
-
-# --- confirm -------------------------------------------------------------------------------
-
-EXPR = 'rate(kube_pod_container_status_restarts_total{namespace!~"kube-.*"}[5m]) > 0.1'
-GENERATOR_URL = f"http://prom-0:9090/graph?g0.expr={quote(EXPR, safe='')}&g0.tab=1"
-ALERT_LABELS = {"alertname": "KubePodRestarting", "rollback_trigger": "restart_rate",
-                "namespace": "shop", "pod": "web-7d9f-abcde", "severity": "critical"}
-
-
-@responses.activate
-def test_confirm_reevaluates_the_generator_expression_at_decision_time(
-    prom: PrometheusEvidence,
-) -> None:
-    answer(EXPR, vector(({"namespace": "shop", "pod": "web-7d9f-abcde"}, "0.4")))
-
-    confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW)
-
-    assert confirmation.verdict == "confirmed"
-    assert confirmation.expr == EXPR
-    assert sent_params(0)["query"] == EXPR
-    assert float(sent_params(0)["time"]) == NOW.timestamp()
-    # Only the configured Prometheus is asked, never the host in the payload's URL.
-    assert responses.calls[0].request.url.startswith(QUERY_URL)  # type: ignore[union-attr]
-
-
-@responses.activate
-def test_confirm_empty_vector_is_not_confirmed(prom: PrometheusEvidence) -> None:
-    answer(EXPR, vector())
-
-    confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW)
-
-    assert confirmation.verdict == "not_confirmed"
-    assert "no longer confirms" in confirmation.detail
-
-
-@responses.activate
-def test_confirm_with_alert_labels_ignores_other_workloads_series(
-    prom: PrometheusEvidence,
-) -> None:
-    answer(EXPR, vector(({"namespace": "shop", "pod": "cart-55c4-xyz"}, "0.9")))
-
-    confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW, labels=ALERT_LABELS)
-
-    assert confirmation.verdict == "not_confirmed"
-
-
-@responses.activate
-def test_confirm_with_alert_labels_counts_the_alerts_own_series(
-    prom: PrometheusEvidence,
-) -> None:
-    answer(EXPR, vector(({"namespace": "shop", "pod": "cart-55c4-xyz"}, "0.9"),
-                        ({"namespace": "shop", "pod": "web-7d9f-abcde"}, "0.4")))
-
-    confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW, labels=ALERT_LABELS)
-
-    assert confirmation.verdict == "confirmed"
-    assert "1 series matching the alert's labels" in confirmation.detail
-
-
-@pytest.mark.parametrize(
-    "url",
-    ["", "not a url", "http://prom:9090/graph?g0.tab=1", "http://prom:9090/graph?g0.expr=",
-     "http://[::1/graph?g0.expr=up"],
-)
-@responses.activate
-def test_confirm_without_an_expression_is_unknown_and_sends_nothing(
-    prom: PrometheusEvidence, url: str,
-) -> None:
-    confirmation = prom.confirm(generator_url=url, at=NOW)
-
-    assert confirmation.verdict == "unknown"
-    assert confirmation.expr is None
-    assert "generatorURL has no g0.expr" in confirmation.detail
-    assert len(responses.calls) == 0
-
-
-@responses.activate
-def test_confirm_prometheus_5xx_is_unknown(prom: PrometheusEvidence) -> None:
-    responses.get(QUERY_URL, status=500, json={
-        "status": "error", "errorType": "internal", "error": "boom"})
-
-    confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW)
-
-    assert confirmation.verdict == "unknown"
-    assert confirmation.expr == EXPR
-    assert "HTTP 500: boom" in confirmation.detail
-    assert len(responses.calls) == 3
-
-
-@responses.activate
-def test_confirm_proxy_error_page_is_retried_then_unknown(prom: PrometheusEvidence) -> None:
-    responses.get(QUERY_URL, status=502, body="<html>Bad Gateway</html>",
-                  content_type="text/html")
-
-    confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW)
-
-    assert confirmation.verdict == "unknown"
-    assert "failed after 3 attempts: HTTP 502: <html>Bad Gateway</html>" in confirmation.detail
-
-
-@responses.activate
-def test_confirm_scalar_expression_is_unknown(prom: PrometheusEvidence) -> None:
-    responses.get(QUERY_URL, json={"status": "success",
-                                   "data": {"resultType": "scalar", "result": [1.0, "1"]}})
-
-    confirmation = prom.confirm(generator_url="http://p/graph?g0.expr=1", at=NOW)
-
-    assert confirmation.verdict == "unknown"
-    assert "instant vector" in confirmation.detail
-
-
-def test_generator_url_with_plus_and_spaces_decodes_like_prometheus_encodes() -> None:
-    url = "http://p:9090/graph?g0.expr=sum+by+%28pod%29+%28up%29+%3E+0&g0.tab=1"
-    assert expr_from_generator_url(url) == "sum by (pod) (up) > 0"
-
-
-# --- real components -----------------------------------------------------------------------
-
-
-def test_timeouts_are_honoured_on_a_silent_socket() -> None:
-    """A Prometheus that accepts and never answers costs at most (retries+1) timeouts."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    accepted: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    port = server.getsockname()[1]
-    prom = PrometheusEvidence(f"http://127.0.0.1:{port}", timeout_seconds=0.2, retries=1,
-                              clock=lambda: NOW, sleep=lambda _: None)
-    try:
-        began = time.monotonic()
-        confirmation = prom.confirm(generator_url="http://p/graph?g0.expr=up", at=NOW)
-        elapsed = time.monotonic() - began
-        deadline = time.monotonic() + 2
-        while len(accepted) < 2 and time.monotonic() < deadline:  # the accept thread may lag
-            time.sleep(0.01)
-    finally:
-        prom.close()
-        server.close()
-        for conn in accepted:
-            conn.close()
-
-    assert confirmation.verdict == "unknown"
-    assert "failed after 2 attempts: no answer within 0.2s" in confirmation.detail
-    assert len(accepted) == 2  # no hidden retries underneath ours
-    # The library's default urllib3 retries (3 more, 1s+ backoff) would blow this bound.
-    assert 0.4 <= elapsed < 2.5
-
-
-@pytest.mark.promtool
-def test_queries_mean_what_the_verdicts_assume_under_promtool(tmp_path: Path) -> None:
-    """promtool evaluates the exact PromQL over kube-state-metrics-shaped series."""
-    promtool = require_binary("promtool")
-    owner = ('kube_pod_owner{{namespace="shop", pod="{pod}", owner_kind="ReplicaSet", '
-             'owner_name="{rs}", instance="{inst}"}}')
-    ready = ('kube_pod_status_ready{{namespace="shop", pod="{pod}", condition="true", '
-             'instance="{inst}"}}')
-    series = []
-    # 30s samples over 40 minutes; the window is minutes 20..30, evaluated at 30m.
-    for rs, pods in {"good": ["g1", "g2"], "flaky": ["f1", "f2"], 'we"ird': ["w1"]}.items():
-        for pod in pods:
-            for inst in ("ksm-0", "ksm-1"):  # two kube-state-metrics replicas
-                esc = rs.replace('"', '\\"')
-                series.append({"series": owner.format(pod=pod, rs=esc, inst=inst),
-                               "values": "1x80"})
-                values = "1x44 0x4 1x31" if pod == "f2" else "1x80"
-                series.append({"series": ready.format(pod=pod, inst=inst), "values": values})
-    # "gap": owner data only from minute 25 on; "none": nothing at all.
-    series.append({"series": owner.format(pod="p1", rs="gap", inst="ksm-0"),
-                   "values": "_x49 1x30"})
-    series.append({"series": ready.format(pod="p1", inst="ksm-0"), "values": "_x49 1x30"})
-    alert = ('ALERTS{{alertname="{name}", alertstate="{state}", namespace="shop", '
-             'replicaset="{rs}"{trigger}}}')
-    series += [
-        {"series": alert.format(name="KubePodRestarting", state="firing", rs="flaky",
-                                trigger=', rollback_trigger="restart_rate"'),
-         "values": "_x44 1x4"},
-        {"series": alert.format(name="KubePodRestarting", state="pending", rs="good",
-                                trigger=', rollback_trigger="restart_rate"'), "values": "1x80"},
-        {"series": alert.format(name="Unrelated", state="firing", rs="good", trigger=""),
-         "values": "1x80"},
-    ]
-
-    def readiness(rs: str) -> str:
-        return readiness_query(namespace="shop", replicaset=rs, window_seconds=600,
-                               step_seconds=30)
-
-    def alerts(rs: str) -> str:
-        return alerts_query(namespace="shop", replicaset=rs, window_seconds=600)
-
-    def stats(worst: float, steps: int) -> list[dict[str, object]]:
-        return [{"labels": '{stat="worst"}', "value": worst},
-                {"labels": '{stat="steps"}', "value": steps}]
-
-    # Prometheus 2.x subqueries include the window's left edge: 21 steps of 30s in 600s.
-    tests = [
-        {"expr": readiness("good"), "eval_time": "30m", "exp_samples": stats(1, 21)},
-        {"expr": readiness("flaky"), "eval_time": "30m", "exp_samples": stats(0.5, 21)},
-        {"expr": readiness('we"ird'), "eval_time": "30m", "exp_samples": stats(1, 21)},
-        {"expr": readiness("gap"), "eval_time": "30m", "exp_samples": stats(1, 12)},
-        {"expr": readiness("none"), "eval_time": "30m", "exp_samples": []},
-        {"expr": alerts("good"), "eval_time": "30m", "exp_samples": []},
-        {"expr": alerts("flaky"), "eval_time": "30m", "exp_samples": [
-            {"labels": '{alertname="KubePodRestarting", rollback_trigger="restart_rate"}',
-             "value": 1}]},
-    ]
-    rules = tmp_path / "empty.rules.yml"
-    rules.write_text("groups: []\n")
-    spec = tmp_path / "prom_test.yml"
-    spec.write_text(yaml.safe_dump({
-        "rule_files": [rules.name],
-        "evaluation_interval": "30s",
-        "tests": [{"interval": "30s", "input_series": series, "promql_expr_test": tests}],
-    }, width=1000))
-
-    run = subprocess.run([promtool, "test", "rules", spec.name], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60, check=False)
-
-    assert run.returncode == 0, run.stdout + run.stderr
