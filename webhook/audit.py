@@ -103,15 +103,26 @@ class AuditStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # A connection of its own, closed at once: gunicorn forks workers after this, and an
         # SQLite connection must not cross a fork.
+        setup = self._open()
         try:
-            setup = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            try:
-                setup.execute("PRAGMA journal_mode=WAL")
-                setup.executescript(SCHEMA)
-            finally:
-                setup.close()
+            setup.execute("PRAGMA journal_mode=WAL")
+            setup.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
+        finally:
+            setup.close()
+
+    def _open(self, *, shared: bool = False) -> sqlite3.Connection:
+        """A connection in autocommit mode; `shared` lets other threads use it (the writer)."""
+        try:
+            db = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=not shared
+            )
+            db.execute("PRAGMA busy_timeout=10000")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
+        return db
 
     @contextmanager
     def _writer(self) -> Iterator[sqlite3.Connection]:
@@ -122,15 +133,7 @@ class AuditStore:
         """
         with self._write_lock:
             if self._write_db is None or self._write_pid != os.getpid():
-                try:
-                    db = sqlite3.connect(
-                        self.path, timeout=10, isolation_level=None, check_same_thread=False
-                    )
-                    db.execute("PRAGMA busy_timeout=10000")
-                    db.execute("PRAGMA synchronous=NORMAL")
-                except sqlite3.Error as exc:
-                    raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
-                self._write_db, self._write_pid = db, os.getpid()
+                self._write_db, self._write_pid = self._open(shared=True), os.getpid()
             try:
                 yield self._write_db
             except sqlite3.Error as exc:
@@ -140,12 +143,7 @@ class AuditStore:
     def _connection(self) -> Iterator[sqlite3.Connection]:
         db = getattr(self._local, "db", None)
         if db is None:
-            try:
-                db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-                db.execute("PRAGMA busy_timeout=10000")
-                db.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.Error as exc:
-                raise AuditUnavailable(f"audit store {self.path}: {exc}") from exc
+            db = self._open()
             db.row_factory = sqlite3.Row
             self._local.db = db
         try:
@@ -228,11 +226,14 @@ class AuditStore:
             db.execute("ROLLBACK")
 
     # -- reads used by the decision ---------------------------------------------------------
-    def count_outcome_since(self, outcome: str, since: datetime) -> int:
+    def count_outcomes_since(self, outcomes: Iterable[str], since: datetime) -> int:
+        """Decisions with any of `outcomes` at or after `since` (one query)."""
+        wanted = list(outcomes)
+        marks = ", ".join("?" for _ in wanted)
         with self._connection() as db:
             row = db.execute(
-                "SELECT COUNT(*) FROM decisions WHERE outcome = ? AND time >= ?",
-                (outcome, _iso(since)),
+                f"SELECT COUNT(*) FROM decisions WHERE outcome IN ({marks}) AND time >= ?",  # noqa: S608
+                (*wanted, _iso(since)),
             ).fetchone()
         return int(row[0])
 

@@ -479,7 +479,7 @@ class Decider:
             if decision.dry_run and request.source == "alertmanager":
                 counted.append(contract.DRY_RUN)
             self._acted = [(t, o) for t, o in self._acted if t >= window_start]
-            recorded = sum(self.audit.count_outcome_since(o, window_start) for o in counted)
+            recorded = self.audit.count_outcomes_since(counted, window_start)
             in_memory = sum(1 for _, outcome in self._acted if outcome in counted)
             # Other replicas' rollbacks, from the cluster's last-action annotations.
             elsewhere = self.cluster_rollbacks.count_since(window_start)

@@ -223,25 +223,27 @@ class Cluster:
         return self._call("PUT", path, body=deployment)
 
     def annotate_replicaset(
-        self, namespace: str, name: str, annotations: dict[str, str | None]
+        self,
+        namespace: str,
+        name: str,
+        annotations: dict[str, str | None],
+        *,
+        resource_version: str | None = None,
     ) -> Obj:
-        """Merge-patch annotations onto a ReplicaSet.
+        """Merge-patch annotations onto a ReplicaSet; with `resource_version`, only if it is
+        still at that version (else 409 Conflict).
 
-        Only the named keys change (RFC 7386), server-side and atomically, so there is no
-        read-modify-write to lose: a precondition would only make it fail each time the
-        Deployment controller rescales that ReplicaSet.
+        Only the named keys change (RFC 7386), server-side and atomically, so a mark needs no
+        precondition (one would only fail each time the Deployment controller rescales the
+        ReplicaSet); the health tracker's stamp, a verdict on what it read, carries one.
         """
         path = f"{APPS}/namespaces/{quote(namespace)}/replicasets/{quote(name)}"
-        body = {"metadata": {"annotations": annotations}}
-        return self._call("PATCH", path, body=body, content_type="application/merge-patch+json")
-
-    def annotate_replicaset_if(
-        self, namespace: str, name: str, *, resource_version: str, annotations: dict[str, str]
-    ) -> Obj:
-        """Merge-patch annotations only if the ReplicaSet is still at `resource_version` (409)."""
-        path = f"{APPS}/namespaces/{quote(namespace)}/replicasets/{quote(name)}"
-        body = {"metadata": {"resourceVersion": resource_version, "annotations": annotations}}
-        return self._call("PATCH", path, body=body, content_type="application/merge-patch+json")
+        metadata: dict[str, Any] = {"annotations": annotations}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        return self._call(
+            "PATCH", path, body={"metadata": metadata}, content_type="application/merge-patch+json"
+        )
 
     def create_event(
         self,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from webhook import __version__
+from webhook import __version__, contract
 from webhook.decision import Decision
 
 
@@ -54,7 +54,9 @@ class Metrics:
         )
 
     def observe(self, decision: Decision) -> None:
-        trigger = decision.trigger if decision.trigger in _TRIGGERS else "other"
+        # Bound the label's values: any other trigger an alert carries counts as "other".
+        known = decision.trigger in contract.TRIGGERS or not decision.trigger
+        trigger = decision.trigger if known else "other"
         self.decisions.labels(
             outcome=decision.outcome,
             reason=decision.reason or "",
@@ -62,7 +64,3 @@ class Metrics:
             source=decision.source,
         ).inc()
         self.decision_seconds.observe(decision.duration_ms / 1000)
-
-
-# Bound the trigger label's values: anything else an alert carries is "other".
-_TRIGGERS = frozenset({"restart_rate", "oomkilled", "p99_latency", ""})

@@ -290,11 +290,11 @@ class HealthTracker:
         namespace = current.replicaset["metadata"]["namespace"]
         value = format_k8s_time(since)
         try:
-            self.cluster.annotate_replicaset_if(
+            self.cluster.annotate_replicaset(
                 namespace,
                 current.name,
+                {contract.ANNOTATION_HEALTHY_SINCE: value},
                 resource_version=current.resource_version,
-                annotations={contract.ANNOTATION_HEALTHY_SINCE: value},
             )
         except Conflict:
             return observe("conflict", "ReplicaSet changed since read (409): next round decides")
