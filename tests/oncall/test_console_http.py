@@ -12,26 +12,27 @@ from webhook.console import Sessions
 from webhook.sandbox.testing import SandboxHandle
 
 
+def csrf_of(oncall: OnCall, path: str) -> str:
+    """The CSRF token in the form of the page at `path`."""
+    page = oncall.client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
 def login(oncall: OnCall, token: str = ALICE) -> str:
     """Log in through the form; returns the CSRF token of the first page."""
-    page = oncall.client.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
-    assert csrf
-    response = oncall.client.post("/login", data={"csrf_token": csrf.group(1), "token": token})
+    csrf = csrf_of(oncall, "/login")
+    response = oncall.client.post("/login", data={"csrf_token": csrf, "token": token})
     assert response.status_code == 302, response.get_data(as_text=True)
-    index = oncall.client.get("/").get_data(as_text=True)
-    found = re.search(r'name="csrf_token" value="([^"]+)"', index)
-    assert found
-    return found.group(1)
+    return csrf_of(oncall, "/")
 
 
 def test_console_needs_login_and_sets_a_strict_cookie(oncall: OnCall) -> None:
     response = oncall.client.get("/")
     assert response.status_code == 302 and response.headers["Location"].endswith("/login")
-    page = oncall.client.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
-    assert csrf
-    response = oncall.client.post("/login", data={"csrf_token": csrf.group(1), "token": ALICE})
+    csrf = csrf_of(oncall, "/login")
+    response = oncall.client.post("/login", data={"csrf_token": csrf, "token": ALICE})
     cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("rw_session="))
     flags = {part.strip().lower() for part in cookie.split(";")[1:]}
     assert {"secure", "httponly", "samesite=strict", "path=/"} <= flags
@@ -42,11 +43,9 @@ def test_console_needs_login_and_sets_a_strict_cookie(oncall: OnCall) -> None:
 
 
 def test_wrong_tokens_cannot_log_in(oncall: OnCall) -> None:
-    page = oncall.client.get("/login")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
-    assert csrf
+    csrf = csrf_of(oncall, "/login")
     for token, status in ((RECEIVER, 403), ("guess", 401), ("", 401)):
-        response = oncall.client.post("/login", data={"csrf_token": csrf.group(1), "token": token})
+        response = oncall.client.post("/login", data={"csrf_token": csrf, "token": token})
         assert response.status_code == status
         assert not any(c.startswith("rw_session=") for c in response.headers.getlist("Set-Cookie"))
 
