@@ -8,11 +8,10 @@ so read-modify-write inside one request is atomic, as etcd's guaranteed update i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from webhook.sandbox import fieldcheck, objects, protobuf
-from webhook.sandbox.discovery import ResourceInfo, find_resource
+from webhook.sandbox.discovery import RESOURCES, ResourceInfo, find_resource
 from webhook.sandbox.errors import (
     ApiError,
     already_exists,
@@ -23,6 +22,7 @@ from webhook.sandbox.errors import (
     path_not_found,
     unsupported_media_type,
 )
+from webhook.sandbox.gc import collect_garbage
 from webhook.sandbox.patch import (
     PatchError,
     apply_json_patch,
@@ -49,8 +49,6 @@ PATCH_TYPES = (
 )
 PROPAGATION_POLICIES = frozenset({"Foreground", "Background", "Orphan"})
 IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
-# Called after an object is deleted, to cascade to its dependents (the GC's job).
-Collector = Callable[[Store, dict[str, Any], str], None]
 
 
 def decode_body(body: bytes, content_type: str = "application/json") -> Any:
@@ -86,7 +84,6 @@ def handle(
     method: str,
     body: bytes,
     content_type: str,
-    collect: Collector | None = None,
 ) -> Reply | WatchPlan:
     """Serve one resource request."""
     info = _resource(request)
@@ -124,9 +121,9 @@ def handle(
         if request.name is None:
             dry_run = _dry(request) or "All" in ((options or {}).get("dryRun") or [])
             return _delete_collection(
-                store, info, request, policy=policy, collect=collect, dry_run=dry_run
+                store, info, request, policy=policy, dry_run=dry_run
             )
-        return _delete(store, info, request, options=options or {}, policy=policy, collect=collect)
+        return _delete(store, info, request, options=options or {}, policy=policy)
     raise method_not_allowed(method, info.kind)
 
 
@@ -294,7 +291,6 @@ def _delete(
     *,
     options: dict[str, Any],
     policy: str,
-    collect: Collector | None,
 ) -> Reply:
     assert request.name is not None
     with store.lock:
@@ -313,7 +309,7 @@ def _delete(
             raise conflict(info, request.name)
         if _dry(request) or "All" in (options.get("dryRun") or []):
             return Reply(200, with_kind(info, current))
-        deleted = _delete_one(store, info, current, policy=policy, collect=collect)
+        deleted = _delete_one(store, info, current, policy=policy)
     return Reply(200, with_kind(info, deleted))
 
 
@@ -323,7 +319,6 @@ def _delete_one(
     obj: dict[str, Any],
     *,
     policy: str,
-    collect: Collector | None,
 ) -> dict[str, Any]:
     meta = obj["metadata"]
     if info.resource == "namespaces" and meta["name"] in IMMORTAL_NAMESPACES:
@@ -336,20 +331,14 @@ def _delete_one(
         )
     if info.resource == "namespaces":
         # The namespace controller empties a namespace before it goes; here, at once.
-        for other in (r for r in _all_namespaced()):
+        for other in (r for r in RESOURCES if r.namespaced):
             items, _ = store.list(other.resource, meta["name"])
             for item in items:
                 store.delete(other.resource, meta["name"], item["metadata"]["name"])
     deleted = store.delete(info.resource, meta.get("namespace"), meta["name"])
-    if collect is not None:
-        collect(store, with_kind(info, deleted), policy)
+    # The garbage collector's job: cascade to the dependents.
+    collect_garbage(store, with_kind(info, deleted), propagation=policy)
     return deleted
-
-
-def _all_namespaced() -> list[ResourceInfo]:
-    from webhook.sandbox.discovery import RESOURCES
-
-    return [info for info in RESOURCES if info.namespaced]
 
 
 def _delete_collection(
@@ -358,7 +347,6 @@ def _delete_collection(
     request: RequestInfo,
     *,
     policy: str,
-    collect: Collector | None,
     dry_run: bool,
 ) -> Reply:
     matches = selector(request, info)
@@ -375,7 +363,7 @@ def _delete_collection(
                 },
             )
         deleted = [
-            with_kind(info, _delete_one(store, info, obj, policy=policy, collect=collect))
+            with_kind(info, _delete_one(store, info, obj, policy=policy))
             for obj in items
             if matches(obj)
         ]

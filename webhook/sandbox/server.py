@@ -23,7 +23,6 @@ from webhook.sandbox.apply import ensure_namespace
 from webhook.sandbox.controller import Controller
 from webhook.sandbox.errors import ApiError, path_not_found
 from webhook.sandbox.faults import Faults
-from webhook.sandbox.gc import collect_garbage
 from webhook.sandbox.record import RequestRecord
 from webhook.sandbox.routing import RequestInfo, parse_request
 from webhook.sandbox.store import Store
@@ -45,10 +44,6 @@ STATUS_REASONS = {
     503: "ServiceUnavailable",
     504: "Timeout",
 }
-
-
-def _collect(store: Store, deleted: dict[str, Any], policy: str) -> None:
-    collect_garbage(store, deleted, propagation=policy)
 
 
 class SandboxServer:
@@ -309,7 +304,6 @@ class _Handler(BaseHTTPRequestHandler):
                 method=method,
                 body=body,
                 content_type=self.headers.get("Content-Type", ""),
-                collect=_collect,
             )
         path = request.path.rstrip("/") or "/"
         if method != "GET":
