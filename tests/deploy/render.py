@@ -22,19 +22,24 @@ OVERLAYS = ("dry-run", "enforce", "namespaced")
 Obj = dict[str, Any]
 
 
-def render(directory: Path) -> list[Obj]:
-    """The objects `kubectl kustomize DIRECTORY` renders, in its order."""
-    kubectl = require_binary("kubectl")
+def kustomize(directory: Path, *, kubectl: str | Path | None = None) -> str:
+    """The YAML `KUBECTL kustomize DIRECTORY` prints (the kubectl on PATH unless given)."""
+    binary = str(kubectl or require_binary("kubectl"))
     result = subprocess.run(
-        [kubectl, "kustomize", str(directory)],
+        [binary, "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     if result.returncode != 0:
-        raise AssertionError(f"kubectl kustomize {directory} failed:\n{result.stderr}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+        raise AssertionError(f"{binary} kustomize {directory} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def render(directory: Path) -> list[Obj]:
+    """The objects `kubectl kustomize DIRECTORY` renders, in its order."""
+    return [doc for doc in yaml.safe_load_all(kustomize(directory)) if doc]
 
 
 def find(objects: Iterable[Obj], kind: str, name: str | None = None) -> list[Obj]:

@@ -7,27 +7,14 @@ These machines carry Google Cloud SDK's kubectl dispatcher with one kubectl per 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.binaries import in_ci, require_binary
-from tests.deploy.render import DEPLOY, OVERLAYS
+from tests.deploy.render import DEPLOY, OVERLAYS, kustomize
 
 OLDEST = "kubectl.1.27"
-
-
-def kustomize(kubectl: str | Path, overlay: str) -> str:
-    result = subprocess.run(
-        [str(kubectl), "kustomize", str(DEPLOY / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"{kubectl} kustomize {overlay}:\n{result.stderr}"
-    return result.stdout
 
 
 @pytest.mark.kubectl
@@ -40,4 +27,5 @@ def test_the_oldest_supported_kubectl_renders_the_same_bundle(overlay: str):
         if in_ci():
             pytest.fail(f"CI=true and {message}", pytrace=False)
         pytest.skip(message)
-    assert kustomize(oldest, overlay) == kustomize(kubectl, overlay)
+    directory = DEPLOY / "overlays" / overlay
+    assert kustomize(directory, kubectl=oldest) == kustomize(directory, kubectl=kubectl)
