@@ -26,17 +26,20 @@ class Verdict:
     detail: str
 
 
+@dataclass(frozen=True)
+class Case:
+    """One revision to judge, with what every source may need to judge it."""
+
+    revision: Revision
+    successor: Revision | None  # the next revision by number, None for the newest
+    deployment: Obj
+    min_healthy_seconds: int
+
+
 class EvidenceSource(Protocol):
     name: str
 
-    def judge(
-        self,
-        revision: Revision,
-        *,
-        successor: Revision | None,
-        deployment: Obj,
-        min_healthy_seconds: int,
-    ) -> Verdict: ...
+    def judge(self, case: Case) -> Verdict: ...
 
 
 class StampEvidence:
@@ -44,14 +47,8 @@ class StampEvidence:
 
     name = "stamp"
 
-    def judge(
-        self,
-        revision: Revision,
-        *,
-        successor: Revision | None,
-        deployment: Obj,
-        min_healthy_seconds: int,
-    ) -> Verdict:
+    def judge(self, case: Case) -> Verdict:
+        revision = case.revision
         since = revision.healthy_since
         if since is None:
             return Verdict(self.name, UNKNOWN, "no healthy-since stamp")
@@ -70,14 +67,9 @@ class ClusterRuleEvidence:
 
     name = "cluster"
 
-    def judge(
-        self,
-        revision: Revision,
-        *,
-        successor: Revision | None,
-        deployment: Obj,
-        min_healthy_seconds: int,
-    ) -> Verdict:
+    def judge(self, case: Case) -> Verdict:
+        revision, successor = case.revision, case.successor
+        deployment, min_healthy_seconds = case.deployment, case.min_healthy_seconds
         if revision.readopted:
             history = ",".join(str(h) for h in revision.history)
             return Verdict(
@@ -169,14 +161,9 @@ def judge_revision(
 ) -> tuple[str, str, tuple[Verdict, ...]]:
     """(verdict, reason, evidence asked) for a non-current, unmarked revision."""
     asked: list[Verdict] = []
-    successor = _successor(revision, revisions)
+    case = Case(revision, _successor(revision, revisions), deployment, min_healthy_seconds)
     for source in sources:
-        verdict = source.judge(
-            revision,
-            successor=successor,
-            deployment=deployment,
-            min_healthy_seconds=min_healthy_seconds,
-        )
+        verdict = source.judge(case)
         asked.append(verdict)
         if verdict.verdict == HEALTHY:
             return HEALTHY, f"{verdict.source}: {verdict.detail}", tuple(asked)
@@ -241,14 +228,9 @@ class PrometheusHistoryEvidence:
     def __init__(self, prometheus: RevisionHealthQuery) -> None:
         self.prometheus = prometheus
 
-    def judge(
-        self,
-        revision: Revision,
-        *,
-        successor: Revision | None,
-        deployment: Obj,
-        min_healthy_seconds: int,
-    ) -> Verdict:
+    def judge(self, case: Case) -> Verdict:
+        revision, successor = case.revision, case.successor
+        deployment, min_healthy_seconds = case.deployment, case.min_healthy_seconds
         if successor is None:
             return Verdict(self.name, UNKNOWN, "still current: no finished period to judge")
         end = replaced_at(successor, deployment)
