@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,19 +21,13 @@ import pytest
 import yaml
 
 from tests.receiver.harness import TOKEN, Harness, hours, minutes, template_images
+from webhook.pipeline.processes import free_port
 from webhook.sandbox.testing import SandboxHandle
 
 LEASE_NAMESPACE = "rollback-webhook"
 LEASE_NAME = "rollback-webhook-leader"
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{LEASE_NAME}"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_for(condition: Callable[[], Any], *, seconds: float, what: str) -> Any:
