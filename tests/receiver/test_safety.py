@@ -11,6 +11,19 @@ from tests.receiver.harness import Harness, hours, minutes, template_images
 from webhook.sandbox.testing import SandboxHandle
 
 
+def bad_rollout(harness: Harness, i: int) -> dict[str, Any]:
+    """Deployment app{i}: a healthy revision two hours old, a bad one three minutes old; the
+    alert for the bad one."""
+    rs = harness.deploy(f"app{i}", [("v:1", hours(2)), (f"v:2-{i}", minutes(3))])
+    return harness.alert(namespace="shop", deployment=f"app{i}", replicaset=rs[1])
+
+
+def outcome_of(harness: Harness, alert: dict[str, Any]) -> str:
+    """Post one alert; its decision's reason, or its outcome when it has none."""
+    [decision] = harness.post_alerts(alert)
+    return str(decision["reason"] or decision["outcome"])
+
+
 def test_same_payload_five_times_rolls_back_once(harness: Harness) -> None:
     rs = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
     payload = harness.payload(harness.alert(namespace="shop", deployment="web", replicaset=rs[1]))
@@ -124,13 +137,7 @@ def test_a_deployment_that_keeps_changing_fails_with_conflict(make_harness: Any)
 
 def test_circuit_breaker_opens_after_max_rollbacks(make_harness: Any) -> None:
     harness = make_harness(max_rollbacks=5)
-    outcomes = []
-    for i in range(6):
-        rs = harness.deploy(f"app{i}", [("v:1", hours(2)), (f"v:2-{i}", minutes(3))])
-        [decision] = harness.post_alerts(
-            harness.alert(namespace="shop", deployment=f"app{i}", replicaset=rs[1])
-        )
-        outcomes.append(decision["reason"] or decision["outcome"])
+    outcomes = [outcome_of(harness, bad_rollout(harness, i)) for i in range(6)]
     assert outcomes == ["rolled_back"] * 5 + ["circuit_open"]
     [row] = harness.service.audit.query(deployment="app5")
     assert row["reason"] == "circuit_open" and "max_rollbacks 5" in row["detail"]
@@ -144,19 +151,16 @@ def test_circuit_breaker_opens_after_max_rollbacks(make_harness: Any) -> None:
 def test_circuit_breaker_holds_under_concurrent_deliveries(make_harness: Any) -> None:
     # Decisions are recorded after they are made: six at once must still give five rollbacks.
     harness = make_harness(max_rollbacks=5)
-    alerts = []
-    for i in range(6):
-        rs = harness.deploy(f"app{i}", [("v:1", hours(2)), (f"v:2-{i}", minutes(3))])
-        alerts.append(harness.alert(namespace="shop", deployment=f"app{i}", replicaset=rs[1]))
+    alerts = [bad_rollout(harness, i) for i in range(6)]
     barrier = threading.Barrier(6)
     outcomes: list[str] = []
     lock = threading.Lock()
 
     def deliver(alert: dict[str, Any]) -> None:
         barrier.wait()
-        [decision] = harness.post_alerts(alert)
+        result = outcome_of(harness, alert)
         with lock:
-            outcomes.append(decision["reason"] or decision["outcome"])
+            outcomes.append(result)
 
     threads = [threading.Thread(target=deliver, args=(a,)) for a in alerts]
     for thread in threads:
@@ -168,37 +172,25 @@ def test_circuit_breaker_holds_under_concurrent_deliveries(make_harness: Any) ->
 
 def test_dry_run_previews_the_circuit_breaker(make_harness: Any) -> None:
     harness = make_harness(max_rollbacks=2, dry_run=True)
-    outcomes = []
-    for i in range(3):
-        rs = harness.deploy(f"app{i}", [("v:1", hours(2)), (f"v:2-{i}", minutes(3))])
-        [decision] = harness.post_alerts(
-            harness.alert(namespace="shop", deployment=f"app{i}", replicaset=rs[1])
-        )
-        outcomes.append(decision["reason"] or decision["outcome"])
+    outcomes = [outcome_of(harness, bad_rollout(harness, i)) for i in range(3)]
     assert outcomes == ["dry_run", "dry_run", "circuit_open"]
 
 
 def test_circuit_breaker_counts_rollbacks_made_by_the_other_replica(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
-    # Replica A rolls back three Deployments, replica B two; with max_rollbacks 3 cluster-wide,
+    # Replica A rolls back two Deployments, replica B one; with max_rollbacks 3 cluster-wide,
     # B's next one is circuit_open once B has read the cluster's last-action annotations,
-    # though B's own audit holds only two rollbacks.
+    # though B's own audit holds only one rollback.
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
     a = Harness(sandbox, tmp_path / "a", max_rollbacks=3)
     b = Harness(sandbox, tmp_path / "b", max_rollbacks=3)
-    outcomes = []
-    for i, replica in enumerate([a, a, b]):
-        rs = replica.deploy(f"app{i}", [("v:1", hours(2)), (f"v:2-{i}", minutes(3))])
-        [decision] = replica.post_alerts(
-            replica.alert(namespace="shop", deployment=f"app{i}", replicaset=rs[1])
-        )
-        outcomes.append(decision["reason"] or decision["outcome"])
+    outcomes = [outcome_of(r, bad_rollout(r, i)) for i, r in enumerate([a, a, b])]
     assert outcomes == ["rolled_back"] * 3
-    rs = b.deploy("app3", [("v:1", hours(2)), ("v:2-3", minutes(3))])
+    alert = bad_rollout(b, 3)
     b.service.decider.cluster_rollbacks.refresh()
-    [decision] = b.post_alerts(b.alert(namespace="shop", deployment="app3", replicaset=rs[1]))
+    [decision] = b.post_alerts(alert)
     assert decision["reason"] == "circuit_open", decision
     assert "3 rollbacks" in decision["detail"]
     assert template_images(b.deployment("shop", "app3")) == ["v:2-3"]
