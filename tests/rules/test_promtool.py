@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,12 @@ from tests.rules.support import MANIFEST, RENDERED_SUITES, RULE_FILE_NAME, SUITE
 pytestmark = pytest.mark.promtool
 
 SUITE_FILES = sorted(SUITES.glob("*.yaml"))
+
+
+def run_suite(promtool: str, suite: Path, rules_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules SUITE` beside the rule file its `rule_files:` names."""
+    shutil.copy(suite, rules_dir / suite.name)
+    return run([promtool, "test", "rules", suite.name], cwd=rules_dir)
 
 
 def test_extracted_bundle_passes_promtool_check_with_every_lint(promtool: str, extracted_rules):
@@ -37,8 +44,7 @@ def test_there_is_a_suite_per_alert():
 def test_promtool_suite_passes_on_the_shipped_rules(
     promtool: str, extracted_rules: Path, suite: Path
 ):
-    shutil.copy(suite, extracted_rules.parent / suite.name)
-    result = run([promtool, "test", "rules", suite.name], cwd=extracted_rules.parent)
+    result = run_suite(promtool, suite, extracted_rules.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -61,9 +67,7 @@ def test_a_suite_fails_when_a_rule_loses_its_new_revision_guard(
     rule["expr"], replaced = guard.subn("", rule["expr"])
     assert replaced == 1
     extracted_rules.write_text(dump_rule_file(document))
-    suite = SUITES / "restart_rate.yaml"
-    shutil.copy(suite, extracted_rules.parent / suite.name)
-    result = run([promtool, "test", "rules", suite.name], cwd=extracted_rules.parent)
+    result = run_suite(promtool, SUITES / "restart_rate.yaml", extracted_rules.parent)
     assert result.returncode != 0
     assert 'replicaset="queue-2222"' in result.stdout + result.stderr
 
@@ -74,10 +78,9 @@ def test_rendered_pipeline_rules_fire_the_latency_alert_within_minutes(
     # The documented render step (shorter for: and baseline offset) is what a pipeline test
     # loads into a real prometheus; the suite fails on the unrendered rules (hour-long baseline).
     suite = RENDERED_SUITES / "p99_latency_fast.yaml"
-    shutil.copy(suite, tmp_path / suite.name)
     write_rule_file(tmp_path / RULE_FILE_NAME, MANIFEST, for_override="10s", baseline_offset="3m")
-    result = run([promtool, "test", "rules", suite.name], cwd=tmp_path)
+    result = run_suite(promtool, suite, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
     write_rule_file(tmp_path / RULE_FILE_NAME, MANIFEST, for_override="10s")
-    assert run([promtool, "test", "rules", suite.name], cwd=tmp_path).returncode != 0
+    assert run_suite(promtool, suite, tmp_path).returncode != 0
