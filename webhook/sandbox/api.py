@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from webhook.sandbox import fieldcheck, objects, protobuf
-from webhook.sandbox.discovery import RESOURCES, ResourceInfo, find_resource
+from webhook.sandbox.discovery import ResourceInfo, find_resource
 from webhook.sandbox.errors import (
     ApiError,
     already_exists,
@@ -329,12 +329,8 @@ def _delete_one(
             f'namespaces "{meta["name"]}" is forbidden: this namespace may not be deleted',
             details={"name": meta["name"], "kind": "namespaces"},
         )
-    if info.resource == "namespaces":
-        # The namespace controller empties a namespace before it goes; here, at once.
-        for other in (r for r in RESOURCES if r.namespaced):
-            items, _ = store.list(other.resource, meta["name"])
-            for item in items:
-                store.delete(other.resource, meta["name"], item["metadata"]["name"])
+    # A deleted namespace is emptied by the sandbox controller (controller._empty_namespace),
+    # owners first, inside this same write.
     deleted = store.delete(info.resource, meta.get("namespace"), meta["name"])
     # The garbage collector's job: cascade to the dependents.
     collect_garbage(store, with_kind(info, deleted), propagation=policy)
