@@ -68,8 +68,13 @@ def config_of(objects: Iterable[Obj]) -> dict[str, Any]:
     return parsed
 
 
+def pod_spec(objects: Iterable[Obj]) -> dict[str, Any]:
+    """The pod spec of the rendered rollback-webhook Deployment."""
+    deployment = only(objects, "Deployment", "rollback-webhook")
+    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return spec
+
+
 def webhook_container(objects: Iterable[Obj]) -> Obj:
     """The rollback-webhook container of the rendered Deployment."""
-    deployment = only(objects, "Deployment", "rollback-webhook")
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    return next(c for c in containers if c["name"] == "rollback-webhook")
+    return next(c for c in pod_spec(objects)["containers"] if c["name"] == "rollback-webhook")

@@ -12,16 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.render import OVERLAYS, Obj, config_of, only, webhook_container
+from tests.deploy.render import OVERLAYS, Obj, config_of, only, pod_spec, webhook_container
 from webhook.config import settings_from_dict
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.parametrize("overlay", OVERLAYS)]
-
-
-def pod_spec(objects: list[Obj]) -> dict[str, Any]:
-    deployment = only(objects, "Deployment", "rollback-webhook")
-    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
-    return spec
 
 
 def mount_for(container: Obj, path: str) -> Obj:
