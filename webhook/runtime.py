@@ -58,14 +58,10 @@ def build_service(
 
 
 def default_extensions() -> list[AppExtension]:
-    """Route groups beyond the receiver (on-call API, console) that exist in this build."""
-    extensions: list[AppExtension] = []
-    try:
-        from webhook.oncall import install as install_oncall
-    except ImportError:
-        return extensions
-    extensions.append(install_oncall)
-    return extensions
+    """Route groups beyond the receiver: the on-call API and console."""
+    from webhook.oncall import install as install_oncall
+
+    return [install_oncall]
 
 
 def build_app(

@@ -219,6 +219,3 @@ class Service:
         )
         return Received(payload_id, self.decide_payload(payload, request))
 
-
-# Re-exported for the app and CLI.
-__all__ = ["Received", "Service", "contract"]

@@ -91,9 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_background(service: Any) -> list[Any]:
-    """Start the health tracker when this build has one; returns stop callables."""
-    try:
-        from webhook.tracker import start_for_service
-    except ImportError:
-        return []
+    """Start the health tracker (when tracker.enabled); returns its stop callables."""
+    from webhook.tracker import start_for_service
+
     return list(start_for_service(service))
