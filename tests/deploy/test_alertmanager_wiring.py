@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.deploy.render import REPO, Obj, only
+from tests.deploy.render import REPO, Obj, only, pod_spec
 
 pytestmark = pytest.mark.kubectl
 
@@ -30,10 +30,9 @@ def load(path: Any) -> dict[str, Any]:
 
 def receiver_secrets(objects: list[Obj]) -> dict[str, list[str]]:
     """Secret name -> keys the Deployment mounts from it."""
-    volumes = only(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
     return {
         v["secret"]["secretName"]: [item["key"] for item in v["secret"]["items"]]
-        for v in volumes
+        for v in pod_spec(objects)["volumes"]
         if "secret" in v
     }
 

@@ -9,7 +9,6 @@ down); every policy key is the rendered one.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,11 @@ import pytest
 
 from tests.deploy.render import Obj, config_of
 from tests.receiver.harness import Harness, hours, minutes, template_images
+from webhook.pipeline.processes import free_port
 from webhook.sandbox.testing import SandboxHandle
 
 
 def localised(config: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
     result = dict(config)
     result["audit"] = {**config.get("audit", {}), "path": str(tmp_path / "audit.sqlite")}
     result["auth"] = {
@@ -32,6 +29,7 @@ def localised(config: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     }
     result["kubernetes"] = {"timeout_seconds": 2}
     if config.get("prometheus", {}).get("url"):
+        closed = f"http://127.0.0.1:{free_port()}"
         result["prometheus"] = {**config["prometheus"], "url": closed, "retries": 0}
     return result
 
