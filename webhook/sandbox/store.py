@@ -133,8 +133,7 @@ class Store:
         with self.lock:
             obj = self._lookup(_key(resource, namespace, name))
             if obj is None:
-                where = f" in namespace {namespace!r}" if namespace else ""
-                raise NotFound(f'{resource} "{name}" not found{where}')
+                raise _not_found(resource, namespace, name)
             return clone(obj)
 
     def list(
@@ -210,8 +209,7 @@ class Store:
             key = _key(resource, namespace, name)
             current = self._lookup(key)
             if current is None:
-                where = f" in namespace {namespace!r}" if namespace else ""
-                raise NotFound(f'{resource} "{name}" not found{where}')
+                raise _not_found(resource, namespace, name)
             old_meta = current["metadata"]
             sent_rv = meta.get("resourceVersion")
             if check_rv and sent_rv and str(sent_rv) != old_meta["resourceVersion"]:
@@ -238,8 +236,7 @@ class Store:
             key = _key(resource, namespace, name)
             current = self._lookup(key)
             if current is None:
-                where = f" in namespace {namespace!r}" if namespace else ""
-                raise NotFound(f'{resource} "{name}" not found{where}')
+                raise _not_found(resource, namespace, name)
             return self._commit("DELETED", resource, key, clone(current))
 
     def _commit(
@@ -295,6 +292,11 @@ class Store:
         True when there is something new."""
         with self._changed:
             return self._changed.wait_for(lambda: self._rv > after_rv, timeout=timeout)
+
+
+def _not_found(resource: str, namespace: str | None, name: str) -> NotFound:
+    where = f" in namespace {namespace!r}" if namespace else ""
+    return NotFound(f'{resource} "{name}" not found{where}')
 
 
 def _key(resource: str, namespace: str | None, name: str) -> Key:
