@@ -7,9 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.receiver.harness import Harness
+from webhook.kube import Cluster
+from webhook.sandbox.testing import SandboxHandle
 from webhook.tracker import HealthTracker
 
 HEALTHY_SINCE = "auto-rollback/healthy-since"
+# The tracker's Lease, where the default settings (tracker.lease_namespace) put it.
+LEASE_NAMESPACE = "rollback-webhook"
+LEASE_NAME = "rollback-webhook-leader"
 
 
 class FakeClock:
@@ -62,3 +67,16 @@ def pods_of(harness: Harness, replicaset: str, namespace: str = "shop") -> list[
 def stamp_writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """PATCHes of ReplicaSets in the sandbox's request record (the tracker's only writes)."""
     return [r for r in requests if r["resource"] == "replicasets" and r["verb"] == "patch"]
+
+
+def create_lease_namespace(sandbox: SandboxHandle) -> None:
+    """Create the namespace the tracker's Lease lives in (the sandbox starts without it)."""
+    sandbox.controls.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}}
+    )
+
+
+def lease_spec(cluster: Cluster) -> dict[str, Any]:
+    """The tracker Lease's spec as `cluster` reads it now."""
+    spec: dict[str, Any] = cluster.get_lease(LEASE_NAMESPACE, LEASE_NAME)["spec"]
+    return spec

@@ -7,13 +7,18 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.tracker.support import FakeClock
+from tests.tracker.support import (
+    LEASE_NAME,
+    LEASE_NAMESPACE,
+    FakeClock,
+    create_lease_namespace,
+    lease_spec,
+)
 from webhook.kube import Cluster
 from webhook.leader import LeaderElector, parse_lease_time
 from webhook.sandbox.testing import SandboxHandle
 
-NAMESPACE, NAME = "rollback-webhook", "rollback-webhook-leader"
-LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{NAME}"
+LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{LEASE_NAME}"
 
 Candidate = Callable[[str], LeaderElector]
 
@@ -21,15 +26,14 @@ Candidate = Callable[[str], LeaderElector]
 @pytest.fixture
 def candidate(sandbox: SandboxHandle, clock: FakeClock) -> Candidate:
     """A candidate named `identity` that talks to the sandbox with its own bearer token."""
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    sandbox.controls.apply(namespace)
+    create_lease_namespace(sandbox)
 
     def make(identity: str) -> LeaderElector:
         cluster = Cluster(sandbox.api_client(token=f"token-{identity}"), timeout_seconds=5)
         return LeaderElector(
             cluster=cluster,
-            namespace=NAMESPACE,
-            name=NAME,
+            namespace=LEASE_NAMESPACE,
+            name=LEASE_NAME,
             identity=identity,
             lease_duration_seconds=15,
             clock=clock,
@@ -38,24 +42,19 @@ def candidate(sandbox: SandboxHandle, clock: FakeClock) -> Candidate:
     return make
 
 
-def lease_spec(elector: LeaderElector) -> dict:
-    spec: dict = elector.cluster.get_lease(NAMESPACE, NAME)["spec"]
-    return spec
-
-
 def test_first_candidate_creates_the_lease_and_the_second_waits(
     candidate: Candidate, clock: FakeClock
 ) -> None:
     a, b = candidate("a"), candidate("b")
     assert a.try_acquire_or_renew() and a.is_leader()
-    acquired = lease_spec(a)
+    acquired = lease_spec(a.cluster)
     assert acquired["holderIdentity"] == "a" and acquired["leaseTransitions"] == 0
     assert acquired["leaseDurationSeconds"] == 15
     assert not b.try_acquire_or_renew() and not b.is_leader()
     assert b.observed_holder == "a"
     clock.advance(a.retry_period_seconds)
     assert a.try_acquire_or_renew()
-    renewed = lease_spec(a)
+    renewed = lease_spec(a.cluster)
     assert renewed["acquireTime"] == acquired["acquireTime"]
     assert parse_lease_time(renewed["renewTime"]) == clock()
     assert renewed["leaseTransitions"] == 0
@@ -81,7 +80,7 @@ def test_follower_takes_over_once_a_dead_leader_lease_expires_never_before(
         assert clock() <= last_renewal + a.lease_duration, "expired lease not taken over"
     assert took_over is not None
     assert took_over - last_renewal <= a.lease_duration + b.lease_duration / 3
-    spec = lease_spec(b)
+    spec = lease_spec(b.cluster)
     assert spec["holderIdentity"] == "b" and spec["leaseTransitions"] == 1
     assert not a.try_acquire_or_renew() and a.observed_holder == "b"
 
@@ -92,9 +91,9 @@ def test_released_lease_is_taken_over_at_the_next_round(
     a, b = candidate("a"), candidate("b")
     assert a.try_acquire_or_renew()
     assert a.release() and not a.is_leader()
-    assert lease_spec(a)["holderIdentity"] == ""
+    assert lease_spec(a.cluster)["holderIdentity"] == ""
     assert b.try_acquire_or_renew()  # same instant: no waiting for expiry
-    assert lease_spec(b)["holderIdentity"] == "b"
+    assert lease_spec(b.cluster)["holderIdentity"] == "b"
 
 
 def test_lease_write_is_conditional_so_a_concurrent_writer_wins(
@@ -108,12 +107,12 @@ def test_lease_write_is_conditional_so_a_concurrent_writer_wins(
         method="PUT",
         path=LEASE_PATH + "$",
         resource="leases",
-        namespace=NAMESPACE,
-        name=NAME,
+        namespace=LEASE_NAMESPACE,
+        name=LEASE_NAME,
         merge_patch={"spec": {"holderIdentity": "intruder"}},
     )
     assert not a.try_acquire_or_renew() and not a.is_leader()
-    assert lease_spec(a)["holderIdentity"] == "intruder"
+    assert lease_spec(a.cluster)["holderIdentity"] == "intruder"
     puts = [r for r in sandbox.controls.requests() if r["verb"] == "update"]
     assert [r["status"] for r in puts][-1] == 409
 
@@ -134,7 +133,7 @@ def test_racing_candidates_elect_exactly_one(candidate: Candidate) -> None:
         thread.join(timeout=30)
     winners = [name for name, won in results.items() if won]
     assert len(winners) == 1, results
-    assert lease_spec(electors[0])["holderIdentity"] == winners[0]
+    assert lease_spec(electors[0].cluster)["holderIdentity"] == winners[0]
     assert [e.identity for e in electors if e.is_leader()] == winners
 
 

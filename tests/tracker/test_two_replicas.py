@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.receiver.harness import Harness, minutes
-from tests.tracker.support import stamp_of, stamp_writes
+from tests.tracker.support import (
+    LEASE_NAME,
+    LEASE_NAMESPACE,
+    create_lease_namespace,
+    lease_spec,
+    stamp_of,
+    stamp_writes,
+)
 from webhook.config import settings_from_dict
 from webhook.kube import Cluster
 from webhook.leader import LeaderElector, LeaderLoop, parse_lease_time
@@ -60,9 +67,7 @@ def lease_writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_one_leader_stamps_and_the_other_takes_over_when_it_stops(
     sandbox: SandboxHandle, harness: Harness, tmp_path: Path
 ) -> None:
-    sandbox.controls.apply(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rollback-webhook"}}
-    )
+    create_lease_namespace(sandbox)
     [rs1] = harness.deploy("web", [("web:1", minutes(5))])
     sandbox.controls.clear_requests()
     stops = {
@@ -106,21 +111,13 @@ def test_forked_worker_stopping_the_tracker_leaves_the_parents_lease_alone(
 ) -> None:
     """`serve` starts the tracker, then gunicorn forks workers; a worker exiting unwinds the
     same `finally` that stops the tracker. That must not release the parent's Lease."""
-    sandbox.controls.apply(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rollback-webhook"}}
-    )
+    create_lease_namespace(sandbox)
     reader = Cluster(sandbox.api_client())
-
-    def lease() -> dict[str, Any]:
-        spec: dict[str, Any] = reader.get_lease("rollback-webhook", "rollback-webhook-leader")[
-            "spec"
-        ]
-        return spec
 
     [stop] = start_for_service(replica(sandbox, tmp_path / "a", "replica-a"))
     try:
         wait_for(lambda: lease_writes(sandbox.controls.requests()), seconds=5)
-        holder = lease()["holderIdentity"]
+        holder = lease_spec(reader)["holderIdentity"]
         assert holder
         child = os.fork()
         if child == 0:  # the "worker": exits through the parent's cleanup path
@@ -136,12 +133,12 @@ def test_forked_worker_stopping_the_tracker_leaves_the_parents_lease_alone(
                 raise AssertionError("forked child hung while stopping the tracker")
             time.sleep(0.05)
         time.sleep(LEASE_SECONDS / 3 * 2)  # two renewals by the parent
-        spec = lease()
+        spec = lease_spec(reader)
         assert spec["holderIdentity"] == holder
         assert spec["leaseTransitions"] == 0, "the Lease was released and taken again"
     finally:
         stop()
-    assert lease()["holderIdentity"] == ""  # the parent itself does release on stop
+    assert lease_spec(reader)["holderIdentity"] == ""  # the parent itself does release on stop
 
 
 def test_disabled_tracker_starts_nothing(sandbox: SandboxHandle, tmp_path: Path) -> None:
@@ -164,22 +161,14 @@ def test_a_crashed_leader_is_replaced_only_after_its_lease_expires(
     """A leader that dies holding the Lease (no release: SIGKILL, OOM, node loss) keeps it
     until renewTime + leaseDurationSeconds; the follower, retrying all along, takes it over at
     its first round past expiry, so within the duration plus one retry period. Real time."""
-    sandbox.controls.apply(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rollback-webhook"}}
-    )
+    create_lease_namespace(sandbox)
     reader = Cluster(sandbox.api_client())
-
-    def lease() -> dict[str, Any]:
-        spec: dict[str, Any] = reader.get_lease("rollback-webhook", "rollback-webhook-leader")[
-            "spec"
-        ]
-        return spec
 
     def candidate(token: str) -> LeaderLoop:
         elector = LeaderElector(
             cluster=Cluster(sandbox.api_client(token=token), timeout_seconds=2),
-            namespace="rollback-webhook",
-            name="rollback-webhook-leader",
+            namespace=LEASE_NAMESPACE,
+            name=LEASE_NAME,
             identity=token,
             lease_duration_seconds=CRASH_LEASE_SECONDS,
             clock=utc_now,
@@ -195,7 +184,7 @@ def test_a_crashed_leader_is_replaced_only_after_its_lease_expires(
 
         leader.stop(release=False)  # the crash: no more renewals, the Lease still names it
         sandbox.controls.clear_requests()
-        crashed = lease()
+        crashed = lease_spec(reader)
         assert crashed["holderIdentity"] == "replica-a"
         renewed = parse_lease_time(crashed["renewTime"])
         assert renewed is not None
@@ -203,10 +192,10 @@ def test_a_crashed_leader_is_replaced_only_after_its_lease_expires(
 
         retry = follower.elector.retry_period_seconds
         wait_for(
-            lambda: lease()["holderIdentity"] == "replica-b",
+            lambda: lease_spec(reader)["holderIdentity"] == "replica-b",
             seconds=CRASH_LEASE_SECONDS + retry + 1,
         )
-        taken = lease()
+        taken = lease_spec(reader)
         acquired = parse_lease_time(taken["acquireTime"])
         assert acquired is not None
         # Not before expiry, although the follower asked every retry period meanwhile.
@@ -234,4 +223,4 @@ def test_a_crashed_leader_is_replaced_only_after_its_lease_expires(
     finally:
         follower.stop()
         leader.stop(release=False)
-    assert lease()["holderIdentity"] == ""  # the survivor's own clean stop releases it
+    assert lease_spec(reader)["holderIdentity"] == ""  # the survivor's own clean stop releases it
