@@ -21,11 +21,10 @@ import pytest
 import yaml
 
 from tests.receiver.harness import TOKEN, Harness, hours, minutes, template_images
+from tests.tracker.support import LEASE_NAME, LEASE_NAMESPACE, create_lease_namespace
 from webhook.pipeline.processes import free_port
 from webhook.sandbox.testing import SandboxHandle
 
-LEASE_NAMESPACE = "rollback-webhook"
-LEASE_NAME = "rollback-webhook-leader"
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{LEASE_NAME}"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,9 +107,7 @@ def served(sandbox: SandboxHandle, harness: Harness, tmp_path: Path) -> Iterator
     workdir = tmp_path / "serve"
     home = workdir / "home"
     home.mkdir(parents=True)
-    sandbox.controls.apply(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}}
-    )
+    create_lease_namespace(sandbox)
     port = free_port()
     config = {
         "audit": {"path": str(workdir / "audit.sqlite")},
