@@ -1,8 +1,15 @@
-"""Helpers shared by the store-level sandbox tests."""
+"""Helpers shared by the sandbox tests: a settable clock, a manifest, a kubectl runner."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from webhook.sandbox.testing import SandboxHandle
 
 
 class Clock:
@@ -28,3 +35,24 @@ spec:
     spec:
       containers: [{name: app, image: "shop/web:1"}]
 """
+
+
+class Kubectl:
+    """Runs the real kubectl with the sandbox's kubeconfig and a short request timeout."""
+
+    def __init__(self, binary: str, handle: SandboxHandle) -> None:
+        self.binary = binary
+        self.handle = handle
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # A cache per sandbox: kubectl keys ~/.kube/cache by host:port, and ports come back.
+        cache = self.handle.kubeconfig.parent / "kube-cache"
+        command = [self.binary, "--kubeconfig", str(self.handle.kubeconfig),
+                   f"--cache-dir={cache}", "--request-timeout=10s", *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)

@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from tests.binaries import require_binary
+from tests.sandbox.support import Kubectl
 from webhook.sandbox.testing import SandboxHandle
 
 pytestmark = pytest.mark.kubectl
@@ -31,12 +32,8 @@ spec:
 """
 
 
-def kubectl(handle: SandboxHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = require_binary("kubectl")
-    return subprocess.run(
-        [binary, "--kubeconfig", str(handle.kubeconfig), "--request-timeout=10s", *args],
-        capture_output=True, text=True, timeout=60,
-    )
+def kubectl(sandbox: SandboxHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    return Kubectl(require_binary("kubectl"), sandbox).run(*args, check=False)
 
 
 def test_rollout_status_waits_on_a_crashlooping_revision(sandbox: SandboxHandle) -> None:

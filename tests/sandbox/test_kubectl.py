@@ -11,7 +11,6 @@ real kubectl releases. Each expectation names where it comes from:
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.binaries import require_binary
+from tests.sandbox.support import Kubectl
 from webhook.sandbox.testing import SandboxHandle
 
 pytestmark = pytest.mark.kubectl
@@ -42,27 +42,6 @@ spec:
       - name: app
         image: nginx:1.25
 """
-
-
-class Kubectl:
-    """Runs the real kubectl with the sandbox's kubeconfig and a short request timeout."""
-
-    def __init__(self, binary: str, handle: SandboxHandle) -> None:
-        self.binary = binary
-        self.handle = handle
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        # A cache per sandbox: kubectl keys ~/.kube/cache by host:port, and ports come back.
-        cache = self.handle.kubeconfig.parent / "kube-cache"
-        command = [self.binary, "--kubeconfig", str(self.handle.kubeconfig),
-                   f"--cache-dir={cache}", "--request-timeout=10s", *args]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-        if check and result.returncode != 0:
-            pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "-o", "json").stdout)
 
 
 @pytest.fixture(params=VERSIONS)
