@@ -10,10 +10,9 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,17 @@ import pytest
 import yaml
 
 from tests.receiver.harness import TOKEN, Harness, hours, minutes, template_images
-from tests.tracker.support import LEASE_NAME, LEASE_NAMESPACE, create_lease_namespace
+from tests.tracker.support import (
+    LEASE_NAME,
+    LEASE_NAMESPACE,
+    create_lease_namespace,
+    wait_for,
+)
 from webhook.pipeline.processes import free_port
 from webhook.sandbox.testing import SandboxHandle
 
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{LEASE_NAME}"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(condition: Callable[[], Any], *, seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds}s: {what}")
 
 
 def processes() -> Iterator[tuple[int, list[str]]]:

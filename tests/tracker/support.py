@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,3 +82,14 @@ def lease_spec(cluster: Cluster) -> dict[str, Any]:
     """The tracker Lease's spec as `cluster` reads it now."""
     spec: dict[str, Any] = cluster.get_lease(LEASE_NAMESPACE, LEASE_NAME)["spec"]
     return spec
+
+
+def wait_for(condition: Callable[[], Any], *, seconds: float, what: str = "") -> Any:
+    """Poll `condition` every 0.1 s until it returns something truthy, and return that."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds}s: {what or condition}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from tests.tracker.support import (
     lease_spec,
     stamp_of,
     stamp_writes,
+    wait_for,
 )
 from webhook.config import settings_from_dict
 from webhook.kube import Cluster
@@ -44,16 +44,6 @@ def replica(sandbox: SandboxHandle, workdir: Path, token: str) -> Service:
         }
     )
     return build_service(settings, api_client=sandbox.api_client(token=token))
-
-
-def wait_for(condition: Callable[[], Any], *, seconds: float) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not true within {seconds}s: {condition}")
 
 
 def lease_writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
