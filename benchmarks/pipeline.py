@@ -55,13 +55,6 @@ def condition_delay(trigger: str, timing: Timing) -> float:
     return 0.0
 
 
-def _baseline_ready(pipeline: Pipeline, workload: Workload) -> bool:
-    return bool(pipeline.query(
-        "rollback_webhook:deployment_latency_baseline_seconds:p99"
-        f'{{namespace="{workload.namespace}",deployment="{workload.name}"}}'
-    ))
-
-
 def one_round(pipeline: Pipeline, round_no: int, triggers: list[str]) -> dict[str, float]:
     """Roll out one bad revision per trigger at once; seconds until each is rolled back."""
     sandbox = pipeline.sandbox
@@ -73,7 +66,8 @@ def one_round(pipeline: Pipeline, round_no: int, triggers: list[str]) -> dict[st
         workload.deploy_v1(sandbox, image=V1)
     if "p99_latency" in workloads:
         # Its baseline is the Deployment's P99 `baseline_offset` ago: wait for that history.
-        if not wait_until(lambda: _baseline_ready(pipeline, workloads["p99_latency"]),
+        slow = workloads["p99_latency"]
+        if not wait_until(lambda: pipeline.latency_baseline_ready(slow.namespace, slow.name),
                           timeout=pipeline.timing.baseline_offset + 60):
             raise RuntimeError("prometheus never recorded the latency baseline")
     started = {t: w.roll_out(sandbox, image=V2, fault=TRIGGER_FAULTS[t])

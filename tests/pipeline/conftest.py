@@ -58,14 +58,6 @@ class Run:
             pytest.fail(f"timed out after {OUTCOME_TIMEOUT:.0f}s waiting for {what}\n{logs}")
 
 
-def _baseline_ready(pipeline: Pipeline, workload: Workload) -> bool:
-    series = pipeline.query(
-        "rollback_webhook:deployment_latency_baseline_seconds:p99"
-        f'{{namespace="{workload.namespace}",deployment="{workload.name}"}}'
-    )
-    return bool(series)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     require_binary("prometheus")
@@ -101,7 +93,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         # the slow revision out only once Prometheus has that history of the healthy one.
         p99 = TRIGGER_WORKLOADS["p99_latency"]
         if not wait_until(
-            lambda: _baseline_ready(pipeline, p99), timeout=timing.baseline_offset + 60
+            lambda: pipeline.latency_baseline_ready(p99.namespace, p99.name),
+            timeout=timing.baseline_offset + 60,
         ):
             pytest.fail("Prometheus never recorded the latency baseline of pl-p99")
         times["p99_latency"] = p99.roll_out(sandbox, image=V2, fault="slow")

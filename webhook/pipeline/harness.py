@@ -33,6 +33,8 @@ from webhook.sandbox.testing import SandboxHandle
 
 READY_TIMEOUT_SECONDS = 30.0
 HTTP_TIMEOUT_SECONDS = 5.0
+# The recording rule in rules/rollback-rules.yaml that the P99 latency alert compares with.
+LATENCY_BASELINE_RECORD = "rollback_webhook:deployment_latency_baseline_seconds:p99"
 
 Progress = Callable[[str], None]
 
@@ -213,6 +215,15 @@ class Pipeline:
             if states.get(name) != "firing":
                 states[name] = state
         return states
+
+    def latency_baseline_ready(self, namespace: str, deployment: str) -> bool:
+        """Whether Prometheus has recorded the Deployment's P99 baseline, which the latency
+        alert compares with: roll a slow revision out only after it exists."""
+        return bool(
+            self.query(
+                f'{LATENCY_BASELINE_RECORD}{{namespace="{namespace}",deployment="{deployment}"}}'
+            )
+        )
 
     def alertmanager_alerts(self) -> list[dict[str, Any]]:
         """The alerts Alertmanager holds (API v2)."""
