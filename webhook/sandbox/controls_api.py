@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from webhook.sandbox.apply import apply_objects, parse_manifests
-from webhook.sandbox.errors import ApiError
+from webhook.sandbox.errors import STATUS_REASONS, ApiError
 from webhook.sandbox.faults import Interleave
 from webhook.sandbox.patch import apply_merge_patch
 from webhook.sandbox.store import NotFound, Store
@@ -29,8 +29,7 @@ _BEHAVIOUR = re.compile(r"^/sandbox/v1/namespaces/([^/]+)/pods/([^/]+)/behaviour
 
 
 def _error(code: int, message: str) -> tuple[int, dict[str, Any]]:
-    reason = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed"}.get(code, "Invalid")
-    return code, ApiError(code, reason, message).status()
+    return code, ApiError(code, STATUS_REASONS[code], message).status()
 
 
 def handle(

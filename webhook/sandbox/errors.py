@@ -11,6 +11,22 @@ from typing import Any
 
 from webhook.sandbox.discovery import ResourceInfo
 
+# The reason the apiserver gives with each status code (metav1.StatusReason*).
+STATUS_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
 
 class ApiError(Exception):
     """An error answer: HTTP `code`, Kubernetes `reason`, and a message."""

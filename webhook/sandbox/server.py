@@ -21,7 +21,7 @@ from typing import Any
 from webhook.sandbox import api, controls_api, discovery, metrics, openapi, reads, tables, watch
 from webhook.sandbox.apply import ensure_namespace
 from webhook.sandbox.controller import Controller
-from webhook.sandbox.errors import ApiError, path_not_found
+from webhook.sandbox.errors import STATUS_REASONS, ApiError, path_not_found
 from webhook.sandbox.faults import Faults
 from webhook.sandbox.record import RequestRecord
 from webhook.sandbox.routing import RequestInfo, parse_request
@@ -29,21 +29,6 @@ from webhook.sandbox.store import Store
 
 LOG = logging.getLogger(__name__)
 CONTROL_PREFIX = "/sandbox/v1/"
-# Reasons for a faulted status, as the apiserver names them (metav1.StatusReason*).
-STATUS_REASONS = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    409: "Conflict",
-    410: "Expired",
-    422: "Invalid",
-    429: "TooManyRequests",
-    500: "InternalError",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
 
 
 class SandboxServer:
