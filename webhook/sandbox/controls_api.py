@@ -20,6 +20,7 @@ from webhook.sandbox.apply import apply_objects, parse_manifests
 from webhook.sandbox.errors import STATUS_REASONS, ApiError
 from webhook.sandbox.faults import Interleave
 from webhook.sandbox.patch import apply_merge_patch
+from webhook.sandbox.pods import set_behaviour
 from webhook.sandbox.store import NotFound, Store
 
 if TYPE_CHECKING:
@@ -76,8 +77,6 @@ def _dispatch(
             return 200, {"status": "Success"}
     match = _BEHAVIOUR.match(path)
     if match and method == "POST":
-        from webhook.sandbox.pods import set_behaviour
-
         namespace, name = match.groups()
         latency = payload.get("latency_seconds")
         try:
