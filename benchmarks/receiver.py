@@ -33,6 +33,7 @@ from werkzeug.serving import make_server
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.receiver.harness import SERVICE_TOKEN, TOKEN, Harness
+from tests.tracker.support import pods_of
 from webhook.sandbox.testing import SandboxHandle
 
 
@@ -133,11 +134,7 @@ def requests_per_decision(harness: Harness) -> dict[str, int]:
         "rollback_of_rollback",
     )
     api = harness.deploy("api", [("api:1", timedelta(hours=2)), ("api:2", timedelta(minutes=3))])
-    pod = next(
-        p["metadata"]["name"]
-        for p in harness.read("GET", "/api/v1/namespaces/shop/pods")["items"]
-        if p["metadata"]["ownerReferences"][0]["name"] == api[1]
-    )
+    pod = pods_of(harness, api[1])[0]
     measure(
         "rolled_back (pod label only: resolved through ownerReferences)",
         harness.alert(namespace="shop", pod=pod),
