@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 
+from webhook.sandbox.objects import apply_defaults
+from webhook.sandbox.store import Store
 from webhook.sandbox.testing import SandboxHandle
 
 
@@ -35,6 +38,16 @@ spec:
     spec:
       containers: [{name: app, image: "shop/web:1"}]
 """
+
+
+def create_deployment(store: Store, text: str = DEPLOYMENT, **spec: Any) -> dict[str, Any]:
+    """Store the Deployment in YAML `text` (spec fields overridden by `spec`), defaulted as
+    the API server would default it."""
+    obj = yaml.safe_load(text)
+    obj["spec"].update(spec)
+    apply_defaults("deployments", obj)
+    created: dict[str, Any] = store.create("deployments", obj)
+    return created
 
 
 class Kubectl:

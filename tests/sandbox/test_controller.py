@@ -11,11 +11,8 @@ import copy
 from datetime import timedelta
 from typing import Any
 
-import yaml
-
-from tests.sandbox.support import Clock
+from tests.sandbox.support import Clock, create_deployment
 from webhook.sandbox.deployment_util import compute_hash, equal_ignore_hash
-from webhook.sandbox.objects import apply_defaults
 from webhook.sandbox.store import Store, format_time
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -39,10 +36,7 @@ spec:
 
 
 def create(store: Store, text: str = DEPLOYMENT, **spec: Any) -> dict[str, Any]:
-    obj = yaml.safe_load(text)
-    obj["spec"].update(spec)
-    apply_defaults("deployments", obj)
-    return store.create("deployments", obj)
+    return create_deployment(store, text, **spec)
 
 
 def change(store: Store, *, image: str | None = None, **spec: Any) -> dict[str, Any]:

@@ -6,20 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.sandbox.support import DEPLOYMENT
+from tests.sandbox.support import create_deployment
 from webhook.sandbox.gc import collect_garbage
-from webhook.sandbox.objects import apply_defaults
 from webhook.sandbox.store import Store
 
 
 @pytest.fixture
 def store(store: Store) -> Store:
     """The shared store (tests/sandbox/conftest.py) with the Deployment created."""
-    obj = yaml.safe_load(DEPLOYMENT)
-    apply_defaults("deployments", obj)
-    store.create("deployments", obj)
+    create_deployment(store)
     return store
 
 
