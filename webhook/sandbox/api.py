@@ -13,6 +13,7 @@ from typing import Any
 from webhook.sandbox import fieldcheck, objects, protobuf
 from webhook.sandbox.discovery import ResourceInfo, find_resource
 from webhook.sandbox.errors import (
+    STATUS_REASONS,
     ApiError,
     already_exists,
     bad_request,
@@ -260,8 +261,7 @@ def _patched(current: dict[str, Any], body: bytes, content_type: str) -> dict[st
             return result
         return apply_strategic_merge_patch(current, document)
     except PatchError as error:
-        reason = "Invalid" if error.status == 422 else "BadRequest"
-        raise ApiError(error.status, reason, str(error)) from error
+        raise ApiError(error.status, STATUS_REASONS[error.status], str(error)) from error
 
 
 def _patch(
