@@ -55,9 +55,12 @@ def human_duration(age: timedelta) -> str:
     return f"{years}y"
 
 
-def _age(obj: dict[str, Any], now: datetime, field: str = "creationTimestamp") -> str:
-    stamp = (obj.get("metadata") or {}).get(field)
+def _ago(stamp: str | None, now: datetime) -> str:
     return human_duration(now - parse_time(stamp)) if stamp else "<unknown>"
+
+
+def _age(obj: dict[str, Any], now: datetime) -> str:
+    return _ago((obj.get("metadata") or {}).get("creationTimestamp"), now)
 
 
 def _wide_workload(spec: dict[str, Any]) -> Row:
@@ -138,9 +141,10 @@ def _event(obj: dict[str, Any], now: datetime) -> Row:
     stamp = (
         obj.get("lastTimestamp") or obj.get("eventTime") or obj["metadata"].get("creationTimestamp")
     )
-    last_seen = human_duration(now - parse_time(stamp)) if stamp else "<unknown>"
     target = f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
-    return [last_seen, obj.get("type", ""), obj.get("reason", ""), target, obj.get("message", "")]
+    return [
+        _ago(stamp, now), obj.get("type", ""), obj.get("reason", ""), target, obj.get("message", "")
+    ]
 
 
 def _lease(obj: dict[str, Any], now: datetime) -> Row:
