@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -28,24 +29,37 @@ from typing import Any
 
 import requests
 from flask import Flask, jsonify, request
-from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.receiver.harness import SERVICE_TOKEN, TOKEN, Harness
 from tests.tracker.support import pods_of
+from webhook.pipeline.receiver import AppServer
 from webhook.sandbox.testing import SandboxHandle
 
 
 @contextmanager
 def served(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """Serve `app` on the same threaded server the pipeline uses (quiet: no access log)."""
+    server = AppServer(app, name="benchmark")
+    server.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield server.base_url
     finally:
-        server.shutdown()
+        server.stop()
+
+
+@contextmanager
+def decisions_to_devnull() -> Iterator[None]:
+    """The receiver still writes its JSON decision lines (their cost is measured), but not into
+    this script's own output, which stays readable (and parseable with --json)."""
+    saved = sys.stdout
+    with open(os.devnull, "w") as sink:
+        sys.stdout = sink
+        try:
+            yield
+        finally:
+            sys.stdout = saved
 
 
 def bare_app() -> Flask:
@@ -149,7 +163,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, decisions_to_devnull():
         sandbox = SandboxHandle.start(workdir=Path(tmp))
         try:
             harness = Harness(sandbox, Path(tmp))
