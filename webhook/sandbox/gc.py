@@ -27,13 +27,16 @@ def dependents(store: Store, owner: dict[str, Any]) -> list[tuple[str, dict[str,
     """(resource, object) of every stored object with an ownerReference to `owner`'s uid."""
     uid = owner["metadata"]["uid"]
     namespace = owner["metadata"].get("namespace")
-    found = []
+
+    def owned(item: dict[str, Any]) -> bool:
+        refs = item["metadata"].get("ownerReferences") or []
+        return any(ref.get("uid") == uid for ref in refs)
+
+    found: list[tuple[str, dict[str, Any]]] = []
     for resource in DEPENDENT_RESOURCES:
-        items, _ = store.list(resource, namespace or None)
-        for item in items:
-            refs = item["metadata"].get("ownerReferences") or []
-            if any(ref.get("uid") == uid for ref in refs):
-                found.append((resource, item))
+        # Filtered inside the store: only the dependents are copied out, not every object.
+        items, _ = store.list(resource, namespace or None, where=owned)
+        found.extend((resource, item) for item in items)
     return found
 
 
