@@ -43,10 +43,14 @@ def _prune(value: Any) -> Any:
 
 
 def _without_hash(template: dict[str, Any] | None) -> Any:
-    template = copy.deepcopy(template or {})
-    labels = (template.get("metadata") or {}).get("labels")
+    # _prune builds new containers, so only the path to the labels is copied here (this runs
+    # for every owned ReplicaSet in every reconcile: no deep copy of whole templates).
+    template = dict(template or {})
+    meta = template.get("metadata") or {}
+    labels = meta.get("labels")
     if isinstance(labels, dict):
-        labels.pop(contract.POD_TEMPLATE_HASH, None)
+        kept = {k: v for k, v in labels.items() if k != contract.POD_TEMPLATE_HASH}
+        template["metadata"] = {**meta, "labels": kept}
     return _prune(template)
 
 
