@@ -104,8 +104,8 @@ def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
     if meta.get("deletionTimestamp"):
         return
     uid = meta["uid"]
-    items, _ = store.list("pods", meta["namespace"])
-    owned = [p for p in items if controller_uid(p) == uid]
+    # Filtered inside the store, so other ReplicaSets' pods are not copied out.
+    owned, _ = store.list("pods", meta["namespace"], where=lambda p: controller_uid(p) == uid)
     want = int(rs["spec"].get("replicas", 1))
     if accepts_new_content(store, meta["namespace"]):
         for _ in range(want - len(owned)):
