@@ -89,9 +89,10 @@ def get_object(
 def list_objects(store: Store, info: ResourceInfo, request: RequestInfo) -> Reply:
     """A {Kind}List of the matching objects, paged by limit/continue."""
     matches = selector(request, info)
-    items, list_rv = store.list(info.resource, request.namespace)
+    # Selected inside the store: objects that do not match are not copied out.
+    items, list_rv = store.list(info.resource, request.namespace, where=matches)
     now = store.now()
-    items = [served(info, obj, now) for obj in items if matches(obj)]
+    items = [served(info, obj, now) for obj in items]
     meta: dict[str, Any] = {"resourceVersion": list_rv}
     token = request.query.get("continue")
     if token:
@@ -137,9 +138,9 @@ def watch_plan(store: Store, info: ResourceInfo, request: RequestInfo) -> WatchP
     send_initial = request.query.get("sendInitialEvents") == "true"
     if rv_text in {"", "0"} or send_initial:
         # "Start at most recent": synthetic ADDED events for what exists now.
-        items, list_rv = store.list(info.resource, request.namespace)
+        items, list_rv = store.list(info.resource, request.namespace, where=matches)
         now = store.now()
-        initial = [served(info, obj, now) for obj in items if matches(obj)]
+        initial = [served(info, obj, now) for obj in items]
         start = int(list_rv)
     elif rv_text.isdigit():
         start = int(rv_text)
