@@ -194,10 +194,17 @@ class Service:
         return decisions
 
     def _record(self, decisions: list[Decision]) -> None:
+        if not decisions:
+            return
         self.audit.record_many(decisions)
         for decision in decisions:
             self.metrics.observe(decision)
-            self._log.info(json.dumps({"event": "decision", **decision.as_dict()}, sort_keys=True))
+        # One JSON line per decision, written in one call (one log record per batch).
+        self._log.info(
+            "\n".join(
+                json.dumps({"event": "decision", **d.as_dict()}, sort_keys=True) for d in decisions
+            )
+        )
 
     def receive(
         self, body: str, *, source: str = "alertmanager", remote: str = "", actor: str = ""
