@@ -345,24 +345,11 @@ def _delete_collection(
     policy: str,
     dry_run: bool,
 ) -> Reply:
-    matches = selector(request, info)
     with store.lock:
-        items, _ = store.list(info.resource, request.namespace)
-        if dry_run:
-            return Reply(
-                200,
-                {
-                    "kind": f"{info.kind}List",
-                    "apiVersion": info.api_version,
-                    "metadata": {"resourceVersion": str(store.resource_version)},
-                    "items": [with_kind(info, obj) for obj in items if matches(obj)],
-                },
-            )
-        deleted = [
-            with_kind(info, _delete_one(store, info, obj, policy=policy))
-            for obj in items
-            if matches(obj)
-        ]
+        matched, _ = store.list(info.resource, request.namespace, where=selector(request, info))
+        if not dry_run:
+            matched = [_delete_one(store, info, obj, policy=policy) for obj in matched]
+        items = [with_kind(info, obj) for obj in matched]
         list_rv = str(store.resource_version)
     return Reply(
         200,
@@ -370,7 +357,7 @@ def _delete_collection(
             "kind": f"{info.kind}List",
             "apiVersion": info.api_version,
             "metadata": {"resourceVersion": list_rv},
-            "items": deleted,
+            "items": items,
         },
     )
 
