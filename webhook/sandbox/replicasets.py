@@ -7,11 +7,10 @@ Pods it creates are started at once (`pods.start_containers`); what they do afte
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from webhook.sandbox import pods
-from webhook.sandbox.store import NotFound, Store, format_time
+from webhook.sandbox.store import NotFound, Store, clone, format_time
 
 
 def controller_uid(obj: dict[str, Any]) -> str | None:
@@ -65,7 +64,7 @@ def new_pod(store: Store, rs: dict[str, Any]) -> dict[str, Any]:
     }
     if tmeta.get("annotations"):
         meta["annotations"] = dict(tmeta["annotations"])
-    spec = json.loads(json.dumps(template.get("spec") or {}))
+    spec = clone(template.get("spec") or {})
     spec["nodeName"] = pods.NODE_NAME
     pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
     now = store.now()
