@@ -175,22 +175,22 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
         warnings: list[str] | None = None,
     ) -> None:
+        extra = list((headers or {}).items())
+        # RFC 7234 warn-code 299, as the apiserver sends
+        extra += [("Warning", '299 - "' + w.replace('"', '\\"') + '"') for w in warnings or []]
         data = json.dumps(body, separators=(",", ":")).encode()
-        self._record(code)
-        self.send_response(code)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        for warning in warnings or []:  # RFC 7234 warn-code 299, as the apiserver sends
-            self.send_header("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._send(code, data, content_type="application/json", headers=extra)
 
     def _send_text(self, code: int, text: str, content_type: str) -> None:
-        data = text.encode()
+        self._send(code, text.encode(), content_type=content_type, headers=[])
+
+    def _send(
+        self, code: int, data: bytes, *, content_type: str, headers: list[tuple[str, str]]
+    ) -> None:
         self._record(code)
         self.send_response(code)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
