@@ -149,10 +149,8 @@ def _empty_namespace(store: Store, namespace: str) -> None:
 
 
 def _controller_owner(obj: dict[str, Any]) -> tuple[str, str] | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("kind")), str(ref.get("name"))
-    return None
+    ref = replicasets.controller_of(obj)
+    return (str(ref.get("kind")), str(ref.get("name"))) if ref is not None else None
 
 
 def _selects(deployment: dict[str, Any], obj: dict[str, Any]) -> bool:

@@ -13,12 +13,16 @@ from webhook.sandbox import pods
 from webhook.sandbox.store import NotFound, Store, clone, format_time
 
 
+def controller_of(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The object's controller ownerReference, if any."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return next((ref for ref in refs if ref.get("controller")), None)
+
+
 def controller_uid(obj: dict[str, Any]) -> str | None:
     """The uid in the object's controller ownerReference, if any."""
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
+    ref = controller_of(obj)
+    return str(ref.get("uid")) if ref is not None else None
 
 
 def controller_ref(owner: dict[str, Any], *, kind: str, api_version: str) -> dict[str, Any]:
