@@ -6,6 +6,7 @@ file). One connection per thread. Retention prunes rows older than `retention_da
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -68,6 +69,17 @@ _COLUMNS = (
     "namespace deployment from_revision to_revision from_replicaset to_replicaset outcome reason "
     "detail dry_run overrides replay_of duration_ms"
 ).split()
+
+
+# Older SQLite allows 999 bound values per statement (32766 since 3.32): 24 columns a row.
+_ROWS_PER_INSERT = 999 // len(_COLUMNS)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(rows: int) -> str:
+    row = "(" + ", ".join("?" for _ in _COLUMNS) + ")"
+    values = ", ".join(row for _ in range(rows))
+    return f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES {values}"  # noqa: S608
 
 
 class AuditUnavailable(Exception):
@@ -198,14 +210,17 @@ class AuditStore:
             row["overrides"] = json.dumps(decision.overrides, sort_keys=True)
             row["dry_run"] = int(decision.dry_run)
             rows.append([row[c] for c in _COLUMNS])
-        placeholders = ", ".join("?" for _ in _COLUMNS)
+        # One multi-row INSERT is one statement and one commit in autocommit mode; only a
+        # payload with more alerts than a statement may carry needs an explicit transaction.
+        chunks = [rows[i : i + _ROWS_PER_INSERT] for i in range(0, len(rows), _ROWS_PER_INSERT)]
         with self._writer() as db:
+            if len(chunks) == 1:
+                db.execute(_insert_sql(len(rows)), [v for row in rows for v in row])
+                return
             db.execute("BEGIN")
             try:
-                db.executemany(
-                    f"INSERT INTO decisions ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
-                    rows,
-                )
+                for chunk in chunks:
+                    db.execute(_insert_sql(len(chunk)), [v for row in chunk for v in row])
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
