@@ -203,7 +203,7 @@ class AuditStore:
             return
         rows = []
         for decision in decisions:
-            row = decision.as_dict()
+            row = {column: getattr(decision, column) for column in _COLUMNS}
             row["time"] = _iso(decision.time)
             row["starts_at"] = _iso(decision.starts_at) if decision.starts_at else None
             row["labels"] = json.dumps(decision.labels, sort_keys=True)
