@@ -32,10 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from webhook.pipeline import TRIGGER_FAULTS, Pipeline, Timing, Workload, wait_until
-from webhook.sandbox.pods import REQUESTS_PER_SECOND, RESTART_PERIOD_SECONDS
+from lab.pipeline import TRIGGER_FAULTS, Pipeline, Timing, Workload, wait_until
+from sandbox.pods import REQUESTS_PER_SECOND, RESTART_PERIOD_SECONDS
 
 V1, V2 = "registry.local/bench:1", "registry.local/bench:2"
 POLL_SECONDS = 0.02

@@ -30,12 +30,9 @@ from typing import Any
 import requests
 from flask import Flask, jsonify, request
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.receiver.harness import SERVICE_TOKEN, TOKEN, Harness
-from tests.tracker.support import pods_of
-from webhook.pipeline.receiver import AppServer
-from webhook.sandbox.testing import SandboxHandle
+from lab.pipeline.receiver import AppServer
+from lab.receiver_harness import SERVICE_TOKEN, TOKEN, Harness, pods_of
+from sandbox.testing import SandboxHandle
 
 
 @contextmanager

@@ -27,5 +27,8 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
-echo "bootstrap: pip install -e .[dev]"
-"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[dev]"
+# compat mode puts the checkout itself on sys.path, so the lab packages beside the product
+# (sandbox, lab, rules) import as installed while the wheel still ships `webhook` alone.
+echo "bootstrap: pip install -e .[dev] (editable, compat mode)"
+"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[dev]" \
+  --config-settings editable_mode=compat

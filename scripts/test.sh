@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 PYTHON="${PYTHON:-python3}"
 echo "== ruff"
-"$PYTHON" -m ruff check webhook tests benchmarks rules scripts
+"$PYTHON" -m ruff check webhook sandbox lab tests benchmarks rules scripts
 echo "== mypy"
 "$PYTHON" -m mypy
 echo "== pytest"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.receiver.harness import Harness
-from webhook.sandbox.testing import SandboxHandle
+from lab.receiver_harness import Harness
+from sandbox.testing import SandboxHandle
 
 # When set, every sandbox's request record is written there as it stops (one JSON file each,
 # with the test's own token, so the service's requests can be told from the test's): the RBAC

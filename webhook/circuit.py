@@ -1,4 +1,4 @@
-"""Rollbacks made by ANY replica, for the cluster-wide circuit breaker (PRODUCT.md section 7).
+"""Rollbacks made by ANY replica, for the cluster-wide circuit breaker (README, safety policy).
 
 Each replica's audit knows only its own rollbacks. Every rollback also leaves
 `auto-rollback/last-action` (with its time) on the Deployment it rolled back, so a periodic

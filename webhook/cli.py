@@ -1,7 +1,9 @@
 """The `rollback-webhook` command: subcommands and flags only; each runs its own module.
 
 Only the chosen subcommand's module is imported, so one command's dependencies (or a bug in it)
-never break another, and `serve` starts without loading the sandbox or the demo.
+never break another, and `serve` starts without loading the sandbox or the demo. `sandbox` and
+`demo` live in the lab packages beside the product (`sandbox`, `lab`): they are there when the
+project is installed from its repository (`pip install -e .`), never in the released wheel.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("webhook.commands.history", "show a Deployment's revisions, evidence and target"),
     "replay": ("webhook.commands.replay", "replay a stored or given payload on a running server"),
     "audit": ("webhook.commands.audit", "query the decisions of a running server"),
-    "sandbox": ("webhook.sandbox.command", "serve the sandbox cluster and write a kubeconfig"),
-    "demo": ("webhook.demo", "show the whole story on the sandbox cluster"),
+    "sandbox": ("sandbox.command", "serve the sandbox cluster and write a kubeconfig"),
+    "demo": ("lab.demo", "show the whole story on the sandbox cluster"),
     "check-config": ("webhook.commands.check_config", "validate a configuration file and exit"),
 }
+
+
+# Packages of the repository's lab, beside the product: absent from an installed wheel.
+LAB_PACKAGES = frozenset({"sandbox", "lab"})
 
 
 def top_parser() -> argparse.ArgumentParser:
@@ -49,7 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] not in COMMANDS:
         top_parser().parse_args(args)  # prints help or the error, exits
         return 2
-    parser, module = command_parser(args[0])
+    try:
+        parser, module = command_parser(args[0])
+    except ModuleNotFoundError as error:
+        top = COMMANDS[args[0]][0].split(".")[0]
+        if top in LAB_PACKAGES and error.name == top:
+            print(
+                f"rollback-webhook {args[0]}: needs the '{top}' package, which ships with the "
+                "repository, not with the released package: run it from a checkout "
+                "installed with scripts/bootstrap.sh (pip install -e .)",
+                file=sys.stderr,
+            )
+            return 2
+        raise
     namespace = parser.parse_args(args[1:])
     result: int = module.run(namespace)  # type: ignore[attr-defined]
     return result

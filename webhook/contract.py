@@ -1,4 +1,4 @@
-"""The stable strings of the product contract (PRODUCT.md sections 2 to 5).
+"""The stable strings of the product contract (the README's names, outcomes and reasons).
 
 They appear in HTTP responses, the audit, logs, metrics, the rules bundle and cluster
 annotations; every other module and the rule tests read them from here so none can drift.

@@ -1,4 +1,4 @@
-"""Alert -> decision: the policy of PRODUCT.md sections 3 to 7.
+"""Alert -> decision: the policy the README's decision table states.
 
 `Decider.decide` reads the cluster through `kube.Cluster`, asks the audit for duplicates and the
 circuit breaker, and returns exactly one Decision per alert. Every write is conditional on the

@@ -1,4 +1,4 @@
-"""Opt-in (PRODUCT.md section 7): one rule for the receiver and the health tracker.
+"""Opt-in (README, safety policy): one rule for the receiver and the health tracker.
 
 The Deployment's own `auto-rollback/enabled` annotation decides when it has one ("false" always
 wins); otherwise its namespace's label of the same name ("false" opts out even with

@@ -1,6 +1,6 @@
 """The health tracker: stamps `auto-rollback/healthy-since` on revisions that proved healthy.
 
-The stamp is the strongest rollback-target evidence (PRODUCT.md section 6, StampEvidence).
+The stamp is the strongest rollback-target evidence (README, last healthy revision; StampEvidence).
 A revision earns it while it is the current one of an opted-in Deployment:
 
 - fully available: Progressing=True with reason NewReplicaSetAvailable, observedGeneration

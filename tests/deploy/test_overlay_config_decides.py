@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from lab.pipeline.processes import free_port
+from lab.receiver_harness import Harness, hours, minutes, template_images
+from sandbox.testing import SandboxHandle
 from tests.deploy.render import Obj, config_of
-from tests.receiver.harness import Harness, hours, minutes, template_images
-from webhook.pipeline.processes import free_port
-from webhook.sandbox.testing import SandboxHandle
 
 
 def localised(config: dict[str, Any], tmp_path: Path) -> dict[str, Any]:

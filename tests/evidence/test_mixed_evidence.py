@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 import yaml
 
+from lab.pipeline.processes import ManagedProcess, free_port
+from lab.receiver_harness import Harness, hours, minutes, now
+from sandbox.store import parse_time
+from sandbox.testing import SandboxHandle
 from tests.binaries import require_binary
-from tests.receiver.harness import Harness, hours, minutes, now
-from webhook.pipeline.processes import ManagedProcess, free_port
 from webhook.revisions import format_k8s_time
-from webhook.sandbox.store import parse_time
-from webhook.sandbox.testing import SandboxHandle
 
 IMAGES = [
     ("S", hours(8)),

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.receiver_harness import Harness
+from sandbox.testing import SandboxHandle
 from tests.oncall.support import OnCall
-from tests.receiver.harness import Harness
-from webhook.sandbox.testing import SandboxHandle
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from typing import Any
 
 from flask import Flask
 
-from tests.receiver.harness import TOKEN, Harness
+from lab.pipeline.receiver import AppServer
+from lab.receiver_harness import TOKEN, Harness
 from webhook.auth import Credentials
-from webhook.pipeline.receiver import AppServer
 from webhook.runtime import build_app
 
 ALICE = "oncall-secret-alice"

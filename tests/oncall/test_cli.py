@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.receiver_harness import hours, template_images
 from tests.oncall.support import ALICE, OnCall, live_server
-from tests.receiver.harness import hours, template_images
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from lab.receiver_harness import hours, template_images
 from tests.binaries import in_ci, require_binary
 from tests.oncall.support import ALICE, OnCall, live_server
-from tests.receiver.harness import hours, template_images
 
 pytestmark = pytest.mark.browser
 

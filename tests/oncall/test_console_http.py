@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lab.receiver_harness import Harness, hours, minutes, template_images
+from sandbox.testing import SandboxHandle
 from tests.oncall.support import ALICE, BOB, RECEIVER, OnCall
-from tests.receiver.harness import Harness, hours, minutes, template_images
 from webhook.auth import Credentials
 from webhook.console import Sessions
-from webhook.sandbox.testing import SandboxHandle
 
 
 def csrf_of(oncall: OnCall, path: str) -> str:

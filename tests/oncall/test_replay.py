@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lab.receiver_harness import Harness, hours, minutes, template_images
+from sandbox.testing import SandboxHandle
 from tests.oncall.support import ALICE, BOB, RECEIVER, OnCall
-from tests.receiver.harness import Harness, hours, minutes, template_images
-from webhook.sandbox.testing import SandboxHandle
 
 
 def stale_rollout(oncall: OnCall) -> tuple[list[str], dict[str, Any]]:

@@ -1,12 +1,12 @@
 """Replaying a `cooldown` skip: only `overrides.ignore_cooldown` gets past it, and the audit
-says who did it and which skip it overrode (PRODUCT.md sections 7, 8, 11)."""
+says who did it and which skip it overrode (README: safety policy, on-call, audit)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from lab.receiver_harness import hours, minutes, now, template_images
 from tests.oncall.support import BOB, OnCall
-from tests.receiver.harness import hours, minutes, now, template_images
 from webhook.revisions import format_k8s_time
 
 

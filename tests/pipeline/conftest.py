@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from lab.pipeline import Pipeline, Timing, Workload, wait_until
 from tests.binaries import require_binary
-from webhook.pipeline import Pipeline, Timing, Workload, wait_until
 
 # Generous: the slowest scenario needs ~50 s on an idle machine; CI runs on 2 busy cores.
 OUTCOME_TIMEOUT = 120.0

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.binaries import require_binary
-from webhook.pipeline import Timing
-from webhook.pipeline.configs import (
+from lab.pipeline import Timing
+from lab.pipeline.configs import (
     DRY_RUN_RECEIVER_NAME,
     RECEIVER_NAME,
     ReceiverTarget,
@@ -21,7 +20,8 @@ from webhook.pipeline.configs import (
     rules_dir,
     write_yaml,
 )
-from webhook.pipeline.timing import prom_duration
+from lab.pipeline.timing import prom_duration
+from tests.binaries import require_binary
 
 TIMING = Timing()
 

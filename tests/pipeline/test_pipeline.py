@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lab.pipeline import Workload
 from tests.pipeline.conftest import (
     DRY_RUN,
     HEALTHY,
@@ -24,7 +25,6 @@ from tests.pipeline.conftest import (
     Run,
 )
 from webhook import contract
-from webhook.pipeline import Workload
 
 ALERTNAMES = {
     "restart_rate": "RolloutRestartRateHigh",

@@ -1,5 +1,5 @@
 """Who may post alerts (bearer, basic, none), and the policy knobs a Deployment owner turns:
-`require_opt_in: false` and the per-Deployment `auto-rollback/*` annotations (PRODUCT.md 7, 8)."""
+`require_opt_in: false` and the per-Deployment `auto-rollback/*` annotations (README: safety policy, HTTP API)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.receiver.harness import (
+from lab.receiver_harness import (
     SERVICE_TOKEN,
     TOKEN,
     Harness,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.receiver.harness import Harness, hours, minutes, template_images
+from lab.receiver_harness import Harness, hours, minutes, template_images
+from sandbox.testing import api_client_for
 from webhook.app import create_app
 from webhook.auth import Credentials
 from webhook.runtime import build_service
-from webhook.sandbox.testing import api_client_for
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The record a team keeps (PRODUCT.md section 11): one JSON line per decision on stdout, the
+"""The record a team keeps (README, audit): one JSON line per decision on stdout, the
 SQLite audit in WAL mode, and `audit.retention_days` pruning old decisions and payloads."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.receiver.harness import SERVICE_TOKEN, Harness, hours, minutes
+from lab.receiver_harness import SERVICE_TOKEN, Harness, hours, minutes
+from sandbox.testing import SandboxHandle
 from webhook.audit import AuditStore
 from webhook.config import settings_from_dict
 from webhook.decision import Decision, new_id
 from webhook.runtime import build_service
-from webhook.sandbox.testing import SandboxHandle
 
 # Section 11's decision fields, as the log line names them.
 DECISION_FIELDS = {

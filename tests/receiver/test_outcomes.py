@@ -1,4 +1,4 @@
-"""Every outcome and reason of PRODUCT.md section 4 owned by the receiver, through
+"""Every outcome and reason of the README's decision table owned by the receiver, through
 POST /api/v1/alerts: the response, the audit row, the cluster (changed or not) and the Event."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any, TypedDict
 
 import pytest
 
-from tests.receiver.harness import Harness, hours, minutes, template_images
+from lab.receiver_harness import Harness, hours, minutes, template_images
 
 
 class TargetLabels(TypedDict, total=False):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+from lab.receiver_harness import REV, Harness, hours, minutes, template_images
 from tests.binaries import require_binary
-from tests.receiver.harness import REV, Harness, hours, minutes, template_images
 
 
 def test_rolls_back_to_last_healthy_revision_not_the_previous_one(harness: Harness) -> None:

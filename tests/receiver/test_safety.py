@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.receiver.harness import Harness, hours, minutes, template_images
-from webhook.sandbox.testing import SandboxHandle
+from lab.receiver_harness import Harness, hours, minutes, template_images
+from sandbox.testing import SandboxHandle
 
 
 def bad_rollout(harness: Harness, i: int) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rules.extract import extract_groups
+from sandbox.testing import SandboxHandle
 from tests.rules.support import MANIFEST
-from webhook.sandbox.testing import SandboxHandle
 
 # The labels each input series must carry for the joins in rules/rollback-rules.yaml.
 JOIN_LABELS = {

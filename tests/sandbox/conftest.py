@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.controller import Controller
+from sandbox.store import Store
 from tests.sandbox.support import Clock
-from webhook.sandbox.controller import Controller
-from webhook.sandbox.store import Store
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook.sandbox.objects import apply_defaults
-from webhook.sandbox.store import Store
-from webhook.sandbox.testing import SandboxHandle
+from sandbox.objects import apply_defaults
+from sandbox.store import Store
+from sandbox.testing import SandboxHandle
 
 
 class Clock:

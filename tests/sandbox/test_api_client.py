@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from webhook.sandbox.testing import SandboxHandle
+from sandbox.testing import SandboxHandle
 
 
 def manifest(name: str, *, image: str = "nginx:1.25", labels: dict[str, str] | None = None,

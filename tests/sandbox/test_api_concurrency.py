@@ -9,7 +9,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from webhook.sandbox.testing import SandboxHandle
+from sandbox.testing import SandboxHandle
 
 
 def deployment(name: str) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from webhook.sandbox.controls import ControlError
-from webhook.sandbox.testing import SandboxHandle
+from sandbox.controls import ControlError
+from sandbox.testing import SandboxHandle
 
 DEPLOYMENT = """
 apiVersion: apps/v1

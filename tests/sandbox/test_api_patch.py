@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from webhook.sandbox.patch import (
+from sandbox.patch import (
     PatchError,
     apply_json_patch,
     apply_merge_patch,

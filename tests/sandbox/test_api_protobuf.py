@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from webhook.sandbox.protobuf import ProtobufError, decode
-from webhook.sandbox.testing import SandboxHandle
+from sandbox.protobuf import ProtobufError, decode
+from sandbox.testing import SandboxHandle
 
 
 def varint(value: int) -> bytes:

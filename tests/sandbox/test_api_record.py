@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from webhook.sandbox.controls import ControlError, SandboxControls
-from webhook.sandbox.server import SandboxServer
-from webhook.sandbox.store import Change, Store
-from webhook.sandbox.testing import SandboxHandle, api_client_for
+from sandbox.controls import ControlError, SandboxControls
+from sandbox.server import SandboxServer
+from sandbox.store import Change, Store
+from sandbox.testing import SandboxHandle, api_client_for
 
 DEPLOYMENT = {
     "apiVersion": "apps/v1",
@@ -116,7 +116,7 @@ def test_sandbox_starts_fast(tmp_path: Path) -> None:
 
 def test_watch_from_a_compacted_version_gets_410_expired(sandbox: SandboxHandle) -> None:
     # Fill the history past its bound with lease writes, then watch from version 1.
-    from webhook.sandbox import store as store_module
+    from sandbox import store as store_module
 
     leases = client.CoordinationV1Api(sandbox.api_client())
     leases.create_namespaced_lease("default", client.V1Lease(

@@ -11,9 +11,9 @@ import copy
 from datetime import timedelta
 from typing import Any
 
+from sandbox.deployment_util import compute_hash, equal_ignore_hash
+from sandbox.store import Store, format_time
 from tests.sandbox.support import Clock, create_deployment
-from webhook.sandbox.deployment_util import compute_hash, equal_ignore_hash
-from webhook.sandbox.store import Store, format_time
 
 REVISION = "deployment.kubernetes.io/revision"
 HISTORY = "deployment.kubernetes.io/revision-history"
@@ -277,7 +277,7 @@ def test_as_of_write_dates_replicasets_pods_and_conditions(store: Store, clock: 
 def test_deleted_pod_is_replaced_and_scale_down_removes_unready_pods_first(
     store: Store,
 ) -> None:
-    from webhook.sandbox import pods
+    from sandbox import pods
 
     create(store)
     (rs,) = replicasets(store).values()

@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
+from sandbox.testing import SandboxHandle
 from tests.binaries import require_binary
 from tests.sandbox.support import Kubectl
-from webhook.sandbox.testing import SandboxHandle
 
 pytestmark = pytest.mark.kubectl
 

@@ -1,4 +1,4 @@
-"""Cascading deletion (webhook/sandbox/gc.py) as the garbage collector does it
+"""Cascading deletion (sandbox/gc.py) as the garbage collector does it
 (kubernetes docs "Garbage Collection" and "Use Cascading Deletion in a Cluster")."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from sandbox.gc import collect_garbage
+from sandbox.store import Store
 from tests.sandbox.support import create_deployment
-from webhook.sandbox.gc import collect_garbage
-from webhook.sandbox.store import Store
 
 
 @pytest.fixture

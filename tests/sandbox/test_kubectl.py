@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from sandbox.testing import SandboxHandle
 from tests.binaries import require_binary
 from tests.sandbox.support import Kubectl
-from webhook.sandbox.testing import SandboxHandle
 
 pytestmark = pytest.mark.kubectl
 

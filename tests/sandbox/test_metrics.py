@@ -12,11 +12,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from sandbox import metrics, pods
+from sandbox.objects import apply_defaults
+from sandbox.store import NotFound, Store
 from tests.binaries import require_binary
 from tests.sandbox.support import DEPLOYMENT, Clock
-from webhook.sandbox import metrics, pods
-from webhook.sandbox.objects import apply_defaults
-from webhook.sandbox.store import NotFound, Store
 
 
 def deploy(store: Store, fault: str | None = None, **annotations: str) -> None:

@@ -19,15 +19,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.receiver.harness import TOKEN, Harness, hours, minutes, template_images
+from lab.pipeline.processes import free_port
+from lab.receiver_harness import TOKEN, Harness, hours, minutes, template_images
+from sandbox.testing import SandboxHandle
 from tests.tracker.support import (
     LEASE_NAME,
     LEASE_NAMESPACE,
     create_lease_namespace,
     wait_for,
 )
-from webhook.pipeline.processes import free_port
-from webhook.sandbox.testing import SandboxHandle
 
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{LEASE_NAME}"
 REPO = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.receiver.harness import Harness
+from lab.receiver_harness import Harness
+from sandbox.testing import SandboxHandle
 from webhook.kube import Cluster
-from webhook.sandbox.testing import SandboxHandle
 from webhook.tracker import HealthTracker
 
 HEALTHY_SINCE = "auto-rollback/healthy-since"
@@ -55,15 +55,6 @@ def rs_annotations(harness: Harness, name: str, namespace: str = "shop") -> dict
 
 def stamp_of(harness: Harness, name: str, namespace: str = "shop") -> str | None:
     return rs_annotations(harness, name, namespace).get(HEALTHY_SINCE)
-
-
-def pods_of(harness: Harness, replicaset: str, namespace: str = "shop") -> list[str]:
-    items = harness.read("GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
-    return sorted(
-        p["metadata"]["name"]
-        for p in items
-        if any(r.get("name") == replicaset for r in p["metadata"].get("ownerReferences", []))
-    )
 
 
 def stamp_writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:

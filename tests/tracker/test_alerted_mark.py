@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.receiver.harness import Harness, minutes
+from lab.receiver_harness import Harness, minutes
+from sandbox.testing import SandboxHandle
 from tests.tracker.support import FakeClock, rs_annotations, stamp_of, tracker_for
-from webhook.sandbox.testing import SandboxHandle
 
 STAMP = "2020-01-01T00:00:00Z"
 LATER = "2020-01-02T00:00:00Z"

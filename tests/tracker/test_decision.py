@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.receiver.harness import Harness, minutes, now
+from lab.receiver_harness import Harness, minutes, now
 from tests.tracker.support import FakeClock, stamp_of, tracker_for
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from sandbox.testing import SandboxHandle
 from tests.tracker.support import (
     LEASE_NAME,
     LEASE_NAMESPACE,
@@ -16,7 +17,6 @@ from tests.tracker.support import (
 )
 from webhook.kube import Cluster
 from webhook.leader import LeaderElector, parse_lease_time
-from webhook.sandbox.testing import SandboxHandle
 
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{LEASE_NAME}"
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from tests.receiver.harness import Harness, minutes
+from lab.receiver_harness import Harness, minutes
 from tests.tracker.support import FakeClock, stamp_of, tracker_for
 from webhook.prom import PrometheusEvidence
 

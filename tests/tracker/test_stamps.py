@@ -9,11 +9,10 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from tests.receiver.harness import Harness, hours, minutes, now
+from lab.receiver_harness import Harness, hours, minutes, now, pods_of
 from tests.tracker.support import (
     HEALTHY_SINCE,
     FakeClock,
-    pods_of,
     stamp_of,
     stamp_writes,
     tracker_for,

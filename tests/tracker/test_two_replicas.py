@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.receiver.harness import Harness, minutes
+from lab.receiver_harness import Harness, minutes
+from sandbox.testing import SandboxHandle
 from tests.tracker.support import (
     LEASE_NAME,
     LEASE_NAMESPACE,
@@ -24,7 +25,6 @@ from webhook.config import settings_from_dict
 from webhook.kube import Cluster
 from webhook.leader import LeaderElector, LeaderLoop, parse_lease_time
 from webhook.runtime import build_service
-from webhook.sandbox.testing import SandboxHandle
 from webhook.service import Service, utc_now
 from webhook.tracker import start_for_service
 

@@ -1,0 +1,12 @@
+"""The real pipeline: sandbox /metrics -> prometheus -> alertmanager -> receiver -> rollback.
+
+Shared by `rollback-webhook demo`, tests/pipeline and benchmarks/pipeline.py; see
+docs/demo.md for what is shortened and why.
+"""
+
+from lab.pipeline.configs import PipelineUnavailable
+from lab.pipeline.harness import Pipeline
+from lab.pipeline.timing import Timing
+from lab.pipeline.workloads import TRIGGER_FAULTS, Workload, wait_until
+
+__all__ = ["TRIGGER_FAULTS", "Pipeline", "PipelineUnavailable", "Timing", "Workload", "wait_until"]
