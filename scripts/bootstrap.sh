@@ -32,3 +32,13 @@ fi
 echo "bootstrap: pip install -e .[dev] (editable, compat mode)"
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[dev]" \
   --config-settings editable_mode=compat
+
+# The Go programs of the test bench (Prometheus 3, Alertmanager 0.3x, helm, kube-state-metrics,
+# the control plane), pinned by lab/go/<name>/go.mod, into ${ROLLBACK_WEBHOOK_BIN:-~/.cache/...}.
+# Skipped without Go: the tests that need them then skip (or fail under CI=true).
+if command -v go >/dev/null 2>&1; then
+  echo "bootstrap: scripts/build-go.sh (all lab/go modules)"
+  scripts/build-go.sh
+else
+  echo "bootstrap: go not found; lab/go binaries not built (tests needing them skip, or fail under CI=true)"
+fi

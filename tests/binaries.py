@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,24 @@ PROVIDERS = {
 }
 
 
+# Built from lab/go/<module>/ by scripts/build-go.sh (scripts/bootstrap.sh runs it when Go is
+# present): binary -> the module that builds it.
+BUILT = {
+    "prometheus3": "prometheus3",
+    "promtool3": "prometheus3",
+    "alertmanager-0.3x": "alertmanager",
+    "amtool-0.3x": "alertmanager",
+    "helm": "helm",
+    "kube-state-metrics": "kube-state-metrics",
+}
+
+
+def bin_dir() -> Path:
+    """Where scripts/build-go.sh puts the binaries it builds."""
+    default = Path.home() / ".cache" / "rollback-webhook" / "bin"
+    return Path(os.environ.get("ROLLBACK_WEBHOOK_BIN", default))
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -34,6 +53,21 @@ def require_binary(name: str, *alternatives: str) -> str:
             return path
     what = PROVIDERS.get(name, name)
     message = f"{name} not found on PATH (install {what}; scripts/test.sh does)"
+    if in_ci():
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def require_built(name: str) -> str:
+    """Return the path of a binary scripts/build-go.sh builds; skip or fail (CI=true) without it."""
+    path = bin_dir() / name
+    if path.is_file() and os.access(path, os.X_OK):
+        return str(path)
+    module = BUILT.get(name, name)
+    message = (
+        f"{name} not found in {bin_dir()} (build it with `scripts/build-go.sh {module}`, "
+        "which needs Go; scripts/bootstrap.sh runs it)"
+    )
     if in_ci():
         pytest.fail(f"CI=true and {message}", pytrace=False)
     pytest.skip(message)
