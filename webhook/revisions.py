@@ -209,25 +209,56 @@ def _condition(deployment: Obj, kind: str) -> Obj | None:
     return None
 
 
+def template_written_at(deployment: Obj) -> datetime | None:
+    """When the Deployment's pod template was last written, from its managedFields.
+
+    The newest entry of the main resource (not a status or scale subresource) that owns a
+    field under spec.template: the write that made the Deployment run its template (a
+    `kubectl rollout undo`, `set image`, an apply). The controller writes only status, so
+    this does not move per rollout step. None where the server keeps no managedFields.
+    """
+    latest = None
+    for entry in deployment["metadata"].get("managedFields") or []:
+        if entry.get("subresource"):
+            continue
+        spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if "f:template" not in spec:
+            continue
+        try:
+            when = parse_k8s_time(entry.get("time"))
+        except ValueError:
+            continue
+        if when and (latest is None or when > latest):
+            latest = when
+    return latest
+
+
 def activation_time(revision: Revision, deployment: Obj) -> datetime:
     """When `revision` became the Deployment's current revision.
 
     Its ReplicaSet's creation time; for a re-adopted ReplicaSet (created long ago, made current
-    again) the time our own last-action recorded, else the Progressing condition's lastUpdateTime
-    (the controller updates it with ReplicaSetUpdated / FoundNewReplicaSet when it re-adopts).
+    again) the later of when the template was last written (managedFields, see
+    template_written_at) and the time our own last-action recorded for a rollback to it, else
+    the Progressing condition's lastUpdateTime.
+    Never a time that moves per rollout step where the server says when the template changed:
+    a real controller moves lastUpdateTime at every step and at completion, and keeps the old
+    one at its first sync after an undo (docs/tracker.md).
     """
     if not revision.readopted:
         return revision.created
+    known = [template_written_at(deployment)]
     action = last_action(deployment)
     if action and action.get("to_replicaset") == revision.name:
-        when = last_action_time(deployment)
-        if when:
-            return when
+        known.append(last_action_time(deployment))
+    written = [when for when in known if when]
+    if written:
+        # The later of the two: a human may have re-adopted again after our rollback.
+        return max(written)
     progressing = _condition(deployment, "Progressing")
     if progressing:
-        # lastUpdateTime moves with every rollout step (ReplicaSetUpdated, FoundNewReplicaSet,
-        # NewReplicaSetAvailable); lastTransitionTime stays put while the condition stays True
-        # (SetDeploymentCondition), i.e. at the first rollout ever: not this activation.
+        # Servers without managedFields (the sandbox, whose rollouts finish in the write):
+        # lastTransitionTime stays put while the condition stays True (SetDeploymentCondition),
+        # i.e. at the first rollout ever, so lastUpdateTime is the closer one.
         updated = parse_k8s_time(progressing.get("lastUpdateTime"))
         if updated:
             return updated
