@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 
 from webhook import contract
+from webhook.contract import AlertStatus, Confirmation, FailReason, SkipReason, Source
 from webhook.alerts import Alert
 from webhook.audit import AuditStore
 from webhook.circuit import ClusterRollbacks
@@ -56,7 +57,7 @@ class Overrides:
 class Request:
     """Who asks for the decisions of one payload, and how."""
 
-    source: str = "alertmanager"
+    source: str = Source.ALERTMANAGER
     actor: str = ""
     payload_id: str | None = None
     group_key: str = ""
@@ -81,6 +82,15 @@ class _Done(Exception):
 
 class _Retry(Exception):
     """Internal: a conditional write met a 409; decide again from a fresh read."""
+
+
+class _ControllerLag(_Retry):
+    """Internal: the Deployment controller has not caught up with a template change yet
+    (observedGeneration < generation); decide again after a pause, not back to back."""
+
+
+# Pauses before the re-decisions that follow controller lag (bounded by max_conflict_retries).
+LAG_BACKOFF_SECONDS = (0.2, 0.4, 0.8, 1.6)
 
 
 def label_selector(deployment: Obj) -> str:
@@ -145,8 +155,10 @@ class Decider:
         evidence: Sequence[EvidenceSource],
         clock: Callable[[], datetime],
         confirmer: Confirmer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
+        self.sleep = sleep
         self.cluster = cluster
         self.audit = audit
         self.evidence = tuple(evidence)
@@ -191,12 +203,12 @@ class Decider:
         except _Done:
             pass
         except Transient as exc:
-            reason = "timeout" if exc.timeout else "api_error"
+            reason = FailReason.TIMEOUT if exc.timeout else FailReason.API_ERROR
             self._fail(decision, reason, str(exc), transient=True)
         except Forbidden as exc:
-            self._fail(decision, "forbidden", str(exc))
+            self._fail(decision, FailReason.FORBIDDEN, str(exc))
         except KubeError as exc:
-            self._fail(decision, "api_error", str(exc))
+            self._fail(decision, FailReason.API_ERROR, str(exc))
         if decision.outcome != contract.ROLLED_BACK and not decision.dry_run:
             self.rollback.mark_alerted(decision)
         decision.duration_ms = round((time.monotonic() - started) * 1000, 3)
@@ -221,36 +233,51 @@ class Decider:
 
     def _decide(self, alert: Alert, request: Request, decision: Decision) -> None:
         labels = alert.labels
-        if alert.status != "firing":
-            self._skip(decision, "resolved", "alert is resolved")
+        if alert.status != AlertStatus.FIRING:
+            self._skip(decision, SkipReason.RESOLVED, "alert is resolved")
         trigger = labels.get(contract.LABEL_TRIGGER)
         if not trigger:
-            self._skip(decision, "missing_labels", f"label {contract.LABEL_TRIGGER} is missing")
+            self._skip(decision, SkipReason.MISSING_LABELS, f"label {contract.LABEL_TRIGGER} is missing")
         if trigger not in contract.TRIGGERS:
             known = ", ".join(contract.TRIGGERS)
-            self._skip(decision, "unknown_trigger", f"{trigger!r} is not one of {known}")
+            self._skip(decision, SkipReason.UNKNOWN_TRIGGER, f"{trigger!r} is not one of {known}")
         namespace = labels.get(contract.LABEL_NAMESPACE, "")
         if not namespace:
-            self._skip(decision, "missing_labels", "label namespace is missing")
+            self._skip(decision, SkipReason.MISSING_LABELS, "label namespace is missing")
         workload = (contract.LABEL_DEPLOYMENT, contract.LABEL_REPLICASET, contract.LABEL_POD)
         if not any(labels.get(k) for k in workload):
-            self._skip(decision, "missing_labels", "none of deployment, replicaset, pod is set")
+            self._skip(decision, SkipReason.MISSING_LABELS, "none of deployment, replicaset, pod is set")
         refusal = namespace_refusal(namespace, self.settings.namespaces)
         if refusal:
-            self._skip(decision, "namespace_denied", refusal)
+            self._skip(decision, SkipReason.NAMESPACE_DENIED, refusal)
         deployment_name, replicaset_name = self._resolve(namespace, labels, decision)
         decision.deployment = deployment_name
-        for _ in range(self.settings.max_conflict_retries + 1):
+        lagged = 0
+        retries = self.settings.max_conflict_retries
+        for attempt in range(retries + 1):
             try:
-                self._attempt(alert, request, decision, replicaset_name)
+                # The last attempt decides on what it reads, controller caught up or not.
+                self._attempt(alert, request, decision, replicaset_name, patient=attempt < retries)
+            except _ControllerLag:
+                pause = LAG_BACKOFF_SECONDS[min(lagged, len(LAG_BACKOFF_SECONDS) - 1)]
+                lagged += 1
+                log.info(
+                    "%s/%s: controller has not caught up: deciding again in %ss",
+                    namespace,
+                    deployment_name,
+                    pause,
+                )
+                self.sleep(pause)
+                continue
             except _Retry:
                 log.info("conflict on %s/%s: deciding again", namespace, deployment_name)
                 continue
+        lag_note = f" ({lagged} found the controller behind the Deployment)" if lagged else ""
         self._fail(
             decision,
-            "conflict",
+            FailReason.CONFLICT,
             f"Deployment kept changing: {self.settings.max_conflict_retries + 1} attempts met a "
-            "409 Conflict or a newer revision than the Deployment read",
+            f"409 Conflict or a newer revision than the Deployment read{lag_note}",
         )
 
     def _resolve(
@@ -265,13 +292,13 @@ class Decider:
                 pod = self.cluster.get_pod(namespace, pod_name)
             except NotFound:
                 self._skip(
-                    decision, "deployment_not_found", f"pod {namespace}/{pod_name} not found"
+                    decision, SkipReason.DEPLOYMENT_NOT_FOUND, f"pod {namespace}/{pod_name} not found"
                 )
             owner = controller_of(pod)
             if not owner or owner.get("kind") != "ReplicaSet":
                 self._skip(
                     decision,
-                    "deployment_not_found",
+                    SkipReason.DEPLOYMENT_NOT_FOUND,
                     f"pod {namespace}/{pod_name} is not controlled by a ReplicaSet",
                 )
             replicaset = str(owner["name"])
@@ -281,14 +308,14 @@ class Decider:
             except NotFound:
                 self._skip(
                     decision,
-                    "deployment_not_found",
+                    SkipReason.DEPLOYMENT_NOT_FOUND,
                     f"ReplicaSet {namespace}/{replicaset} not found",
                 )
             owner = controller_of(rs)
             if not owner or owner.get("kind") != "Deployment":
                 self._skip(
                     decision,
-                    "deployment_not_found",
+                    SkipReason.DEPLOYMENT_NOT_FOUND,
                     f"ReplicaSet {namespace}/{replicaset} is not controlled by a Deployment",
                 )
             deployment = str(owner["name"])
@@ -311,16 +338,22 @@ class Decider:
             require_opt_in=self.settings.require_opt_in,
         )
         if not acts:
-            self._skip(decision, "not_opted_in", why)
+            self._skip(decision, SkipReason.NOT_OPTED_IN, why)
 
     def _attempt(
-        self, alert: Alert, request: Request, decision: Decision, replicaset: str | None
+        self,
+        alert: Alert,
+        request: Request,
+        decision: Decision,
+        replicaset: str | None,
+        *,
+        patient: bool = False,
     ) -> None:
         namespace, name = decision.namespace, decision.deployment
         try:
             deployment = self.cluster.get_deployment(namespace, name)
         except NotFound:
-            self._skip(decision, "deployment_not_found", f"Deployment {namespace}/{name} not found")
+            self._skip(decision, SkipReason.DEPLOYMENT_NOT_FOUND, f"Deployment {namespace}/{name} not found")
         decision.involved = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -331,23 +364,30 @@ class Decider:
         }
         self._opted_in(deployment, decision)
         if deployment.get("spec", {}).get("paused"):
-            self._skip(decision, "paused", "the Deployment is paused")
+            self._skip(decision, SkipReason.PAUSED, "the Deployment is paused")
         replicasets = self.cluster.list_replicasets(
             namespace, label_selector=label_selector(deployment)
         )
         revisions = revisions_of(deployment, replicasets)
         current = current_revision(deployment, revisions)
+        status = deployment.get("status") or {}
+        lagging = patient and int(status.get("observedGeneration") or 0) < int(
+            deployment["metadata"].get("generation") or 0
+        )
         if current is None:
+            if lagging:
+                raise _ControllerLag
             self._skip(
                 decision,
-                "not_current_revision",
+                SkipReason.NOT_CURRENT_REVISION,
                 "no ReplicaSet runs the Deployment's template yet (rollout not started)",
             )
         if current.number < max(r.number for r in revisions):
             # New and re-adopted ReplicaSets always get max+1, so the current revision is the
             # newest one. Otherwise the Deployment we read is older than the ReplicaSets we
-            # listed (someone rolled it meanwhile): decide again from a fresh read.
-            raise _Retry
+            # listed (someone rolled it meanwhile): decide again from a fresh read. Or the
+            # controller has not re-numbered a re-adopted ReplicaSet yet: wait for it.
+            raise _ControllerLag if lagging else _Retry
         decision.from_revision, decision.from_replicaset = current.number, current.name
         implicated = self._implicated(revisions, current, replicaset, decision)
         policy = policy_for(self.settings, deployment)
@@ -364,16 +404,16 @@ class Decider:
             self.rollback.no_target(deployment, decision, choice)
             self._skip(
                 decision,
-                "no_healthy_revision",
+                SkipReason.NO_HEALTHY_REVISION,
                 f"no older revision has health evidence: {choice.explain() or 'none older'}",
             )
         target = choice.target
         decision.to_revision, decision.to_replicaset = target.number, target.name
         if self.confirmer is not None:
             confirmed = self.confirmer(alert)
-            if confirmed.verdict == "not_confirmed":
-                self._skip(decision, "not_confirmed", confirmed.detail)
-            if confirmed.verdict == "unknown":
+            if confirmed.verdict == Confirmation.NOT_CONFIRMED:
+                self._skip(decision, SkipReason.NOT_CONFIRMED, confirmed.detail)
+            if confirmed.verdict == Confirmation.UNKNOWN:
                 decision.notes.append(
                     f"not confirmed by Prometheus ({confirmed.detail}); acting on the alert"
                 )
@@ -392,14 +432,14 @@ class Decider:
         if found is None:
             self._skip(
                 decision,
-                "not_current_revision",
+                SkipReason.NOT_CURRENT_REVISION,
                 f"ReplicaSet {replicaset} is not (or no longer) a revision of this Deployment",
             )
         if found.name != current.name:
             marked = " (marked bad: already rolled back from)" if found.bad_mark else ""
             self._skip(
                 decision,
-                "not_current_revision",
+                SkipReason.NOT_CURRENT_REVISION,
                 f"alert implicates revision {found.number} ({found.name}){marked}; "
                 f"current is revision {current.number} ({current.name})",
             )
@@ -428,14 +468,14 @@ class Decider:
         if action and action.get("to_replicaset") == implicated.name:
             self._skip(
                 decision,
-                "rollback_of_rollback",
+                SkipReason.ROLLBACK_OF_ROLLBACK,
                 f"revision {implicated.number} ({implicated.name}) is the one this service rolled "
                 f"back to (audit {action.get('audit_id', '?')}); never auto-rolled-back again",
             )
         if alert.starts_at < activated:
             self._skip(
                 decision,
-                "alert_predates_rollout",
+                SkipReason.ALERT_PREDATES_ROLLOUT,
                 f"alert started {alert.starts_at.isoformat()}, before revision "
                 f"{implicated.number} became current at {activated.isoformat()}",
             )
@@ -443,7 +483,7 @@ class Decider:
         if alert.starts_at - activated > window and not request.overrides.ignore_recent_window:
             self._skip(
                 decision,
-                "no_recent_rollout",
+                SkipReason.NO_RECENT_ROLLOUT,
                 f"revision {implicated.number} became current at {activated.isoformat()}, more "
                 f"than {policy.recent_rollout_window}s before the alert started",
             )
@@ -452,7 +492,7 @@ class Decider:
             if acted and self.clock() - acted < timedelta(seconds=policy.cooldown):
                 self._skip(
                     decision,
-                    "cooldown",
+                    SkipReason.COOLDOWN,
                     f"last rollback at {acted.isoformat()} is within the "
                     f"{policy.cooldown}s cooldown",
                 )
@@ -476,7 +516,7 @@ class Decider:
             window_start = now - timedelta(seconds=int(self.settings.circuit_window))
             # A dry run previews the breaker too: its would-be rollbacks count like real ones.
             counted = [contract.ROLLED_BACK]
-            if decision.dry_run and request.source == "alertmanager":
+            if decision.dry_run and request.source == Source.ALERTMANAGER:
                 counted.append(contract.DRY_RUN)
             self._acted = [(t, o) for t, o in self._acted if t >= window_start]
             recorded = self.audit.count_outcomes_since(counted, window_start)
@@ -487,13 +527,13 @@ class Decider:
             if done >= self.settings.max_rollbacks:
                 self._skip(
                     decision,
-                    "circuit_open",
+                    SkipReason.CIRCUIT_OPEN,
                     f"{done} rollbacks in the last {int(self.settings.circuit_window)}s "
                     f"(max_rollbacks {self.settings.max_rollbacks}): a mass incident is not fixed "
                     "by mass rollback",
                 )
             if decision.dry_run:
-                if request.source == "alertmanager":
+                if request.source == Source.ALERTMANAGER:
                     since = now - timedelta(seconds=int(self.settings.cooldown))
                     self._claimed = {k: v for k, v in self._claimed.items() if v[0] >= since}
                     claimed = self._claimed.get(key)
@@ -503,11 +543,11 @@ class Decider:
                         deployment=key[1],
                         from_replicaset=key[2],
                         outcomes=(contract.DRY_RUN,),
-                        source="alertmanager",
+                        source=Source.ALERTMANAGER,
                         since=since,
                     )
                     if earlier:
-                        self._skip(decision, "duplicate", f"already decided dry_run in {earlier}")
+                        self._skip(decision, SkipReason.DUPLICATE, f"already decided dry_run in {earlier}")
                     self._claimed[key] = (now, decision.id)
                     self._acted.append((now, contract.DRY_RUN))
                 self._set(decision, contract.DRY_RUN, None, "would roll back " + summary)
