@@ -8,6 +8,7 @@ paths to files, or environment variables, are read here.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import re
 import types
@@ -111,6 +112,32 @@ class Tracker:
     lease_duration_seconds: Duration = Duration(15)
 
 
+class GitOpsHandling(enum.StrEnum):
+    """What a rollback does about a GitOps owner (README: GitOps owners)."""
+
+    PAUSE = "pause"
+    REFUSE = "refuse"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True)
+class GitOps:
+    """Per owner kind: pause it so the rollback stays, refuse (with the human steps), or ignore.
+
+    Defaults for safety: pause only where it needs no permission beyond the rollback's own
+    write (the Flux per-object annotation); refuse where pausing means writing another tool's
+    object (Argo CD Applications, HelmReleases: the gitops overlay grants that and turns it on).
+    """
+
+    argocd: GitOpsHandling = GitOpsHandling.REFUSE
+    flux_kustomization: GitOpsHandling = GitOpsHandling.PAUSE
+    flux_helmrelease: GitOpsHandling = GitOpsHandling.REFUSE
+    helm: GitOpsHandling = GitOpsHandling.REFUSE
+    argocd_instance_label: str = "app.kubernetes.io/instance"
+    argocd_namespace: str = "argocd"
+    allow_managed_applications: bool = False
+
+
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration. `Settings()` is the documented default."""
@@ -130,6 +157,7 @@ class Settings:
     kubernetes: Kubernetes = field(default_factory=Kubernetes)
     prometheus: Prometheus = field(default_factory=Prometheus)
     tracker: Tracker = field(default_factory=Tracker)
+    gitops: GitOps = field(default_factory=GitOps)
 
 
 _POSITIVE = {
@@ -162,6 +190,11 @@ def _convert(value: Any, hint: Any, *, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
         return tuple(_convert(v, str, key=f"{key}[{i}]") for i, v in enumerate(value))
+    if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
+        choices = [str(member) for member in hint]
+        if value not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+        return hint(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -209,6 +242,11 @@ def settings_from_dict(data: Any) -> Settings:
     for i, ns in enumerate(settings.namespaces.allow):
         if ns in settings.namespaces.deny:
             raise ConfigError(f"namespaces.allow[{i}]: {ns!r} is also in namespaces.deny")
+    if settings.gitops.helm == GitOpsHandling.PAUSE:
+        raise ConfigError(
+            "gitops.helm: pause is not possible (a Helm release has no controller to pause); "
+            "use refuse or ignore"
+        )
     return settings
 
 

@@ -1,0 +1,249 @@
+"""Owner detection and handling as tables: metadata in, a typed Owner and a verdict out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from webhook.config import ConfigError, GitOps, GitOpsHandling, settings_from_dict
+from webhook.gitops import (
+    ANNOTATION_GITOPS_PAUSED,
+    FLUX_RECONCILE,
+    ApplicationFacts,
+    HelmReleaseFacts,
+    Ignore,
+    Mechanism,
+    Owner,
+    OwnerKind,
+    Pause,
+    PauseRecord,
+    Refuse,
+    Target,
+    application_facts,
+    describe_pause,
+    detect_owner,
+    handle,
+    helmrelease_facts,
+    needs_facts,
+    pause_annotations,
+    pause_record,
+)
+
+DEFAULTS = GitOps()
+TRACKING = "argocd.argoproj.io/tracking-id"
+TARGET = Target(namespace="shop", deployment="web", to_revision=1)
+
+
+def owner_of(labels: dict[str, str], annotations: dict[str, str], **settings: Any) -> Any:
+    found = detect_owner(
+        labels, annotations, namespace="shop", name="web", settings=GitOps(**settings)
+    )
+    return None if found is None else (found.kind, found.namespace, found.name)
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "expected"),
+    [
+        ({}, {}, None),
+        ({}, {TRACKING: "shop-app:apps/Deployment:shop/web"}, ("argocd", "argocd", "shop-app")),
+        # Applications in any namespace are tracked as <namespace>_<name>.
+        ({}, {TRACKING: "team_shop-app:apps/Deployment:shop/web"}, ("argocd", "team", "shop-app")),
+        # An id copied from another object is not this Deployment's: Argo CD ignores it too.
+        ({}, {TRACKING: "other:apps/Deployment:shop/api"}, None),
+        ({"app.kubernetes.io/instance": "shop-app"}, {}, ("argocd", "argocd", "shop-app")),
+        (
+            {
+                "kustomize.toolkit.fluxcd.io/name": "apps",
+                "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+            },
+            {},
+            ("flux_kustomization", "flux-system", "apps"),
+        ),
+        (
+            # helm-controller's objects carry Helm's markers too: the HelmRelease is the owner.
+            {
+                "helm.toolkit.fluxcd.io/name": "web",
+                "helm.toolkit.fluxcd.io/namespace": "shop",
+                "app.kubernetes.io/managed-by": "Helm",
+                "app.kubernetes.io/instance": "web",
+            },
+            {"meta.helm.sh/release-name": "web"},
+            ("flux_helmrelease", "shop", "web"),
+        ),
+        (
+            # A chart's own instance label is not Argo CD's when Helm installed the release.
+            {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "web"},
+            {"meta.helm.sh/release-name": "web", "meta.helm.sh/release-namespace": "shop"},
+            ("helm", "shop", "web"),
+        ),
+        ({"app.kubernetes.io/managed-by": "Helm"}, {}, ("helm", "shop", "?")),
+        (
+            # A chart rendered by Argo CD with label tracking: no Helm release annotation.
+            {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "shop-app"},
+            {},
+            ("argocd", "argocd", "shop-app"),
+        ),
+    ],
+)
+def test_owner_is_read_from_the_deployments_own_metadata(
+    labels: dict[str, str], annotations: dict[str, str], expected: Any
+) -> None:
+    assert owner_of(labels, annotations) == expected
+
+
+def test_a_configured_instance_label_replaces_the_default_one() -> None:
+    labels = {"app.kubernetes.io/instance": "web", "argocd.argoproj.io/instance": "shop-app"}
+    found = owner_of(labels, {}, argocd_instance_label="argocd.argoproj.io/instance")
+    assert found == ("argocd", "argocd", "shop-app")
+
+
+ARGO = Owner(OwnerKind.ARGOCD, "shop-app", "argocd", "annotation")
+KUST = Owner(OwnerKind.FLUX_KUSTOMIZATION, "apps", "flux-system", "label")
+HR = Owner(OwnerKind.FLUX_HELMRELEASE, "web", "shop", "label")
+HELM = Owner(OwnerKind.HELM, "web", "shop", "annotation")
+HR_P = {"flux_helmrelease": GitOpsHandling.PAUSE}
+AUTO = ApplicationFacts(found=True, automated={"selfHeal": True, "prune": True})
+
+P, R, IGN = GitOpsHandling.PAUSE, GitOpsHandling.REFUSE, GitOpsHandling.IGNORE
+
+
+@pytest.mark.parametrize(
+    ("owner", "settings", "facts", "verdict", "detail"),
+    [
+        # The defaults: pause only Flux Kustomizations (no extra RBAC), refuse the rest.
+        (KUST, {}, None, Pause, Mechanism.FLUX_RECONCILE_ANNOTATION),
+        (ARGO, {}, None, Refuse, "gitops.argocd is refuse"),
+        (HR, {}, None, Refuse, "gitops.flux_helmrelease is refuse"),
+        (HELM, {}, None, Refuse, "gitops.helm is refuse"),
+        (None, {}, None, Ignore, ""),
+        # Ignore: act as though no owner were there.
+        (ARGO, {"argocd": IGN}, None, Ignore, "ignore"),
+        (HELM, {"helm": IGN}, None, Ignore, "ignore"),
+        (KUST, {"flux_kustomization": R}, None, Refuse, "flux suspend kustomization apps"),
+        # Argo CD pause: the Application decides.
+        (ARGO, {"argocd": P}, AUTO, Pause, Mechanism.ARGOCD_AUTOMATED_DISABLED),
+        (ARGO, {"argocd": P}, ApplicationFacts(found=False), Refuse, "not found"),
+        (ARGO, {"argocd": P}, ApplicationFacts(found=True), Ignore, "no automated sync"),
+        (
+            ARGO,
+            {"argocd": P},
+            ApplicationFacts(found=True, automated={"enabled": False}),
+            Ignore,
+            "disabled already",
+        ),
+        (
+            ARGO,
+            {"argocd": P},
+            ApplicationFacts(found=True, automated={}, managed_by="ApplicationSet argocd/shops"),
+            Refuse,
+            "managed by ApplicationSet argocd/shops",
+        ),
+        (
+            ARGO,
+            {"argocd": P},
+            ApplicationFacts(found=True, automated={}, managed_by="Application argocd/root"),
+            Refuse,
+            "argocd app set argocd/root --sync-policy none",
+        ),
+        (
+            ARGO,
+            {"argocd": P, "allow_managed_applications": True},
+            ApplicationFacts(found=True, automated={}, managed_by="Application argocd/root"),
+            Pause,
+            Mechanism.ARGOCD_AUTOMATED_DISABLED,
+        ),
+        # HelmRelease pause: spec.suspend.
+        (HR, HR_P, HelmReleaseFacts(found=True), Pause, Mechanism.HELMRELEASE_SUSPEND),
+        (HR, HR_P, HelmReleaseFacts(found=False), Refuse, "not found"),
+        (HR, HR_P, HelmReleaseFacts(found=True, suspended=True), Ignore, "already"),
+    ],
+)
+def test_handling_per_owner_kind(
+    owner: Owner | None, settings: dict[str, Any], facts: Any, verdict: type, detail: str
+) -> None:
+    result = handle(owner, GitOps(**settings), target=TARGET, facts=facts)
+    assert type(result) is verdict
+    if isinstance(result, Pause):
+        assert result.mechanism == detail
+    elif isinstance(result, Refuse):
+        assert detail in result.text()
+    elif isinstance(result, Ignore):
+        assert detail in result.note
+
+
+def test_refusal_names_the_exact_steps_with_the_revision_to_go_back_to() -> None:
+    result = handle(ARGO, DEFAULTS, target=TARGET)
+    assert isinstance(result, Refuse)
+    assert result.steps == (
+        "argocd app set argocd/shop-app --sync-policy none",
+        "argocd app rollback argocd/shop-app (or kubectl -n shop rollout undo deployment/web "
+        "--to-revision=1)",
+        "revert the bad change in Git (the image or template of the current revision)",
+        "argocd app set argocd/shop-app --sync-policy automated",
+    )
+    assert "(1) argocd app set argocd/shop-app --sync-policy none" in result.text()
+
+
+def test_only_controller_pauses_need_the_owner_object_read() -> None:
+    paused = GitOps(argocd=P, flux_helmrelease=P)
+    assert needs_facts(ARGO, paused) and needs_facts(HR, paused)
+    assert not needs_facts(KUST, paused)  # the annotation needs nothing read
+    assert not needs_facts(ARGO, DEFAULTS)  # refuse is decided on the Deployment alone
+
+
+def test_application_facts_see_applicationset_and_parent_app() -> None:
+    child = {
+        "metadata": {
+            "name": "shop-app",
+            "namespace": "argocd",
+            "resourceVersion": "7",
+            "ownerReferences": [{"kind": "ApplicationSet", "name": "shops"}],
+        },
+        "spec": {"syncPolicy": {"automated": {"selfHeal": True}}},
+    }
+    facts = application_facts(child, settings=DEFAULTS)
+    assert facts.managed_by == "ApplicationSet argocd/shops"
+    assert facts.automated == {"selfHeal": True} and facts.resource_version == "7"
+    tracked = {
+        "metadata": {
+            "name": "shop-app",
+            "namespace": "argocd",
+            "annotations": {TRACKING: "root:argoproj.io/Application:argocd/shop-app"},
+        },
+        "spec": {},
+    }
+    assert application_facts(tracked, settings=DEFAULTS).managed_by == "Application argocd/root"
+    alone = {"metadata": {"name": "shop-app", "namespace": "argocd"}, "spec": {}}
+    assert application_facts(alone, settings=DEFAULTS) == ApplicationFacts(found=True)
+    assert application_facts(None, settings=DEFAULTS).found is False
+    assert helmrelease_facts({"metadata": {}, "spec": {"suspend": True}}).suspended
+
+
+def test_pause_record_round_trips_through_the_deployment_annotations() -> None:
+    record = PauseRecord(
+        owner=KUST,
+        mechanism=Mechanism.FLUX_RECONCILE_ANNOTATION,
+        previous=None,
+        time="2026-12-01T10:00:00Z",
+        audit_id="d-1",
+    )
+    annotations = pause_annotations(record)
+    assert annotations[FLUX_RECONCILE] == "disabled"
+    assert pause_record(annotations) == record
+    assert pause_record({}) is None
+    assert pause_record({ANNOTATION_GITOPS_PAUSED: "{not json"}) is None
+    removed = PauseRecord(ARGO, Mechanism.ARGOCD_AUTOMATED_REMOVED, {"selfHeal": True}, "t", "d-2")
+    assert FLUX_RECONCILE not in pause_annotations(removed)
+    line = describe_pause(removed, namespace="shop", deployment="web")
+    assert 'removed (was {"selfHeal": true})' in line
+    assert line.endswith("rollback-webhook resume shop/web")
+
+
+def test_config_validates_gitops_handling() -> None:
+    settings = settings_from_dict({"gitops": {"argocd": "pause", "helm": "ignore"}})
+    assert settings.gitops.argocd == GitOpsHandling.PAUSE
+    with pytest.raises(ConfigError, match=r"gitops\.helm: pause is not possible"):
+        settings_from_dict({"gitops": {"helm": "pause"}})
+    with pytest.raises(ConfigError, match=r"gitops\.argocd: expected one of pause, refuse, ignore"):
+        settings_from_dict({"gitops": {"argocd": "suspend"}})

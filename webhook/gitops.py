@@ -1,0 +1,450 @@
+"""GitOps owners: who re-applies a Deployment from Git, and what a rollback does about it.
+
+Pure: facts in (the Deployment's own metadata, and when pausing needs it the owner object as
+read), values out. The seam the policy core calls:
+
+- `detect_owner(labels, annotations, namespace=, name=, settings=) -> Owner | None`
+- `handle(owner, settings, facts=None) -> Pause | Refuse | Ignore`
+- `pause_annotations(...)`, `pause_record(deployment) -> PauseRecord | None` (what resume undoes)
+
+Owner detection, strongest evidence first (each tool's own markers on the object it applies):
+
+| owner | marker on the Deployment |
+|---|---|
+| Argo CD | annotation `argocd.argoproj.io/tracking-id` naming this Deployment |
+| Flux Kustomization | labels `kustomize.toolkit.fluxcd.io/name` and `/namespace` |
+| Flux HelmRelease | labels `helm.toolkit.fluxcd.io/name` and `/namespace` |
+| Helm | annotation `meta.helm.sh/release-name` (Helm 3 writes it at install) |
+| Argo CD | the instance label (`gitops.argocd_instance_label`), when no Helm release annotation |
+| Helm | label `app.kubernetes.io/managed-by: Helm` alone |
+
+Charts often set `app.kubernetes.io/instance` to the release name themselves, so that label
+alone counts for Argo CD only when no Helm release annotation says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from webhook.config import GitOps, GitOpsHandling
+
+ARGOCD_TRACKING_ID = "argocd.argoproj.io/tracking-id"
+FLUX_KUSTOMIZE_NAME = "kustomize.toolkit.fluxcd.io/name"
+FLUX_KUSTOMIZE_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
+FLUX_RECONCILE = "kustomize.toolkit.fluxcd.io/reconcile"
+FLUX_RECONCILE_DISABLED = "disabled"
+FLUX_HELM_NAME = "helm.toolkit.fluxcd.io/name"
+FLUX_HELM_NAMESPACE = "helm.toolkit.fluxcd.io/namespace"
+HELM_RELEASE_NAME = "meta.helm.sh/release-name"
+HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+# What this service wrote when it paused an owner: resume reads it back and undoes exactly that.
+ANNOTATION_GITOPS_PAUSED = "auto-rollback/gitops-paused"
+
+
+class OwnerKind(StrEnum):
+    ARGOCD = "argocd"
+    FLUX_KUSTOMIZATION = "flux_kustomization"
+    FLUX_HELMRELEASE = "flux_helmrelease"
+    HELM = "helm"
+
+
+class Mechanism(StrEnum):
+    """How an owner is paused, least invasive first for each tool."""
+
+    # The per-object annotation, in the rollback's own conditional write (no extra RBAC).
+    FLUX_RECONCILE_ANNOTATION = "flux_reconcile_annotation"
+    HELMRELEASE_SUSPEND = "helmrelease_suspend"
+    # spec.syncPolicy.automated.enabled: false (Argo CD versions whose CRD has the field) ...
+    ARGOCD_AUTOMATED_DISABLED = "argocd_automated_disabled"
+    # ... else spec.syncPolicy.automated removed, its value recorded for resume.
+    ARGOCD_AUTOMATED_REMOVED = "argocd_automated_removed"
+
+
+_TITLES = {
+    OwnerKind.ARGOCD: "Argo CD Application",
+    OwnerKind.FLUX_KUSTOMIZATION: "Flux Kustomization",
+    OwnerKind.FLUX_HELMRELEASE: "Flux HelmRelease",
+    OwnerKind.HELM: "Helm release",
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The GitOps object (or Helm release) that re-applies the Deployment."""
+
+    kind: OwnerKind
+    name: str
+    namespace: str
+    evidence: str  # which marker said so, for the record
+
+    def describe(self) -> str:
+        return f"{_TITLES[self.kind]} {self.namespace}/{self.name}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": str(self.kind),
+            "name": self.name,
+            "namespace": self.namespace,
+            "evidence": self.evidence,
+        }
+
+
+def _split_app(value: str, default_namespace: str) -> tuple[str, str]:
+    # Applications outside Argo CD's own namespace are tracked as "<namespace>_<name>" ("_" is
+    # never part of a Kubernetes name, so the split is unambiguous).
+    namespace, sep, name = value.partition("_")
+    return (namespace, name) if sep and name else (default_namespace, value)
+
+
+def detect_owner(
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    *,
+    namespace: str,
+    name: str,
+    settings: GitOps,
+) -> Owner | None:
+    """The owner the Deployment's own metadata names, strongest evidence first (module doc)."""
+    tracking = annotations.get(ARGOCD_TRACKING_ID, "")
+    if tracking:
+        # "<app>:<group>/<kind>:<namespace>/<name>"; Argo CD ignores an id copied onto another
+        # object (it names a different resource), and so do we.
+        app, _, resource = tracking.partition(":")
+        if app and resource == f"apps/Deployment:{namespace}/{name}":
+            app_ns, app_name = _split_app(app, settings.argocd_namespace)
+            return Owner(OwnerKind.ARGOCD, app_name, app_ns, f"annotation {ARGOCD_TRACKING_ID}")
+    if labels.get(FLUX_KUSTOMIZE_NAME):
+        return Owner(
+            OwnerKind.FLUX_KUSTOMIZATION,
+            labels[FLUX_KUSTOMIZE_NAME],
+            labels.get(FLUX_KUSTOMIZE_NAMESPACE) or namespace,
+            f"label {FLUX_KUSTOMIZE_NAME}",
+        )
+    if labels.get(FLUX_HELM_NAME):
+        return Owner(
+            OwnerKind.FLUX_HELMRELEASE,
+            labels[FLUX_HELM_NAME],
+            labels.get(FLUX_HELM_NAMESPACE) or namespace,
+            f"label {FLUX_HELM_NAME}",
+        )
+    if annotations.get(HELM_RELEASE_NAME):
+        return Owner(
+            OwnerKind.HELM,
+            annotations[HELM_RELEASE_NAME],
+            annotations.get(HELM_RELEASE_NAMESPACE) or namespace,
+            f"annotation {HELM_RELEASE_NAME}",
+        )
+    instance = labels.get(settings.argocd_instance_label, "")
+    if instance:
+        app_ns, app_name = _split_app(instance, settings.argocd_namespace)
+        return Owner(OwnerKind.ARGOCD, app_name, app_ns, f"label {settings.argocd_instance_label}")
+    if labels.get(MANAGED_BY) == "Helm":
+        return Owner(OwnerKind.HELM, "?", namespace, f"label {MANAGED_BY}: Helm")
+    return None
+
+
+# -- the owner objects, as far as pausing needs them ------------------------------------------
+@dataclass(frozen=True)
+class ApplicationFacts:
+    """An Argo CD Application as read (None fields: not found)."""
+
+    found: bool
+    automated: dict[str, Any] | None = None  # spec.syncPolicy.automated
+    managed_by: str | None = None  # "ApplicationSet argocd/x" or "Application argocd/parent"
+    resource_version: str = ""
+
+
+@dataclass(frozen=True)
+class HelmReleaseFacts:
+    found: bool
+    suspended: bool = False
+    resource_version: str = ""
+
+
+OwnerFacts = ApplicationFacts | HelmReleaseFacts
+
+
+def application_facts(app: Mapping[str, Any] | None, *, settings: GitOps) -> ApplicationFacts:
+    """What pausing needs from an Application: its automated policy and who manages it."""
+    if app is None:
+        return ApplicationFacts(found=False)
+    meta = app.get("metadata") or {}
+    managed_by = None
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "ApplicationSet":
+            managed_by = f"ApplicationSet {meta.get('namespace', '')}/{ref.get('name', '')}"
+    if managed_by is None:
+        # An app-of-apps parent tracks its children like any resource it applies.
+        tracking = (meta.get("annotations") or {}).get(ARGOCD_TRACKING_ID, "")
+        parent = tracking.partition(":")[0] or (meta.get("labels") or {}).get(
+            settings.argocd_instance_label, ""
+        )
+        if parent:
+            parent_ns, parent_name = _split_app(parent, settings.argocd_namespace)
+            managed_by = f"Application {parent_ns}/{parent_name}"
+    automated = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+    return ApplicationFacts(
+        found=True,
+        automated=dict(automated) if isinstance(automated, dict) else None,
+        managed_by=managed_by,
+        resource_version=str(meta.get("resourceVersion", "")),
+    )
+
+
+def helmrelease_facts(release: Mapping[str, Any] | None) -> HelmReleaseFacts:
+    if release is None:
+        return HelmReleaseFacts(found=False)
+    return HelmReleaseFacts(
+        found=True,
+        suspended=bool((release.get("spec") or {}).get("suspend")),
+        resource_version=str((release.get("metadata") or {}).get("resourceVersion", "")),
+    )
+
+
+def needs_facts(owner: Owner, settings: GitOps) -> bool:
+    """Whether `handle` needs the owner object read first (only to pause a controller)."""
+    return handling_for(owner, settings) == GitOpsHandling.PAUSE and owner.kind in (
+        OwnerKind.ARGOCD,
+        OwnerKind.FLUX_HELMRELEASE,
+    )
+
+
+# -- the verdicts ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pause:
+    """Pause the owner so the rollback stays; `in_rollback_write`: no write of its own."""
+
+    owner: Owner
+    mechanism: Mechanism
+    detail: str
+
+    @property
+    def in_rollback_write(self) -> bool:
+        return self.mechanism == Mechanism.FLUX_RECONCILE_ANNOTATION
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Do not roll back: why, and the exact steps a human takes instead."""
+
+    owner: Owner
+    why: str
+    steps: tuple[str, ...]
+
+    def text(self) -> str:
+        numbered = " ".join(f"({i}) {step}" for i, step in enumerate(self.steps, 1))
+        return f"{self.owner.describe()} manages this Deployment: {self.why}; steps: {numbered}"
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Roll back as if no owner were there; `note` says why that is fine (or was configured)."""
+
+    owner: Owner | None
+    note: str = ""
+
+
+Verdict = Pause | Refuse | Ignore
+
+
+def handling_for(owner: Owner, settings: GitOps) -> GitOpsHandling:
+    configured: GitOpsHandling = getattr(settings, str(owner.kind))
+    return configured
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the human steps name: the Deployment and the revision to go back to."""
+
+    namespace: str
+    deployment: str
+    to_revision: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def resume_command(namespace: str, deployment: str) -> str:
+    return f"rollback-webhook resume {namespace}/{deployment}"
+
+
+def handle(
+    owner: Owner | None,
+    settings: GitOps,
+    *,
+    target: Target,
+    facts: OwnerFacts | None = None,
+) -> Verdict:
+    """The configured handling of `owner`, made concrete (README: GitOps owners)."""
+    if owner is None:
+        return Ignore(None)
+    handling = handling_for(owner, settings)
+    if handling == GitOpsHandling.IGNORE:
+        return Ignore(owner, f"{owner.describe()}: gitops.{owner.kind} is ignore")
+    if handling == GitOpsHandling.REFUSE:
+        return Refuse(owner, f"gitops.{owner.kind} is refuse", refusal_steps(owner, target))
+    return _pause(owner, settings, target=target, facts=facts)
+
+
+def _pause(owner: Owner, settings: GitOps, *, target: Target, facts: OwnerFacts | None) -> Verdict:
+    steps = refusal_steps(owner, target)
+    if owner.kind == OwnerKind.FLUX_KUSTOMIZATION:
+        return Pause(
+            owner,
+            Mechanism.FLUX_RECONCILE_ANNOTATION,
+            f"{FLUX_RECONCILE}: {FLUX_RECONCILE_DISABLED} on the Deployment, in the rollback's "
+            "own write",
+        )
+    if owner.kind == OwnerKind.HELM:
+        # Nothing runs to pause: config validation refuses helm: pause; refuse if it gets here.
+        return Refuse(owner, "a Helm release has no controller to pause", steps)
+    if owner.kind == OwnerKind.FLUX_HELMRELEASE:
+        if not isinstance(facts, HelmReleaseFacts) or not facts.found:
+            return Refuse(owner, "the HelmRelease was not found, so it cannot be suspended", steps)
+        if facts.suspended:
+            return Ignore(owner, f"{owner.describe()} is already suspended")
+        return Pause(owner, Mechanism.HELMRELEASE_SUSPEND, "spec.suspend: true on the HelmRelease")
+    if not isinstance(facts, ApplicationFacts) or not facts.found:
+        return Refuse(
+            owner,
+            "the Application was not found (is gitops.argocd_namespace right?), so its automated "
+            "sync cannot be disabled",
+            steps,
+        )
+    if facts.managed_by and not settings.allow_managed_applications:
+        return Refuse(
+            owner,
+            f"the Application is itself managed by {facts.managed_by}, which would re-enable its "
+            "automated sync and redeploy the bad revision (gitops.allow_managed_applications is "
+            "false)",
+            managed_steps(owner, facts.managed_by, target),
+        )
+    if facts.automated is None:
+        return Ignore(owner, f"{owner.describe()} has no automated sync: the rollback stays")
+    if facts.automated.get("enabled") is False:
+        return Ignore(owner, f"{owner.describe()} has automated sync disabled already")
+    return Pause(
+        owner,
+        Mechanism.ARGOCD_AUTOMATED_DISABLED,
+        "spec.syncPolicy.automated.enabled: false on the Application (or, where the installed "
+        "Argo CD has no such field, spec.syncPolicy.automated removed and recorded)",
+    )
+
+
+# -- human steps -------------------------------------------------------------------------------
+def _undo(target: Target) -> str:
+    to = f" --to-revision={target.to_revision}" if target.to_revision else ""
+    return f"kubectl -n {target.namespace} rollout undo deployment/{target.deployment}{to}"
+
+
+def refusal_steps(owner: Owner, target: Target) -> tuple[str, ...]:
+    """What a person does instead of this service, in order (each tool's own commands)."""
+    fix_git = "revert the bad change in Git (the image or template of the current revision)"
+    if owner.kind == OwnerKind.ARGOCD:
+        app = f"{owner.namespace}/{owner.name}"
+        return (
+            f"argocd app set {app} --sync-policy none",
+            f"argocd app rollback {app} (or {_undo(target)})",
+            fix_git,
+            f"argocd app set {app} --sync-policy automated",
+        )
+    if owner.kind == OwnerKind.FLUX_KUSTOMIZATION:
+        return (
+            f"flux suspend kustomization {owner.name} -n {owner.namespace}",
+            _undo(target),
+            fix_git,
+            f"flux resume kustomization {owner.name} -n {owner.namespace}",
+        )
+    if owner.kind == OwnerKind.FLUX_HELMRELEASE:
+        return (
+            f"flux suspend helmrelease {owner.name} -n {owner.namespace}",
+            f"helm rollback {owner.name} -n {target.namespace} (or {_undo(target)})",
+            fix_git + " (the HelmRelease's chart version or values)",
+            f"flux resume helmrelease {owner.name} -n {owner.namespace}",
+        )
+    release = owner.name if owner.name != "?" else "RELEASE"
+    return (
+        f"helm rollback {release} -n {owner.namespace} (keeps Helm's history true; or "
+        f"{_undo(target)})",
+        "fix the chart or values before the next helm upgrade, which re-applies them",
+    )
+
+
+def managed_steps(owner: Owner, managed_by: str, target: Target) -> tuple[str, ...]:
+    kind, _, parent = managed_by.partition(" ")
+    app = f"{owner.namespace}/{owner.name}"
+    if kind == "ApplicationSet":
+        first = (
+            f"toggling {app}'s automated sync has no effect under {managed_by}: disable it in the "
+            "ApplicationSet's template (or its applicationsSync policy), or revert in Git"
+        )
+    else:
+        first = f"argocd app set {parent} --sync-policy none (the parent re-enables its children)"
+    return (first, *refusal_steps(owner, target))
+
+
+# -- the pause record (what resume undoes) -----------------------------------------------------
+@dataclass(frozen=True)
+class PauseRecord:
+    owner: Owner
+    mechanism: Mechanism
+    previous: dict[str, Any] | None  # spec.syncPolicy.automated before removal
+    time: str
+    audit_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "owner": self.owner.as_dict(),
+            "mechanism": str(self.mechanism),
+            "previous": self.previous,
+            "time": self.time,
+            "audit_id": self.audit_id,
+        }
+
+
+def pause_annotations(record: PauseRecord) -> dict[str, str]:
+    """The Deployment annotations the rollback's write carries for a pause."""
+    annotations = {ANNOTATION_GITOPS_PAUSED: json.dumps(record.as_dict(), sort_keys=True)}
+    if record.mechanism == Mechanism.FLUX_RECONCILE_ANNOTATION:
+        annotations[FLUX_RECONCILE] = FLUX_RECONCILE_DISABLED
+    return annotations
+
+
+def pause_record(annotations: Mapping[str, str]) -> PauseRecord | None:
+    """The pause this service recorded on a Deployment, or None (unreadable counts as none)."""
+    raw = annotations.get(ANNOTATION_GITOPS_PAUSED)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        owner = data["owner"]
+        return PauseRecord(
+            owner=Owner(
+                OwnerKind(owner["kind"]), owner["name"], owner["namespace"], owner["evidence"]
+            ),
+            mechanism=Mechanism(data["mechanism"]),
+            previous=data.get("previous"),
+            time=str(data.get("time", "")),
+            audit_id=str(data.get("audit_id", "")),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def describe_pause(record: PauseRecord, *, namespace: str, deployment: str) -> str:
+    """One line for the record, the Event and history: what, how, and the command back."""
+    how = {
+        Mechanism.FLUX_RECONCILE_ANNOTATION: f"{FLUX_RECONCILE}: {FLUX_RECONCILE_DISABLED} on "
+        "the Deployment",
+        Mechanism.HELMRELEASE_SUSPEND: "spec.suspend: true",
+        Mechanism.ARGOCD_AUTOMATED_DISABLED: "spec.syncPolicy.automated.enabled: false",
+        Mechanism.ARGOCD_AUTOMATED_REMOVED: "spec.syncPolicy.automated removed (was "
+        f"{json.dumps(record.previous, sort_keys=True)})",
+    }[record.mechanism]
+    return (
+        f"paused {record.owner.describe()} ({how}); hand control back once Git is fixed: "
+        f"{resume_command(namespace, deployment)}"
+    )
