@@ -2,11 +2,116 @@
 
 They appear in HTTP responses, the audit, logs, metrics, the rules bundle and cluster
 annotations; every other module and the rule tests read them from here so none can drift.
+Outcomes, reasons, triggers, verdicts and Event reasons are StrEnums: a typo is a type error (and
+an AttributeError), never a new metric label. tests/unit/test_contract_readme.py checks that the
+README's tables name exactly these values.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum, unique
 from typing import Final
+
+
+@unique
+class Outcome(StrEnum):
+    """What a decision did (README, How a decision is made)."""
+
+    ROLLED_BACK = "rolled_back"
+    DRY_RUN = "dry_run"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@unique
+class SkipReason(StrEnum):
+    """Why a decision is `skipped`, in the order the policy checks them."""
+
+    RESOLVED = "resolved"
+    UNKNOWN_TRIGGER = "unknown_trigger"
+    MISSING_LABELS = "missing_labels"
+    INVALID_LABELS = "invalid_labels"
+    WRONG_CLUSTER = "wrong_cluster"
+    ALERT_FROM_FUTURE = "alert_from_future"
+    NAMESPACE_DENIED = "namespace_denied"
+    DEPLOYMENT_NOT_FOUND = "deployment_not_found"
+    NOT_OPTED_IN = "not_opted_in"
+    PAUSED = "paused"
+    GITOPS_MANAGED = "gitops_managed"
+    NOT_CURRENT_REVISION = "not_current_revision"
+    ROLLBACK_OF_ROLLBACK = "rollback_of_rollback"
+    ALERT_PREDATES_ROLLOUT = "alert_predates_rollout"
+    NO_RECENT_ROLLOUT = "no_recent_rollout"
+    COOLDOWN = "cooldown"
+    NO_HEALTHY_REVISION = "no_healthy_revision"
+    NOT_CONFIRMED = "not_confirmed"
+    CIRCUIT_OPEN = "circuit_open"
+    DUPLICATE = "duplicate"
+
+
+@unique
+class FailReason(StrEnum):
+    """Why a decision `failed`."""
+
+    CONFLICT = "conflict"
+    FORBIDDEN = "forbidden"
+    API_ERROR = "api_error"
+    TIMEOUT = "timeout"
+
+
+Reason = SkipReason | FailReason
+
+
+@unique
+class Trigger(StrEnum):
+    """The `rollback_trigger` label values the receiver acts on."""
+
+    RESTART_RATE = "restart_rate"
+    OOMKILLED = "oomkilled"
+    P99_LATENCY = "p99_latency"
+
+
+@unique
+class Source(StrEnum):
+    """Who asked for a decision."""
+
+    ALERTMANAGER = "alertmanager"
+    REPLAY = "replay"
+
+
+@unique
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@unique
+class Confirmation(StrEnum):
+    """Prometheus' verdict when it re-evaluates an alert at decision time."""
+
+    CONFIRMED = "confirmed"
+    NOT_CONFIRMED = "not_confirmed"
+    UNKNOWN = "unknown"
+
+
+@unique
+class Health(StrEnum):
+    """An evidence source's verdict on a revision's health."""
+
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+@unique
+class EventReason(StrEnum):
+    """The reasons of the Kubernetes Events posted on the Deployment."""
+
+    ROLLED_BACK = "AutoRollback"
+    DRY_RUN = "AutoRollbackDryRun"
+    FAILED = "AutoRollbackFailed"
+    NO_HEALTHY_REVISION = "AutoRollbackNoHealthyRevision"
+
 
 PREFIX: Final = "auto-rollback/"
 
@@ -28,17 +133,19 @@ REVISION: Final = "deployment.kubernetes.io/revision"
 REVISION_HISTORY: Final = "deployment.kubernetes.io/revision-history"
 POD_TEMPLATE_HASH: Final = "pod-template-hash"
 
-# The alert contract (section 3).
+# The alert contract (README, How a decision is made).
 LABEL_TRIGGER: Final = "rollback_trigger"
-TRIGGERS: Final = ("restart_rate", "oomkilled", "p99_latency")
-# The workload labels the receiver reads (section 3): the namespace, and the Deployment and the
+TRIGGERS: Final = tuple(Trigger)
+# The workload labels the receiver reads: the namespace, and the Deployment and the
 # implicated revision as replicaset (preferred) or pod.
 LABEL_NAMESPACE: Final = "namespace"
 LABEL_DEPLOYMENT: Final = "deployment"
 LABEL_REPLICASET: Final = "replicaset"
 LABEL_POD: Final = "pod"
-# Labels every alert of the shipped rules bundle carries (section 13): what the receiver reads
-# (pod aside: the rules name the revision by replicaset) plus severity.
+# Multi-cluster: the default name of the label carrying the cluster (cluster.label).
+LABEL_CLUSTER: Final = "cluster"
+# Labels every alert of the shipped rules bundle carries (README, Alerting rules): what the
+# receiver reads (pod aside: the rules name the revision by replicaset) plus severity.
 RULE_LABELS: Final = (
     LABEL_TRIGGER,
     LABEL_NAMESPACE,
@@ -48,34 +155,16 @@ RULE_LABELS: Final = (
 )
 RULE_ANNOTATIONS: Final = ("summary", "description", "runbook_url")
 
-# Outcomes and reasons (section 4).
-ROLLED_BACK: Final = "rolled_back"
-DRY_RUN: Final = "dry_run"
-SKIPPED: Final = "skipped"
-FAILED: Final = "failed"
-OUTCOMES: Final = (ROLLED_BACK, DRY_RUN, SKIPPED, FAILED)
+# Outcomes and reasons as plain names, for callers that predate the enums.
+ROLLED_BACK: Final = Outcome.ROLLED_BACK
+DRY_RUN: Final = Outcome.DRY_RUN
+SKIPPED: Final = Outcome.SKIPPED
+FAILED: Final = Outcome.FAILED
+OUTCOMES: Final = tuple(Outcome)
+SKIP_REASONS: Final = tuple(SkipReason)
+FAIL_REASONS: Final = tuple(FailReason)
 
-SKIP_REASONS: Final = (
-    "resolved",
-    "unknown_trigger",
-    "missing_labels",
-    "namespace_denied",
-    "not_opted_in",
-    "deployment_not_found",
-    "paused",
-    "not_current_revision",
-    "no_recent_rollout",
-    "alert_predates_rollout",
-    "no_healthy_revision",
-    "cooldown",
-    "rollback_of_rollback",
-    "circuit_open",
-    "duplicate",
-    "not_confirmed",
-)
-FAIL_REASONS: Final = ("conflict", "forbidden", "api_error", "timeout")
-
-# Event reasons posted on the Deployment (section 5).
-EVENT_ROLLED_BACK: Final = "AutoRollback"
-EVENT_DRY_RUN: Final = "AutoRollbackDryRun"
-EVENT_FAILED: Final = "AutoRollbackFailed"
+EVENT_ROLLED_BACK: Final = EventReason.ROLLED_BACK
+EVENT_DRY_RUN: Final = EventReason.DRY_RUN
+EVENT_FAILED: Final = EventReason.FAILED
+EVENT_NO_HEALTHY_REVISION: Final = EventReason.NO_HEALTHY_REVISION

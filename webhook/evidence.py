@@ -1,4 +1,4 @@
-"""Health evidence for revisions, and the choice of the last healthy revision (section 6).
+"""Health evidence for revisions, and the choice of the last healthy revision (README).
 
 Evidence sources are asked strongest first; the first definite answer (healthy or unhealthy)
 decides a candidate, "unknown" passes it to the next source. A source is any object with a
@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from webhook.contract import Health
 from webhook.revisions import Obj, Revision, activation_time, equal_ignore_hash
 
-HEALTHY = "healthy"
-UNHEALTHY = "unhealthy"
-UNKNOWN = "unknown"
+HEALTHY = Health.HEALTHY
+UNHEALTHY = Health.UNHEALTHY
+UNKNOWN = Health.UNKNOWN
 
 
 @dataclass(frozen=True)

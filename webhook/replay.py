@@ -18,6 +18,7 @@ from typing import Any
 from webhook import contract
 from webhook.alerts import PayloadError, parse_payload
 from webhook.audit import AuditStore
+from webhook.contract import SkipReason, Source
 from webhook.decide import Overrides, Request
 from webhook.decision import Decision
 from webhook.service import Service
@@ -26,7 +27,10 @@ log = logging.getLogger(__name__)
 
 OVERRIDE_KEYS = ("ignore_recent_window", "ignore_cooldown")
 # Skip reasons an override can get past, and the override that does.
-OVERRIDABLE = {"no_recent_rollout": "ignore_recent_window", "cooldown": "ignore_cooldown"}
+OVERRIDABLE = {
+    SkipReason.NO_RECENT_ROLLOUT: "ignore_recent_window",
+    SkipReason.COOLDOWN: "ignore_cooldown",
+}
 MAX_REASON_CHARS = 2000
 _BODY_KEYS = ("audit_id", "payload", "dry_run", "reason", "overrides")
 
@@ -240,11 +244,11 @@ def run_replay(service: Service, ask: ReplayAsk, *, actor: str) -> ReplayResult:
         message = str(exc)  # names the field from the payload's root
         where = message if message.startswith("payload") else f"payload.{message}"
         raise ReplayError(400, where) from exc
-    payload_id = service.store(json.dumps(document), source="replay", actor=actor)
+    payload_id = service.store(json.dumps(document), source=Source.REPLAY, actor=actor)
     mode = "preview (dry run)" if ask.dry_run else "execute"
     request = Request(
         note=f"replay {mode} by {actor}: {ask.reason}",
-        source="replay",
+        source=Source.REPLAY,
         actor=actor,
         payload_id=payload_id,
         group_key=payload.group_key,

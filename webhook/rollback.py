@@ -24,7 +24,11 @@ _EVENT_FOR = {
     contract.DRY_RUN: (contract.EVENT_DRY_RUN, False),
     contract.FAILED: (contract.EVENT_FAILED, True),
 }
-EVENT_NO_HEALTHY = "AutoRollbackNoHealthyRevision"
+EVENT_NO_HEALTHY = contract.EventReason.NO_HEALTHY_REVISION
+_PREFIX = {
+    contract.EventReason.DRY_RUN: "DRY-RUN: ",
+    contract.EventReason.FAILED: "rollback failed: ",
+}
 
 
 class Rollback:
@@ -114,9 +118,8 @@ class Rollback:
         if decision.outcome not in _EVENT_FOR or decision.involved is None:
             return
         reason, warning = _EVENT_FOR[decision.outcome]
-        prefix = {"AutoRollbackDryRun": "DRY-RUN: ", "AutoRollbackFailed": "rollback failed: "}
         message = (
-            f"{prefix.get(reason, '')}{decision.detail} "
+            f"{_PREFIX.get(reason, '')}{decision.detail} "
             f"[alert {decision.alertname}, trigger {decision.trigger}, audit {decision.id}]"
         )
         self._event(decision.involved, reason, message, warning=warning)

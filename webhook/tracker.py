@@ -336,7 +336,7 @@ class HealthTracker:
                 namespace=namespace, since=since, before_id=before, limit=AUDIT_PAGE
             )
             for row in rows:
-                if row.get("reason") == "resolved":
+                if row.get("reason") == contract.SkipReason.RESOLVED:
                     continue
                 if implicates(row, deployment=deployment, replicaset=replicaset):
                     return str(row["id"])
