@@ -3,16 +3,29 @@
 Validation is a JSON schema, compiled once by fastjsonschema (the receiver's hot path: several
 times faster than interpreting it), so a 400 names the field (`alerts[1]: must contain
 ['startsAt'] properties`). Unknown fields are ignored: Alertmanager adds fields over versions.
+
+Hostile input is a 400 too, never a 5xx (Alertmanager retries those forever): a string that
+cannot be stored as UTF-8 (a lone surrogate escape), a count beyond a 64-bit column, a time
+outside EARLIEST..LATEST or one that has no UTC equivalent, nesting deeper than the decoder
+goes. Times are converted to UTC here, so everything downstream compares and writes UTC.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import fastjsonschema
+
+from webhook import jsontext
+
+# The audit stores counts in 64-bit integer columns (SQLite INTEGER, PostgreSQL bigint).
+MAX_COUNT = 2**63 - 1
+# Times outside this range are refused: nothing real is that old or that far ahead, and the
+# decision adds and subtracts windows from them (year 1 minus an hour has no datetime).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
@@ -22,7 +35,7 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
     "properties": {
         "version": {"type": "string", "enum": ["4"]},
         "groupKey": {"type": "string"},
-        "truncatedAlerts": {"type": "integer", "minimum": 0},
+        "truncatedAlerts": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
         "status": {"type": "string", "enum": ["firing", "resolved"]},
         "receiver": {"type": "string"},
         "groupLabels": _STRING_MAP,
@@ -95,7 +108,24 @@ def _describe(error: fastjsonschema.JsonSchemaValueException) -> str:
 
 
 def parse_time(text: str, *, where: str) -> datetime:
-    """An RFC 3339 time as Alertmanager writes it (nanoseconds and `Z` included)."""
+    """An RFC 3339 time as Alertmanager writes it (nanoseconds and `Z` included), in UTC.
+
+    The offset is applied, not dropped: `05:04:41-10:00` is `15:04:41Z`. PayloadError names
+    `where` for text that is no such time, has no timezone or falls outside EARLIEST..LATEST.
+    """
+    parsed = _parse_offset_time(text, where=where)
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        raise PayloadError(f"{where}: out of range: {text!r} has no UTC equivalent") from None
+    if not EARLIEST <= utc < LATEST:
+        raise PayloadError(
+            f"{where}: out of range: {text!r} (expected {EARLIEST.year} to {LATEST.year - 1})"
+        )
+    return utc
+
+
+def _parse_offset_time(text: str, *, where: str) -> datetime:
     value = text.strip()
     if value.endswith("Z"):
         value = value[:-1] + "+00:00"
@@ -116,9 +146,10 @@ def parse_time(text: str, *, where: str) -> datetime:
 def _optional_end(text: str | None, *, where: str) -> datetime | None:
     if not text:
         return None
-    end = parse_time(text, where=where)
-    # Alertmanager sends 0001-01-01T00:00:00Z for "no end".
-    return None if end.year <= 1 else end
+    # Alertmanager sends 0001-01-01T00:00:00Z for "no end" (any offset on year 1 means it too).
+    if _parse_offset_time(text, where=where).year <= 1:
+        return None
+    return parse_time(text, where=where)
 
 
 def parse_payload(document: Any) -> Payload:
@@ -127,6 +158,12 @@ def parse_payload(document: Any) -> Payload:
         _VALIDATE(document)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise PayloadError(_describe(exc)) from None
+    except RecursionError:
+        raise PayloadError("payload: nested too deeply") from None
+    try:
+        jsontext.require_encodable(document)
+    except jsontext.JsonTextError as exc:
+        raise PayloadError(str(exc)) from None
     alerts = []
     for i, raw in enumerate(document["alerts"]):
         where = f"alerts[{i}]"
@@ -154,7 +191,7 @@ def parse_payload(document: Any) -> Payload:
 def parse_body(body: bytes) -> tuple[Any, Payload]:
     """Decode JSON bytes; return the raw document and the payload (PayloadError on bad input)."""
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"body: not valid JSON ({exc})") from exc
+        document = jsontext.loads(body)
+    except jsontext.JsonTextError as exc:
+        raise PayloadError(str(exc)) from None
     return document, parse_payload(document)

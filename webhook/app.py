@@ -16,6 +16,7 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from webhook import contract
 from webhook.alerts import PayloadError
 from webhook.audit import AuditUnavailable
 from webhook.auth import AuthError, Credentials
@@ -40,6 +41,10 @@ def error(
     return response
 
 
+# The paths whose answers rollback_webhook_payloads_total counts, by its endpoint label.
+_PAYLOAD_ENDPOINTS = {"/api/v1/alerts": "alerts", "/api/v1/replay": "replay"}
+
+
 def _is_json(content_type: str | None) -> bool:
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     return mime == "application/json" or (
@@ -62,55 +67,65 @@ def create_app(
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Response:
         limit = service.settings.server.max_body_bytes
-        metrics.payloads.labels(endpoint="alerts", code="413").inc()
         return error(413, f"body larger than server.max_body_bytes ({limit} bytes)")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         return error(exc.code or 500, exc.description or exc.name)
 
+    @app.errorhandler(Exception)
+    def crashed(exc: Exception) -> Response:
+        # A bug, never an answer to input (input errors are 4xx): logged with its traceback,
+        # answered as JSON and counted like any other answer.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.after_request
+    def count_payload(response: Response) -> Response:
+        # Every payload answered is counted by status, refusals (4xx) and failures included.
+        endpoint = _PAYLOAD_ENDPOINTS.get(request.path)
+        if endpoint:
+            metrics.payloads.labels(endpoint=endpoint, code=str(response.status_code)).inc()
+        return response
+
     @app.post("/api/v1/alerts")
     def alerts() -> Response:
-        def answer(response: Response) -> Response:
-            metrics.payloads.labels(endpoint="alerts", code=str(response.status_code)).inc()
-            return response
-
         try:
             actor = credentials.check_receiver(request.headers.get("Authorization"))
         except AuthError as exc:
-            return answer(error(exc.status, str(exc), challenge=credentials.receiver_challenge))
+            return error(exc.status, str(exc), challenge=credentials.receiver_challenge)
         if not _is_json(request.content_type):
-            return answer(
-                error(415, f"Content-Type must be application/json, got {request.content_type!r}")
+            return error(
+                415, f"Content-Type must be application/json, got {request.content_type!r}"
             )
         raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return answer(error(400, "body: not UTF-8"))
+            return error(400, "body: not UTF-8")
         try:
             received = service.receive(
-                body, source="alertmanager", remote=request.remote_addr or "", actor=actor
+                body,
+                source=contract.Source.ALERTMANAGER,
+                remote=request.remote_addr or "",
+                actor=actor,
             )
         except PayloadError as exc:
-            return answer(error(400, str(exc)))
+            return error(400, str(exc))
         except AuditUnavailable as exc:
             log.error("audit store unavailable: %s", exc)
-            return answer(error(503, f"audit store unavailable: {exc}"))
+            return error(503, f"audit store unavailable: {exc}")
         decisions = [d.as_dict() for d in received.decisions]
         if received.transient_failure:
             failed = [d for d in received.decisions if d.transient]
-            return answer(
-                error(
-                    503,
-                    "Kubernetes API failure; decisions recorded, retry the delivery: "
-                    + "; ".join(d.detail for d in failed)[:500],
-                    payload_id=received.payload_id,
-                    decisions=decisions,
-                )
+            return error(
+                503,
+                "Kubernetes API failure; decisions recorded, retry the delivery: "
+                + "; ".join(d.detail for d in failed)[:500],
+                payload_id=received.payload_id,
+                decisions=decisions,
             )
-        response = jsonify({"payload_id": received.payload_id, "decisions": decisions})
-        return answer(response)
+        return jsonify({"payload_id": received.payload_id, "decisions": decisions})
 
     @app.get("/healthz")
     def healthz() -> Response:

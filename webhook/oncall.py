@@ -13,6 +13,7 @@ credential gets 403 here, as an on-call token does on the receiver.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from webhook import contract
+from webhook import contract, jsontext
 from webhook.alerts import parse_time
 from webhook.app import error
 from webhook.audit import AuditStore, AuditUnavailable
@@ -54,11 +55,15 @@ def parse_since(text: str, *, now: datetime) -> datetime:
     """RFC 3339 time, or a duration (`90s`, `30m`, `2h`, `1h30m`) meaning that long before now."""
     try:
         return now - timedelta(seconds=parse_duration(text, key="since"))
-    except ConfigError:
+    except (ConfigError, ValueError):  # ValueError: int() of a digit like '²'
         pass
+    except OverflowError:
+        raise FilterError(f"since: duration {text!r} reaches before any stored time") from None
     try:
         return parse_time(text, where="since")
-    except ValueError:
+    except ValueError as exc:
+        if "out of range" in str(exc):
+            raise FilterError(str(exc)) from None
         raise FilterError(
             f"since: expected an RFC 3339 time or a duration like 2h, got {text!r}"
         ) from None
@@ -76,7 +81,8 @@ def parse_filters(args: Mapping[str, str], *, now: datetime, strict: bool = True
     limit_text = (args.get("limit") or "").strip()
     limit = DEFAULT_LIMIT
     if limit_text:
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        # Only ASCII digits: str.isdigit() also accepts '²', which int() refuses.
+        if not re.fullmatch(r"[0-9]{1,6}", limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
             raise FilterError(f"limit: expected 1 to {MAX_LIMIT}, got {limit_text!r}")
         limit = int(limit_text)
     since_text = (args.get("since") or "").strip()
@@ -154,9 +160,11 @@ def install(app: Flask, service: Service, credentials: Credentials) -> None:
         if not request.is_json:
             got = request.content_type
             return error(415, f"Content-Type must be application/json, got {got!r}")
-        body = request.get_json(silent=True)
-        if body is None:
-            return error(400, "body: not valid JSON")
+        try:
+            body = jsontext.loads(request.get_data(cache=False))
+            jsontext.require_encodable(body)
+        except jsontext.JsonTextError as exc:
+            return error(400, str(exc))
         try:
             result = run_replay(service, parse_ask(body), actor=actor)
         except ReplayError as exc:

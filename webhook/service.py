@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from webhook import contract
-from webhook.alerts import Alert, Payload, PayloadError, parse_payload
+from webhook import contract, jsontext
+from webhook.alerts import MAX_COUNT, Alert, Payload, PayloadError, parse_payload
 from webhook.audit import AuditStore
 from webhook.config import Settings
 from webhook.decide import Confirmer, ConfirmResult, Decider, Request
@@ -136,16 +136,20 @@ class Service:
         self.prune_if_due()
         if document is None:
             try:
-                document = json.loads(body)
+                document = jsontext.loads(body)
             except ValueError:
                 document = None
         group_key, truncated = "", 0
         if isinstance(document, dict):
             group_key = str(document.get("groupKey", ""))
+            if jsontext.unencodable_field(group_key) is not None:
+                group_key = ""  # refused by the parser next; the raw body keeps what was sent
             try:
                 truncated = int(document.get("truncatedAlerts", 0) or 0)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 truncated = 0
+            if not 0 <= truncated <= MAX_COUNT:
+                truncated = 0  # refused by the parser next; the raw body keeps what was sent
         return self.audit.store_payload(
             body,
             received_at=self.clock(),
@@ -193,6 +197,10 @@ class Service:
         self._record(pending)
         return decisions
 
+    def record(self, decision: Decision) -> None:
+        """Record a decision made outside a payload (a resume, a revert): audit, metrics, log."""
+        self._record([decision])
+
     def _record(self, decisions: list[Decision]) -> None:
         if not decisions:
             return
@@ -207,15 +215,20 @@ class Service:
         )
 
     def receive(
-        self, body: str, *, source: str = "alertmanager", remote: str = "", actor: str = ""
+        self,
+        body: str,
+        *,
+        source: str = contract.Source.ALERTMANAGER,
+        remote: str = "",
+        actor: str = "",
     ) -> Received:
         """Store, parse (PayloadError names the field), then decide every alert."""
         try:
-            document = json.loads(body)
-        except ValueError as exc:
+            document = jsontext.loads(body)
+        except jsontext.JsonTextError as exc:
             # Stored all the same: what Alertmanager sent is kept even when it is not JSON.
             self.store(body, source=source, remote=remote, actor=actor)
-            raise PayloadError(f"body: not valid JSON ({exc})") from exc
+            raise PayloadError(str(exc)) from exc
         payload_id = self.store(body, source=source, remote=remote, actor=actor, document=document)
         payload = parse_payload(document)
         request = Request(

@@ -1,0 +1,175 @@
+"""Text and numbers a store or a datetime cannot hold are a 400 naming the field, never a 5xx
+(Alertmanager retries 5xx forever) and never a cluster write; every refusal is counted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lab.receiver_harness import Harness, hours, minutes, template_images
+from tests.hostile.support import cluster_writes, payloads_counted
+from tests.oncall.support import OnCall
+
+
+@pytest.fixture
+def shop(harness: Harness) -> Harness:
+    harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    harness.sandbox.controls.clear_requests()
+    return harness
+
+
+def payload_text(harness: Harness, **alert_fields: Any) -> str:
+    """A valid one-alert payload for shop/web as JSON text, some alert fields replaced."""
+    alert = harness.alert(namespace="shop", deployment="web")
+    alert.update(alert_fields)
+    return json.dumps(harness.payload(alert))
+
+
+def assert_refused(harness: Harness, body: str, names: str) -> None:
+    before = payloads_counted(harness, endpoint="alerts", code="400")
+    response = harness.post(body)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert names in response.get_json()["error"]
+    assert payloads_counted(harness, endpoint="alerts", code="400") == before + 1
+    assert cluster_writes(harness) == []
+    assert template_images(harness.deployment("shop", "web")) == ["web:2"]
+
+
+def test_lone_surrogate_in_alertname_is_refused_before_any_write(shop: Harness) -> None:
+    # The escape is plain ASCII on the wire; decoded, no UTF-8 store can hold it.
+    body = payload_text(shop).replace('"RollbackRestartRate"', '"Rollback\\ud800"', 1)
+    assert "\\ud800" in body
+    assert_refused(shop, body, "alerts[0].labels.alertname: not valid Unicode text")
+    # The raw payload is kept (as sent, escapes and all), no decision row is.
+    assert shop.service.audit.query(limit=5) == []
+
+
+def test_lone_surrogate_in_a_label_key_or_annotation_is_refused(shop: Harness) -> None:
+    body = payload_text(shop, annotations={"summary": "ok", "desc\\udfff": "x"})
+    body = body.replace("desc\\\\udfff", "desc\\udfff")
+    assert_refused(shop, body, "alerts[0].annotations")
+    body = payload_text(shop).replace('"test"', '"\\udc00 tail"', 1)
+    assert_refused(shop, body, "alerts[0].annotations.summary")
+
+
+def test_surrogate_in_group_key_is_refused_and_the_raw_body_stored(shop: Harness) -> None:
+    document = shop.payload(shop.alert(namespace="shop", deployment="web"))
+    body = json.dumps(document).replace('"{}:{', '"\\ud83d{}:{', 1)
+    assert_refused(shop, body, "groupKey: not valid Unicode text")
+
+
+@pytest.mark.parametrize(
+    ("truncated", "names"),
+    [
+        ("9223372036854775808", "truncatedAlerts: must be smaller than or equal to"),
+        ("1e400", "truncatedAlerts: must be integer"),
+        ("-1", "truncatedAlerts: must be bigger than or equal to 0"),
+    ],
+)
+def test_out_of_range_counts_are_refused(shop: Harness, truncated: str, names: str) -> None:
+    body = payload_text(shop).replace('"truncatedAlerts": 0', f'"truncatedAlerts": {truncated}')
+    assert truncated in body
+    assert_refused(shop, body, names)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("startsAt", "0001-01-01T00:00:00+01:00"),
+        ("startsAt", "9999-12-31T23:59:59-01:00"),
+        ("startsAt", "0001-01-01T00:00:00Z"),
+        ("startsAt", "1969-12-31T23:59:59Z"),
+        ("startsAt", "9999-12-31T23:59:59Z"),
+        ("endsAt", "9999-12-31T23:59:59-01:00"),
+    ],
+)
+def test_out_of_range_times_are_refused(shop: Harness, field: str, value: str) -> None:
+    assert_refused(shop, payload_text(shop, **{field: value}), f"alerts[0].{field}: out of range")
+
+
+def test_year_one_end_in_any_offset_means_no_end(shop: Harness) -> None:
+    body = payload_text(shop, endsAt="0001-01-01T00:00:00+01:00")
+    response = shop.post(body)
+    assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("depth", [5_000, 200_000])
+def test_deep_nesting_is_refused(shop: Harness, depth: int) -> None:
+    assert_refused(shop, "[" * depth + "]" * depth, "body: nested too deeply")
+    inner = "[" * depth + "]" * depth
+    body = payload_text(shop)[:-1] + f', "extra": {inner}}}'
+    assert_refused(shop, body, "body: nested too deeply")
+
+
+def test_replay_of_a_surrogate_payload_is_refused_naming_the_field(oncall: OnCall) -> None:
+    h = oncall.h
+    h.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    h.sandbox.controls.clear_requests()
+    payload = json.dumps(h.payload(h.alert(namespace="shop", deployment="web")))
+    body = '{"reason": "check", "dry_run": false, "payload": ' + payload + "}"
+    body = body.replace('"RollbackRestartRate"', '"x\\ud800"', 1)
+    before = payloads_counted(h, endpoint="replay", code="400")
+    response = oncall.client.post(
+        "/api/v1/replay",
+        data=body,
+        headers={"Authorization": "Bearer oncall-secret-alice"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    named = "payload.alerts[0].labels.alertname: not valid Unicode text"
+    assert named in response.get_json()["error"]
+    assert payloads_counted(h, endpoint="replay", code="400") == before + 1
+    # A surrogate in the reason is refused the same way (it would be stored as the reason).
+    response = oncall.client.post(
+        "/api/v1/replay",
+        data='{"reason": "\\ud800", "audit_id": "d-1"}',
+        headers={"Authorization": "Bearer oncall-secret-alice"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "reason: not valid Unicode text" in response.get_json()["error"]
+    deep = "[" * 100_000 + "]" * 100_000
+    response = oncall.client.post(
+        "/api/v1/replay",
+        data=deep,
+        headers={"Authorization": "Bearer oncall-secret-alice"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert cluster_writes(h) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "names"),
+    [
+        ({"limit": "²"}, "limit: expected 1 to 500"),
+        ({"limit": "٣"}, "limit: expected 1 to 500"),
+        ({"limit": "9" * 5000}, "limit: expected 1 to 500"),
+        ({"since": "99999999999h"}, "since: duration '99999999999h'"),
+        ({"since": "²"}, "since: expected an RFC 3339 time"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since: out of range"),
+        ({"since": "9999-12-31T23:59:59-01:00"}, "since: out of range"),
+    ],
+)
+def test_audit_api_refuses_bad_parameters_naming_them(
+    oncall: OnCall, params: dict[str, str], names: str
+) -> None:
+    response = oncall.audit(**params)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert names in response.get_json()["error"]
+    # The console's list reads the same filters: a 400 page, not a 500.
+    client = oncall.client
+    client.set_cookie("rw_session", "", domain="localhost")
+    page = console_get(oncall, "/", params)
+    assert page.status_code == 400
+    assert names.split(":")[0] in page.get_data(as_text=True)
+
+
+def console_get(oncall: OnCall, path: str, params: dict[str, str]) -> Any:
+    from webhook.console import SESSION_COOKIE, Sessions
+
+    cookie = Sessions(oncall.credentials).issue("alice")
+    oncall.client.set_cookie(SESSION_COOKIE, cookie, domain="localhost")
+    return oncall.client.get(path, query_string=params)
