@@ -122,18 +122,20 @@ class Controller:
             return keys
         if change.resource == "pods":
             keys = [("pods", namespace, name)] if change.type != "DELETED" else []
-            if owner and owner[0] == "ReplicaSet":
-                keys.append(("replicasets", namespace, owner[1]))
+            # The old controller too (replica_set.go updatePod): a pod released by an edit
+            # of its ownerReferences is one its ReplicaSet must replace.
+            former = _controller_owner(change.old) if change.old is not None else None
+            for ref in (owner, former):
+                if ref and ref[0] == "ReplicaSet":
+                    keys.append(("replicasets", namespace, ref[1]))
             return keys
         return []
 
     def _adopters(self, namespace: str, rs: dict[str, Any]) -> list[Key]:
-        deployments, _ = self._store.list("deployments", namespace)
-        return [
-            ("deployments", namespace, d["metadata"]["name"])
-            for d in deployments
-            if _selects(d, rs)
-        ]
+        # An orphan is rare; its would-be adopters are found without copying every
+        # Deployment of the namespace.
+        deployments, _ = self._store.list("deployments", namespace, where=lambda d: _selects(d, rs))
+        return [("deployments", namespace, d["metadata"]["name"]) for d in deployments]
 
 
 def _empty_namespace(store: Store, namespace: str) -> None:
@@ -260,8 +262,13 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
 def _claim_replicasets(store: Store, deployment: dict[str, Any]) -> list[dict[str, Any]]:
     # ControllerRefManager: keep what we control and still select, release what we no longer
     # select, adopt orphans we select.
+    # Only what this Deployment controls and the namespace's orphans are read (the store
+    # indexes both), so the cost follows the Deployment, not the size of its namespace.
     meta = deployment["metadata"]
-    items, _ = store.list("replicasets", meta["namespace"])
+    controlled = store.owned_by(meta["uid"], "replicasets", controller=True)
+    items = [rs for rs in controlled if rs["metadata"]["namespace"] == meta["namespace"]]
+    items.extend(store.uncontrolled("replicasets", meta["namespace"]))
+    items.sort(key=lambda rs: rs["metadata"]["name"])
     owned = []
     for rs in items:
         controller = replicasets.controller_uid(rs)

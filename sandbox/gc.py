@@ -27,16 +27,15 @@ def dependents(store: Store, owner: dict[str, Any]) -> list[tuple[str, dict[str,
     """(resource, object) of every stored object with an ownerReference to `owner`'s uid."""
     uid = owner["metadata"]["uid"]
     namespace = owner["metadata"].get("namespace")
-
-    def owned(item: dict[str, Any]) -> bool:
-        refs = item["metadata"].get("ownerReferences") or []
-        return any(ref.get("uid") == uid for ref in refs)
-
     found: list[tuple[str, dict[str, Any]]] = []
     for resource in DEPENDENT_RESOURCES:
-        # Filtered inside the store: only the dependents are copied out, not every object.
-        items, _ = store.list(resource, namespace or None, where=owned)
-        found.extend((resource, item) for item in items)
+        # The store's owner index: only the dependents are read, not every object.
+        items = store.owned_by(uid, resource)
+        found.extend(
+            (resource, item)
+            for item in items
+            if not namespace or item["metadata"].get("namespace") == namespace
+        )
     return found
 
 

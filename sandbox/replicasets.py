@@ -107,8 +107,13 @@ def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
     if meta.get("deletionTimestamp"):
         return
     uid = meta["uid"]
-    # Filtered inside the store, so other ReplicaSets' pods are not copied out.
-    owned, _ = store.list("pods", meta["namespace"], where=lambda p: controller_uid(p) == uid)
+    # The store's owner index: only this ReplicaSet's pods are read, whatever else the
+    # namespace holds.
+    owned = [
+        pod
+        for pod in store.owned_by(uid, "pods", controller=True)
+        if pod["metadata"]["namespace"] == meta["namespace"]
+    ]
     want = int(rs["spec"].get("replicas", 1))
     if accepts_new_content(store, meta["namespace"]):
         for _ in range(want - len(owned)):

@@ -4,6 +4,10 @@ Every write takes `Store.lock` (re-entrant), assigns the next value of one globa
 resourceVersion counter, records a `Change` for watches and calls the subscribers
 synchronously with the lock still held, so the controller's reconcile happens inside the
 same write and a reader never sees a Deployment without its ReplicaSets.
+
+Objects are indexed by namespace and by the uids their ownerReferences name, so what a
+controller reads inside a write (a Deployment's ReplicaSets, a ReplicaSet's pods, an owner's
+dependents) costs what it returns, not what else the namespace holds.
 """
 
 from __future__ import annotations
@@ -96,6 +100,13 @@ class Store:
         # resource -> (namespace or "", name) -> object; per resource so a list sorts only
         # the objects of its own resource.
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        # (resource, namespace or "") -> name -> object: a namespaced list reads only its own.
+        self._in_namespace: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        # owner uid -> keys of the objects with an ownerReference to it (in write order).
+        self._owned: dict[str, dict[Key, None]] = {}
+        # (resource, namespace or "") -> names of objects without a controller reference
+        # (what a controller may adopt).
+        self._uncontrolled: dict[tuple[str, str], dict[str, None]] = {}
         self._rv = 0
         self._history: deque[tuple[int, Change]] = deque(maxlen=HISTORY_LIMIT)
         self._subscribers: list[Callable[[Change], None]] = []
@@ -147,14 +158,33 @@ class Store:
         `where(obj)` holds: it sees the stored object and must not change it), sorted by
         namespace then name, and the resourceVersion the list is consistent with."""
         with self.lock:
-            objects = self._objects.get(resource, {})
-            items = [
-                clone(objects[(ns, name)])
-                for ns, name in sorted(objects)
-                if (namespace is None or ns == namespace)
-                and (where is None or where(objects[(ns, name)]))
-            ]
+            if namespace is not None:
+                named = self._in_namespace.get((resource, namespace), {})
+                found = (named[name] for name in sorted(named))
+            else:
+                objects = self._objects.get(resource, {})
+                found = (objects[key] for key in sorted(objects))
+            items = [clone(obj) for obj in found if where is None or where(obj)]
             return items, str(self._rv)
+
+    def owned_by(
+        self, uid: str, resource: str, *, controller: bool = False
+    ) -> builtins.list[dict[str, Any]]:
+        """Copies of the `resource` objects with an ownerReference to `uid` (only where that
+        reference is the controller one, with `controller`), sorted by namespace then name.
+        Costs what it returns: an index, not a scan."""
+        with self.lock:
+            keys = sorted(key for key in self._owned.get(uid, {}) if key[0] == resource)
+            items = (self._objects[resource][key[1:]] for key in keys)
+            return [clone(obj) for obj in items if not controller or (_controller_uid(obj) == uid)]
+
+    def uncontrolled(self, resource: str, namespace: str) -> builtins.list[dict[str, Any]]:
+        """Copies of the `resource` objects in `namespace` that no controller owns (what a
+        controller may adopt), sorted by name."""
+        with self.lock:
+            names = self._uncontrolled.get((resource, namespace), {})
+            objects = self._objects.get(resource, {})
+            return [clone(objects[(namespace, name)]) for name in sorted(names)]
 
     # ---- writes -----------------------------------------------------------------------
     def create(
@@ -252,10 +282,14 @@ class Store:
         rv = self._rv
         obj["metadata"]["resourceVersion"] = str(rv)
         objects = self._objects.setdefault(key[0], {})
+        previous = objects.get(key[1:])
+        if previous is not None:
+            self._unindex(key, previous)
         if kind == "DELETED":
             del objects[key[1:]]
         else:
             objects[key[1:]] = obj
+            self._index(key, obj)
         # `old` left the store just now and nobody else holds it, so it needs no copy.
         change = Change(type=kind, resource=resource, obj=clone(obj), old=old)
         self._history.append((rv, change))
@@ -267,6 +301,21 @@ class Store:
 
     def _lookup(self, key: Key) -> dict[str, Any] | None:
         return self._objects.get(key[0], {}).get(key[1:])
+
+    def _index(self, key: Key, obj: dict[str, Any]) -> None:
+        resource, namespace, name = key
+        self._in_namespace.setdefault((resource, namespace), {})[name] = obj
+        for uid in _owner_uids(obj):
+            self._owned.setdefault(uid, {})[key] = None
+        if _controller_uid(obj) is None:
+            self._uncontrolled.setdefault((resource, namespace), {})[name] = None
+
+    def _unindex(self, key: Key, obj: dict[str, Any]) -> None:
+        resource, namespace, name = key
+        _discard(self._in_namespace, (resource, namespace), name)
+        for uid in _owner_uids(obj):
+            _discard(self._owned, uid, key)
+        _discard(self._uncontrolled, (resource, namespace), name)
 
     # ---- watching ---------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Change], None]) -> None:
@@ -292,6 +341,26 @@ class Store:
         True when there is something new."""
         with self._changed:
             return self._changed.wait_for(lambda: self._rv > after_rv, timeout=timeout)
+
+
+def _owner_uids(obj: dict[str, Any]) -> set[str]:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return {str(ref["uid"]) for ref in refs if isinstance(ref, dict) and ref.get("uid")}
+
+
+def _controller_uid(obj: dict[str, Any]) -> str | None:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def _discard(index: dict[Any, dict[Any, Any]], bucket: Any, member: Any) -> None:
+    members = index.get(bucket)
+    if members is not None:
+        members.pop(member, None)
+        if not members:
+            del index[bucket]
 
 
 def _not_found(resource: str, namespace: str | None, name: str) -> NotFound:
