@@ -300,3 +300,59 @@ class Cluster:
         meta = lease["metadata"]
         path = f"{COORDINATION}/namespaces/{quote(meta['namespace'])}/leases/{quote(meta['name'])}"
         return self._call("PUT", path, body=lease)
+
+    # -- GitOps owners (pause and resume; only the gitops overlay grants these) ----------------
+    def get_application(self, namespace: str, name: str) -> Obj:
+        """An Argo CD Application (argoproj.io/v1alpha1)."""
+        return self._call("GET", _application_path(namespace, name))
+
+    def patch_application(
+        self, namespace: str, name: str, patch: Obj, *, resource_version: str, strict: bool = False
+    ) -> Obj:
+        """Merge-patch an Application, only if still at `resource_version` (else Conflict).
+
+        With `strict`, the API server refuses a field its CRD schema does not know (Invalid)
+        instead of dropping it: how a pause learns whether `automated.enabled` exists there.
+        """
+        return self._merge_patch(
+            _application_path(namespace, name),
+            patch,
+            resource_version=resource_version,
+            strict=strict,
+        )
+
+    def get_helmrelease(self, namespace: str, name: str) -> Obj:
+        """A Flux HelmRelease (helm.toolkit.fluxcd.io/v2)."""
+        return self._call("GET", _helmrelease_path(namespace, name))
+
+    def patch_helmrelease(
+        self, namespace: str, name: str, patch: Obj, *, resource_version: str
+    ) -> Obj:
+        """Merge-patch a HelmRelease, only if still at `resource_version` (else Conflict)."""
+        return self._merge_patch(
+            _helmrelease_path(namespace, name), patch, resource_version=resource_version
+        )
+
+    def _merge_patch(
+        self, path: str, patch: Obj, *, resource_version: str, strict: bool = False
+    ) -> Obj:
+        body = {
+            **patch,
+            "metadata": {**patch.get("metadata", {}), "resourceVersion": resource_version},
+        }
+        query = [("fieldValidation", "Strict")] if strict else None
+        return self._call(
+            "PATCH", path, query=query, body=body, content_type="application/merge-patch+json"
+        )
+
+
+ARGOCD = "/apis/argoproj.io/v1alpha1"
+HELM_TOOLKIT = "/apis/helm.toolkit.fluxcd.io/v2"
+
+
+def _application_path(namespace: str, name: str) -> str:
+    return f"{ARGOCD}/namespaces/{quote(namespace)}/applications/{quote(name)}"
+
+
+def _helmrelease_path(namespace: str, name: str) -> str:
+    return f"{HELM_TOOLKIT}/namespaces/{quote(namespace)}/helmreleases/{quote(name)}"

@@ -201,6 +201,10 @@ class Service:
         """Record a decision made outside a payload (a resume, a revert): audit, metrics, log."""
         self._record([decision])
 
+    def record(self, decision: Decision) -> None:
+        """Record a decision made outside a payload (a resume, a revert): audit, metrics, log."""
+        self._record([decision])
+
     def _record(self, decisions: list[Decision]) -> None:
         if not decisions:
             return

@@ -33,6 +33,7 @@ from webhook import contract
 from webhook.audit import AuditStore
 from webhook.config import Settings
 from webhook.decide import policy_for
+from webhook.decision import Decision
 from webhook.evidence import UNHEALTHY, RevisionHealthQuery
 from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
 from webhook.leader import LeaderElector, LeaderLoop, default_identity
@@ -44,7 +45,8 @@ from webhook.revisions import (
     format_k8s_time,
     revisions_of,
 )
-from webhook.scope import deployments_in_scope
+from webhook.inventory import deployments_in_scope
+from webhook.stayput import detect_revert, report_revert
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +166,12 @@ class HealthTracker:
         *,
         is_leader: Callable[[], bool] = lambda: True,
         prometheus: RevisionHealthQuery | None = None,
+        record: Callable[[Decision], None] | None = None,
     ) -> None:
         self.cluster = cluster
+        # Where the stay-put watch's records go (the service adds its metrics); the audit alone
+        # by default.
+        self.record = record or audit.record
         self.prometheus = prometheus
         self.settings = settings
         self.audit = audit
@@ -244,6 +250,7 @@ class HealthTracker:
         )
         if current is None:
             return None
+        self._stay_put(deployment, current)
         # Stamps have whole seconds: compare like with like, or a stamp would never count.
         activated = activation_time(current, deployment).replace(microsecond=0)
         key = (current.uid, activated.isoformat())
@@ -283,6 +290,17 @@ class HealthTracker:
             del self._healthy_from[key]
             return observe("prometheus_unhealthy", doubt)
         return self._stamp(current, since=max(started, activated), observe=observe)
+
+    def _stay_put(self, deployment: Obj, current: Revision) -> None:
+        """The stay-put watch (webhook.stayput): a revert to a bad-marked revision, once, by the
+        leader. Pure until there is one to report; then a mark, an Event and a record."""
+        if not self.is_leader():
+            return
+        revert = detect_revert(deployment, current, settings=self.settings.gitops)
+        if revert is not None:
+            report_revert(
+                self.cluster, revert, deployment=deployment, clock=self.clock, record=self.record
+            )
 
     def _stamp(
         self, current: Revision, *, since: datetime, observe: Callable[[str, str], Observation]
@@ -370,6 +388,7 @@ def start_for_service(service: Any) -> list[Callable[[], None]]:
         service.clock,
         is_leader=elector.is_leader,
         prometheus=_own_prometheus(service),
+        record=service.record,
     )
     loop = LeaderLoop(
         elector=elector,

@@ -1,0 +1,175 @@
+"""Pausing and resuming GitOps owners: the writes behind gitops.Pause and `rollback-webhook resume`.
+
+The seam (all keyword-only, the cluster injected):
+- `read_facts(cluster, owner, settings) -> OwnerFacts | None`: the owner object a pause needs.
+- `pause_owner(cluster, pause, facts, clock=, audit_id=) -> PauseRecord`: writes the owner
+  (HelmRelease suspend, Application automated sync off) unless the mechanism rides in the
+  rollback's own write (Flux's per-object annotation); the record then goes on the Deployment.
+- `unpause_owner(cluster, record)`: undoes exactly what the record says (also the compensation
+  when the rollback write itself fails after the pause).
+- `resume(cluster, namespace, name) -> Resumed`: owner handed back, the Deployment's pause
+  annotations removed in one conditional write.
+
+Every owner write is a merge patch conditional on the resourceVersion read; a 409 is raised
+to the caller (the decision is taken again from a fresh read).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from webhook.config import GitOps
+from webhook.gitops import (
+    ANNOTATION_GITOPS_PAUSED,
+    FLUX_RECONCILE,
+    ApplicationFacts,
+    HelmReleaseFacts,
+    Mechanism,
+    Owner,
+    OwnerFacts,
+    OwnerKind,
+    Pause,
+    PauseRecord,
+    application_facts,
+    describe_pause,
+    helmrelease_facts,
+    needs_facts,
+    pause_record,
+)
+from webhook.kube import Cluster, Invalid, NotFound, Obj
+from webhook.revisions import format_k8s_time
+
+log = logging.getLogger(__name__)
+
+
+def read_facts(cluster: Cluster, owner: Owner | None, settings: GitOps) -> OwnerFacts | None:
+    """The owner object, when the configured handling needs it (NotFound is a fact too)."""
+    if owner is None or not needs_facts(owner, settings):
+        return None
+    if owner.kind == OwnerKind.ARGOCD:
+        try:
+            app: Obj | None = cluster.get_application(owner.namespace, owner.name)
+        except NotFound:
+            app = None
+        return application_facts(app, settings=settings)
+    try:
+        release: Obj | None = cluster.get_helmrelease(owner.namespace, owner.name)
+    except NotFound:
+        release = None
+    return helmrelease_facts(release)
+
+
+def pause_owner(
+    cluster: Cluster,
+    pause: Pause,
+    facts: OwnerFacts | None,
+    *,
+    clock: Callable[[], datetime],
+    audit_id: str,
+) -> PauseRecord:
+    """Pause the owner (nothing to write for the Flux annotation); the record of what was done."""
+    owner = pause.owner
+    mechanism, previous = pause.mechanism, None
+    if mechanism == Mechanism.HELMRELEASE_SUSPEND:
+        assert isinstance(facts, HelmReleaseFacts)
+        cluster.patch_helmrelease(
+            owner.namespace,
+            owner.name,
+            {"spec": {"suspend": True}},
+            resource_version=facts.resource_version,
+        )
+    elif mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
+        assert isinstance(facts, ApplicationFacts)
+        try:
+            cluster.patch_application(
+                owner.namespace,
+                owner.name,
+                {"spec": {"syncPolicy": {"automated": {"enabled": False}}}},
+                resource_version=facts.resource_version,
+                strict=True,
+            )
+        except Invalid as exc:
+            # An Argo CD whose CRD has no automated.enabled: remove automated, keep its value.
+            log.info("%s: no automated.enabled (%s): removing automated", owner.describe(), exc)
+            mechanism, previous = Mechanism.ARGOCD_AUTOMATED_REMOVED, facts.automated
+            cluster.patch_application(
+                owner.namespace,
+                owner.name,
+                {"spec": {"syncPolicy": {"automated": None}}},
+                resource_version=facts.resource_version,
+            )
+    return PauseRecord(
+        owner=owner,
+        mechanism=mechanism,
+        previous=previous,
+        time=format_k8s_time(clock()),
+        audit_id=audit_id,
+    )
+
+
+def unpause_owner(cluster: Cluster, record: PauseRecord) -> None:
+    """Hand the owner back as it was (the Flux annotation is the Deployment's: see resume)."""
+    owner = record.owner
+    if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
+        release = cluster.get_helmrelease(owner.namespace, owner.name)
+        cluster.patch_helmrelease(
+            owner.namespace,
+            owner.name,
+            {"spec": {"suspend": False}},
+            resource_version=release["metadata"]["resourceVersion"],
+        )
+    elif record.mechanism in (
+        Mechanism.ARGOCD_AUTOMATED_DISABLED,
+        Mechanism.ARGOCD_AUTOMATED_REMOVED,
+    ):
+        app = cluster.get_application(owner.namespace, owner.name)
+        automated = (
+            {"enabled": True}
+            if record.mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED
+            else (record.previous or {})
+        )
+        cluster.patch_application(
+            owner.namespace,
+            owner.name,
+            {"spec": {"syncPolicy": {"automated": automated}}},
+            resource_version=app["metadata"]["resourceVersion"],
+        )
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What resume did: the record it undid (None: nothing was paused) and a line for humans."""
+
+    record: PauseRecord | None
+    detail: str
+
+
+def without_pause(deployment: Obj) -> Obj:
+    """The Deployment with this service's pause annotations removed (for a conditional PUT)."""
+    body = copy.deepcopy(deployment)
+    annotations = body["metadata"].get("annotations") or {}
+    annotations.pop(ANNOTATION_GITOPS_PAUSED, None)
+    annotations.pop(FLUX_RECONCILE, None)
+    body["metadata"]["annotations"] = annotations
+    body.pop("status", None)
+    return body
+
+
+def resume(cluster: Cluster, namespace: str, name: str) -> Resumed:
+    """Undo the pause recorded on the Deployment; Conflict when it changed meanwhile."""
+    deployment = cluster.get_deployment(namespace, name)
+    record = pause_record(deployment["metadata"].get("annotations") or {})
+    if record is None:
+        return Resumed(None, f"Deployment {namespace}/{name} has no pause by rollback-webhook")
+    unpause_owner(cluster, record)
+    cluster.replace_deployment(without_pause(deployment))
+    paused = describe_pause(record, namespace=namespace, deployment=name).split(";")[0]
+    return Resumed(
+        record,
+        f"resumed {record.owner.describe()}: undid '{paused}' (paused {record.time}, audit "
+        f"{record.audit_id}); it reconciles from Git again",
+    )

@@ -1,0 +1,166 @@
+"""Stay-put watch: a rolled-back Deployment whose template came back to a bad-marked revision.
+
+Whoever did it (Argo CD self-heal, a Flux interval, a person re-applying the old manifest),
+the service notices, says so and steps back; it never rolls back again in a loop:
+
+- `detect_revert(deployment, current) -> Revert | None` (pure): the current revision is the one
+  the last rollback left (`last-action` from_replicaset) or carries a bad mark, and this period
+  (its activation) was not reported yet (`auto-rollback/reverted-at` on its ReplicaSet).
+- `report_revert(...)` (the health tracker calls it once per revert, as leader): the
+  `auto-rollback/reverted-at` mark (every replica sees it), an `AutoRollbackReverted` Warning
+  Event naming the owner, and an audit record (source `watch`, outcome `reverted`) that the
+  decisions metric counts.
+- `revert_note(deployment, implicated)` (pure): the decision's side. An alert for a reverted
+  revision is skipped `cooldown` (the table's own semantics), and the detail says it was a revert;
+  the revert holds that cooldown until a human acts (replay with ignore_cooldown).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from webhook.config import GitOps
+from webhook.decision import Decision, new_id
+from webhook.gitops import Owner, detect_owner, pause_record
+from webhook.kube import Cluster, KubeError, Obj
+from webhook.revisions import (
+    Revision,
+    activation_time,
+    format_k8s_time,
+    last_action,
+    parse_k8s_time,
+)
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_REVERTED_AT = "auto-rollback/reverted-at"
+EVENT_REVERTED = "AutoRollbackReverted"
+SOURCE_WATCH = "watch"
+OUTCOME_REVERTED = "reverted"
+
+
+@dataclass(frozen=True)
+class Revert:
+    """A bad-marked revision made current again after a rollback."""
+
+    namespace: str
+    deployment: str
+    replicaset: str
+    revision: int
+    activated: datetime
+    rollback_audit_id: str
+    owner: Owner | None
+    paused: bool  # whether this service had paused the owner (someone resumed or went around it)
+
+    def message(self) -> str:
+        who = self.owner.describe() if self.owner else "someone (no GitOps owner on it)"
+        paused = " although it was paused" if self.paused else ""
+        return (
+            f"revision {self.revision} ({self.replicaset}), rolled back from by audit "
+            f"{self.rollback_audit_id or '?'}, is current again since "
+            f"{format_k8s_time(self.activated)}: reverted by {who}{paused}. rollback-webhook will "
+            "not roll it back again (alerts for it are skipped as cooldown); fix the source of "
+            "the template, or replay with ignore_cooldown"
+        )
+
+
+def _is_reverted(deployment: Obj, current: Revision) -> tuple[bool, str]:
+    action = last_action(deployment) or {}
+    if action.get("from_replicaset") == current.name:
+        return True, str(action.get("audit_id", ""))
+    mark = current.bad_mark
+    if mark is not None:
+        return True, str(mark.get("audit_id", ""))
+    return False, ""
+
+
+def detect_revert(deployment: Obj, current: Revision, *, settings: GitOps) -> Revert | None:
+    """The revert to report, or None (not reverted, or this period was already reported)."""
+    reverted, audit_id = _is_reverted(deployment, current)
+    if not reverted:
+        return None
+    activated = activation_time(current, deployment).replace(microsecond=0)
+    try:
+        reported = parse_k8s_time(current.annotations.get(ANNOTATION_REVERTED_AT))
+    except ValueError:
+        reported = None
+    if reported is not None and reported >= activated:
+        return None
+    meta = deployment["metadata"]
+    owner = detect_owner(
+        meta.get("labels") or {},
+        meta.get("annotations") or {},
+        namespace=meta["namespace"],
+        name=meta["name"],
+        settings=settings,
+    )
+    return Revert(
+        namespace=meta["namespace"],
+        deployment=meta["name"],
+        replicaset=current.name,
+        revision=current.number,
+        activated=activated,
+        rollback_audit_id=audit_id,
+        owner=owner,
+        paused=pause_record(meta.get("annotations") or {}) is not None,
+    )
+
+
+def revert_note(deployment: Obj, implicated: Revision) -> str | None:
+    """For the decision: why an alert for this current revision is a revert's, or None."""
+    reverted, audit_id = _is_reverted(deployment, implicated)
+    if not reverted:
+        return None
+    return (
+        f"revision {implicated.number} ({implicated.name}) was rolled back from (audit "
+        f"{audit_id or '?'}) and has been reverted to since (AutoRollbackReverted): never rolled "
+        "back again in a loop"
+    )
+
+
+def report_revert(
+    cluster: Cluster,
+    revert: Revert,
+    *,
+    deployment: Obj,
+    clock: Callable[[], datetime],
+    record: Callable[[Decision], None],
+) -> Decision:
+    """Mark, announce and record one revert; the record is returned (and passed to `record`)."""
+    now = clock()
+    decision = Decision(
+        id=new_id(now),
+        time=now,
+        source=SOURCE_WATCH,
+        outcome=OUTCOME_REVERTED,
+        reason=None,
+        detail=revert.message(),
+        namespace=revert.namespace,
+        deployment=revert.deployment,
+        from_revision=revert.revision,
+        from_replicaset=revert.replicaset,
+        labels={"owner": revert.owner.describe()} if revert.owner else {},
+    )
+    try:
+        # The mark first: once it is there no replica reports this period again.
+        cluster.annotate_replicaset(
+            revert.namespace, revert.replicaset, {ANNOTATION_REVERTED_AT: format_k8s_time(now)}
+        )
+    except KubeError as exc:
+        log.warning("stay-put: reverted-at mark on %s failed: %s", revert.replicaset, exc)
+        decision.detail += f"; WARNING: reverted-at mark failed: {exc}"
+    try:
+        cluster.create_event(
+            involved=deployment,
+            reason=EVENT_REVERTED,
+            message=f"{revert.message()} [audit {decision.id}]",
+            warning=True,
+        )
+    except KubeError as exc:
+        log.warning("stay-put: could not post %s: %s", EVENT_REVERTED, exc)
+    record(decision)
+    log.warning("stay-put: %s/%s: %s", revert.namespace, revert.deployment, revert.message())
+    return decision
