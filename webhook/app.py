@@ -20,6 +20,7 @@ from webhook import contract
 from webhook.alerts import PayloadError
 from webhook.audit import AuditUnavailable
 from webhook.auth import AuthError, Credentials
+from webhook.bodies import read_body
 from webhook.kube import KubeError
 from webhook.service import Service
 
@@ -98,7 +99,7 @@ def create_app(
             return error(
                 415, f"Content-Type must be application/json, got {request.content_type!r}"
             )
-        raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+        raw = read_body(request, limit=service.settings.server.max_body_bytes)  # 413 past it
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -26,6 +26,7 @@ from webhook.alerts import parse_time
 from webhook.app import error
 from webhook.audit import AuditStore, AuditUnavailable
 from webhook.auth import AuthError, Credentials
+from webhook.bodies import read_body
 from webhook.config import ConfigError, parse_duration
 from webhook.replay import ReplayError, parse_ask, run_replay
 from webhook.service import Service
@@ -161,7 +162,8 @@ def install(app: Flask, service: Service, credentials: Credentials) -> None:
             got = request.content_type
             return error(415, f"Content-Type must be application/json, got {got!r}")
         try:
-            body = jsontext.loads(request.get_data(cache=False))
+            limit = service.settings.server.max_body_bytes
+            body = jsontext.loads(read_body(request, limit=limit))
             jsontext.require_encodable(body)
         except jsontext.JsonTextError as exc:
             return error(400, str(exc))
