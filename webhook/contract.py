@@ -21,6 +21,9 @@ class Outcome(StrEnum):
     DRY_RUN = "dry_run"
     SKIPPED = "skipped"
     FAILED = "failed"
+    # Records that are not an alert's decision (README, GitOps owners).
+    REVERTED = "reverted"  # the stay-put watch saw a bad-marked revision made current again
+    RESUMED = "resumed"  # an on-call resume handed a paused GitOps owner back
 
 
 @unique
@@ -77,6 +80,8 @@ class Source(StrEnum):
 
     ALERTMANAGER = "alertmanager"
     REPLAY = "replay"
+    WATCH = "watch"  # the stay-put watch (health tracker)
+    RESUME = "resume"  # rollback-webhook resume / POST /api/v1/resume
 
 
 @unique
@@ -111,6 +116,9 @@ class EventReason(StrEnum):
     DRY_RUN = "AutoRollbackDryRun"
     FAILED = "AutoRollbackFailed"
     NO_HEALTHY_REVISION = "AutoRollbackNoHealthyRevision"
+    GITOPS_REFUSED = "AutoRollbackRefused"
+    REVERTED = "AutoRollbackReverted"
+    RESUMED = "AutoRollbackResumed"
 
 
 PREFIX: Final = "auto-rollback/"

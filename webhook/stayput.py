@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from webhook.config import GitOps
+from webhook.contract import EventReason, Outcome, Source
 from webhook.decision import Decision, new_id
 from webhook.gitops import Owner, detect_owner, pause_record
 from webhook.kube import Cluster, KubeError, Obj
@@ -37,9 +38,9 @@ from webhook.revisions import (
 log = logging.getLogger(__name__)
 
 ANNOTATION_REVERTED_AT = "auto-rollback/reverted-at"
-EVENT_REVERTED = "AutoRollbackReverted"
-SOURCE_WATCH = "watch"
-OUTCOME_REVERTED = "reverted"
+EVENT_REVERTED = EventReason.REVERTED
+SOURCE_WATCH = Source.WATCH
+OUTCOME_REVERTED = Outcome.REVERTED
 
 
 @dataclass(frozen=True)
