@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         server = SandboxServer(port=args.port, kube_version=args.kube_version)
-    except OSError as error:
-        print(f"sandbox: cannot listen on 127.0.0.1:{args.port}: {error}", file=sys.stderr)
+    except (OSError, OverflowError) as error:  # OverflowError: a port past 65535
+        print(f"sandbox: --port: cannot listen on 127.0.0.1:{args.port}: {error}", file=sys.stderr)
         return 1
     for seed in args.seed:
         try:
@@ -70,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
         LOG.info("seeded %d object(s) from %s", len(stored), seed)
     token = args.token or "sandbox-" + secrets.token_hex(8)
-    kubeconfig = write_kubeconfig(args.kubeconfig_out, server=server.url, token=token)
+    try:
+        kubeconfig = write_kubeconfig(args.kubeconfig_out, server=server.url, token=token)
+    except OSError as error:
+        print(f"sandbox: --kubeconfig-out {args.kubeconfig_out}: {error.strerror}", file=sys.stderr)
+        server.stop()
+        return 2
     done = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from webhook.config import ConfigError
+
 # subcommand -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("webhook.commands.serve", "run the receiver under gunicorn (production WSGI server)"),
@@ -69,5 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         raise
     namespace = parser.parse_args(args[1:])
-    result: int = module.run(namespace)  # type: ignore[attr-defined]
+    try:
+        result: int = module.run(namespace)  # type: ignore[attr-defined]
+    except ConfigError as error:
+        # Commands report their own problems; this keeps any they miss to one line each.
+        for problem in error.problems:
+            print(f"rollback-webhook {args[0]}: {problem}", file=sys.stderr)
+        return 2
     return result

@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -28,7 +29,15 @@ _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 class ConfigError(ValueError):
-    """A configuration problem; the message starts with the offending key."""
+    """One or more configuration problems; each starts with the offending key.
+
+    `problems` holds one line per problem (the message joins them with newlines), so a command
+    can report every mistake of a file at once instead of the first.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        self.problems: tuple[str, ...] = problems or ("invalid configuration",)
+        super().__init__("\n".join(self.problems))
 
 
 def parse_duration(value: object, *, key: str) -> int:
@@ -175,27 +184,52 @@ _POSITIVE = {
 }
 
 
-def _convert(value: Any, hint: Any, *, key: str) -> Any:
+# Upper bounds, where a value past them fails later (a port past 65535 is an OverflowError).
+_MAXIMUM = {"server.port": 65535}
+
+# Quoted YAML booleans ("false") are strings: say how to write them instead of only refusing.
+_BOOLEAN_WORDS = {
+    "true": "true",
+    "false": "false",
+    "yes": "true",
+    "no": "false",
+    "on": "true",
+    "off": "false",
+}
+
+# A Kubernetes namespace name (RFC 1123 label): the Lease lives there.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _convert(value: Any, hint: Any, *, key: str, problems: list[str]) -> Any:
     origin = typing.get_origin(hint)
     if hint is Duration:
         return Duration(parse_duration(value, key=key))
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _build(hint, value, prefix=key + ".")
+        return _build(hint, value, prefix=key + ".", problems=problems)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, args[0], key=key)
+        return _convert(value, args[0], key=key, problems=problems)
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
-        return tuple(_convert(v, str, key=f"{key}[{i}]") for i, v in enumerate(value))
+        return tuple(
+            _convert(v, str, key=f"{key}[{i}]", problems=problems) for i, v in enumerate(value)
+        )
     if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
         choices = [str(member) for member in hint]
         if value not in choices:
             raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
         return hint(value)
     if hint is bool:
+        if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+            word = _BOOLEAN_WORDS[value.strip().lower()]
+            raise ConfigError(
+                f"{key}: expected true or false, got the string {value!r}: "
+                f"write {word} without quotes"
+            )
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
@@ -214,47 +248,111 @@ def _convert(value: Any, hint: Any, *, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover
 
 
-def _build(cls: type, data: Any, *, prefix: str = "") -> Any:
+def _build(cls: type, data: Any, *, prefix: str, problems: list[str]) -> Any:
+    """`cls` from `data`; each bad value is added to `problems` and left at its default, so one
+    pass finds every mistake and the rest of the file can still be checked."""
     where = prefix.rstrip(".") or "the configuration"
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        problems.append(f"{where}: expected a mapping, got {type(data).__name__}")
+        return cls()
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in names:
-            known = ", ".join(sorted(names))
-            raise ConfigError(f"{prefix}{key}: unknown key (known here: {known})")
+    problems.extend(
+        f"{prefix}{key}: unknown key (known here: {', '.join(sorted(names))})"
+        for key in data
+        if key not in names
+    )
     values = {}
-    for name in names:
-        if name in data:
-            key = prefix + name
-            values[name] = _convert(data[name], hints[name], key=key)
-            if key in _POSITIVE and values[name] <= 0:
-                raise ConfigError(f"{key}: must be greater than 0, got {data[name]!r}")
+    for name in [f.name for f in dataclasses.fields(cls)]:
+        if name not in data:
+            continue
+        key = prefix + name
+        try:
+            value = _convert(data[name], hints[name], key=key, problems=problems)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        if key in _POSITIVE and value <= 0:
+            problems.append(f"{key}: must be greater than 0, got {data[name]!r}")
+        elif key in _MAXIMUM and value > _MAXIMUM[key]:
+            problems.append(f"{key}: must be at most {_MAXIMUM[key]}, got {data[name]!r}")
+        else:
+            values[name] = value
     return cls(**values)
 
 
 def settings_from_dict(data: Any) -> Settings:
     """Validate a parsed YAML document into Settings (raises ConfigError naming the key)."""
-    settings: Settings = _build(Settings, data)
-    for i, ns in enumerate(settings.namespaces.allow):
-        if ns in settings.namespaces.deny:
-            raise ConfigError(f"namespaces.allow[{i}]: {ns!r} is also in namespaces.deny")
+    settings, problems = settings_and_problems(data)
+    if problems:
+        raise ConfigError(*problems)
+    return settings
+
+
+def settings_and_problems(data: Any) -> tuple[Settings, tuple[str, ...]]:
+    """Every problem of a parsed document, with Settings where each bad value is its default
+    (so `check-config` can go on to check the files and the cluster the rest names)."""
+    problems: list[str] = []
+    settings: Settings = _build(Settings, data, prefix="", problems=problems)
+    problems.extend(
+        f"namespaces.allow[{i}]: {ns!r} is also in namespaces.deny"
+        for i, ns in enumerate(settings.namespaces.allow)
+        if ns in settings.namespaces.deny
+    )
+    problems.extend(_form_problems(settings))
+    return settings, tuple(problems)
+
+
+def _form_problems(settings: Settings) -> list[str]:
+    """Values of the right type in a form `serve` would still fail on."""
+    problems = []
+    url = settings.prometheus.url
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(
+                f"prometheus.url: expected http(s)://host[:port][/path], got {url!r}"
+                + (f" (try http://{url})" if "://" not in url else "")
+            )
+        else:
+            try:
+                parts.port  # noqa: B018 - raises ValueError for a port out of range
+            except ValueError:
+                problems.append(f"prometheus.url: the port of {url!r} is not a valid port")
+    if settings.prometheus.retries < 0:
+        retries = settings.prometheus.retries
+        problems.append(f"prometheus.retries: must not be negative, got {retries}")
+    if not _DNS_LABEL.match(settings.tracker.lease_namespace):
+        problems.append(
+            f"tracker.lease_namespace: {settings.tracker.lease_namespace!r} is not a valid "
+            "namespace name (lowercase letters, digits and '-')"
+        )
     if settings.gitops.helm == GitOpsHandling.PAUSE:
-        raise ConfigError(
+        problems.append(
             "gitops.helm: pause is not possible (a Helm release has no controller to pause); "
             "use refuse or ignore"
         )
-    return settings
+    return problems
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Load the file named by `path`, else by $ROLLBACK_WEBHOOK_CONFIG, else the defaults."""
+    settings, problems = read_settings(path)
+    if problems:
+        raise ConfigError(*problems)
+    return settings
+
+
+def read_settings(
+    path: str | os.PathLike[str] | None = None,
+) -> tuple[Settings, tuple[str, ...]]:
+    """Like load_settings, but every problem is returned (each naming the file and the key)
+    with best-effort Settings; an unreadable file or invalid YAML still raises ConfigError."""
     chosen = path if path is not None else os.environ.get(CONFIG_ENV)
     if not chosen:
-        return Settings()
+        return Settings(), ()
     try:
         text = Path(chosen).read_text(encoding="utf-8")
     except OSError as exc:
@@ -263,10 +361,8 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{chosen}: not valid YAML ({exc})") from exc
-    try:
-        return settings_from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{chosen}: {exc}") from exc
+    settings, problems = settings_and_problems(data)
+    return settings, tuple(f"{chosen}: {problem}" for problem in problems)
 
 
 def as_dict(settings: Settings) -> dict[str, Any]:

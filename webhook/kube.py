@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import kubernetes.client
 import kubernetes.config
 import urllib3.exceptions
+import yaml
 from kubernetes.client.exceptions import ApiException
+
+from webhook.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +90,11 @@ def _error_for(status: int, body: bytes, what: str) -> KubeError:
 def api_client_from_settings(
     *, kubeconfig: str | None, context: str | None
 ) -> kubernetes.client.ApiClient:
-    """In-cluster config when running in a pod (and no kubeconfig is named), else kubeconfig."""
+    """In-cluster config when running in a pod (and no kubeconfig is named), else kubeconfig.
+
+    Raises ConfigError naming the key and the file when neither gives credentials (a missing
+    or unreadable file, no such context, a file that is not a kubeconfig); nothing connects.
+    """
     configuration = kubernetes.client.Configuration()
     if kubeconfig is None:
         try:
@@ -93,10 +102,43 @@ def api_client_from_settings(
             return kubernetes.client.ApiClient(configuration)
         except kubernetes.config.ConfigException:
             pass
-    kubernetes.config.load_kube_config(
-        config_file=kubeconfig, context=context, client_configuration=configuration
+    path = (
+        kubeconfig
+        or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+        or str(Path("~/.kube/config").expanduser())
     )
+    key = "kubernetes.kubeconfig" if kubeconfig else "kubernetes"
+    if not kubeconfig and not Path(path).is_file():
+        raise ConfigError(
+            f"{key}: not in a pod (no service account) and no kubeconfig at {path}: "
+            "set kubernetes.kubeconfig or pass --kubeconfig"
+        )
+    try:
+        Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path} ({exc.strerror})") from None
+    try:
+        contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=path)
+    except (kubernetes.config.ConfigException, yaml.YAMLError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{key}: {path} is not a usable kubeconfig ({_one_line(exc)})") from None
+    names = [str(c.get("name")) for c in contexts or [] if isinstance(c, dict)]
+    if context is not None and context not in names:
+        raise ConfigError(
+            f"kubernetes.context: {context!r} is not a context of {path} "
+            f"(it has: {', '.join(names) or 'none'})"
+        )
+    try:
+        kubernetes.config.load_kube_config(
+            config_file=path, context=context, client_configuration=configuration
+        )
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError) as exc:
+        what = f"context {context!r} of {path}" if context else path
+        raise ConfigError(f"{key}: {what}: {_one_line(exc)}") from None
     return kubernetes.client.ApiClient(configuration)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 class Cluster:

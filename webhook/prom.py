@@ -139,6 +139,14 @@ class PrometheusEvidence:
         """Release the HTTP connection pool."""
         self._client.close()
 
+    def reachable(self) -> str | None:
+        """None when Prometheus answers a trivial query, else why not (for `check-config`)."""
+        try:
+            self._query("vector(1)", at=self._clock())
+        except _QueryFailed as exc:
+            return str(exc)
+        return None
+
     def revision_health(
         self, *, namespace: str, deployment: str, replicaset: str, start: datetime, end: datetime
     ) -> Evidence:

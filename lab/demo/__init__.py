@@ -59,8 +59,13 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when the bad revision was rolled back, 1 when not, 130 on Ctrl-C."""
     printer = Printer()
     keep = args.workdir is not None
-    workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="rollback-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="rollback-demo-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / ".writable").touch()
+    except OSError as exc:
+        print(f"demo: --workdir: cannot use {args.workdir} ({exc.strerror})", file=sys.stderr)
+        return 2
     printer.step("rollback-webhook demo: a bad rollout, its alert, and the rollback")
     try:
         with decisions_to_file(workdir / "decisions.jsonl"):

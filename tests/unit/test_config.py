@@ -58,7 +58,17 @@ def test_check_config_command(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     token = tmp_path / "token"
     token.write_text("s3cret\n")
-    good.write_text(f"dry_run: true\nauth:\n  receiver:\n    bearer_token_file: {token}\n")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    good.write_text(
+        f"dry_run: true\nauth:\n  receiver:\n    bearer_token_file: {token}\n"
+        f"kubernetes:\n  kubeconfig: {kubeconfig}\naudit:\n  path: {tmp_path / 'audit.sqlite'}\n"
+    )
     ok = subprocess.run(
         [sys.executable, "-m", "webhook", "check-config", "--config", str(good)],
         capture_output=True,

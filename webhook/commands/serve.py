@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Any
 
-from webhook.config import ConfigError, load_settings
+from webhook.commands.failures import USAGE, report, settings_or_report
+from webhook.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,35 +30,48 @@ def run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_report("serve", args.config)
+    if settings is None:
+        return USAGE
+    if args.port is not None and not 0 < args.port <= 65535:
+        report("serve", [f"--port: must be between 1 and 65535, got {args.port}"])
+        return USAGE
     from gunicorn.app.base import BaseApplication
 
+    from webhook.audit import AuditUnavailable
+    from webhook.preflight import check
     from webhook.runtime import build_app, build_service, log_effective_config
 
+    # What check-config checks, checked here too: one line per problem, not a traceback.
+    preflight = check(settings)
+    if not preflight.ok:
+        where = f"{args.config}: " if args.config else ""
+        report("serve", (where + problem for problem in preflight.problems))
+        return USAGE
     try:
         service = build_service(settings)
         app = build_app(service)
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+        report("serve", exc.problems)
+        return USAGE
+    except AuditUnavailable as exc:
+        report("serve", [f"audit: {exc}"])
+        return USAGE
     log_effective_config(settings)
 
     def _start_circuit_view(worker: Any) -> None:
         service.decider.cluster_rollbacks.start()
 
-    host = args.host or settings.server.host
-    port = args.port or settings.server.port
+    server = settings.server  # bound here: the class below does not see the narrowed type
+    host = args.host or server.host
+    port = args.port or server.port
     background = _start_background(service)
 
     class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", settings.server.workers)
-            self.cfg.set("threads", settings.server.threads)
+            self.cfg.set("workers", server.workers)
+            self.cfg.set("threads", server.threads)
             # Each worker reads other replicas' rollbacks for the circuit breaker in the
             # background (a thread must start after the fork, in the worker itself).
             self.cfg.set("post_worker_init", _start_circuit_view)
