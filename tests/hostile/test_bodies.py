@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder, TestResponse, run_wsgi_app
 
 from lab.receiver_harness import TOKEN, Harness, hours, minutes, template_images
@@ -31,11 +32,13 @@ def post_chunked(harness: Harness, body: bytes, path: str = "/api/v1/alerts") ->
     builder = EnvironBuilder(
         path=path,
         method="POST",
-        headers={
-            "Authorization": f"Bearer {TOKEN}",
-            "Content-Type": "application/json",
-            "Transfer-Encoding": "chunked",
-        },
+        headers=Headers(
+            {
+                "Authorization": f"Bearer {TOKEN}",
+                "Content-Type": "application/json",
+                "Transfer-Encoding": "chunked",
+            }
+        ),
         input_stream=io.BytesIO(body),
     )
     environ = builder.get_environ()
