@@ -6,27 +6,25 @@ the service notices, says so and steps back; it never rolls back again in a loop
 - `detect_revert(deployment, current) -> Revert | None` (pure): the current revision is the one
   the last rollback left (`last-action` from_replicaset) or carries a bad mark, and this period
   (its activation) was not reported yet (`auto-rollback/reverted-at` on its ReplicaSet).
-- `report_revert(...)` (the health tracker calls it once per revert, as leader): the
-  `auto-rollback/reverted-at` mark (every replica sees it), an `AutoRollbackReverted` Warning
-  Event naming the owner, and an audit record (source `watch`, outcome `reverted`) that the
-  decisions metric counts.
+- `webhook.stayput_report.report_revert(...)` (the health tracker calls it once per revert, as
+  leader): the `auto-rollback/reverted-at` mark (every replica sees it), an
+  `AutoRollbackReverted` Warning Event naming the owner, and an audit record (source `watch`,
+  outcome `reverted`) that the decisions metric counts.
 - `revert_note(deployment, implicated)` (pure): the decision's side. An alert for a reverted
   revision is skipped `cooldown` (the table's own semantics), and the detail says it was a revert;
   the revert holds that cooldown until a human acts (replay with ignore_cooldown).
+
+Pure: no I/O module is imported here, so the policy core may call `revert_note`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from webhook.config import GitOps
-from webhook.contract import EventReason, Outcome, Source
-from webhook.decision import Decision, new_id
 from webhook.gitops import Owner, detect_owner, pause_record
-from webhook.kube import Cluster, KubeError, Obj
 from webhook.revisions import (
     Revision,
     activation_time,
@@ -35,12 +33,9 @@ from webhook.revisions import (
     parse_k8s_time,
 )
 
-log = logging.getLogger(__name__)
+Obj = dict[str, Any]
 
 ANNOTATION_REVERTED_AT = "auto-rollback/reverted-at"
-EVENT_REVERTED = EventReason.REVERTED
-SOURCE_WATCH = Source.WATCH
-OUTCOME_REVERTED = Outcome.REVERTED
 
 
 @dataclass(frozen=True)
@@ -120,48 +115,3 @@ def revert_note(deployment: Obj, implicated: Revision) -> str | None:
         f"{audit_id or '?'}) and has been reverted to since (AutoRollbackReverted): never rolled "
         "back again in a loop"
     )
-
-
-def report_revert(
-    cluster: Cluster,
-    revert: Revert,
-    *,
-    deployment: Obj,
-    clock: Callable[[], datetime],
-    record: Callable[[Decision], None],
-) -> Decision:
-    """Mark, announce and record one revert; the record is returned (and passed to `record`)."""
-    now = clock()
-    decision = Decision(
-        id=new_id(now),
-        time=now,
-        source=SOURCE_WATCH,
-        outcome=OUTCOME_REVERTED,
-        reason=None,
-        detail=revert.message(),
-        namespace=revert.namespace,
-        deployment=revert.deployment,
-        from_revision=revert.revision,
-        from_replicaset=revert.replicaset,
-        labels={"owner": revert.owner.describe()} if revert.owner else {},
-    )
-    try:
-        # The mark first: once it is there no replica reports this period again.
-        cluster.annotate_replicaset(
-            revert.namespace, revert.replicaset, {ANNOTATION_REVERTED_AT: format_k8s_time(now)}
-        )
-    except KubeError as exc:
-        log.warning("stay-put: reverted-at mark on %s failed: %s", revert.replicaset, exc)
-        decision.detail += f"; WARNING: reverted-at mark failed: {exc}"
-    try:
-        cluster.create_event(
-            involved=deployment,
-            reason=EVENT_REVERTED,
-            message=f"{revert.message()} [audit {decision.id}]",
-            warning=True,
-        )
-    except KubeError as exc:
-        log.warning("stay-put: could not post %s: %s", EVENT_REVERTED, exc)
-    record(decision)
-    log.warning("stay-put: %s/%s: %s", revert.namespace, revert.deployment, revert.message())
-    return decision

@@ -19,6 +19,10 @@ predates its current activation is judged afresh and re-stamped once it proves h
 Writes are merge patches carrying the ReplicaSet's resourceVersion; a 409 skips it this round.
 Only the Lease leader writes (webhook.leader); followers keep observing so a takeover does not
 restart every clock.
+
+A round costs O(Deployments + audit rows) per namespace: one ReplicaSet LIST grouped by
+controller uid, and one pass over the namespace's audit rows since the earliest activation
+(webhook.alert_index), instead of a scan of the audit per Deployment.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from webhook import contract
+from webhook.alert_index import AlertIndex, implicates, read_index
 from webhook.audit import AuditStore
 from webhook.config import Settings
 from webhook.decide import policy_for
 from webhook.decision import Decision
 from webhook.evidence import UNHEALTHY, RevisionHealthQuery
+from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
 from webhook.leader import LeaderElector, LeaderLoop, default_identity
 from webhook.optin import opt_in
@@ -45,13 +51,12 @@ from webhook.revisions import (
     format_k8s_time,
     revisions_of,
 )
-from webhook.inventory import deployments_in_scope
-from webhook.stayput import detect_revert, report_revert
+from webhook.stayput import detect_revert
+from webhook.stayput_report import report_revert
 
 log = logging.getLogger(__name__)
 
-# Audit rows read per page when looking for trigger alerts.
-AUDIT_PAGE = 200
+__all__ = ["HealthTracker", "Observation", "Round", "implicates", "unavailability"]
 
 PeriodKey = tuple[str, str]  # (ReplicaSet uid, activation time RFC 3339)
 
@@ -93,30 +98,6 @@ def unavailability(deployment: Obj) -> str | None:
     return None
 
 
-def _pod_of(pod: str, replicaset: str) -> bool:
-    # ReplicaSet pods are named <replicaset>-<suffix without dashes>.
-    return pod.rsplit("-", 1)[0] == replicaset if "-" in pod else False
-
-
-def implicates(decision: dict[str, Any], *, deployment: str, replicaset: str) -> bool:
-    """Whether an audited decision is about `replicaset` (the current revision of `deployment`).
-
-    Its labels name the ReplicaSet or one of its pods; or they name neither and the decision
-    resolved to it (`from_replicaset`) or names only the Deployment (whose current revision,
-    during the period asked about, was this one). A decision whose labels name another
-    ReplicaSet is about that one, even though from_replicaset records the current revision.
-    """
-    labels = decision.get("labels") or {}
-    named_rs, named_pod = labels.get("replicaset"), labels.get("pod")
-    if named_rs:
-        return bool(named_rs == replicaset)
-    if named_pod:
-        return _pod_of(str(named_pod), replicaset)
-    if decision.get("from_replicaset") == replicaset:
-        return True
-    return bool(labels.get("deployment") == deployment)
-
-
 @dataclass(frozen=True)
 class Observation:
     """What one round concluded for one Deployment."""
@@ -151,7 +132,27 @@ class _RoundCache:
     """Reads shared by the Deployments of one round."""
 
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
-    replicasets: dict[str, list[Obj]] = field(default_factory=dict)
+    # namespace -> controller uid -> the ReplicaSets it controls (one LIST per namespace).
+    replicasets: dict[str, dict[str, list[Obj]]] = field(default_factory=dict)
+
+
+@dataclass
+class _NamespaceAlerts:
+    """The namespace's alert index, read on first use from the earliest activation on."""
+
+    audit: AuditStore
+    namespace: str
+    since: datetime
+    index: AlertIndex | None = None
+
+    def alert_since(self, *, deployment: str, replicaset: str, since: datetime) -> str | None:
+        if self.index is None:
+            self.index = read_index(self.audit, namespace=self.namespace, since=self.since)
+        return self.index.alert_since(deployment=deployment, replicaset=replicaset, since=since)
+
+
+# A Deployment of the round with its current revision and that revision's activation.
+_Candidate = tuple[Obj, Revision, datetime]
 
 
 class HealthTracker:
@@ -187,18 +188,26 @@ class HealthTracker:
         result = Round()
         seen: set[PeriodKey] = set()
         cache = _RoundCache()
+        namespaces: dict[str, list[Obj]] = {}
         for deployment in self._deployments(result):
-            namespace = deployment["metadata"]["namespace"]
-            try:
-                if not self._opted_in(deployment, cache):
-                    continue
-                observation = self._examine(deployment, seen, cache)
-            except KubeError as exc:
-                name = deployment["metadata"]["name"]
-                result.errors.append(f"{namespace}/{name}: {exc}")
-                log.warning("health tracker: %s/%s: %s", namespace, name, exc)
+            namespaces.setdefault(deployment["metadata"]["namespace"], []).append(deployment)
+        for namespace, deployments in namespaces.items():
+            candidates = [
+                candidate
+                for deployment in deployments
+                if (candidate := self._candidate(deployment, cache, result)) is not None
+            ]
+            if not candidates:
                 continue
-            if observation is not None:
+            alerts = _NamespaceAlerts(
+                self.audit, namespace, since=min(activated for _, _, activated in candidates)
+            )
+            for deployment, current, activated in candidates:
+                try:
+                    observation = self._examine(deployment, current, activated, seen, alerts)
+                except KubeError as exc:
+                    self._failed(deployment, exc, result)
+                    continue
                 result.observations.append(observation)
         # Periods no longer observed (rolled forward, deleted, opted out) are forgotten; after
         # an API error the unseen ones may just be unreadable, so a blip restarts no clock.
@@ -206,6 +215,43 @@ class HealthTracker:
             for key in set(self._healthy_from) - seen:
                 del self._healthy_from[key]
         return result
+
+    @staticmethod
+    def _failed(deployment: Obj, exc: KubeError, result: Round) -> None:
+        namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+        result.errors.append(f"{namespace}/{name}: {exc}")
+        log.warning("health tracker: %s/%s: %s", namespace, name, exc)
+
+    def _candidate(self, deployment: Obj, cache: _RoundCache, result: Round) -> _Candidate | None:
+        """The opted-in Deployment with its current revision and activation, or None."""
+        try:
+            if not self._opted_in(deployment, cache):
+                return None
+            current = self._current(deployment, cache)
+            if current is None:
+                return None
+            self._stay_put(deployment, current)
+        except KubeError as exc:
+            self._failed(deployment, exc, result)
+            return None
+        # Stamps have whole seconds: compare like with like, or a stamp would never count.
+        return deployment, current, activation_time(current, deployment).replace(microsecond=0)
+
+    def _current(self, deployment: Obj, cache: _RoundCache) -> Revision | None:
+        namespace = deployment["metadata"]["namespace"]
+        if namespace not in cache.replicasets:
+            # One LIST per namespace, not per Deployment, grouped by controller uid so each
+            # Deployment reads only its own; revisions_of still keeps only the ReplicaSets
+            # this Deployment controls, as kubectl does.
+            grouped: dict[str, list[Obj]] = {}
+            for rs in self.cluster.list_replicasets(namespace, label_selector=""):
+                for ref in rs["metadata"].get("ownerReferences") or []:
+                    if ref.get("controller"):
+                        grouped.setdefault(str(ref.get("uid")), []).append(rs)
+                        break
+            cache.replicasets[namespace] = grouped
+        owned = cache.replicasets[namespace].get(str(deployment["metadata"].get("uid")), [])
+        return current_revision(deployment, revisions_of(deployment, owned))
 
     def _deployments(self, result: Round) -> list[Obj]:
         def failed(scope: str, exc: KubeError) -> None:
@@ -235,24 +281,15 @@ class HealthTracker:
         return acts
 
     def _examine(
-        self, deployment: Obj, seen: set[PeriodKey], cache: _RoundCache
-    ) -> Observation | None:
+        self,
+        deployment: Obj,
+        current: Revision,
+        activated: datetime,
+        seen: set[PeriodKey],
+        alerts: _NamespaceAlerts,
+    ) -> Observation:
         meta = deployment["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        if namespace not in cache.replicasets:
-            # One LIST per namespace, not per Deployment; revisions_of keeps only the
-            # ReplicaSets this Deployment controls (ownerReference uid), as kubectl does.
-            cache.replicasets[namespace] = self.cluster.list_replicasets(
-                namespace, label_selector=""
-            )
-        current = current_revision(
-            deployment, revisions_of(deployment, cache.replicasets[namespace])
-        )
-        if current is None:
-            return None
-        self._stay_put(deployment, current)
-        # Stamps have whole seconds: compare like with like, or a stamp would never count.
-        activated = activation_time(current, deployment).replace(microsecond=0)
         key = (current.uid, activated.isoformat())
 
         def observe(state: str, detail: str) -> Observation:
@@ -271,7 +308,7 @@ class HealthTracker:
                 f"{contract.ANNOTATION_ALERTED_AT} {format_k8s_time(marked)}: a trigger alert "
                 "reached a replica since it became current",
             )
-        alerted = self._alert_since(namespace, name, current.name, activated)
+        alerted = alerts.alert_since(deployment=name, replicaset=current.name, since=activated)
         if alerted is not None:
             return observe("alerted", f"trigger alert for it since it became current ({alerted})")
         now = self.clock()
@@ -343,24 +380,6 @@ class HealthTracker:
         if str(evidence.verdict) == UNHEALTHY:
             return str(evidence.detail)
         return None
-
-    def _alert_since(
-        self, namespace: str, deployment: str, replicaset: str, since: datetime
-    ) -> str | None:
-        """Id of a decision since `since` about this revision (resolved alerts aside)."""
-        before: str | None = None
-        while True:
-            rows = self.audit.query(
-                namespace=namespace, since=since, before_id=before, limit=AUDIT_PAGE
-            )
-            for row in rows:
-                if row.get("reason") == contract.SkipReason.RESOLVED:
-                    continue
-                if implicates(row, deployment=deployment, replicaset=replicaset):
-                    return str(row["id"])
-            if len(rows) < AUDIT_PAGE:
-                return None
-            before = str(rows[-1]["id"])
 
 
 def start_for_service(service: Any) -> list[Callable[[], None]]:
