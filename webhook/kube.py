@@ -297,7 +297,7 @@ class Cluster:
     ) -> Obj:
         """Post a core/v1 Event on `involved` (a Deployment), as kubectl describe shows them."""
         meta = involved["metadata"]
-        now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # converted
         event = {
             "apiVersion": "v1",
             "kind": "Event",

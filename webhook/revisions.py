@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from webhook import contract
@@ -39,7 +39,8 @@ def parse_k8s_time(text: str | None) -> datetime | None:
 
 
 def format_k8s_time(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`when` as Kubernetes writes times: converted to UTC (not relabelled), seconds, `Z`."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _json_annotation(annotations: dict[str, str], key: str) -> dict[str, Any] | None:
