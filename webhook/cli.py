@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("sandbox.command", "serve the sandbox cluster and write a kubeconfig"),
     "demo": ("lab.demo", "show the whole story on the sandbox cluster"),
     "check-config": ("webhook.commands.check_config", "validate a configuration file and exit"),
+    "resume": ("webhook.commands.resume", "hand a GitOps owner paused by a rollback back"),
 }
 
 

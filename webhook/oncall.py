@@ -206,3 +206,7 @@ def install(app: Flask, service: Service, credentials: Credentials) -> None:
     from webhook.console import install_console
 
     install_console(app, service, credentials)
+
+    from webhook.resume_api import install_resume
+
+    install_resume(app, service, credentials)

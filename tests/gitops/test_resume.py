@@ -1,0 +1,77 @@
+"""`POST /api/v1/resume` (and `rollback-webhook resume`) hands a paused owner back, audited."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lab.receiver_harness import TOKEN, Harness, hours, minutes
+from tests.gitops.support import FLUX_KUSTOMIZATION, ONCALL_TOKEN, FullApp, deploy_owned, events
+from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
+
+
+def pause_as_a_rollback_did(harness: Harness, name: str) -> None:
+    """The Deployment as a Flux pause leaves it (the annotations of the rollback's write)."""
+    deployment = harness.deployment("shop", name)
+    record = {
+        "owner": {
+            "kind": "flux_kustomization",
+            "name": "apps",
+            "namespace": "flux-system",
+            "evidence": "label kustomize.toolkit.fluxcd.io/name",
+        },
+        "mechanism": "flux_reconcile_annotation",
+        "previous": None,
+        "time": "2026-12-01T10:00:00Z",
+        "audit_id": "d-earlier",
+    }
+    deployment["metadata"]["annotations"].update(
+        {FLUX_RECONCILE: "disabled", ANNOTATION_GITOPS_PAUSED: json.dumps(record)}
+    )
+    harness.official().replace_namespaced_deployment(name, "shop", deployment)
+
+
+def resume(harness: Harness, body: object, token: str = ONCALL_TOKEN) -> Any:
+    return FullApp(harness).resume(body, token)
+
+
+def test_resume_removes_the_flux_pause_and_is_audited_with_the_actor(harness: Harness) -> None:
+    deploy_owned(harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION)
+    pause_as_a_rollback_did(harness, "web")
+
+    answer = resume(harness, {"namespace": "shop", "deployment": "web", "reason": "Git fixed"})
+
+    assert answer.status_code == 200, answer.get_json()
+    decision = answer.get_json()["decision"]
+    assert decision["outcome"] == "resumed" and decision["source"] == "resume"
+    assert decision["actor"] == "alice"
+    assert "resumed Flux Kustomization flux-system/apps" in decision["detail"]
+    assert "kustomize.toolkit.fluxcd.io/reconcile: disabled" in decision["detail"]
+    annotations = harness.deployment("shop", "web")["metadata"]["annotations"]
+    assert FLUX_RECONCILE not in annotations and ANNOTATION_GITOPS_PAUSED not in annotations
+    assert annotations["auto-rollback/enabled"] == "true"  # nothing else of it changed
+    row = harness.audit_row(decision["id"])
+    assert row["outcome"] == "resumed" and row["labels"] == {
+        "owner": "Flux Kustomization flux-system/apps"
+    }
+    [event] = events(harness, "AutoRollbackResumed")
+    assert decision["id"] in event["message"] and "alice: Git fixed" in event["message"]
+
+
+def test_resume_of_a_deployment_with_nothing_paused_is_409_and_records_nothing(
+    harness: Harness,
+) -> None:
+    deploy_owned(harness, "web", [("web:1", hours(2))], FLUX_KUSTOMIZATION)
+    answer = resume(harness, {"namespace": "shop", "deployment": "web", "reason": "why"})
+    assert answer.status_code == 409
+    assert "no pause by rollback-webhook" in answer.get_json()["error"]
+    assert harness.service.audit.query(namespace="shop", limit=10) == []
+
+
+def test_resume_needs_an_oncall_token_and_a_valid_body(harness: Harness) -> None:
+    deploy_owned(harness, "web", [("web:1", hours(2))], FLUX_KUSTOMIZATION)
+    body = {"namespace": "shop", "deployment": "web", "reason": "why"}
+    assert resume(harness, body, token=TOKEN).status_code == 403
+    assert resume(harness, {**body, "reason": ""}).status_code == 400
+    assert resume(harness, {**body, "deployment": "../x"}).status_code == 400
+    assert resume(harness, {**body, "namespace": "nowhere", "deployment": "x"}).status_code == 404

@@ -1,0 +1,100 @@
+"""Handing a paused GitOps owner back: `rollback-webhook resume NS/DEPLOY`, POST /api/v1/resume.
+
+`run_resume(service, namespace=, deployment=, actor=, reason=) -> Decision` undoes the pause
+recorded on the Deployment (webhook.gitops_pause.resume), then records it like any decision
+(source `resume`, outcome `resumed`, the on-call actor and reason) and posts an
+`AutoRollbackResumed` Event. A Kubernetes failure is recorded as `failed` with its reason; a
+Deployment with nothing paused is a ResumeError (409), not a record.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from webhook.contract import EventReason, FailReason, Outcome, Source
+from webhook.decision import Decision, new_id
+from webhook.gitops_pause import resume
+from webhook.kube import Conflict, Forbidden, KubeError, NotFound, Transient
+from webhook.service import Service
+
+# A Kubernetes name: checked before it reaches an API path.
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class ResumeError(Exception):
+    """The request cannot be carried out; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_target(body: Any) -> tuple[str, str, str]:
+    """(namespace, deployment, reason) from a POST /api/v1/resume body; ResumeError 400."""
+    if not isinstance(body, dict):
+        raise ResumeError(400, "expected a JSON object with namespace, deployment and reason")
+    values = {}
+    for key in ("namespace", "deployment", "reason"):
+        value = body.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ResumeError(400, f"{key}: required, a non-empty string")
+        values[key] = value.strip()
+    for key in ("namespace", "deployment"):
+        if not _NAME.match(values[key]):
+            raise ResumeError(400, f"{key}: {values[key]!r} is not a Kubernetes name")
+    unknown = sorted(set(body) - {"namespace", "deployment", "reason"})
+    if unknown:
+        raise ResumeError(400, f"{unknown[0]}: unknown key")
+    return values["namespace"], values["deployment"], values["reason"]
+
+
+def run_resume(
+    service: Service, *, namespace: str, deployment: str, actor: str, reason: str
+) -> Decision:
+    """Undo the recorded pause, record the outcome and announce it (see module doc)."""
+    now = service.clock()
+    decision = Decision(
+        id=new_id(now),
+        time=now,
+        source=Source.RESUME,
+        outcome=Outcome.RESUMED,
+        actor=actor,
+        namespace=namespace,
+        deployment=deployment,
+    )
+    try:
+        done = resume(service.cluster, namespace, deployment)
+    except NotFound as exc:
+        raise ResumeError(404, f"Deployment {namespace}/{deployment}: {exc}") from None
+    except KubeError as exc:
+        decision.outcome = Outcome.FAILED
+        decision.reason = _fail_reason(exc)
+        decision.detail = f"{actor}: {reason} | resume failed: {exc}"
+        service.record(decision)
+        return decision
+    if done.record is None:
+        raise ResumeError(409, done.detail)
+    decision.labels = {"owner": done.record.owner.describe()}
+    decision.detail = f"{actor}: {reason} | {done.detail}"
+    service.record(decision)
+    try:
+        involved = service.cluster.get_deployment(namespace, deployment)
+        service.cluster.create_event(
+            involved=involved,
+            reason=EventReason.RESUMED,
+            message=f"{done.detail} [by {actor}: {reason}; audit {decision.id}]",
+        )
+    except KubeError:
+        pass  # the record stands; the Event is best effort
+    return decision
+
+
+def _fail_reason(exc: KubeError) -> FailReason:
+    if isinstance(exc, Conflict):
+        return FailReason.CONFLICT
+    if isinstance(exc, Forbidden):
+        return FailReason.FORBIDDEN
+    if isinstance(exc, Transient) and exc.timeout:
+        return FailReason.TIMEOUT
+    return FailReason.API_ERROR
