@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from webhook.config import GitOps, GitOpsHandling
+from webhook.gitops_steps import Target, managed_steps, refusal_steps
 
 ARGOCD_TRACKING_ID = "argocd.argoproj.io/tracking-id"
 FLUX_KUSTOMIZE_NAME = "kustomize.toolkit.fluxcd.io/name"
@@ -257,16 +258,6 @@ def handling_for(owner: Owner, settings: GitOps) -> GitOpsHandling:
     return configured
 
 
-@dataclass(frozen=True)
-class Target:
-    """What the human steps name: the Deployment and the revision to go back to."""
-
-    namespace: str
-    deployment: str
-    to_revision: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-
 def resume_command(namespace: str, deployment: str) -> str:
     return f"rollback-webhook resume {namespace}/{deployment}"
 
@@ -334,58 +325,6 @@ def _pause(owner: Owner, settings: GitOps, *, target: Target, facts: OwnerFacts 
     )
 
 
-# -- human steps -------------------------------------------------------------------------------
-def _undo(target: Target) -> str:
-    to = f" --to-revision={target.to_revision}" if target.to_revision else ""
-    return f"kubectl -n {target.namespace} rollout undo deployment/{target.deployment}{to}"
-
-
-def refusal_steps(owner: Owner, target: Target) -> tuple[str, ...]:
-    """What a person does instead of this service, in order (each tool's own commands)."""
-    fix_git = "revert the bad change in Git (the image or template of the current revision)"
-    if owner.kind == OwnerKind.ARGOCD:
-        app = f"{owner.namespace}/{owner.name}"
-        return (
-            f"argocd app set {app} --sync-policy none",
-            f"argocd app rollback {app} (or {_undo(target)})",
-            fix_git,
-            f"argocd app set {app} --sync-policy automated",
-        )
-    if owner.kind == OwnerKind.FLUX_KUSTOMIZATION:
-        return (
-            f"flux suspend kustomization {owner.name} -n {owner.namespace}",
-            _undo(target),
-            fix_git,
-            f"flux resume kustomization {owner.name} -n {owner.namespace}",
-        )
-    if owner.kind == OwnerKind.FLUX_HELMRELEASE:
-        return (
-            f"flux suspend helmrelease {owner.name} -n {owner.namespace}",
-            f"helm rollback {owner.name} -n {target.namespace} (or {_undo(target)})",
-            fix_git + " (the HelmRelease's chart version or values)",
-            f"flux resume helmrelease {owner.name} -n {owner.namespace}",
-        )
-    release = owner.name if owner.name != "?" else "RELEASE"
-    return (
-        f"helm rollback {release} -n {owner.namespace} (keeps Helm's history true; or "
-        f"{_undo(target)})",
-        "fix the chart or values before the next helm upgrade, which re-applies them",
-    )
-
-
-def managed_steps(owner: Owner, managed_by: str, target: Target) -> tuple[str, ...]:
-    kind, _, parent = managed_by.partition(" ")
-    app = f"{owner.namespace}/{owner.name}"
-    if kind == "ApplicationSet":
-        first = (
-            f"toggling {app}'s automated sync has no effect under {managed_by}: disable it in the "
-            "ApplicationSet's template (or its applicationsSync policy), or revert in Git"
-        )
-    else:
-        first = f"argocd app set {parent} --sync-policy none (the parent re-enables its children)"
-    return (first, *refusal_steps(owner, target))
-
-
 # -- the pause record (what resume undoes) -----------------------------------------------------
 @dataclass(frozen=True)
 class PauseRecord:
@@ -447,4 +386,57 @@ def describe_pause(record: PauseRecord, *, namespace: str, deployment: str) -> s
     return (
         f"paused {record.owner.describe()} ({how}); hand control back once Git is fixed: "
         f"{resume_command(namespace, deployment)}"
+    )
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who owns a Deployment and what this service does or did about it (history, console)."""
+
+    owner: Owner | None
+    handling: GitOpsHandling | None
+    paused: PauseRecord | None
+    namespace: str
+    deployment: str
+
+    def lines(self) -> list[str]:
+        if self.owner is None:
+            return ["owner: none found (no GitOps or Helm markers): rolled back directly"]
+        lines = [
+            f"owner: {self.owner.describe()} ({self.owner.evidence}); "
+            f"handling: {self.handling} (gitops.{self.owner.kind})"
+        ]
+        if self.paused is not None:
+            lines.append(
+                describe_pause(self.paused, namespace=self.namespace, deployment=self.deployment)
+                + f" [since {self.paused.time}, audit {self.paused.audit_id}]"
+            )
+        return lines
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "owner": self.owner.as_dict() if self.owner else None,
+            "handling": str(self.handling) if self.handling else None,
+            "paused": self.paused.as_dict() if self.paused else None,
+            "resume": resume_command(self.namespace, self.deployment) if self.paused else None,
+        }
+
+
+def ownership(deployment: Mapping[str, Any], settings: GitOps) -> Ownership:
+    """The Ownership of a Deployment as read."""
+    meta = deployment["metadata"]
+    annotations = meta.get("annotations") or {}
+    owner = detect_owner(
+        meta.get("labels") or {},
+        annotations,
+        namespace=meta["namespace"],
+        name=meta["name"],
+        settings=settings,
+    )
+    return Ownership(
+        owner=owner,
+        handling=handling_for(owner, settings) if owner else None,
+        paused=pause_record(annotations),
+        namespace=meta["namespace"],
+        deployment=meta["name"],
     )

@@ -26,6 +26,7 @@ from webhook.gitops import (
     handle,
     helmrelease_facts,
     needs_facts,
+    ownership,
     pause_annotations,
     pause_record,
 )
@@ -247,3 +248,26 @@ def test_config_validates_gitops_handling() -> None:
         settings_from_dict({"gitops": {"helm": "pause"}})
     with pytest.raises(ConfigError, match=r"gitops\.argocd: expected one of pause, refuse, ignore"):
         settings_from_dict({"gitops": {"argocd": "suspend"}})
+
+
+def test_ownership_says_owner_handling_pause_and_the_command_back() -> None:
+    record = PauseRecord(KUST, Mechanism.FLUX_RECONCILE_ANNOTATION, None, "t0", "d-9")
+    deployment = {
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "labels": {"kustomize.toolkit.fluxcd.io/name": "apps"},
+            "annotations": pause_annotations(record),
+        }
+    }
+    seen = ownership(deployment, DEFAULTS)
+    assert seen.lines() == [
+        "owner: Flux Kustomization shop/apps (label kustomize.toolkit.fluxcd.io/name); "
+        "handling: pause (gitops.flux_kustomization)",
+        "paused Flux Kustomization flux-system/apps (kustomize.toolkit.fluxcd.io/reconcile: "
+        "disabled on the Deployment); hand control back once Git is fixed: rollback-webhook "
+        "resume shop/web [since t0, audit d-9]",
+    ]
+    assert seen.as_dict()["resume"] == "rollback-webhook resume shop/web"
+    bare = ownership({"metadata": {"name": "web", "namespace": "shop"}}, DEFAULTS)
+    assert bare.as_dict() == {"owner": None, "handling": None, "paused": None, "resume": None}
