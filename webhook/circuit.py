@@ -21,9 +21,9 @@ from datetime import datetime
 
 from webhook import contract
 from webhook.config import Settings
+from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster, KubeError
 from webhook.revisions import last_action_time
-from webhook.scope import deployments_in_scope
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import Any
 from flask import Flask, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from webhook.ask import Overrides
 from webhook.audit import AuditUnavailable
 from webhook.auth import AuthError, Credentials
-from webhook.decide import Overrides
 from webhook.oncall import FilterError, audit_page, decision_detail, parse_filters
 from webhook.replay import OVERRIDE_KEYS, ReplayAsk, ReplayError, find_alert, run_replay
 from webhook.service import Service

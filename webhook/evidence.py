@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from webhook.contract import Health
+from webhook.alerts import Alert
+from webhook.contract import Confirmation, Health
 from webhook.revisions import Obj, Revision, activation_time, equal_ignore_hash
 
 HEALTHY = Health.HEALTHY
@@ -35,6 +36,20 @@ class Case:
     successor: Revision | None  # the next revision by number, None for the newest
     deployment: Obj
     min_healthy_seconds: int
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    """Prometheus' answer when asked whether an alert still holds at decision time."""
+
+    verdict: Confirmation
+    detail: str
+
+
+class Confirmer(Protocol):
+    """Re-evaluates an alert's expression now (webhook.prom implements it)."""
+
+    def __call__(self, alert: Alert) -> ConfirmResult: ...
 
 
 class EvidenceSource(Protocol):

@@ -12,9 +12,9 @@ from typing import Any
 
 from webhook import contract
 from webhook.config import Settings
-from webhook.decide import label_selector, policy_for
 from webhook.evidence import HEALTHY, UNHEALTHY, EvidenceSource, choose_target, judge_revision
 from webhook.kube import Cluster
+from webhook.overrides import policy_for
 from webhook.revisions import (
     Revision,
     activation_time,
@@ -22,6 +22,7 @@ from webhook.revisions import (
     equal_ignore_hash,
     revisions_of,
 )
+from webhook.views import label_selector
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ def build_history(
                 sources=sources,
                 min_healthy_seconds=policy.min_healthy_seconds,
             )
-            verdict = {HEALTHY: "healthy", UNHEALTHY: "bad"}.get(judged, "unproven")
+            verdicts: dict[str, str] = {HEALTHY: "healthy", UNHEALTHY: "bad"}
+            verdict = verdicts.get(judged, "unproven")
         rows[revision.name] = Row(
             number=revision.number,
             replicaset=revision.name,

@@ -17,9 +17,9 @@ from typing import Any
 
 from webhook import contract
 from webhook.alerts import PayloadError, parse_payload
+from webhook.ask import Overrides, Request
 from webhook.audit import AuditStore
 from webhook.contract import SkipReason, Source
-from webhook.decide import Overrides, Request
 from webhook.decision import Decision
 from webhook.service import Service
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 OVERRIDE_KEYS = ("ignore_recent_window", "ignore_cooldown")
 # Skip reasons an override can get past, and the override that does.
-OVERRIDABLE = {
+OVERRIDABLE: dict[str, str] = {
     SkipReason.NO_RECENT_ROLLOUT: "ignore_recent_window",
     SkipReason.COOLDOWN: "ignore_cooldown",
 }

@@ -10,18 +10,22 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from webhook import contract, jsontext
 from webhook.alerts import MAX_COUNT, Alert, Payload, PayloadError, parse_payload
+from webhook.ask import Request
 from webhook.audit import AuditStore
 from webhook.config import Settings
-from webhook.decide import Confirmer, ConfirmResult, Decider, Request
+from webhook.contract import Confirmation
+from webhook.decide import Decider
 from webhook.decision import Decision
 from webhook.evidence import (
     ClusterRuleEvidence,
+    Confirmer,
+    ConfirmResult,
     EvidenceSource,
     PrometheusHistoryEvidence,
     StampEvidence,
@@ -90,7 +94,7 @@ def prometheus_confirmer(prometheus: Any, clock: Callable[[], datetime]) -> Conf
         result = prometheus.confirm(
             generator_url=alert.generator_url, at=clock(), labels=alert.labels
         )
-        return ConfirmResult(verdict=str(result.verdict), detail=str(result.detail))
+        return ConfirmResult(verdict=Confirmation(result.verdict), detail=str(result.detail))
 
     return confirm
 
@@ -183,12 +187,10 @@ class Service:
         """
         decisions: list[Decision] = []
         pending: list[Decision] = []
+        if payload.truncated_alerts:
+            request = replace(request, truncated_alerts=payload.truncated_alerts)
         for alert in payload.alerts:
             decision = self.decider.decide(alert, request)
-            if request.note:
-                decision.detail = f"{request.note} | {decision.detail}"
-            if payload.truncated_alerts:
-                decision.detail += f" (payload truncated {payload.truncated_alerts} alerts)"
             decisions.append(decision)
             if decision.outcome in (contract.ROLLED_BACK, contract.FAILED):
                 self._record([decision])
@@ -196,10 +198,6 @@ class Service:
                 pending.append(decision)
         self._record(pending)
         return decisions
-
-    def record(self, decision: Decision) -> None:
-        """Record a decision made outside a payload (a resume, a revert): audit, metrics, log."""
-        self._record([decision])
 
     def record(self, decision: Decision) -> None:
         """Record a decision made outside a payload (a resume, a revert): audit, metrics, log."""
@@ -222,7 +220,7 @@ class Service:
         self,
         body: str,
         *,
-        source: str = contract.Source.ALERTMANAGER,
+        source: contract.Source = contract.Source.ALERTMANAGER,
         remote: str = "",
         actor: str = "",
     ) -> Received:

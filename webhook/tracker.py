@@ -37,13 +37,13 @@ from webhook import contract
 from webhook.alert_index import AlertIndex, implicates, read_index
 from webhook.audit import AuditStore
 from webhook.config import Settings
-from webhook.decide import policy_for
 from webhook.decision import Decision
 from webhook.evidence import UNHEALTHY, RevisionHealthQuery
 from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
 from webhook.leader import LeaderElector, LeaderLoop, default_identity
 from webhook.optin import opt_in
+from webhook.overrides import policy_for
 from webhook.revisions import (
     Revision,
     activation_time,
