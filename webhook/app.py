@@ -27,6 +27,10 @@ from webhook.service import Service
 log = logging.getLogger(__name__)
 
 
+# app.config key: callables returning None when ready, else why not (one line each).
+READINESS_CHECKS = "ROLLBACK_WEBHOOK_READINESS_CHECKS"
+
+
 def error(
     status: int,
     message: str,
@@ -143,6 +147,10 @@ def create_app(
             service.audit.check_writable()
         except AuditUnavailable as exc:
             problems.append(f"audit: {exc}")
+        # Checks the server adds for what it started (serve: leader election's Lease).
+        for readiness_check in app.config.get(READINESS_CHECKS, ()):
+            if problem := readiness_check():
+                problems.append(problem)
         if problems:
             return error(503, "; ".join(problems))
         return jsonify({"status": "ready"})

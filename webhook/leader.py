@@ -92,6 +92,7 @@ class LeaderElector:
         self._renewed_at: datetime | None = None  # our last successful write as holder
         self._lease: Obj | None = None  # the Lease as our last successful write left it
         self._observed_holder = ""
+        self._trouble = ""  # the last round's failure, logged once until it changes
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -117,8 +118,20 @@ class LeaderElector:
                 return False
             return self.clock() < self._renewed_at + self.renew_deadline
 
+    def _failed(self, message: str) -> bool:
+        """A round that could not reach a verdict: logged when the reason is new (the rounds
+        repeat every retry period; the same line every few seconds buries the log)."""
+        with self._lock:
+            repeated, self._trouble = message == self._trouble, message
+        if not repeated:
+            log.warning(
+                "%s: %s (retrying every %gs)", self.identity, message, self.retry_period_seconds
+            )
+        return False
+
     def _won(self, lease: Obj, now: datetime) -> bool:
         with self._lock:
+            self._trouble = ""
             if self._renewed_at is None:
                 log.info("%s: became leader of Lease %s", self.identity, self.what)
             self._renewed_at = now
@@ -128,6 +141,7 @@ class LeaderElector:
 
     def _lost(self, holder: str) -> bool:
         with self._lock:
+            self._trouble = ""
             if self._renewed_at is not None:
                 log.warning(
                     "%s: no longer leader of Lease %s (holder now %r)",
@@ -153,8 +167,7 @@ class LeaderElector:
         except NotFound:
             return self._create(now)
         except KubeError as exc:
-            log.warning("%s: cannot read Lease %s: %s", self.identity, self.what, exc)
-            return False
+            return self._failed(f"cannot read Lease {self.what}: {exc}")
         spec = lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
         if holder and holder != self.identity and not self._expired(spec, now):
@@ -180,8 +193,7 @@ class LeaderElector:
             )
             return self._lost(holder)
         except KubeError as exc:
-            log.warning("%s: cannot write Lease %s: %s", self.identity, self.what, exc)
-            return False
+            return self._failed(f"cannot write Lease {self.what}: {exc}")
         if not ours:
             log.info(
                 "%s: took over Lease %s from %r",
@@ -223,9 +235,13 @@ class LeaderElector:
         except Conflict:
             # AlreadyExists: another candidate created it between our GET and POST.
             return self._lost("")
+        except NotFound as exc:
+            return self._failed(
+                f"cannot create Lease {self.what}: {exc}: create the namespace "
+                f"(kubectl create namespace {self.namespace}) or set tracker.lease_namespace"
+            )
         except KubeError as exc:
-            log.warning("%s: cannot create Lease %s: %s", self.identity, self.what, exc)
-            return False
+            return self._failed(f"cannot create Lease {self.what}: {exc}")
         return self._won(created, now)
 
     # -- stop ------------------------------------------------------------------------------------
@@ -315,3 +331,41 @@ class LeaderLoop:
                 log.exception("%s round failed", self.task_name)
             elapsed = time.monotonic() - started
             self._stop.wait(max(0.0, self.interval_seconds - elapsed))
+
+
+def lease_problem(
+    cluster: Cluster, *, namespace: str, name: str, clock: Callable[[], datetime]
+) -> str | None:
+    """Why leader election cannot work right now, or None: for /readyz and serve's start.
+
+    Read from the cluster, not from an elector: under gunicorn the elector runs in the master
+    and /readyz is answered by a forked worker, which sees only a stale copy of its state.
+    """
+    what = f"{namespace}/{name}"
+    try:
+        lease = cluster.get_lease(namespace, name)
+    except NotFound:
+        try:
+            cluster.get_namespace(namespace)
+        except NotFound:
+            return (
+                f"leader election: namespace {namespace!r} (tracker.lease_namespace) does not "
+                f"exist: create it with kubectl create namespace {namespace}"
+            )
+        except KubeError:
+            pass  # reading namespaces is not granted: say what is known
+        return f"leader election: no Lease {what} yet (the log says why it was not created)"
+    except KubeError as exc:
+        return f"leader election: cannot read Lease {what}: {exc}"
+    spec = lease.get("spec") or {}
+    renewed = parse_lease_time(spec.get("renewTime"))
+    seconds = spec.get("leaseDurationSeconds")
+    if renewed is not None and isinstance(seconds, int) and seconds > 0:
+        # Three durations: a takeover after a holder's crash needs one, plus a retry period.
+        stale = clock() - renewed
+        if stale > timedelta(seconds=3 * seconds):
+            return (
+                f"leader election: Lease {what} not renewed for {int(stale.total_seconds())}s "
+                f"(holder {spec.get('holderIdentity') or 'none'!r})"
+            )
+    return None

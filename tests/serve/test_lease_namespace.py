@@ -1,0 +1,68 @@
+"""`serve` on a cluster without the Lease namespace: it says so at start (once, with the
+command that fixes it), /readyz answers 503 with that reason, and becomes ready as soon as
+the namespace exists and the tracker takes the Lease."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from lab.pipeline.processes import free_port
+from lab.receiver_harness import Harness
+from sandbox.testing import SandboxHandle
+from tests.serve.test_serve import REPO, Served
+from tests.tracker.support import create_lease_namespace, wait_for
+
+
+def test_missing_lease_namespace_is_reported_and_not_ready(
+    sandbox: SandboxHandle, harness: Harness, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "serve"
+    (workdir / "home").mkdir(parents=True)
+    port = free_port()
+    config = {
+        "audit": {"path": str(workdir / "audit.sqlite")},
+        "auth": {"receiver": {"bearer_token_file": str(tmp_path / "token")}},
+        "kubernetes": {"kubeconfig": str(sandbox.kubeconfig), "timeout_seconds": 5},
+        "server": {"host": "127.0.0.1", "port": port, "threads": 2},
+        "tracker": {"resync_seconds": 1, "lease_duration_seconds": 3},
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"ROLLBACK_WEBHOOK_CONFIG", "KUBECONFIG"}
+    }
+    env.update({"HOME": str(workdir / "home"), "PYTHONPATH": str(REPO)})
+    with (workdir / "stdout").open("wb") as out, (workdir / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webhook", "serve", "--config", str(workdir / "config.yaml")],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    served = Served(process, url=f"http://127.0.0.1:{port}", workdir=workdir)
+    try:
+        wait_for(lambda: served.get("/readyz")[0] == 503, seconds=20, what="/readyz answered")
+        status, _, body = served.get("/readyz")
+        reason = json.loads(body)["error"]
+        assert status == 503
+        assert "namespace 'rollback-webhook' (tracker.lease_namespace) does not exist" in reason
+        assert "kubectl create namespace rollback-webhook" in reason
+        # Several election rounds later (every second): the cause is in the log once.
+        wait_for(lambda: "cannot create Lease" in served.stderr, seconds=10, what="a warning")
+        started_line = [line for line in served.stderr.splitlines() if "ERROR" in line]
+        assert any("until then no replica writes health stamps" in x for x in started_line)
+        create_lease_namespace(sandbox)
+        wait_for(lambda: served.get("/readyz")[0] == 200, seconds=20, what="/readyz ready")
+        assert served.stderr.count("cannot create Lease") == 1, served.stderr
+        assert "became leader" in served.stderr
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
