@@ -12,8 +12,10 @@ from typing import Any
 
 from webhook import contract
 from webhook.config import Settings
+from webhook.contract import SkipReason
 from webhook.evidence import HEALTHY, UNHEALTHY, EvidenceSource, choose_target, judge_revision
-from webhook.kube import Cluster
+from webhook.kube import Cluster, KubeError, Obj
+from webhook.optin import opt_in
 from webhook.overrides import policy_for
 from webhook.revisions import (
     Revision,
@@ -22,6 +24,7 @@ from webhook.revisions import (
     equal_ignore_hash,
     revisions_of,
 )
+from webhook.scope import namespace_refusal
 from webhook.views import label_selector
 
 
@@ -31,7 +34,10 @@ class Row:
     replicaset: str
     images: tuple[str, ...]
     created: datetime
-    active_since: datetime
+    # When it became current: known for the current revision (activation_time) and for one
+    # never re-adopted (its creation); None for an earlier revision re-adopted at some point
+    # and since replaced (the cluster keeps no record of when that was).
+    active_since: datetime | None
     marks: tuple[str, ...]
     evidence: str
     verdict: str  # current | healthy | bad | unproven | same_as_current
@@ -42,7 +48,7 @@ class Row:
             "replicaset": self.replicaset,
             "images": list(self.images),
             "created": self.created.isoformat(),
-            "active_since": self.active_since.isoformat(),
+            "active_since": self.active_since.isoformat() if self.active_since else None,
             "marks": list(self.marks),
             "evidence": self.evidence,
             "verdict": self.verdict,
@@ -76,6 +82,44 @@ def _marks(revision: Revision) -> tuple[str, ...]:
     if revision.readopted:
         marks.append("re-adopted from " + ",".join(str(h) for h in revision.history))
     return tuple(marks)
+
+
+def _active_since(revision: Revision, current: Revision | None, deployment: Obj) -> datetime | None:
+    if current is not None and revision.name == current.name:
+        return activation_time(revision, deployment)
+    # activation_time reads the Deployment's template and last-action: the current revision's
+    # story. An earlier re-adopted revision's own re-adoption time is not recorded anywhere.
+    return None if revision.readopted else revision.created
+
+
+def first_skip(cluster: Cluster, settings: Settings, deployment: Obj) -> tuple[str, str] | None:
+    """The first skip an alert on this Deployment would meet before a revision is even looked
+    at, in the receiver's order (policy.decide): namespace scope, opt-in, paused."""
+    meta = deployment["metadata"]
+    namespace = str(meta["namespace"])
+    refusal = namespace_refusal(namespace, settings.namespaces)
+    if refusal:
+        return SkipReason.NAMESPACE_DENIED, refusal
+
+    def namespace_label() -> str | None:
+        try:
+            labels = cluster.get_namespace(namespace)["metadata"].get("labels") or {}
+        except KubeError:
+            return None  # as the receiver: no namespace label known
+        value = labels.get(contract.ANNOTATION_ENABLED)
+        return str(value) if value is not None else None
+
+    acts, why = opt_in(
+        dict(meta.get("annotations") or {}),
+        namespace_label,
+        namespace=namespace,
+        require_opt_in=settings.require_opt_in,
+    )
+    if not acts:
+        return SkipReason.NOT_OPTED_IN, why
+    if (deployment.get("spec") or {}).get("paused"):
+        return SkipReason.PAUSED, "the Deployment is paused"
+    return None
 
 
 def build_history(
@@ -115,13 +159,17 @@ def build_history(
             replicaset=revision.name,
             images=revision.images,
             created=revision.created,
-            active_since=activation_time(revision, deployment),
+            active_since=_active_since(revision, current, deployment),
             marks=_marks(revision),
             evidence=evidence,
             verdict=verdict,
         )
     pick, note = None, ""
-    if current is None:
+    skipped = first_skip(cluster, settings, deployment)
+    if skipped is not None:
+        reason, why = skipped
+        note = f"a rollback now would be skipped: {reason} ({why})"
+    elif current is None:
         note = "no ReplicaSet runs the Deployment's template yet"
     else:
         choice = choose_target(
@@ -135,10 +183,7 @@ def build_history(
             pick = rows[choice.target.name]
             note = f"a rollback now would pick revision {pick.number} ({pick.replicaset})"
         else:
-            note = "a rollback now would be skipped: no_healthy_revision"
-    annotations = deployment["metadata"].get("annotations") or {}
-    if annotations.get(contract.ANNOTATION_ENABLED) != "true" and settings.require_opt_in:
-        note += f' (Deployment lacks {contract.ANNOTATION_ENABLED}: "true"; namespace may opt in)'
+            note = f"a rollback now would be skipped: {SkipReason.NO_HEALTHY_REVISION}"
     return History(namespace, name, tuple(rows.values()), pick, note)
 
 
@@ -153,7 +198,7 @@ def render_table(history: History) -> str:
                 row.replicaset,
                 ",".join(row.images),
                 row.created.strftime("%Y-%m-%d %H:%M:%S"),
-                row.active_since.strftime("%Y-%m-%d %H:%M:%S"),
+                row.active_since.strftime("%Y-%m-%d %H:%M:%S") if row.active_since else "-",
                 row.verdict + (" [" + "; ".join(row.marks) + "]" if row.marks else ""),
                 row.evidence,
             )
@@ -164,4 +209,6 @@ def render_table(history: History) -> str:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]
         out.append("  ".join([*cells, line[-1]]).rstrip())
     out.append(history.note)
+    if any(row.active_since is None for row in history.rows):
+        out.append("ACTIVE SINCE -: re-adopted once and replaced since; when is not recorded")
     return "\n".join(out)
