@@ -14,6 +14,9 @@ import pytest
 from lab.receiver_harness import Harness
 from sandbox.testing import SandboxHandle
 
+# The suite's own PostgreSQL server (a session fixture) and a fresh database per test.
+from tests.pgserver import postgres_dsn, postgres_server  # noqa: F401
+
 # When set, every sandbox's request record is written there as it stops (one JSON file each,
 # with the test's own token, so the service's requests can be told from the test's): the RBAC
 # test derives the permissions the service uses from the receiver and tracker suites this way.

@@ -93,8 +93,14 @@ class Auth:
 
 @dataclass(frozen=True)
 class Audit:
+    backend: str = "sqlite"  # sqlite | postgresql (webhook/audit)
     path: str = "/var/lib/rollback-webhook/audit.sqlite"
+    # postgresql: a file holding the DSN (a mounted Secret), else $ROLLBACK_WEBHOOK_AUDIT_DSN.
+    dsn_file: str | None = None
     retention_days: int = 90
+    # The reconciler: how often it settles open intents, and how old an intent must be first.
+    reconcile_seconds: Duration = Duration(30)
+    settle_after_seconds: Duration = Duration(120)
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,8 @@ _POSITIVE = {
     "server.threads",
     "server.max_body_bytes",
     "audit.retention_days",
+    "audit.reconcile_seconds",
+    "audit.settle_after_seconds",
     "kubernetes.timeout_seconds",
     "prometheus.timeout_seconds",
     "tracker.resync_seconds",

@@ -11,9 +11,9 @@ from typing import Any
 from flask import Flask
 
 from webhook.app import create_app
-from webhook.audit import AuditStore
+from webhook.audit import open_store
 from webhook.auth import Credentials
-from webhook.config import Settings, as_dict
+from webhook.config import ConfigError, Settings, as_dict
 from webhook.kube import Cluster, api_client_from_settings
 from webhook.service import Service, utc_now
 
@@ -49,7 +49,15 @@ def build_service(
             kubeconfig=settings.kubernetes.kubeconfig, context=settings.kubernetes.context
         )
     cluster = Cluster(api_client, timeout_seconds=settings.kubernetes.timeout_seconds, clock=clock)
-    audit = AuditStore(settings.audit.path)
+    try:
+        audit = open_store(
+            backend=settings.audit.backend,
+            path=settings.audit.path,
+            dsn_file=settings.audit.dsn_file,
+            max_connections=settings.server.threads + 2,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     if prometheus is None:
         prometheus = build_prometheus(settings, clock)
     return Service(

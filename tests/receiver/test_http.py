@@ -170,8 +170,9 @@ def test_kubernetes_api_refusing_connections_is_503(harness: Harness) -> None:
 
 
 def test_audit_store_down_is_503(harness: Harness, rs: list[str], tmp_path: Any) -> None:
-    harness.service.audit.path = str(tmp_path / "missing-dir" / "x" / "audit.sqlite")
-    harness.service.audit._local.db = None
+    (tmp_path / "not-a-dir").write_text("")  # the audit's directory cannot be made
+    harness.service.audit.close()
+    harness.service.audit.path = str(tmp_path / "not-a-dir" / "x" / "audit.sqlite")  # type: ignore[attr-defined]
     response = harness.post(harness.payload(harness.alert(namespace="shop", deployment="web")))
     assert response.status_code == 503
     assert "audit store unavailable" in response.get_json()["error"]

@@ -18,7 +18,7 @@ import yaml
 
 from lab.receiver_harness import SERVICE_TOKEN, Harness, hours, minutes
 from sandbox.testing import SandboxHandle
-from webhook.audit import AuditStore
+from webhook.audit import SqliteStore
 from webhook.config import settings_from_dict
 from webhook.decision import Decision, new_id
 from webhook.runtime import build_service
@@ -132,7 +132,7 @@ def test_each_decision_is_one_json_line_on_stdout(
     assert (resolved["outcome"], resolved["reason"]) == ("skipped", "resolved")
     assert (unknown["outcome"], unknown["reason"]) == ("skipped", "unknown_trigger")
     # The line and the durable record say the same thing about the same decision.
-    audit = AuditStore(tmp_path / "audit.sqlite")
+    audit = SqliteStore(tmp_path / "audit.sqlite")
     for record in records:
         row = audit.get(record["id"])
         assert row is not None, record["id"]
@@ -168,7 +168,7 @@ def test_audit_database_is_in_wal_mode(harness: Harness) -> None:
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def stored(audit: AuditStore, *, age: timedelta, name: str) -> tuple[str, str]:
+def stored(audit: SqliteStore, *, age: timedelta, name: str) -> tuple[str, str]:
     """A payload and its decision, both `age` old; returns (payload id, decision id)."""
     when = NOW - age
     payload_id = audit.store_payload(
@@ -194,7 +194,7 @@ def stored(audit: AuditStore, *, age: timedelta, name: str) -> tuple[str, str]:
 def test_prune_removes_decisions_and_payloads_past_retention_and_keeps_recent(
     tmp_path: Path,
 ) -> None:
-    audit = AuditStore(tmp_path / "audit.sqlite")
+    audit = SqliteStore(tmp_path / "audit.sqlite")
     old = stored(audit, age=timedelta(days=91), name="old")
     older = stored(audit, age=timedelta(days=400), name="older")
     recent = stored(audit, age=timedelta(days=89), name="recent")
@@ -215,7 +215,7 @@ def test_prune_removes_decisions_and_payloads_past_retention_and_keeps_recent(
 
 
 def test_prune_follows_the_configured_days(tmp_path: Path) -> None:
-    audit = AuditStore(tmp_path / "audit.sqlite")
+    audit = SqliteStore(tmp_path / "audit.sqlite")
     week = stored(audit, age=timedelta(days=8), name="week")
     day = stored(audit, age=timedelta(hours=20), name="day")
     assert audit.prune(retention_days=30, now=NOW) == 0
@@ -225,8 +225,8 @@ def test_prune_follows_the_configured_days(tmp_path: Path) -> None:
 
 def test_pruned_rows_are_gone_for_another_store_on_the_same_file(tmp_path: Path) -> None:
     # Replicas (gunicorn workers) share the file: a prune by one is seen by another's store.
-    writer = AuditStore(tmp_path / "audit.sqlite")
-    reader = AuditStore(tmp_path / "audit.sqlite")
+    writer = SqliteStore(tmp_path / "audit.sqlite")
+    reader = SqliteStore(tmp_path / "audit.sqlite")
     old = stored(writer, age=timedelta(days=100), name="old")
     assert reader.get(old[1]) is not None
     writer.prune(retention_days=90, now=NOW)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from webhook.audit import AuditStore
+from webhook.audit import SqliteStore
 from webhook.decision import Decision, new_id
 
 
 @pytest.mark.parametrize("count", [1, 3, 41, 100])
 def test_record_many_keeps_every_decision(tmp_path: Path, count: int) -> None:
-    audit = AuditStore(tmp_path / "audit.sqlite")
+    audit = SqliteStore(tmp_path / "audit.sqlite")
     start = datetime(2026, 11, 1, tzinfo=UTC)
     decisions = [
         Decision(

@@ -1,0 +1,107 @@
+"""An audit written before schema versions existed (the code of commit 208a7dd, dumped in
+fixtures/v1-audit.sql by fixtures/make_v1_audit.py) opens with today's code: upgraded in place,
+every old row kept and readable, the same columns as a store created fresh."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from lab.postgres import PostgresServer
+from webhook.audit import AuditStore, SqliteStore
+from webhook.audit.postgresql import PostgresStore
+from webhook.audit.rows import DecisionRow, IntentRow, PayloadRow, column_names
+from webhook.audit.schema import SCHEMA_VERSION
+
+V1 = (Path(__file__).parent / "fixtures" / "v1-audit.sql").read_text()
+ROLLED_BACK = "d-20261120T090000000-0000v1aa"
+
+
+def v1_sqlite(path: Path) -> SqliteStore:
+    db = sqlite3.connect(path)
+    db.executescript(V1)
+    db.close()
+    return SqliteStore(path)
+
+
+def v1_postgresql(server: PostgresServer) -> PostgresStore:
+    dsn = server.create_database("v1")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(V1)  # the dump is plain SQL both stores accept
+    return PostgresStore(dsn)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def old_store(request: pytest.FixtureRequest, tmp_path: Path) -> AuditStore:
+    if request.param == "sqlite":
+        return v1_sqlite(tmp_path / "audit.sqlite")
+    return v1_postgresql(request.getfixturevalue("postgres_server"))
+
+
+def columns_of(store: AuditStore, table: str) -> set[str]:
+    with store._reader() as db:
+        return store._columns_of(db, table)
+
+
+def test_an_old_audit_is_upgraded_on_first_use_and_keeps_every_row(old_store: AuditStore) -> None:
+    assert old_store.prepare() == 1
+    assert old_store.schema_version() == SCHEMA_VERSION
+    row = old_store.get(ROLLED_BACK)
+    assert row is not None
+    assert row["outcome"] == "rolled_back" and row["from_replicaset"] == "web-2"
+    assert row["labels"] == {"alertname": "RollbackRestartRate", "namespace": "shop"}
+    assert row["settled_by"] == ""  # the new column, with its default
+    assert [r["id"] for r in old_store.replays_of(ROLLED_BACK)] == ["d-20261120T090200000-0000v1cc"]
+    assert {p.body for p in old_store.payloads()} == {'{"version": "4", "alerts": []}', "not json"}
+    # and it takes today's writes: a payload, the gate, intents
+    old_store.store_payload("{}", received_at=datetime.now(UTC), source="alertmanager")
+    assert old_store.open_intents() == []
+    old_store.check_ready()
+    old_store.close()
+
+
+def test_an_upgraded_audit_has_the_columns_of_a_fresh_one(
+    old_store: AuditStore, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    old_store.prepare()
+    if isinstance(old_store, SqliteStore):
+        fresh: AuditStore = SqliteStore(tmp_path / "fresh.sqlite")
+    else:
+        fresh = PostgresStore(request.getfixturevalue("postgres_server").create_database())
+    fresh.prepare()
+    for row in (PayloadRow, DecisionRow, IntentRow):
+        assert (
+            columns_of(old_store, row.TABLE)
+            == columns_of(fresh, row.TABLE)
+            == set(column_names(row))
+        )
+    old_store.close()
+    fresh.close()
+
+
+def test_two_processes_opening_an_old_audit_at_once_upgrade_it_once(
+    old_store: AuditStore,
+) -> None:
+    clones = [
+        SqliteStore(old_store.path)
+        if isinstance(old_store, SqliteStore)
+        else PostgresStore(old_store.dsn)  # type: ignore[attr-defined]
+        for _ in range(4)
+    ]
+    found: list[int] = []
+    threads = [threading.Thread(target=lambda s=s: found.append(s.prepare())) for s in clones]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(found) == [1, SCHEMA_VERSION, SCHEMA_VERSION, SCHEMA_VERSION]
+    with clones[0]._reader() as db:
+        versions = [r["version"] for r in db.query("SELECT version FROM schema_version ORDER BY 1")]
+    assert versions == [1, *range(2, SCHEMA_VERSION + 1)]
+    for clone in clones:
+        clone.close()
