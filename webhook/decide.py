@@ -30,6 +30,7 @@ from webhook.effects import Effects
 from webhook.evidence import Confirmer, ConfirmResult, EvidenceSource
 from webhook.gate import Claim, Gate, InProcessGate, Kept
 from webhook.gather import ClusterFacts, GitOpsCheck
+from webhook.gitops import describe_pause, would_pause
 from webhook.kube import Cluster, Conflict, Forbidden, KubeError, Transient
 from webhook.policy import AlertedMark, Found, GateState, Redecide, Result, Skip, decide
 from webhook.views import DeploymentView
@@ -113,6 +114,8 @@ class Decider:
             self.effects.announce(
                 involved, outcome=concluded.outcome, detail=concluded.detail, suffix=suffix
             )
+            if concluded.reason == SkipReason.GITOPS_MANAGED:
+                self.effects.refused(involved, f"{concluded.detail} {suffix}")
         labels = alert.labels
         return Decision(
             id=decision_id,
@@ -236,25 +239,44 @@ class Decider:
         notes = "; " + "; ".join(found.notes) if found.notes else ""
         if plan.dry_run:
             reservation.commit()
-            detail = "would roll back " + plan.summary + notes
+            pausing = plan.gitops.pause if plan.gitops else None
+            detail = (
+                "would roll back "
+                + plan.summary
+                + would_pause(pausing, namespace=namespace, deployment=deployment)
+                + notes
+            )
             return _Concluded(Outcome.DRY_RUN, None, detail, found)
         trigger, alertname = _trigger(facts.alert), facts.alert.alertname
+        paused = None
         try:
-            self.effects.write(plan, decision_id=decision_id, trigger=trigger, alertname=alertname)
+            # A GitOps owner is paused first, so it cannot undo the rollback in between.
+            paused = self.effects.pause(plan, decision_id=decision_id)
+            self.effects.write(
+                plan, decision_id=decision_id, trigger=trigger, alertname=alertname, paused=paused
+            )
         except Conflict:
+            self.effects.unpause(paused)
             reservation.release()
             return Redecide("409 Conflict on the rollback write", found=found)
         except KubeError as exc:
+            self.effects.unpause(paused)
             reservation.release()
             return replace(_failure(exc, found), alerted=admitted.alerted)
         except BaseException:
+            self.effects.unpause(paused)
             reservation.release()
             raise
         reservation.commit()
         mark_note = self.effects.mark_bad(
             plan, decision_id=decision_id, trigger=trigger, alertname=alertname
         )
-        detail = "rolled back " + plan.summary + mark_note + notes
+        pause_note = (
+            "; " + describe_pause(paused, namespace=namespace, deployment=deployment)
+            if paused
+            else ""
+        )
+        detail = "rolled back " + plan.summary + mark_note + pause_note + notes
         return _Concluded(Outcome.ROLLED_BACK, None, detail, found, admitted.alerted)
 
 

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 from webhook import contract
 from webhook.contract import EventReason, Outcome
+from webhook.gitops import PauseRecord, pause_annotations
+from webhook.gitops_pause import pause_owner, unpause_owner
 from webhook.kube import Cluster, KubeError
 from webhook.policy import AlertedMark, Plan
 from webhook.revisions import format_k8s_time, rollback_body
@@ -37,8 +39,43 @@ class Effects:
         self.cluster = cluster
         self.clock = clock
 
-    def write(self, plan: Plan, *, decision_id: str, trigger: str, alertname: str) -> Obj:
-        """PUT the rolled-back Deployment, conditional on the resourceVersion read (Conflict)."""
+    def pause(self, plan: Plan, *, decision_id: str) -> PauseRecord | None:
+        """Pause the plan's GitOps owner before the write (KubeError raised: nothing written).
+
+        The Flux annotation has no write of its own: its record rides in the rollback's write.
+        """
+        fact = plan.gitops
+        if fact is None or fact.pause is None:
+            return None
+        return pause_owner(
+            self.cluster, fact.pause, fact.pause_facts, clock=self.clock, audit_id=decision_id
+        )
+
+    def unpause(self, record: PauseRecord | None) -> None:
+        """Undo a pause whose rollback write failed (best effort, logged)."""
+        if record is None:
+            return
+        try:
+            unpause_owner(self.cluster, record)
+        except KubeError as exc:
+            log.error("could not undo the pause of %s: %s", record.owner.describe(), exc)
+
+    def refused(self, involved: ObjectRef, message: str) -> None:
+        """Tell humans why a GitOps-owned Deployment was left alone, and the steps instead."""
+        self._event(involved, EventReason.GITOPS_REFUSED, message, warning=True)
+
+    def write(
+        self,
+        plan: Plan,
+        *,
+        decision_id: str,
+        trigger: str,
+        alertname: str,
+        paused: PauseRecord | None = None,
+    ) -> Obj:
+        """PUT the rolled-back Deployment, conditional on the resourceVersion read (Conflict).
+
+        With `paused`, the pause's record (and the Flux annotation) go in this same write."""
         current, target = plan.current, plan.target
         cause = (
             f"rollback-webhook: rolled back from revision {current.number} to {target.number} "
@@ -62,6 +99,7 @@ class Effects:
             target,
             service_annotations={
                 **plan.annotations,
+                **(pause_annotations(paused) if paused is not None else {}),
                 contract.ANNOTATION_CHANGE_CAUSE: cause,
                 contract.ANNOTATION_LAST_ACTION: last_action,
             },

@@ -440,3 +440,13 @@ def ownership(deployment: Mapping[str, Any], settings: GitOps) -> Ownership:
         namespace=meta["namespace"],
         deployment=meta["name"],
     )
+
+
+def would_pause(pause: Pause | None, *, namespace: str, deployment: str) -> str:
+    """What a dry run says it would pause ('' when nothing): appended to its detail."""
+    if pause is None:
+        return ""
+    return (
+        f"; would pause {pause.owner.describe()} ({pause.detail}) so the rollback stays; "
+        f"control handed back later with: {resume_command(namespace, deployment)}"
+    )

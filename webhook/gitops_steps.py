@@ -25,8 +25,11 @@ class Target:
 
 # -- human steps -------------------------------------------------------------------------------
 def _undo(target: Target) -> str:
-    to = f" --to-revision={target.to_revision}" if target.to_revision else ""
-    return f"kubectl -n {target.namespace} rollout undo deployment/{target.deployment}{to}"
+    base = f"kubectl -n {target.namespace} rollout undo deployment/{target.deployment}"
+    if target.to_revision:
+        return f"{base} --to-revision={target.to_revision}"
+    pick = f"rollback-webhook history {target.namespace}/{target.deployment}"
+    return f"{base} --to-revision=N (N: the revision `{pick}` picks)"
 
 
 def refusal_steps(owner: Owner, target: Target) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from webhook import contract
 from webhook.config import Settings
 from webhook.contract import SkipReason
 from webhook.evidence import HEALTHY, UNHEALTHY, EvidenceSource, choose_target, judge_revision
+from webhook.gitops import Ownership, ownership
 from webhook.kube import Cluster, KubeError, Obj
 from webhook.optin import opt_in
 from webhook.overrides import policy_for
@@ -62,6 +63,8 @@ class History:
     rows: tuple[Row, ...]
     pick: Row | None
     note: str
+    # Who owns the Deployment (GitOps, Helm) and what this service paused (webhook.gitops).
+    ownership: Ownership | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +73,7 @@ class History:
             "revisions": [r.as_dict() for r in self.rows],
             "rollback_target": self.pick.as_dict() if self.pick else None,
             "note": self.note,
+            "gitops": self.ownership.as_dict() if self.ownership else None,
         }
 
 
@@ -184,7 +188,14 @@ def build_history(
             note = f"a rollback now would pick revision {pick.number} ({pick.replicaset})"
         else:
             note = f"a rollback now would be skipped: {SkipReason.NO_HEALTHY_REVISION}"
-    return History(namespace, name, tuple(rows.values()), pick, note)
+    return History(
+        namespace,
+        name,
+        tuple(rows.values()),
+        pick,
+        note,
+        ownership=ownership(deployment, settings.gitops),
+    )
 
 
 def render_table(history: History) -> str:
@@ -209,6 +220,8 @@ def render_table(history: History) -> str:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]
         out.append("  ".join([*cells, line[-1]]).rstrip())
     out.append(history.note)
+    if history.ownership is not None:
+        out.extend(history.ownership.lines())
     if any(row.active_since is None for row in history.rows):
         out.append("ACTIVE SINCE -: re-adopted once and replaced since; when is not recorded")
     return "\n".join(out)

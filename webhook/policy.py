@@ -25,6 +25,7 @@ from webhook.ask import Request
 from webhook.config import Settings
 from webhook.contract import AlertStatus, Confirmation, SkipReason, Source
 from webhook.evidence import ConfirmResult, TargetChoice
+from webhook.gitops import OwnerFacts, Pause
 from webhook.optin import opt_in
 from webhook.overrides import policy_for
 from webhook.revisions import (
@@ -36,6 +37,7 @@ from webhook.revisions import (
     revisions_of,
 )
 from webhook.scope import namespace_refusal
+from webhook.stayput import revert_note
 from webhook.views import DeploymentView, Obj, ObjectRef
 
 WORKLOAD_LABELS = (contract.LABEL_DEPLOYMENT, contract.LABEL_REPLICASET, contract.LABEL_POD)
@@ -67,6 +69,9 @@ class GitOpsFact:
     refuse: str = ""  # non-empty: skip gitops_managed with this detail
     annotations: Mapping[str, str] = field(default_factory=dict)  # added to the rollback write
     note: str = ""  # appended to the decision's detail
+    # Pause the owner before the rollback's write (the effects do it; webhook.gitops_pause).
+    pause: Pause | None = None
+    pause_facts: OwnerFacts | None = None  # the owner object as read, for its conditional write
 
 
 class Facts(Protocol):
@@ -145,6 +150,7 @@ class Plan:
     dry_run: bool
     counts_dry_run: bool  # a dry run from Alertmanager previews the breaker and duplicates
     annotations: Mapping[str, str] = field(default_factory=dict)  # extra, in the same write
+    gitops: GitOpsFact | None = None  # a pause to carry out before the write
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -283,6 +289,15 @@ def decide(facts: Facts) -> Result:
             f"revision {implicated.number} became current at {activated.isoformat()}, more "
             f"than {policy.recent_rollout_window}s before the alert started",
         )
+    reverted = revert_note(raw, implicated)
+    if reverted and not overrides.ignore_cooldown:
+        # Someone (GitOps self-heal, a person) made the revision rolled back from current
+        # again: rolling back again would start a loop. Held until a human acts.
+        return skip(
+            SkipReason.COOLDOWN,
+            f"{reverted}; held as cooldown until a human acts (fix the source, or replay with "
+            "ignore_cooldown)",
+        )
     acted = last_action_time(raw) if action else None
     if acted and not overrides.ignore_cooldown:
         if facts.now - acted < timedelta(seconds=policy.cooldown):
@@ -345,6 +360,7 @@ def decide(facts: Facts) -> Result:
         dry_run=facts.dry_run,
         counts_dry_run=facts.dry_run and facts.request.source == Source.ALERTMANAGER,
         annotations=dict(gitops.annotations) if gitops is not None else {},
+        gitops=gitops if gitops is not None and gitops.pause is not None else None,
     )
     return Act(plan, _noted(found, notes), alerted)
 

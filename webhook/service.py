@@ -30,6 +30,7 @@ from webhook.evidence import (
     PrometheusHistoryEvidence,
     StampEvidence,
 )
+from webhook.gitops_check import gitops_check
 from webhook.kube import Cluster
 from webhook.metrics import Metrics
 
@@ -129,6 +130,7 @@ class Service:
             evidence=evidence if evidence is not None else evidence_sources(prometheus),
             clock=clock,
             confirmer=confirmer,
+            gitops=gitops_check(cluster),
         )
         self._log = decision_logger()
         self._pruned_at: datetime | None = None

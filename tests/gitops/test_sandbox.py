@@ -1,0 +1,162 @@
+"""On the sandbox (no CRDs there): GitOps-owned Deployments as the defaults handle them.
+
+A Flux-Kustomization-owned Deployment is rolled back with `kustomize.toolkit.fluxcd.io/reconcile:
+disabled` in the rollback's own write; an Argo CD-tracked one is refused (the default) with the
+steps in an Event; both show their owner in `history`. Then the stay-put watch: the template put
+back to the bad revision is reported once and never rolled back again.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from lab.receiver_harness import SERVICE_TOKEN, Harness, hours, minutes
+from tests.gitops.support import ARGOCD_TRACKED, FLUX_KUSTOMIZATION, deploy_owned, events, manifest
+from webhook.gitops import FLUX_RECONCILE, pause_record
+from webhook.history import build_history
+from webhook.service import evidence_sources
+from webhook.stayput import ANNOTATION_REVERTED_AT
+from webhook.tracker import HealthTracker
+
+WRITES = {"create", "update", "patch", "delete"}
+
+
+def service_writes(harness: Harness, resource: str) -> list[dict]:
+    return [
+        r
+        for r in harness.sandbox.server.record.entries()
+        if r["token"] == SERVICE_TOKEN and r["verb"] in WRITES and r["resource"] == resource
+    ]
+
+
+def alert_for(harness: Harness, replicaset: str, started_ago: timedelta = minutes(1)) -> dict:
+    [decision] = harness.post_alerts(
+        harness.alert(
+            namespace="shop", deployment="web", replicaset=replicaset, started_ago=started_ago
+        )
+    )
+    return decision
+
+
+def history_of(harness: Harness) -> dict:
+    return build_history(
+        cluster=harness.service.cluster,
+        settings=harness.settings,
+        namespace="shop",
+        name="web",
+        sources=evidence_sources(None),
+    ).as_dict()
+
+
+def test_flux_owned_deployment_is_rolled_back_with_reconcile_disabled_in_the_same_write(
+    harness: Harness,
+) -> None:
+    _, v2 = deploy_owned(
+        harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION
+    )
+
+    decision = alert_for(harness, v2)
+
+    assert decision["outcome"] == "rolled_back", decision
+    deployment = harness.deployment("shop", "web")
+    annotations = deployment["metadata"]["annotations"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "web:1"
+    assert annotations[FLUX_RECONCILE] == "disabled"
+    record = pause_record(annotations)
+    assert record is not None and record.owner.describe() == "Flux Kustomization flux-system/apps"
+    assert record.audit_id == decision["id"]
+    # One write of the Deployment, the rollback's PUT: the annotation rode in it.
+    assert [w["verb"] for w in service_writes(harness, "deployments")] == ["update"]
+    assert (
+        "paused Flux Kustomization flux-system/apps (kustomize.toolkit.fluxcd.io/reconcile: "
+        "disabled on the Deployment); hand control back once Git is fixed: rollback-webhook "
+        "resume shop/web" in decision["detail"]
+    )
+    [event] = events(harness, "AutoRollback")
+    assert "rollback-webhook resume shop/web" in event["message"]
+    shown = history_of(harness)
+    assert shown["gitops"]["owner"]["kind"] == "flux_kustomization"
+    assert shown["gitops"]["resume"] == "rollback-webhook resume shop/web"
+
+
+def test_dry_run_says_what_it_would_pause(make_harness) -> None:  # type: ignore[no-untyped-def]
+    harness = make_harness(dry_run=True)
+    _, v2 = deploy_owned(
+        harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION
+    )
+    decision = alert_for(harness, v2)
+    assert decision["outcome"] == "dry_run"
+    assert "would pause Flux Kustomization flux-system/apps" in decision["detail"]
+    assert service_writes(harness, "deployments") == []
+
+
+def test_argocd_tracked_deployment_is_refused_by_default_with_the_steps(harness: Harness) -> None:
+    _, v2 = deploy_owned(
+        harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], ARGOCD_TRACKED
+    )
+    before = harness.deployment("shop", "web")
+
+    decision = alert_for(harness, v2)
+
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "gitops_managed")
+    assert "Argo CD Application argocd/shop-app manages this Deployment" in decision["detail"]
+    after = harness.deployment("shop", "web")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert service_writes(harness, "deployments") == []
+    [event] = events(harness, "AutoRollbackRefused")
+    assert event["type"] == "Warning"
+    assert "(1) argocd app set argocd/shop-app --sync-policy none" in event["message"]
+    assert "(4) argocd app set argocd/shop-app --sync-policy automated" in event["message"]
+    assert decision["id"] in event["message"]
+    shown = history_of(harness)
+    assert shown["gitops"]["owner"]["name"] == "shop-app"
+    assert shown["gitops"]["handling"] == "refuse"
+    assert harness.audit_row(decision["id"])["reason"] == "gitops_managed"
+
+
+def test_a_revert_to_the_bad_revision_is_reported_once_and_never_rolled_back_again(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    harness = make_harness(cooldown="1s")
+    _, v2 = deploy_owned(
+        harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION
+    )
+    rolled = alert_for(harness, v2)
+    assert rolled["outcome"] == "rolled_back"
+    tracker = HealthTracker(
+        harness.service.cluster,
+        harness.settings,
+        harness.service.audit,
+        harness.service.clock,
+        record=harness.service.record,
+    )
+    tracker.resync_once()
+    assert events(harness, "AutoRollbackReverted") == []  # rolled back, not reverted
+
+    # Someone re-applies Git's (bad) template, as self-heal would once unpaused.
+    harness.sandbox.controls.apply(manifest("web", "web:2", FLUX_KUSTOMIZATION))
+    assert (
+        harness.deployment("shop", "web")["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "web:2"
+    )
+    tracker.resync_once()
+    tracker.resync_once()  # a second round reports nothing more
+
+    [event] = events(harness, "AutoRollbackReverted")
+    assert event["type"] == "Warning"
+    assert f"rolled back from by audit {rolled['id']}" in event["message"]
+    assert "reverted by Flux Kustomization flux-system/apps" in event["message"]
+    [record] = harness.service.audit.query(namespace="shop", outcome="reverted", limit=5)
+    assert record["source"] == "watch" and record["from_replicaset"] == v2
+    marks = harness.replicasets("shop", "web")[1]["metadata"]["annotations"]
+    assert ANNOTATION_REVERTED_AT in marks
+    metrics = harness.client.get("/metrics").get_data(as_text=True)
+    assert 'outcome="reverted"' in metrics and 'source="watch"' in metrics
+
+    time.sleep(2)  # past the 1s cooldown of the first rollback
+    # A new alert for the reverted revision, started after it came back.
+    again = alert_for(harness, v2, started_ago=timedelta(seconds=0.5))
+    assert (again["outcome"], again["reason"]) == ("skipped", "cooldown")
+    assert "has been reverted to since (AutoRollbackReverted)" in again["detail"]
+    assert [w["verb"] for w in service_writes(harness, "deployments")] == ["update"]
