@@ -154,6 +154,17 @@ class GitOps:
 
 
 @dataclass(frozen=True)
+class ClusterScope:
+    """Which cluster this receiver serves, for one Alertmanager shared by several clusters:
+    an alert whose `label` label names another cluster than `name` is skipped (wrong_cluster);
+    with `require_label`, so is an alert without that label."""
+
+    name: str | None = None
+    label: str = "cluster"
+    require_label: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration. `Settings()` is the documented default."""
 
@@ -166,6 +177,9 @@ class Settings:
     max_rollbacks: int = 5
     circuit_window: Duration = Duration(3600)
     max_conflict_retries: int = 3
+    # How far an alert's startsAt may lie ahead of this clock (alert_from_future beyond it).
+    max_clock_skew: Duration = Duration(300)
+    cluster: ClusterScope = field(default_factory=ClusterScope)
     server: Server = field(default_factory=Server)
     auth: Auth = field(default_factory=Auth)
     audit: Audit = field(default_factory=Audit)
@@ -207,6 +221,8 @@ _BOOLEAN_WORDS = {
 
 # A Kubernetes namespace name (RFC 1123 label): the Lease lives there.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A Prometheus label name: what cluster.label names.
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def _convert(value: Any, hint: Any, *, key: str, problems: list[str]) -> Any:
@@ -336,6 +352,15 @@ def _form_problems(settings: Settings) -> list[str]:
         problems.append(
             f"tracker.lease_namespace: {settings.tracker.lease_namespace!r} is not a valid "
             "namespace name (lowercase letters, digits and '-')"
+        )
+    if not _LABEL_NAME.match(settings.cluster.label):
+        problems.append(
+            f"cluster.label: {settings.cluster.label!r} is not a Prometheus label name "
+            "(letters, digits and '_', not starting with a digit)"
+        )
+    if settings.cluster.require_label and settings.cluster.name is None:
+        problems.append(
+            "cluster.require_label: true needs cluster.name (the value the label must have)"
         )
     if settings.gitops.helm == GitOpsHandling.PAUSE:
         problems.append(

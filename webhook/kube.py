@@ -25,6 +25,7 @@ import urllib3.exceptions
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from webhook import names
 from webhook.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,26 @@ class Conflict(KubeError):
 
 class Invalid(KubeError):
     """400 or 422: the API server refused the object."""
+
+
+class InvalidName(Invalid):
+    """A name that is not a Kubernetes name: refused before any request is built from it."""
+
+
+def _ns(namespace: str) -> str:
+    """A namespace for an API path; InvalidName unless it is a DNS-1123 label."""
+    problem = names.dns1123_label_problem(namespace)
+    if problem:
+        raise InvalidName(f"refused to build an API path from namespace {namespace!r}: {problem}")
+    return quote(namespace, safe="")
+
+
+def _name(name: str) -> str:
+    """An object name for an API path; InvalidName unless it is a DNS-1123 subdomain."""
+    problem = names.dns1123_subdomain_problem(name)
+    if problem:
+        raise InvalidName(f"refused to build an API path from name {name!r}: {problem}")
+    return quote(name, safe="")
 
 
 class Transient(KubeError):
@@ -223,11 +244,11 @@ class Cluster:
 
     # -- reads -----------------------------------------------------------------------------
     def get_deployment(self, namespace: str, name: str) -> Obj:
-        return self._call("GET", f"{APPS}/namespaces/{quote(namespace)}/deployments/{quote(name)}")
+        return self._call("GET", f"{APPS}/namespaces/{_ns(namespace)}/deployments/{_name(name)}")
 
     def list_deployments(self, namespace: str | None = None) -> list[Obj]:
         path = (
-            f"{APPS}/namespaces/{quote(namespace)}/deployments"
+            f"{APPS}/namespaces/{_ns(namespace)}/deployments"
             if namespace
             else (f"{APPS}/deployments")
         )
@@ -235,21 +256,21 @@ class Cluster:
         return items
 
     def get_replicaset(self, namespace: str, name: str) -> Obj:
-        return self._call("GET", f"{APPS}/namespaces/{quote(namespace)}/replicasets/{quote(name)}")
+        return self._call("GET", f"{APPS}/namespaces/{_ns(namespace)}/replicasets/{_name(name)}")
 
     def list_replicasets(self, namespace: str, *, label_selector: str) -> list[Obj]:
         """ReplicaSets matching a selector: kubectl lists by the Deployment's selector."""
-        path = f"{APPS}/namespaces/{quote(namespace)}/replicasets"
+        path = f"{APPS}/namespaces/{_ns(namespace)}/replicasets"
         items: list[Obj] = self._call("GET", path, query=[("labelSelector", label_selector)]).get(
             "items", []
         )
         return items
 
     def get_pod(self, namespace: str, name: str) -> Obj:
-        return self._call("GET", f"{CORE}/namespaces/{quote(namespace)}/pods/{quote(name)}")
+        return self._call("GET", f"{CORE}/namespaces/{_ns(namespace)}/pods/{_name(name)}")
 
     def get_namespace(self, name: str) -> Obj:
-        return self._call("GET", f"{CORE}/namespaces/{quote(name)}")
+        return self._call("GET", f"{CORE}/namespaces/{_ns(name)}")
 
     def version(self) -> Obj:
         """GET /version: the cheapest reachability probe (readiness)."""
@@ -261,7 +282,7 @@ class Cluster:
         meta = deployment["metadata"]
         if not meta.get("resourceVersion"):
             raise ValueError("replace_deployment needs metadata.resourceVersion (conditional)")
-        path = f"{APPS}/namespaces/{quote(meta['namespace'])}/deployments/{quote(meta['name'])}"
+        path = f"{APPS}/namespaces/{_ns(meta['namespace'])}/deployments/{_name(meta['name'])}"
         return self._call("PUT", path, body=deployment)
 
     def annotate_replicaset(
@@ -279,7 +300,7 @@ class Cluster:
         precondition (one would only fail each time the Deployment controller rescales the
         ReplicaSet); the health tracker's stamp, a verdict on what it read, carries one.
         """
-        path = f"{APPS}/namespaces/{quote(namespace)}/replicasets/{quote(name)}"
+        path = f"{APPS}/namespaces/{_ns(namespace)}/replicasets/{_name(name)}"
         metadata: dict[str, Any] = {"annotations": annotations}
         if resource_version is not None:
             metadata["resourceVersion"] = resource_version
@@ -323,24 +344,24 @@ class Cluster:
             "count": 1,
         }
         return self._call(
-            "POST", f"{CORE}/namespaces/{quote(meta['namespace'])}/events", body=event
+            "POST", f"{CORE}/namespaces/{_ns(meta['namespace'])}/events", body=event
         )
 
     # -- leases (leader election) -----------------------------------------------------------
     def get_lease(self, namespace: str, name: str) -> Obj:
         return self._call(
-            "GET", f"{COORDINATION}/namespaces/{quote(namespace)}/leases/{quote(name)}"
+            "GET", f"{COORDINATION}/namespaces/{_ns(namespace)}/leases/{_name(name)}"
         )
 
     def create_lease(self, lease: Obj) -> Obj:
         namespace = lease["metadata"]["namespace"]
         return self._call(
-            "POST", f"{COORDINATION}/namespaces/{quote(namespace)}/leases", body=lease
+            "POST", f"{COORDINATION}/namespaces/{_ns(namespace)}/leases", body=lease
         )
 
     def replace_lease(self, lease: Obj) -> Obj:
         meta = lease["metadata"]
-        path = f"{COORDINATION}/namespaces/{quote(meta['namespace'])}/leases/{quote(meta['name'])}"
+        path = f"{COORDINATION}/namespaces/{_ns(meta['namespace'])}/leases/{_name(meta['name'])}"
         return self._call("PUT", path, body=lease)
 
     # -- GitOps owners (pause and resume; only the gitops overlay grants these) ----------------
@@ -393,8 +414,8 @@ HELM_TOOLKIT = "/apis/helm.toolkit.fluxcd.io/v2"
 
 
 def _application_path(namespace: str, name: str) -> str:
-    return f"{ARGOCD}/namespaces/{quote(namespace)}/applications/{quote(name)}"
+    return f"{ARGOCD}/namespaces/{_ns(namespace)}/applications/{_name(name)}"
 
 
 def _helmrelease_path(namespace: str, name: str) -> str:
-    return f"{HELM_TOOLKIT}/namespaces/{quote(namespace)}/helmreleases/{quote(name)}"
+    return f"{HELM_TOOLKIT}/namespaces/{_ns(namespace)}/helmreleases/{_name(name)}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from webhook import contract
+from webhook import contract, names
 from webhook.alerts import Alert
 from webhook.ask import Request
 from webhook.config import Settings
@@ -195,6 +195,20 @@ def decide(facts: Facts) -> Result:
         return Skip(SkipReason.MISSING_LABELS, "label namespace is missing")
     if not any(labels.get(k) for k in WORKLOAD_LABELS):
         return Skip(SkipReason.MISSING_LABELS, "none of deployment, replicaset, pod is set")
+    invalid = _invalid_name(labels)
+    if invalid:
+        return Skip(SkipReason.INVALID_LABELS, invalid)
+    elsewhere = _other_cluster(labels, settings)
+    if elsewhere:
+        return Skip(SkipReason.WRONG_CLUSTER, elsewhere)
+    ahead = alert.starts_at - facts.now
+    if ahead > timedelta(seconds=int(settings.max_clock_skew)):
+        return Skip(
+            SkipReason.ALERT_FROM_FUTURE,
+            f"alert starts at {alert.starts_at.isoformat()}, {int(ahead.total_seconds())}s after "
+            f"this receiver's clock ({facts.now.isoformat()}): more than max_clock_skew "
+            f"{int(settings.max_clock_skew)}s",
+        )
     refusal = namespace_refusal(namespace, settings.namespaces)
     if refusal:
         return Skip(SkipReason.NAMESPACE_DENIED, refusal)
@@ -363,6 +377,40 @@ def decide(facts: Facts) -> Result:
         gitops=gitops if gitops is not None and gitops.pause is not None else None,
     )
     return Act(plan, _noted(found, notes), alerted)
+
+
+def _invalid_name(labels: Mapping[str, str]) -> str:
+    """Which workload label is not a Kubernetes name, with its raw value ('' when all are)."""
+    checks = (
+        (contract.LABEL_NAMESPACE, names.dns1123_label_problem),
+        (contract.LABEL_DEPLOYMENT, names.dns1123_subdomain_problem),
+        (contract.LABEL_REPLICASET, names.dns1123_subdomain_problem),
+        (contract.LABEL_POD, names.dns1123_subdomain_problem),
+    )
+    for label, problem_of in checks:
+        value = labels.get(label)
+        problem = problem_of(value) if value else None
+        if problem:
+            return f"label {label}={value!r}: {problem}; refused before any API call"
+    return ""
+
+
+def _other_cluster(labels: Mapping[str, str], settings: Settings) -> str:
+    """Why the alert is about another cluster than this one ('' when it is not)."""
+    name, label = settings.cluster.name, settings.cluster.label
+    if name is None:
+        return ""
+    value = labels.get(label)
+    if not value:
+        if settings.cluster.require_label:
+            return (
+                f"label {label} is missing and cluster.require_label is true "
+                f"(this is cluster {name!r})"
+            )
+        return ""
+    if value != name:
+        return f"label {label}={value!r} names another cluster (this is cluster {name!r})"
+    return ""
 
 
 def _implicated(
