@@ -26,6 +26,7 @@ from webhook.circuit import ClusterRollbacks
 from webhook.config import Settings
 from webhook.contract import FailReason, Outcome, SkipReason
 from webhook.decision import Decision, new_id
+from webhook.durable_gate import Written, after_failed_write, draft_record
 from webhook.effects import Effects
 from webhook.evidence import Confirmer, ConfirmResult, EvidenceSource
 from webhook.gate import Claim, Gate, InProcessGate, Kept
@@ -56,6 +57,8 @@ class _Concluded:
     alerted: AlertedMark | None = None
     transient: bool = False
     no_target_event: str = ""
+    unsettled: bool = False  # the write may or may not have landed: the reconciler settles it
+    mark_pending: bool = False  # rolled back, the bad-revision mark failed: reconciler retries
 
 
 class Decider:
@@ -143,6 +146,8 @@ class Decider:
             replay_of=request.replay_of,
             duration_ms=round((time.monotonic() - started) * 1000, 3),
             transient=concluded.transient,
+            unsettled=concluded.unsettled,
+            mark_pending=concluded.mark_pending,
         )
 
     # -- the bounded loop ---------------------------------------------------------------------
@@ -226,6 +231,7 @@ class Decider:
             at=facts.now,
             dry_run=plan.dry_run,
             counts_dry_run=plan.counts_dry_run,
+            record=draft_record(facts.alert, facts.request, decision_id=decision_id),
         )
 
         def judge(state: GateState) -> Result:
@@ -259,6 +265,15 @@ class Decider:
             self.effects.unpause(paused)
             reservation.release()
             return Redecide("409 Conflict on the rollback write", found=found)
+        except Transient as exc:
+            # The write may have landed: read the Deployment again, never assume failure.
+            written = after_failed_write(self.cluster, plan, decision_id, exc)
+            if written is Written.UNKNOWN:  # its intent stays open for the reconciler
+                return replace(_failure(exc, found), alerted=admitted.alerted, unsettled=True)
+            if written is Written.NO:
+                self.effects.unpause(paused)
+                reservation.release()
+                return replace(_failure(exc, found), alerted=admitted.alerted)
         except KubeError as exc:
             self.effects.unpause(paused)
             reservation.release()
@@ -277,7 +292,14 @@ class Decider:
             else ""
         )
         detail = "rolled back " + plan.summary + mark_note + pause_note + notes
-        return _Concluded(Outcome.ROLLED_BACK, None, detail, found, admitted.alerted)
+        return _Concluded(
+            Outcome.ROLLED_BACK,
+            None,
+            detail,
+            found,
+            admitted.alerted,
+            mark_pending=bool(mark_note),
+        )
 
 
 def _trigger(alert: Alert) -> str:

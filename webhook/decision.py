@@ -43,6 +43,11 @@ class Decision:
     duration_ms: float = 0.0
     # Not stored: whether the failure is worth an Alertmanager retry (5xx to the sender).
     transient: bool = False
+    # Not stored: the write's outcome is unknown (a timeout the re-read could not settle); its
+    # write-ahead intent stays open for the reconciler instead of a record saying "failed".
+    unsettled: bool = False
+    # Not stored: rolled back, but the bad-revision mark failed; the reconciler finishes it.
+    mark_pending: bool = False
     # Not stored: the Deployment as read (uid, resourceVersion) for the Event's involvedObject.
     involved: dict[str, Any] | None = field(default=None, repr=False)
     # Not stored: (namespace, ReplicaSet, time) to record as auto-rollback/alerted-at when the
@@ -64,5 +69,5 @@ class Decision:
 _PUBLIC_FIELDS = tuple(
     f.name
     for f in fields(Decision)
-    if f.name not in {"transient", "involved", "alerted_mark", "notes"}
+    if f.name not in {"transient", "involved", "alerted_mark", "notes", "unsettled", "mark_pending"}
 )

@@ -20,10 +20,10 @@ again (it would meet a 409 anyway), so a burst never holds two slots for one Dep
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from webhook.config import Settings
 from webhook.contract import Outcome, Source
@@ -44,6 +44,9 @@ class Claim:
     at: datetime
     dry_run: bool
     counts_dry_run: bool  # an Alertmanager dry run: previews the breaker, claims duplicates
+    # The decision's record-to-be (alert and request fields): a durable gate stores it with
+    # the write-ahead intent, so whoever settles the intent stores the same record.
+    record: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Reservation(Protocol):

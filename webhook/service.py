@@ -18,10 +18,12 @@ from webhook import contract, jsontext
 from webhook.alerts import MAX_COUNT, Alert, Payload, PayloadError, parse_payload
 from webhook.ask import Request
 from webhook.audit import AuditStore
+from webhook.circuit import ClusterRollbacks
 from webhook.config import Settings
 from webhook.contract import Confirmation
 from webhook.decide import Decider
 from webhook.decision import Decision
+from webhook.durable_gate import DurableGate
 from webhook.evidence import (
     ClusterRuleEvidence,
     Confirmer,
@@ -123,10 +125,15 @@ class Service:
         confirmer = None
         if prometheus is not None and settings.prometheus.confirm:
             confirmer = prometheus_confirmer(prometheus, clock)
+        # The gate counts from the audit store every replica sharing it sees (write-ahead
+        # intents included); other replicas' last-action annotations count too.
+        rollbacks = ClusterRollbacks(cluster=cluster, settings=settings, clock=clock)
         self.decider = Decider(
             settings=settings,
             cluster=cluster,
             audit=audit,
+            cluster_rollbacks=rollbacks,
+            gate=DurableGate(settings=settings, audit=audit, elsewhere=rollbacks.count_since),
             evidence=evidence if evidence is not None else evidence_sources(prometheus),
             clock=clock,
             confirmer=confirmer,
@@ -208,7 +215,9 @@ class Service:
     def _record(self, decisions: list[Decision]) -> None:
         if not decisions:
             return
-        self.audit.record_many(decisions)
+        # An unsettled write is not recorded as failed: its intent stays open for the reconciler.
+        recorded = [d for d in decisions if not d.unsettled]
+        self.audit.record_many(recorded, mark_pending=[d.id for d in recorded if d.mark_pending])
         for decision in decisions:
             self.metrics.observe(decision)
         # One JSON line per decision, written in one call (one log record per batch).

@@ -12,8 +12,8 @@ import functools
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
@@ -110,6 +110,10 @@ class AuditStore(ABC):
     def check_integrity(self) -> str | None:
         """Run the store's own consistency check; returns the problem (None: fine)."""
         return None
+
+    def refresh_integrity(self) -> None:
+        """Check again (the reconciler's loop): a failing store refuses writes and readiness."""
+        self._broken = self.check_integrity()
 
     def check_ready(self) -> None:
         """Readiness: connect, prove a write commits, and pass the integrity check.
@@ -274,9 +278,10 @@ class AuditStore(ABC):
         return gone
 
     # -- the gate and the write-ahead intents ---------------------------------------------
-    def begin_intent(self, intent: IntentRow | None, rule: GateRule) -> GateAnswer:
-        """Count, check duplicates and (admitted, with an intent) record it: one transaction
-        under the store-wide lock, so no two deciders anywhere see the same count."""
+    @contextmanager
+    def gate(self, rule: GateRule, key: tuple[str, str, str]) -> Iterator[GateTicket]:
+        """The gate's transaction: the counts as every replica sees them, under the store-wide
+        lock until the block ends; `ticket.claim(intent)` records the intent in it."""
         self._writable()
         kinds = [_KIND_OF[o] for o in rule.counted if o in _KIND_OF]
         since = iso(rule.window_start)
@@ -292,23 +297,26 @@ class AuditStore(ABC):
                 (IntentState.OPEN, *kinds, since),
             )[0]["n"]
             counted = int(done) + int(flying)
-            if counted >= rule.max_rollbacks:
-                return GateAnswer(admitted=False, counted=counted)
-            if rule.duplicate_since is not None and intent is not None:
-                earlier = self._previous_dry_run(tx, intent, iso(rule.duplicate_since))
-                if earlier:
-                    return GateAnswer(admitted=False, counted=counted, duplicate_of=earlier)
+            earlier = None
+            if rule.duplicate_since is not None and counted < rule.max_rollbacks:
+                earlier = self._previous_dry_run(tx, key, iso(rule.duplicate_since))
+            yield GateTicket(tx, counted=counted, duplicate_of=earlier)
+
+    def begin_intent(self, intent: IntentRow | None, rule: GateRule) -> GateAnswer:
+        """Count, check duplicates and (admitted, with an intent) record it: one transaction
+        under the store-wide lock, so no two deciders anywhere see the same count."""
+        key = (intent.namespace, intent.deployment, intent.from_replicaset) if intent else ("",) * 3
+        with self.gate(rule, key) as ticket:
+            if ticket.counted >= rule.max_rollbacks:
+                return GateAnswer(admitted=False, counted=ticket.counted)
+            if ticket.duplicate_of:
+                return GateAnswer(False, ticket.counted, duplicate_of=ticket.duplicate_of)
             if intent is not None:
-                tx.execute(
-                    f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "  # noqa: S608
-                    f"VALUES ({_marks(_INTENT_COLUMNS)})",
-                    to_params(intent),
-                )
-        return GateAnswer(admitted=True, counted=counted)
+                ticket.claim(intent)
+        return GateAnswer(admitted=True, counted=ticket.counted)
 
     @staticmethod
-    def _previous_dry_run(tx: Tx, intent: IntentRow, since: str) -> str | None:
-        key = (intent.namespace, intent.deployment, intent.from_replicaset)
+    def _previous_dry_run(tx: Tx, key: tuple[str, str, str], since: str) -> str | None:
         rows = tx.query(
             "SELECT id FROM decisions WHERE namespace = ? AND deployment = ? "
             "AND from_replicaset = ? AND outcome = ? AND source = ? AND time >= ? "
@@ -476,6 +484,22 @@ class AuditStore(ABC):
         with self._reader() as db:
             rows = db.query("SELECT * FROM intents WHERE id = ?", (intent_id,))
         return _intent(rows[0]) if rows else None
+
+
+class GateTicket:
+    """The gate's counts inside its transaction, and the one write it allows."""
+
+    def __init__(self, tx: Tx, *, counted: int, duplicate_of: str | None) -> None:
+        self._tx = tx
+        self.counted = counted
+        self.duplicate_of = duplicate_of
+
+    def claim(self, intent: IntentRow) -> None:
+        self._tx.execute(
+            f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({_marks(_INTENT_COLUMNS)})",
+            to_params(intent),
+        )
 
 
 def _intent(record: dict[str, Any]) -> IntentRow:

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from webhook.audit import AuditUnavailable
     from webhook.preflight import check
+    from webhook.reconcile import start_for_service as start_reconciler
     from webhook.runtime import build_app, build_service, log_effective_config
 
     # What check-config checks, checked here too: one line per problem, not a traceback.
@@ -86,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
     def _start_circuit_view(worker: Any) -> None:
         service.decider.cluster_rollbacks.start()
+        # Settles write-ahead intents left open (by a killed worker, a lost response): in the
+        # worker, never the master, which does no audit I/O at all.
+        start_reconciler(service)
 
     server = settings.server  # bound here: the class below does not see the narrowed type
     host = args.host or server.host

@@ -1,0 +1,193 @@
+"""The gate (webhook.gate's `Gate`) backed by the audit store: exact for every replica that
+shares the store, and write-ahead.
+
+`admit` runs in the store's gate transaction (SQLite: BEGIN IMMEDIATE on the shared file;
+PostgreSQL: a transaction-scoped advisory lock): it reads the circuit breaker's count (recorded
+decisions plus open intents, of every replica) and the dry-run duplicate, runs the pure policy
+again with them, and when the answer is still Act records the decision's intent in the same
+transaction: its id, from and to, the resourceVersion the write is conditional on, the write's
+annotations and the bad-revision mark it plans, and the record it will store. So the next
+decision anywhere already counts it, and a crash after this point leaves a record to settle
+(webhook.reconcile), never a rollback nobody wrote down.
+
+The reservation's `commit` keeps the intent open until the decision's record closes it
+(AuditStore.record_many); `release` (a 409 or a definite failure) removes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from webhook import contract
+from webhook.alerts import Alert
+from webhook.ask import Request
+from webhook.audit import AuditStore, GateRule, IntentKind, IntentRow, IntentState
+from webhook.audit.rows import iso
+from webhook.config import Settings
+from webhook.gate import Claim, Kept, Reservation
+from webhook.kube import Cluster, KubeError, Transient
+from webhook.policy import Act, GateState, Plan, Result
+from webhook.revisions import format_k8s_time, last_action
+
+
+class DurableGate:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        audit: AuditStore,
+        elsewhere: Callable[[datetime], int] = lambda since: 0,
+    ) -> None:
+        self.settings = settings
+        self.audit = audit
+        # Rollbacks seen in the cluster's last-action annotations: replicas with their own
+        # SQLite file are not in this store (docs/audit.md says what that costs).
+        self.elsewhere = elsewhere
+
+    def admit(
+        self, claim: Claim, judge: Callable[[GateState], Result]
+    ) -> tuple[Result, Reservation | None]:
+        window_start = claim.at - timedelta(seconds=int(self.settings.circuit_window))
+        counted = [contract.ROLLED_BACK]
+        if claim.counts_dry_run:
+            counted.append(contract.DRY_RUN)
+        rule = GateRule(
+            window_start=window_start,
+            max_rollbacks=self.settings.max_rollbacks,
+            counted=tuple(counted),
+            duplicate_since=(
+                claim.at - timedelta(seconds=int(self.settings.cooldown))
+                if claim.counts_dry_run
+                else None
+            ),
+        )
+        key = (claim.namespace, claim.deployment, claim.from_replicaset)
+        elsewhere = self.elsewhere(window_start)
+        with self.audit.gate(rule, key) as ticket:
+            rollbacks = max(ticket.counted, elsewhere)
+            state = GateState(
+                rollbacks=rollbacks,
+                duplicate_of=ticket.duplicate_of if rollbacks < rule.max_rollbacks else None,
+            )
+            result = judge(state)
+            if not isinstance(result, Act):
+                return result, None
+            if claim.dry_run and not claim.counts_dry_run:
+                return result, Kept()  # a replay's preview: nothing to claim
+            ticket.claim(intent_for(claim, result.plan))
+        if claim.dry_run:
+            return result, Kept()  # closed when its dry_run record is stored
+        return result, _Intent(self.audit, claim.decision_id)
+
+
+class _Intent:
+    def __init__(self, audit: AuditStore, intent_id: str) -> None:
+        self.audit, self.intent_id = audit, intent_id
+
+    def commit(self) -> None:
+        """Written: the intent stays open until the decision's record closes it."""
+
+    def release(self) -> None:
+        self.audit.cancel_intent(self.intent_id)
+
+
+def bad_mark(record: Mapping[str, Any], *, decision_id: str, at: datetime) -> str:
+    """The `auto-rollback/bad-revision` value (the same keys effects.mark_bad writes)."""
+    import json
+
+    trigger = str(record.get("trigger", ""))
+    return json.dumps(
+        {
+            "reason": trigger,
+            "trigger": trigger,
+            "alertname": str(record.get("alertname", "")),
+            "audit_id": decision_id,
+            "time": format_k8s_time(at),
+        },
+        sort_keys=True,
+    )
+
+
+def intent_for(claim: Claim, plan: Plan) -> IntentRow:
+    """The write-ahead record of a claim the gate admitted."""
+    meta = plan.deployment["metadata"]
+    record = dict(claim.record)
+    record.update(
+        id=claim.decision_id,
+        time=iso(claim.at),
+        namespace=claim.namespace,
+        deployment=claim.deployment,
+        from_revision=plan.current.number,
+        to_revision=plan.target.number,
+        from_replicaset=plan.current.name,
+        to_replicaset=plan.target.name,
+        dry_run=plan.dry_run,
+        outcome=contract.DRY_RUN if plan.dry_run else contract.ROLLED_BACK,
+        detail=("would roll back " if plan.dry_run else "rolled back ") + plan.summary,
+    )
+    note = record.pop("note", "")
+    if note:
+        record["detail"] = f"{note} | {record['detail']}"
+    return IntentRow(
+        id=claim.decision_id,
+        time=iso(claim.at),
+        kind=IntentKind.DRY_RUN if plan.dry_run else IntentKind.ROLLBACK,
+        state=IntentState.OPEN,
+        namespace=claim.namespace,
+        deployment=claim.deployment,
+        from_replicaset=plan.current.name,
+        to_replicaset=plan.target.name,
+        source=str(record.get("source", "")),
+        resource_version=str(meta.get("resourceVersion", "")),
+        planned={
+            "annotations": dict(plan.annotations),
+            "bad_mark": bad_mark(record, decision_id=claim.decision_id, at=claim.at),
+        },
+        decision=record,
+    )
+
+
+def draft_record(alert: Alert, request: Request, *, decision_id: str) -> dict[str, Any]:
+    """The alert's and the request's fields of the decision's record (the rest comes from the
+    plan in `intent_for`), as the decider will build them."""
+    labels = alert.labels
+    return {
+        "id": decision_id,
+        "source": str(request.source),
+        "actor": request.actor,
+        "payload_id": request.payload_id,
+        "group_key": request.group_key,
+        "fingerprint": alert.fingerprint,
+        "alertname": alert.alertname,
+        "trigger": labels.get(contract.LABEL_TRIGGER, ""),
+        "labels": dict(labels),
+        "starts_at": iso(alert.starts_at) if alert.starts_at else None,
+        "overrides": request.overrides.as_dict(),
+        "replay_of": request.replay_of,
+        "note": request.note,
+    }
+
+
+class Written(StrEnum):
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
+def after_failed_write(cluster: Cluster, plan: Plan, decision_id: str, exc: Transient) -> Written:
+    """Whether a write that failed transiently landed: the Deployment is read again, and its
+    last-action names this decision when it did. Without an answer (a timeout, a reset) and
+    without that proof, the write may still land: UNKNOWN, and the reconciler settles it."""
+    # A 5xx answer other than a 504 (the apiserver's own timeout) ends the request.
+    over = bool(exc.status) and not exc.timeout
+    meta = plan.deployment["metadata"]
+    try:
+        deployment = cluster.get_deployment(str(meta["namespace"]), str(meta["name"]))
+    except KubeError:
+        return Written.NO if over else Written.UNKNOWN
+    if (last_action(deployment) or {}).get("audit_id") == decision_id:
+        return Written.YES
+    return Written.NO if over else Written.UNKNOWN

@@ -1,0 +1,225 @@
+"""The reconciler: settles write-ahead intents against what the cluster shows.
+
+An intent is open from just before a decision's write until its record is stored. One left
+open (the worker was killed, the write timed out, the response was lost) is settled here once
+it is older than `audit.settle_after_seconds` (longer than any write can still be in flight):
+
+- the Deployment's `auto-rollback/last-action` names the intent's id: the rollback happened.
+  Its bad-revision mark is written if missing, and its record stored (settled_by reconciler);
+- otherwise the write never landed: a `failed` record says so (the delivery was not answered
+  2xx, so Alertmanager sends it again and a new decision is taken);
+- a dry-run claim is stored as its dry_run record (it was decided, just not recorded);
+- a rollback recorded with its mark missing (the mark's PATCH failed) gets the mark.
+
+Each settlement is conditional on the intent's state in the store (UPDATE ... WHERE state =),
+so two reconcilers (workers, replicas) never both store a record; a mark already on the
+ReplicaSet is not written again. The loop runs in each worker's thread, never in the master:
+at start and every `audit.reconcile_seconds`, with the store's integrity check now and then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from webhook import contract
+from webhook.audit import (
+    AuditStore,
+    AuditUnavailable,
+    DecisionRow,
+    IntentKind,
+    IntentRow,
+    IntentState,
+)
+from webhook.audit.rows import DECISION_FIELDS
+from webhook.kube import Cluster, KubeError, NotFound
+from webhook.revisions import last_action, parse_k8s_time
+
+log = logging.getLogger(__name__)
+
+# Integrity checks read the whole SQLite file: one every this many rounds.
+INTEGRITY_EVERY_ROUNDS = 20
+
+
+@dataclass
+class Report:
+    rolled_back: list[str] = field(default_factory=list)  # recorded from what the cluster shows
+    never_landed: list[str] = field(default_factory=list)  # recorded as failed
+    dry_run: list[str] = field(default_factory=list)
+    marked: list[str] = field(default_factory=list)  # bad-revision marks written
+    errors: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        audit: AuditStore,
+        cluster: Cluster,
+        clock: Callable[[], datetime],
+        settle_after_seconds: float = 120.0,
+    ) -> None:
+        self.audit = audit
+        self.cluster = cluster
+        self.clock = clock
+        self.settle_after = timedelta(seconds=settle_after_seconds)
+
+    def run_once(self) -> Report:
+        """Settle every intent old enough; errors are kept in the report (tried next round)."""
+        report = Report()
+        for intent in self.audit.open_intents(before=self.clock() - self.settle_after):
+            try:
+                self._settle(intent, report)
+            except (KubeError, AuditUnavailable) as exc:
+                report.errors.append(f"{intent.id}: {exc}")
+                log.warning(
+                    "reconciler: %s (%s/%s): %s",
+                    intent.id,
+                    intent.namespace,
+                    intent.deployment,
+                    exc,
+                )
+        return report
+
+    def _settle(self, intent: IntentRow, report: Report) -> None:
+        if intent.state == IntentState.MARK_PENDING:
+            if self._mark(intent):
+                report.marked.append(intent.id)
+            self.audit.settle(intent, record=None, state=IntentState.DONE)
+            return
+        if intent.kind == IntentKind.DRY_RUN:
+            if self.audit.settle(intent, record=_row(intent), state=IntentState.DONE):
+                report.dry_run.append(intent.id)
+            return
+        try:
+            deployment = self.cluster.get_deployment(intent.namespace, intent.deployment)
+        except NotFound:
+            deployment = None
+        action = (last_action(deployment) or {}) if deployment else {}
+        if action.get("audit_id") == intent.id:
+            if self._mark(intent):
+                report.marked.append(intent.id)
+            record = _row(intent, note="recorded by the reconciler: the cluster shows this write")
+            if self.audit.settle(intent, record=record, state=IntentState.DONE):
+                report.rolled_back.append(intent.id)
+                log.warning(
+                    "reconciler: %s rolled back %s/%s; its record was missing: stored",
+                    intent.id,
+                    intent.namespace,
+                    intent.deployment,
+                )
+            return
+        seen = action.get("audit_id") or "none"
+        where = (
+            f"resourceVersion {deployment['metadata'].get('resourceVersion')}"
+            if deployment
+            else "the Deployment is gone"
+        )
+        record = _row(
+            intent,
+            outcome=contract.FAILED,
+            reason=contract.FailReason.TIMEOUT,
+            detail=(
+                f"the planned write ({intent.from_replicaset} -> {intent.to_replicaset}, "
+                f"conditional on resourceVersion {intent.resource_version}) never reached the "
+                f"cluster ({where}, last-action audit id {seen}); settled by the reconciler"
+            ),
+        )
+        if self.audit.settle(intent, record=record, state=IntentState.DONE):
+            report.never_landed.append(intent.id)
+
+    def _mark(self, intent: IntentRow) -> bool:
+        """Write the planned bad-revision mark unless the ReplicaSet already carries one."""
+        try:
+            rs = self.cluster.get_replicaset(intent.namespace, intent.from_replicaset)
+        except NotFound:
+            return False
+        annotations = rs["metadata"].get("annotations") or {}
+        if contract.ANNOTATION_BAD_REVISION in annotations:
+            return False
+        mark = str((intent.planned or {}).get("bad_mark", ""))
+        self.cluster.annotate_replicaset(
+            intent.namespace, intent.from_replicaset, {contract.ANNOTATION_BAD_REVISION: mark}
+        )
+        return True
+
+
+def _row(intent: IntentRow, *, note: str = "", **changes: Any) -> DecisionRow:
+    """The intent's planned record, with `changes`, as the reconciler stores it."""
+    values = {k: v for k, v in (intent.decision or {}).items() if k in DECISION_FIELDS}
+    values.update(changes)
+    if note:
+        values["detail"] = f"{values.get('detail', '')} ({note})"
+    values.setdefault("id", intent.id)
+    values.setdefault("time", intent.time)
+    values.setdefault("source", intent.source or contract.Source.ALERTMANAGER)
+    values.setdefault("outcome", contract.ROLLED_BACK)
+    for name in ("time", "starts_at"):
+        if isinstance(values.get(name), str):
+            values[name] = parse_k8s_time(values[name])
+    return DecisionRow(**values, settled_by="reconciler")
+
+
+class ReconcileLoop:
+    """The reconciler (and the store's integrity check) in a daemon thread of a worker."""
+
+    def __init__(self, reconciler: Reconciler, *, interval_seconds: float) -> None:
+        self.reconciler = reconciler
+        self.interval = interval_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"reconciler-{os.getpid()}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        rounds = 0
+        while not self._stop.is_set():
+            try:
+                if rounds % INTEGRITY_EVERY_ROUNDS == 0 and rounds:
+                    self.reconciler.audit.refresh_integrity()
+                self.reconciler.run_once()
+            except AuditUnavailable as exc:
+                log.warning("reconciler: audit store unavailable: %s", exc)
+            except Exception:  # the loop must outlive a bug in one round
+                log.exception("reconciler: round failed")
+            rounds += 1
+            self._stop.wait(self.interval)
+
+
+def start_for_service(service: Any) -> ReconcileLoop:
+    """Start the reconciler of a worker (call after the fork, in the worker)."""
+    settings = service.settings
+    loop = ReconcileLoop(
+        Reconciler(
+            audit=service.audit,
+            cluster=service.cluster,
+            clock=service.clock,
+            settle_after_seconds=float(settings.audit.settle_after_seconds),
+        ),
+        interval_seconds=float(settings.audit.reconcile_seconds),
+    )
+    loop.start()
+    log.info(
+        "reconciler: settling write-ahead intents older than %ss every %ss in worker pid %d",
+        settings.audit.settle_after_seconds,
+        settings.audit.reconcile_seconds,
+        os.getpid(),
+    )
+    return loop
