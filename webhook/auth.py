@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import os
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ def _read_secret(path: str | None, env: str, *, key: str) -> str | None:
 
 
 def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,14 @@ class Credentials:
         if scheme == "bearer" and self._oncall_name(value.strip()):
             raise AuthError(403, "an on-call token cannot post alerts")
         raise AuthError(401, f"unsupported Authorization scheme {scheme!r} for this receiver")
+
+    def server_secret(self) -> bytes:
+        """A secret every worker and replica with these credentials derives alike (for MACs
+        that must not depend on a client, such as the console's login CSRF token)."""
+        digest = hashlib.sha256(b"rollback-webhook server secret\0")
+        for part in (self.receiver_token, self.receiver_password, *(t for _, t in self.oncall)):
+            digest.update((part or "").encode("utf-8", "replace") + b"\0")
+        return digest.digest()
 
     def _oncall_name(self, token: str) -> str | None:
         found = None

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -26,10 +27,13 @@ from werkzeug.wrappers import Response as BaseResponse
 from webhook.ask import Overrides
 from webhook.audit import AuditUnavailable
 from webhook.auth import AuthError, Credentials
+from webhook.console_sessions import ConsoleStore, console_store_path
+from webhook.login_guard import LoginCsrf, LoginGuard
 from webhook.oncall import FilterError, audit_page, decision_detail, parse_filters
 from webhook.replay import OVERRIDE_KEYS, ReplayAsk, ReplayError, find_alert, run_replay
 from webhook.service import Service
 
+log = logging.getLogger(__name__)
 SESSION_COOKIE = "rw_session"
 LOGIN_CSRF_COOKIE = "rw_login_csrf"
 SESSION_SECONDS = 12 * 3600
@@ -64,16 +68,37 @@ def _unb64(text: str) -> str:
 
 
 class Sessions:
-    """Signs and verifies session cookies and CSRF tokens with per-person keys."""
+    """Signs and verifies session cookies and CSRF tokens with per-person keys; every session
+    is also a row of the ConsoleStore, which logout and token rotation delete."""
 
-    def __init__(self, credentials: Credentials, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        store: ConsoleStore | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self._credentials = credentials
+        self._store = store or ConsoleStore(None, clock=now)
         self._now = now
+        # Rotated tokens: sessions issued under a token no longer configured end now.
+        self._store.keep_only_keys({self._key_id(key) for key in self._keys()})
+
+    def _keys(self) -> list[bytes]:
+        return [self._derive(token) for _, token in self._credentials.oncall]
+
+    @staticmethod
+    def _derive(token: str) -> bytes:
+        return hashlib.sha256(b"rollback-webhook console\0" + token.encode()).digest()
+
+    @staticmethod
+    def _key_id(key: bytes) -> str:
+        return hashlib.sha256(b"key id\0" + key).hexdigest()[:32]
 
     def _key(self, name: str) -> bytes | None:
         for person, token in self._credentials.oncall:
             if person == name:
-                return hashlib.sha256(b"rollback-webhook console\0" + token.encode()).digest()
+                return self._derive(token)
         return None
 
     @staticmethod
@@ -85,11 +110,14 @@ class Sessions:
         key = self._key(name)
         if key is None:
             raise AuthError(401, f"no on-call token for {name!r}")
-        body = f"{_b64(name)}.{int(self._now()) + SESSION_SECONDS}.{secrets.token_hex(16)}"
+        expiry = int(self._now()) + SESSION_SECONDS
+        session_id = secrets.token_hex(16)
+        self._store.open_session(session_id, name=name, key_id=self._key_id(key), expires=expiry)
+        body = f"{_b64(name)}.{expiry}.{session_id}"
         return f"{body}.{self._mac(key, 'session:' + body)}"
 
     def verify(self, cookie: str | None) -> Session | None:
-        """The session of a cookie value, or None when missing, forged, expired or revoked."""
+        """The session of a cookie value, or None when missing, forged, expired or ended."""
         parts = (cookie or "").split(".")
         if len(parts) != 4:
             return None
@@ -100,11 +128,22 @@ class Sessions:
             return None
         key = self._key(name)
         body = f"{encoded}.{expiry}.{nonce}"
-        if key is None or not hmac.compare_digest(signature, self._mac(key, "session:" + body)):
+        if key is None or not _same(signature, self._mac(key, "session:" + body)):
             return None
-        if not expiry.isdigit() or int(expiry) < self._now():
+        if not (expiry.isascii() and expiry.isdigit()) or int(expiry) < self._now():
             return None
+        if not self._store.session_active(nonce, name=name, key_id=self._key_id(key)):
+            return None  # logged out, or its token rotated: ended on the server
         return Session(name=name, nonce=nonce, csrf=self._mac(key, "csrf:" + nonce))
+
+    def end(self, session: Session) -> None:
+        """End `session` on the server: its cookie is refused from now on, wherever it is."""
+        self._store.end_session(session.nonce)
+
+
+def _same(a: str, b: str) -> bool:
+    """Constant-time equality of any two strings (compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
 
 
 def _secure(response: BaseResponse) -> BaseResponse:
@@ -135,38 +174,55 @@ def _alert_of(detail: dict[str, Any]) -> dict[str, Any] | None:
 
 def install_console(app: Flask, service: Service, credentials: Credentials) -> None:
     """Register the console pages: /, /login, /logout, /decisions/<id>, /replay."""
-    sessions = Sessions(credentials)
+    store = ConsoleStore(console_store_path(service.settings))
+    sessions = Sessions(credentials, store=store)
+    guard = LoginGuard(store)
+    login_csrf = LoginCsrf(credentials.server_secret())
 
     def current() -> Session | None:
         return sessions.verify(request.cookies.get(SESSION_COOKIE))
 
     def csrf_ok(session: Session) -> bool:
         sent = request.form.get("csrf_token", "")
-        return bool(sent) and hmac.compare_digest(sent, session.csrf)
+        return bool(sent) and _same(sent, session.csrf)
 
     def to_login() -> BaseResponse:
         return _secure(redirect(url_for("console_login")))
 
-    @app.get("/login", endpoint="console_login")
-    def login_form() -> BaseResponse:
-        token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_hex(16)
-        response = _page("login.html", csrf_token=token, session=None, error=None)
+    def login_page(status: int, error: str | None, csrf: str | None = None) -> BaseResponse:
+        token = csrf or login_csrf.issue()
+        response = _page("login.html", status, csrf_token=token, session=None, error=error)
         _set_cookie(response, LOGIN_CSRF_COOKIE, token, max_age=3600)
         return response
+
+    @app.get("/login", endpoint="console_login")
+    def login_form() -> BaseResponse:
+        cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
+        return login_page(200, None, cookie if login_csrf.valid(cookie) else None)
 
     @app.post("/login")
     def login() -> BaseResponse:
         cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-        sent = request.form.get("csrf_token", "")
-        if not cookie or not hmac.compare_digest(sent, cookie):
+        if not login_csrf.matches(cookie, request.form.get("csrf_token", "")):
             return _problem(403, "CSRF token missing or invalid: reload the login page")
+        client = request.remote_addr or ""
+        stated = request.form.get("name", "").strip()[:200]
+        refused = guard.refusal(client=client, name=stated)
+        if refused is not None:
+            # Refused before the token is looked at, and the refusal is on record.
+            guard.record(client=client, name=stated, outcome="rate_limited", detail=refused.reason)
+            log.warning("console login refused: %s", refused.reason)
+            response = login_page(429, f"{refused.reason}: try again later", cookie)
+            response.headers["Retry-After"] = str(refused.retry_after)
+            return response
         try:
             name = credentials.check_oncall(request.form.get("token", "").strip() or None)
+            if stated and stated != name:
+                raise AuthError(401, "invalid on-call token")  # the same answer as a bad one
         except AuthError as exc:
-            response = _page(
-                "login.html", exc.status, csrf_token=cookie, session=None, error=str(exc)
-            )
-            return response
+            guard.record(client=client, name=stated, outcome="failed", detail=str(exc))
+            return login_page(exc.status, str(exc), cookie)
+        guard.record(client=client, name=stated or name, outcome="ok")
         response = _secure(redirect(url_for("console_index")))
         _set_cookie(response, SESSION_COOKIE, sessions.issue(name), max_age=SESSION_SECONDS)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
@@ -179,6 +235,7 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             return to_login()
         if not csrf_ok(session):
             return _problem(403, "CSRF token missing or invalid", session)
+        sessions.end(session)  # on the server: a copy of the cookie no longer works either
         response = to_login()
         response.delete_cookie(
             SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict"

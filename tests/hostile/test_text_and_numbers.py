@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lab.receiver_harness import Harness, hours, minutes, template_images
-from tests.hostile.support import cluster_writes, payloads_counted
+from tests.hostile.support import cluster_writes, console_login, payloads_counted
 from tests.oncall.support import OnCall
 
 
@@ -160,16 +160,12 @@ def test_audit_api_refuses_bad_parameters_naming_them(
     assert response.status_code == 400, response.get_data(as_text=True)
     assert names in response.get_json()["error"]
     # The console's list reads the same filters: a 400 page, not a 500.
-    client = oncall.client
-    client.set_cookie("rw_session", "", domain="localhost")
     page = console_get(oncall, "/", params)
     assert page.status_code == 400
     assert names.split(":")[0] in page.get_data(as_text=True)
 
 
 def console_get(oncall: OnCall, path: str, params: dict[str, str]) -> Any:
-    from webhook.console import SESSION_COOKIE, Sessions
-
-    cookie = Sessions(oncall.credentials).issue("alice")
-    oncall.client.set_cookie(SESSION_COOKIE, cookie, domain="localhost")
+    response = console_login(oncall.client, "oncall-secret-alice")
+    assert response.status_code == 302, response.get_data(as_text=True)
     return oncall.client.get(path, query_string=params)
