@@ -8,6 +8,7 @@ audit store failed, so the delivery is retried. The raw payload is stored before
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -120,7 +121,6 @@ def create_app(
         except AuditUnavailable as exc:
             log.error("audit store unavailable: %s", exc)
             return error(503, f"audit store unavailable: {exc}")
-        decisions = [d.as_dict() for d in received.decisions]
         if received.transient_failure:
             failed = [d for d in received.decisions if d.transient]
             return error(
@@ -128,9 +128,17 @@ def create_app(
                 "Kubernetes API failure; decisions recorded, retry the delivery: "
                 + "; ".join(d.detail for d in failed)[:500],
                 payload_id=received.payload_id,
-                decisions=decisions,
+                decisions=[d.as_dict() for d in received.decisions],
             )
-        return jsonify({"payload_id": received.payload_id, "decisions": decisions})
+        # The decisions' texts were serialised once, for the decision log: reused as they are.
+        body = (
+            '{"decisions": ['
+            + ", ".join(received.serialised)
+            + '], "payload_id": '
+            + json.dumps(received.payload_id)
+            + "}\n"
+        )
+        return Response(body, status=200, mimetype="application/json")
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -2,13 +2,16 @@
 
 `Service.receive` is what both the HTTP receiver and replays call: store the raw payload first,
 then decide each alert, record each decision, log it as one JSON line and count it.
+
+Each decision is serialised once: the JSON text written to the decision log is the text the
+HTTP answer carries (`Received.serialised`), and the log line is queued for a writer thread
+(webhook.decision_log) instead of being written on the request's thread.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -24,6 +27,7 @@ from webhook.contract import Confirmation
 from webhook.decide import Decider
 from webhook.decision import Decision
 from webhook.durable_gate import DurableGate
+from webhook.decision_log import DECISION_LOG, decision_logger
 from webhook.evidence import (
     ClusterRuleEvidence,
     Confirmer,
@@ -37,36 +41,12 @@ from webhook.kube import Cluster
 from webhook.metrics import Metrics
 
 log = logging.getLogger(__name__)
-DECISION_LOG = "rollback_webhook.decision"
+__all__ = ["DECISION_LOG", "Received", "Service"]
 PRUNE_EVERY = timedelta(hours=1)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class _StdoutHandler(logging.StreamHandler):
-    """Writes to whatever sys.stdout is when a line is written, not when it was created."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def decision_logger() -> logging.Logger:
-    """The logger that writes one JSON line per decision to stdout (configured once, lazily)."""
-    logger = logging.getLogger(DECISION_LOG)
-    if not logger.handlers:
-        handler = _StdoutHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    return logger
 
 
 @dataclass
@@ -75,6 +55,9 @@ class Received:
 
     payload_id: str
     decisions: list[Decision] = field(default_factory=list)
+    # Each decision's JSON text (as_dict, sorted keys), in the order of `decisions`: the same
+    # text the decision log carries, so an answer serialises nothing again.
+    serialised: list[str] = field(default_factory=list)
 
     @property
     def transient_failure(self) -> bool:
@@ -188,6 +171,10 @@ class Service:
             )
 
     def decide_payload(self, payload: Payload, request: Request) -> list[Decision]:
+        """Decide, record, log and count every alert of a parsed payload (see decide_texts)."""
+        return self.decide_texts(payload, request)[0]
+
+    def decide_texts(self, payload: Payload, request: Request) -> tuple[list[Decision], list[str]]:
         """Decide, record, log and count every alert of a parsed payload.
 
         A decision that wrote to the cluster (rolled_back) or failed is recorded the moment it is
@@ -196,36 +183,37 @@ class Service:
         """
         decisions: list[Decision] = []
         pending: list[Decision] = []
+        texts: dict[int, str] = {}
         if payload.truncated_alerts:
             request = replace(request, truncated_alerts=payload.truncated_alerts)
         for alert in payload.alerts:
             decision = self.decider.decide(alert, request)
             decisions.append(decision)
             if decision.outcome in (contract.ROLLED_BACK, contract.FAILED):
-                self._record([decision])
+                texts.update(self._record([decision]))
             else:
                 pending.append(decision)
-        self._record(pending)
-        return decisions
+        texts.update(self._record(pending))
+        return decisions, [texts[id(decision)] for decision in decisions]
 
     def record(self, decision: Decision) -> None:
         """Record a decision made outside a payload (a resume, a revert): audit, metrics, log."""
         self._record([decision])
 
-    def _record(self, decisions: list[Decision]) -> None:
+    def _record(self, decisions: list[Decision]) -> dict[int, str]:
+        """Audit, count and log `decisions`; their JSON texts by id() of each decision."""
         if not decisions:
-            return
+            return {}
         # An unsettled write is not recorded as failed: its intent stays open for the reconciler.
         recorded = [d for d in decisions if not d.unsettled]
         self.audit.record_many(recorded, mark_pending=[d.id for d in recorded if d.mark_pending])
         for decision in decisions:
             self.metrics.observe(decision)
-        # One JSON line per decision, written in one call (one log record per batch).
-        self._log.info(
-            "\n".join(
-                json.dumps({"event": "decision", **d.as_dict()}, sort_keys=True) for d in decisions
-            )
-        )
+        texts = {id(d): json.dumps(d.as_dict(), sort_keys=True) for d in decisions}
+        # One JSON line per decision, queued in one call (one log record per batch); the line
+        # is the decision's text with the event first.
+        self._log.info("\n".join('{"event": "decision", ' + texts[id(d)][1:] for d in decisions))
+        return texts
 
     def receive(
         self,
@@ -250,5 +238,5 @@ class Service:
             payload_id=payload_id,
             group_key=payload.group_key,
         )
-        return Received(payload_id, self.decide_payload(payload, request))
-
+        decisions, texts = self.decide_texts(payload, request)
+        return Received(payload_id, decisions, texts)

@@ -18,6 +18,7 @@ import yaml
 
 from lab.receiver_harness import SERVICE_TOKEN, Harness, hours, minutes
 from sandbox.testing import SandboxHandle
+from webhook import decision_log
 from webhook.audit import SqliteStore
 from webhook.config import settings_from_dict
 from webhook.decision import Decision, new_id
@@ -147,6 +148,7 @@ def test_decision_lines_follow_the_current_stdout(
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     [decision] = harness.post_alerts(harness.alert(namespace="shop", deployment="web"))
+    decision_log.flush()  # lines are written by the log's own thread, off the request's
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["id"] for line in lines] == [decision["id"]]
 

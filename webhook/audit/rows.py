@@ -14,6 +14,7 @@ which sorts as time does in both stores; JSON columns hold text; booleans are 0/
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
@@ -103,8 +104,9 @@ class ColumnSpec:
         return " ".join(parts)
 
 
+@functools.cache
 def columns(row: type) -> tuple[ColumnSpec, ...]:
-    """The columns of a row class, in field order."""
+    """The columns of a row class, in field order (computed once per class: every write asks)."""
     specs = []
     for f in fields(row):
         default: Any = f.metadata["sql_default"]
@@ -130,7 +132,8 @@ def create_table(row: type, dialect: Dialect) -> str:
 def to_params(row: Any) -> tuple[Any, ...]:
     """A row's values as bound parameters, in column order."""
     values: list[Any] = []
-    for spec in columns(type(row)):
+    kind: type = type(row)
+    for spec in columns(kind):
         value = getattr(row, spec.name)
         if value is None:
             values.append(None)
