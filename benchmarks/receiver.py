@@ -268,7 +268,7 @@ def run_child(kind: str, argv: list[str]) -> int:
     from webhook import runtime
     from webhook.cli import main as cli_main
 
-    runtime.build_app = lambda service, **_: bare_app()  # type: ignore[assignment]
+    runtime.build_app = lambda service, **_: bare_app()
     return cli_main(["serve", *argv])
 
 
