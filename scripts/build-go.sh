@@ -5,7 +5,8 @@
 #   scripts/build-go.sh NAME...      only those modules (e.g. prometheus3 alertmanager)
 #
 # Each module's `targets` file has one line per binary: `OUTPUT GO_PACKAGE [TAGS]`
-# (TAGS: optional comma-separated build tags; `#` starts a comment). Each binary is built
+# (TAGS: optional comma-separated build tags; `#` starts a comment). An optional file `ldflags`
+# beside it adds linker flags to every binary of the module (e.g. -X version stamps). Each binary is built
 # from inside its module directory, pinned by the committed go.mod and go.sum, into
 #   BIN=${ROLLBACK_WEBHOOK_BIN:-$HOME/.cache/rollback-webhook/bin}
 # A binary is skipped when its stamp (sha256 of the module's go.mod, go.sum, *.go and
@@ -48,10 +49,10 @@ module_digest() {
   (
     cd "$dir"
     {
-      printf '%s\n' go.mod go.sum targets
+      printf '%s\n' go.mod go.sum targets ldflags
       find . -name '*.go' -type f | sed 's|^\./||'
     } | LC_ALL=C sort -u | while read -r f; do
-      [[ -f "$f" ]] && sha256sum "$f"
+      if [[ -f "$f" ]]; then sha256sum "$f"; fi
     done
   ) | sha256sum | cut -d' ' -f1
 }
@@ -64,6 +65,10 @@ build_module() {
   fi
   local digest
   digest="$(module_digest "$dir")"
+  local extra_ldflags=""
+  if [[ -f "$dir/ldflags" ]]; then
+    extra_ldflags="$(grep -v '^#' "$dir/ldflags" | tr '\n' ' ')"
+  fi
   (
     flock 9
     local line output pkg tags stamp stampfile start took tmp
@@ -84,7 +89,7 @@ build_module() {
       start=$SECONDS
       tmp="$BIN/.$output.tmp.$$"
       echo "build-go: building $output from $name ($pkg${tags:+, tags $tags})"
-      if ! (cd "$dir" && nice -n "$NICE" go build -trimpath -ldflags='-s -w' \
+      if ! (cd "$dir" && nice -n "$NICE" go build -trimpath -ldflags="-s -w $extra_ldflags" \
             ${tags:+-tags "$tags"} -o "$tmp" "$pkg"); then
         rm -f "$tmp"
         echo "build-go: FAILED $output ($name)" >&2
