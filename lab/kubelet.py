@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import signal
 import threading
@@ -222,9 +223,19 @@ def node_status(now: datetime, *, since: str) -> Obj:
                 "lastTransitionTime": since,
             }
         ],
-        "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "operatingSystem": "linux",
-                     "architecture": "amd64", "containerRuntimeVersion": "standin://0"},
+        "nodeInfo": {
+            "kubeletVersion": KUBELET_VERSION,
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+            "containerRuntimeVersion": "standin://0",
+        },
     }
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"{status}: {text[:300]}")
+        self.status = status
 
 
 class Kubelet:
@@ -238,10 +249,7 @@ class Kubelet:
         scale: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        import kubernetes.client
-
-        self.core = kubernetes.client.CoreV1Api(api)
-        self.models = kubernetes.client
+        self.api = api  # a kubernetes.client.ApiClient: raw JSON requests through it
         self.node = node
         self.scale = scale
         self.clock = clock
@@ -249,12 +257,32 @@ class Kubelet:
         self._since = format_time(clock())
         self._heartbeat = datetime.min.replace(tzinfo=UTC)
 
-    def register(self) -> None:
-        from kubernetes.client.exceptions import ApiException
+    def _request(
+        self, method: str, path: str, body: Obj | None = None, *, patch: bool = False
+    ) -> Obj:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = (
+                "application/merge-patch+json" if patch else "application/json"
+            )
+        params = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*params, _request_timeout=15)
+        data = response.read() or b"{}"
+        if not 200 <= response.status < 300:
+            raise ApiError(response.status, data.decode(errors="replace"))
+        result: Obj = json.loads(data)
+        return result
 
+    def register(self) -> None:
         try:
-            self.core.create_node(node_manifest(self.node, self.clock()))
-        except ApiException as exc:
+            self._request("POST", "/api/v1/nodes", node_manifest(self.node, self.clock()))
+        except ApiError as exc:
             if exc.status != 409:
                 raise
         self.heartbeat()
@@ -263,55 +291,50 @@ class Kubelet:
         now = self.clock()
         if now - self._heartbeat < timedelta(seconds=20):
             return
-        self.core.patch_node_status(
-            self.node,
+        self._request(
+            "PATCH",
+            f"/api/v1/nodes/{self.node}/status",
             {"status": node_status(now, since=self._since)},
-            _content_type="application/merge-patch+json",
+            patch=True,
         )
         self._heartbeat = now
 
     def tick(self) -> None:
         self.heartbeat()
-        pods = self.core.list_pod_for_all_namespaces(_preload_content=False)
-        import json
-
-        items = json.loads(pods.data)["items"]
+        items = self._request("GET", "/api/v1/pods")["items"]
         live = set()
         for pod in items:
             meta, spec = pod["metadata"], pod["spec"]
             live.add(meta["uid"])
-            if meta.get("deletionTimestamp"):
-                if spec.get("nodeName") == self.node:
-                    self._delete(pod)
-                continue
-            if not spec.get("nodeName"):
-                self._bind(pod)
-                continue
-            if spec["nodeName"] == self.node:
-                self._report(pod)
+            try:
+                if meta.get("deletionTimestamp"):
+                    if spec.get("nodeName") == self.node:
+                        self._delete(pod)
+                elif not spec.get("nodeName"):
+                    self._bind(pod)
+                elif spec["nodeName"] == self.node:
+                    self._report(pod)
+            except ApiError as exc:
+                # Gone or changed meanwhile (404, 409, a recreated pod's uid): next tick.
+                if exc.status not in (404, 409, 422):
+                    raise
         self._written = {uid: s for uid, s in self._written.items() if uid in live}
 
-    def _bind(self, pod: Obj) -> None:
-        from kubernetes.client.exceptions import ApiException
+    def _path(self, pod: Obj) -> str:
+        meta = pod["metadata"]
+        return f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
 
+    def _bind(self, pod: Obj) -> None:
         meta = pod["metadata"]
         body = {
             "apiVersion": "v1",
             "kind": "Binding",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
             "target": {"apiVersion": "v1", "kind": "Node", "name": self.node},
         }
-        try:
-            self.core.create_namespaced_pod_binding(
-                meta["name"], meta["namespace"], body, _preload_content=False
-            )
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                raise
+        self._request("POST", self._path(pod) + "/binding", body)
 
     def _report(self, pod: Obj) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         meta = pod["metadata"]
         status = pod.get("status") or {}
         if not status.get("startTime"):
@@ -319,35 +342,18 @@ class Kubelet:
         desired = pod_status(pod, self.clock(), scale=self.scale)
         if self._written.get(meta["uid"]) == desired:
             return
-        try:
-            self.core.patch_namespaced_pod_status(
-                meta["name"],
-                meta["namespace"],
-                {"metadata": {"uid": meta["uid"]}, "status": desired},
-                _content_type="application/merge-patch+json",
-                _preload_content=False,
-            )
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                raise
-            return
+        body = {"metadata": {"uid": meta["uid"]}, "status": desired}
+        self._request("PATCH", self._path(pod) + "/status", body, patch=True)
         self._written[meta["uid"]] = desired
 
     def _delete(self, pod: Obj) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        meta = pod["metadata"]
-        try:
-            self.core.delete_namespaced_pod(
-                meta["name"],
-                meta["namespace"],
-                grace_period_seconds=0,
-                body={"preconditions": {"uid": meta["uid"]}, "gracePeriodSeconds": 0},
-                _preload_content=False,
-            )
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                raise
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": pod["metadata"]["uid"]},
+        }
+        self._request("DELETE", self._path(pod), body)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--node-name", default=NODE_NAME)
     parser.add_argument(
-        "--backoff-scale", type=float, default=1.0,
+        "--backoff-scale",
+        type=float,
+        default=1.0,
         help="multiply the crash back-off (10 s doubling to 300 s) by this, e.g. 0.1 in tests",
     )
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between polls")
@@ -363,7 +371,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="kubelet: %(message)s")
 
     import kubernetes.config
-    from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
@@ -376,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.is_set():
         try:
             kubelet.tick()
-        except (ApiException, HTTPError) as exc:
+        except (ApiError, HTTPError, OSError) as exc:
             log.warning("tick failed: %s", exc)
         stop.wait(args.interval)
     return 0

@@ -33,15 +33,11 @@ done
 [ -n "$KUBECONFIG_OUT" ] || { echo "controlplane: --kubeconfig-out FILE is required" >&2; exit 2; }
 case "$KUBECONFIG_OUT" in /*) ;; *) KUBECONFIG_OUT="$PWD/$KUBECONFIG_OUT" ;; esac
 
-# -- build (cached) -------------------------------------------------------------------------
-if [ -f "$ROOT/scripts/build-go.sh" ]; then
+# -- build (cached: scripts/build-go.sh skips binaries whose stamp matches) ---------------------
+if command -v go >/dev/null 2>&1; then
   bash "$ROOT/scripts/build-go.sh" controlplane >&2
 else
-  mkdir -p "$BIN"
-  (cd "$ROOT/lab/go/controlplane" && while read -r out pkg; do
-     [ -n "$out" ] || continue
-     nice -n 10 go build -trimpath -ldflags='-s -w' -o "$BIN/$out" "$pkg"
-   done < targets) >&2
+  echo "controlplane: go not on PATH; using the binaries already in $BIN" >&2
 fi
 for b in etcd kube-apiserver kube-controller-manager; do
   [ -x "$BIN/$b" ] || { echo "controlplane: $BIN/$b missing after the build" >&2; exit 1; }
@@ -106,10 +102,17 @@ write_kubeconfig "$WORKDIR/kubelet.kubeconfig" "$KUBELET_TOKEN"
 # -- processes ----------------------------------------------------------------------------------
 PIDS=()
 stop_all() {
+  # Newest first and one at a time: the apiserver shuts down cleanly only while etcd still runs.
   trap - TERM INT
-  local i
-  for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; done
-  for ((i=${#PIDS[@]}-1; i>=0; i--)); do wait "${PIDS[$i]}" 2>/dev/null || true; done
+  local i pid waited
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do
+    pid="${PIDS[$i]}"
+    kill -TERM "$pid" 2>/dev/null || continue
+    waited=0
+    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 150 ]; do sleep 0.1; waited=$((waited + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   if [ "$OWN_WORKDIR" = 1 ]; then rm -rf "$WORKDIR"; fi
 }
 on_signal() { stop_all; echo "controlplane: stopped" >&2; exit 0; }
@@ -166,6 +169,8 @@ wait_for kube-controller-manager "${PIDS[-1]}" 120 api_get /api/v1/namespaces/de
 PIDS+=($!)
 wait_for kubelet "${PIDS[-1]}" 60 api_get /api/v1/nodes/standin-node
 
+printf 'etcd %s\nkube-apiserver %s\nkube-controller-manager %s\nkubelet %s\n' "${PIDS[@]}" \
+  > "$WORKDIR/pids"
 mkdir -p "$(dirname "$KUBECONFIG_OUT")"
 write_kubeconfig "$KUBECONFIG_OUT" "$ADMIN_TOKEN"
 cp "$PKI/ca.crt" "$WORKDIR/ca.crt"
