@@ -74,7 +74,10 @@ def test_hostile_names_in_a_replay_never_reach_the_api(oncall: OnCall) -> None:
     h = oncall.h
     h.deploy("dns", [("dns:1", hours(2)), ("dns:2", minutes(3))], namespace="kube-system")
     h.sandbox.controls.clear_requests()
-    alerts = [h.alert(**labels_with(label, "default/../kube-system")) for label in LABELS]
+    alerts = [
+        h.alert(**labels_with(label, "default/../kube-system"))  # type: ignore[arg-type]
+        for label in LABELS
+    ]
     status, body = oncall.replay(
         {"payload": h.payload(*alerts), "reason": "hostile", "dry_run": False}, token=ALICE
     )
