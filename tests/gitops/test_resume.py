@@ -28,7 +28,7 @@ def pause_as_a_rollback_did(harness: Harness, name: str) -> None:
     deployment["metadata"]["annotations"].update(
         {FLUX_RECONCILE: "disabled", ANNOTATION_GITOPS_PAUSED: json.dumps(record)}
     )
-    harness.official().replace_namespaced_deployment(name, "shop", deployment)
+    harness.official().replace_namespaced_deployment(name, "shop", deployment)  # type: ignore[arg-type]
 
 
 def resume(harness: Harness, body: object, token: str = ONCALL_TOKEN) -> Any:

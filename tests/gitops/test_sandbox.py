@@ -30,7 +30,10 @@ def service_writes(harness: Harness, resource: str) -> list[dict]:
     ]
 
 
-def alert_for(harness: Harness, replicaset: str, started_ago: timedelta = minutes(1)) -> dict:
+ONE_MINUTE = minutes(1)
+
+
+def alert_for(harness: Harness, replicaset: str, started_ago: timedelta = ONE_MINUTE) -> dict:
     [decision] = harness.post_alerts(
         harness.alert(
             namespace="shop", deployment="web", replicaset=replicaset, started_ago=started_ago
@@ -80,7 +83,7 @@ def test_flux_owned_deployment_is_rolled_back_with_reconcile_disabled_in_the_sam
     assert shown["gitops"]["resume"] == "rollback-webhook resume shop/web"
 
 
-def test_dry_run_says_what_it_would_pause(make_harness) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_says_what_it_would_pause(make_harness) -> None:
     harness = make_harness(dry_run=True)
     _, v2 = deploy_owned(
         harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION
@@ -116,7 +119,7 @@ def test_argocd_tracked_deployment_is_refused_by_default_with_the_steps(harness:
 
 
 def test_a_revert_to_the_bad_revision_is_reported_once_and_never_rolled_back_again(
-    make_harness,  # type: ignore[no-untyped-def]
+    make_harness,
 ) -> None:
     harness = make_harness(cooldown="1s")
     _, v2 = deploy_owned(

@@ -1,0 +1,201 @@
+"""The GitOps bench on the real control plane: CRDs, owner objects, the service's own identity
+(a ServiceAccount bound to the gitops overlay's rendered RBAC), and a record of its requests.
+
+The record is the same shape as the sandbox's (tests/conftest.py RECORD_DIR_ENV), so the
+RBAC-from-traffic test derives the overlay's extra permissions from what pausing really used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes.client
+
+from lab.controlplane import ControlPlane
+from lab.receiver_harness import SERVICE_TOKEN, Harness
+from sandbox.routing import parse_request
+from tests.conftest import RECORD_DIR_ENV
+from tests.controlplane.support import apply, kubectl, wait_until
+
+CRDS = Path(__file__).resolve().parent / "crds"
+ARGOCD_NAMESPACE = "argocd"
+FLUX_NAMESPACE = "flux-system"
+
+
+def install_crds(plane: ControlPlane) -> None:
+    """The minimal Argo CD and Flux CRDs, established (idempotent)."""
+    kubectl(plane, "apply", "-f", str(CRDS))
+    for name in (
+        "applications.argoproj.io",
+        "applicationsets.argoproj.io",
+        "kustomizations.kustomize.toolkit.fluxcd.io",
+        "helmreleases.helm.toolkit.fluxcd.io",
+    ):
+        kubectl(plane, "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    for namespace in (ARGOCD_NAMESPACE, FLUX_NAMESPACE):
+        kubectl(plane, "create", "namespace", namespace, check=False)
+
+
+class RecordingApiClient(kubernetes.client.ApiClient):
+    """The official client, noting (verb, group, resource) of every request it makes."""
+
+    def __init__(self, configuration: Any, *, token: str, record: list[dict[str, Any]]) -> None:
+        super().__init__(configuration)
+        self._token, self._record, self._lock = token, record, threading.Lock()
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        response = super().call_api(method, url, *args, **kwargs)
+        split = urlsplit(url)
+        info = parse_request(method, split.path + (f"?{split.query}" if split.query else ""))
+        entry = {
+            "token": self._token,
+            "method": method.upper(),
+            "path": info.path,
+            "verb": info.verb,
+            "group": info.group,
+            "version": info.version,
+            "resource": info.resource,
+            "subresource": info.subresource,
+            "namespace": info.namespace,
+            "name": info.name,
+            "status": response.status,
+        }
+        with self._lock:
+            self._record.append(entry)
+        return response
+
+
+class _RecordedIdentity:
+    """What Harness needs of a cluster handle: the test reads as admin, the service as its
+    ServiceAccount through a recording client."""
+
+    def __init__(self, plane: ControlPlane, token: str, record: list[dict[str, Any]]) -> None:
+        self.plane, self.token, self.record = plane, token, record
+        self.kubeconfig, self.url = plane.kubeconfig, plane.url
+
+    def api_client(self, token: str | None = None) -> Any:
+        if token == SERVICE_TOKEN:
+            configuration = self.plane.api_client(self.token).configuration
+            return RecordingApiClient(configuration, token=SERVICE_TOKEN, record=self.record)
+        return self.plane.api_client(token)
+
+
+def recorded_receiver(
+    plane: ControlPlane,
+    tmp_path: Path,
+    *,
+    token: str,
+    record: list[dict[str, Any]],
+    **settings: Any,
+) -> Harness:
+    """A receiver on the real apiserver as `token`, its requests noted in `record` (the
+    defaults of tests/controlplane/support.receiver)."""
+    defaults: dict[str, Any] = {
+        "min_healthy_seconds": 3,
+        "kubernetes": {"timeout_seconds": 10},
+        "tracker": {"enabled": False},
+    }
+    defaults.update(settings)
+    identity = _RecordedIdentity(plane, token, record)
+    return Harness(identity, tmp_path, **defaults)  # type: ignore[arg-type]
+
+
+def dump_record(record: list[dict[str, Any]], test: str) -> None:
+    """Write the record where the RBAC-from-traffic test collects it (when it asks)."""
+    where = os.environ.get(RECORD_DIR_ENV)
+    if not where:
+        return
+    dump = {"test": test, "test_token": "admin", "entries": record}
+    (Path(where) / f"controlplane-{uuid.uuid4().hex}.json").write_text(json.dumps(dump))
+
+
+def application(
+    name: str,
+    *,
+    automated: dict[str, Any] | None,
+    owner_refs: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "project": "default",
+        "source": {
+            "repoURL": "https://git.example/shop.git",
+            "path": "web",
+            "targetRevision": "main",
+        },
+        "destination": {"server": "https://kubernetes.default.svc", "namespace": "shop"},
+    }
+    if automated is not None:
+        spec["syncPolicy"] = {"automated": automated}
+    metadata: dict[str, Any] = {"name": name, "namespace": ARGOCD_NAMESPACE}
+    if owner_refs:
+        metadata["ownerReferences"] = owner_refs
+    if annotations:
+        metadata["annotations"] = annotations
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def kustomization(name: str, *, interval: str = "3s") -> dict[str, Any]:
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
+        "spec": {
+            "interval": interval,
+            "path": "./apps",
+            "prune": True,
+            "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
+        },
+    }
+
+
+def helmrelease(name: str, namespace: str, *, interval: str = "3s") -> dict[str, Any]:
+    return {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "interval": interval,
+            "chart": {
+                "spec": {"chart": "web", "sourceRef": {"kind": "HelmRepository", "name": "shop"}}
+            },
+            "driftDetection": {"mode": "enabled"},
+        },
+    }
+
+
+def create(plane: ControlPlane, obj: dict[str, Any]) -> dict[str, Any]:
+    """Apply `obj` and return it as stored (uid, resourceVersion)."""
+    apply(plane, obj)
+    meta = obj["metadata"]
+    kind = obj["kind"].lower()
+    group = obj["apiVersion"].split("/")[0]
+    result = kubectl(
+        plane, "-n", meta["namespace"], "get", f"{kind}.{group}", meta["name"], "-o", "json"
+    )
+    stored: dict[str, Any] = json.loads(result.stdout)
+    return stored
+
+
+def get(plane: ControlPlane, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    result = kubectl(plane, "-n", namespace, "get", kind, name, "-o", "json")
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def image_of(deployment: dict[str, Any]) -> str:
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+__all__ = ["wait_until"]

@@ -1,0 +1,431 @@
+"""On the real control plane, with Argo CD and Flux CRDs and a test double of each reconciler
+that re-applies Git's template unless paused (webhook.gitops; README, GitOps owners).
+
+The service runs as a ServiceAccount bound to the gitops overlay's rendered RBAC (so a missing
+grant is a real 403) and its requests are recorded for the RBAC-from-traffic test.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.controlplane import ControlPlane
+from lab.receiver_harness import SERVICE_TOKEN, Harness
+from sandbox.pods import FAULT_ANNOTATION
+from tests.controlplane.support import (
+    apply,
+    deployment_manifest,
+    get_json,
+    replicasets,
+    rollout_status,
+    wait_until,
+)
+from tests.controlplane.test_rbac import Overlay
+from tests.gitops import reconcilers
+from tests.gitops.controlplane_support import (
+    ARGOCD_NAMESPACE,
+    FLUX_NAMESPACE,
+    application,
+    create,
+    dump_record,
+    get,
+    helmrelease,
+    image_of,
+    install_crds,
+    kustomization,
+    recorded_receiver,
+)
+from tests.gitops.support import FullApp, events
+from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
+from webhook.tracker import HealthTracker
+
+pytestmark = pytest.mark.controlplane
+
+WRITES = {"create", "update", "patch", "delete"}
+
+
+@pytest.fixture(scope="module")
+def overlay(controlplane: ControlPlane) -> Iterator[Overlay]:
+    """The CRDs installed and the gitops overlay's RBAC bound to the service's account."""
+    install_crds(controlplane)
+    with Overlay(controlplane, "gitops") as bound:
+        yield bound
+
+
+class Bench:
+    """One test's receiver (as the overlay's ServiceAccount), its record and its doubles."""
+
+    def __init__(
+        self, plane: ControlPlane, overlay: Overlay, namespace: str, tmp_path: Path, **gitops: Any
+    ) -> None:
+        self.plane, self.namespace = plane, namespace
+        self.record: list[dict[str, Any]] = []
+        config = overlay.config(dry_run=False, cooldown="1s")
+        config["gitops"] = {**config.get("gitops", {}), **gitops}
+        self.h: Harness = recorded_receiver(
+            plane, tmp_path, token=overlay.token, record=self.record, **config
+        )
+        self.doubles: list[reconcilers.Reconciler] = []
+        self.admin = plane.api_client()
+
+    def deploy(self, *, labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
+        """web:1 from "Git", rolled out and healthy longer than min_healthy_seconds."""
+        manifest = deployment_manifest("web", self.namespace, "web:1", replicas=1)
+        manifest["metadata"]["labels"] = labels
+        manifest["metadata"]["annotations"].update(annotations)
+        apply(self.plane, manifest)
+        rollout_status(self.plane, self.namespace, "web")
+        time.sleep(4)  # min_healthy_seconds is 3: revision 1 is healthy by age
+        return manifest
+
+    def reconcile(self, double: reconcilers.Reconciler) -> reconcilers.Reconciler:
+        self.doubles.append(double.start())
+        return double
+
+    def push_bad_revision(self, double: reconcilers.Reconciler, manifest: dict[str, Any]) -> str:
+        """Git moves to web:2 (crash-looping); the reconciler rolls it out. Its ReplicaSet."""
+        bad = copy.deepcopy(manifest["spec"]["template"])
+        bad["spec"]["containers"][0]["image"] = "web:2"
+        bad["metadata"]["annotations"] = {FAULT_ANNOTATION: "crashloop"}
+        double.set_git(bad)
+        sets = wait_until(
+            "the reconciler's rollout of web:2",
+            lambda: s if len(s := replicasets(self.plane, self.namespace, "web")) == 2 else None,
+        )
+        return str(sets[1]["metadata"]["name"])
+
+    def alert(self, replicaset: str) -> dict[str, Any]:
+        [decision] = self.h.post_alerts(
+            self.h.alert(
+                namespace=self.namespace,
+                deployment="web",
+                replicaset=replicaset,
+                started_ago=timedelta(seconds=0),
+            )
+        )
+        return decision
+
+    def deployment(self) -> dict[str, Any]:
+        return get_json(self.plane, "-n", self.namespace, "deployment", "web")
+
+    def stays(self, image: str, seconds: float) -> None:
+        """The Deployment keeps `image` for the whole window (polled twice a second)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert image_of(self.deployment()) == image, "the rollback did not stay"
+            time.sleep(0.5)
+
+    def tracker_round(self) -> None:
+        HealthTracker(
+            self.h.service.cluster,
+            self.h.settings,
+            self.h.service.audit,
+            self.h.service.clock,
+            record=self.h.service.record,
+        ).resync_once()
+
+    def service_writes(self, resource: str) -> list[str]:
+        return [
+            e["verb"]
+            for e in self.record
+            if e["token"] == SERVICE_TOKEN and e["verb"] in WRITES and e["resource"] == resource
+        ]
+
+    def close(self, test: str) -> None:
+        for double in self.doubles:
+            double.stop()
+        dump_record(self.record, test)
+        for double in self.doubles:
+            assert double.errors == [], double.errors
+
+
+@pytest.fixture
+def bench(
+    controlplane: ControlPlane,
+    overlay: Overlay,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Any]:
+    made: list[Bench] = []
+
+    def make(**gitops: Any) -> Bench:
+        made.append(Bench(controlplane, overlay, namespace, tmp_path, **gitops))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close(request.node.nodeid)
+
+
+def flux_labels(name: str) -> dict[str, str]:
+    return {
+        "kustomize.toolkit.fluxcd.io/name": name,
+        "kustomize.toolkit.fluxcd.io/namespace": FLUX_NAMESPACE,
+    }
+
+
+def tracking(app: str, namespace: str) -> dict[str, str]:
+    return {"argocd.argoproj.io/tracking-id": f"{app}:apps/Deployment:{namespace}/web"}
+
+
+def test_flux_kustomization_pause_keeps_the_rollback_for_the_window_and_resume_hands_back(
+    bench: Any, namespace: str
+) -> None:
+    b: Bench = bench()
+    ks = f"apps-{namespace}"
+    create(b.plane, kustomization(ks, interval="2s"))
+    manifest = b.deploy(labels=flux_labels(ks), annotations={})
+    double = b.reconcile(
+        reconcilers.flux_kustomization(
+            b.admin,
+            kustomization=(FLUX_NAMESPACE, ks),
+            namespace=namespace,
+            deployment="web",
+            git=manifest["spec"]["template"],
+            interval=2.0,
+        )
+    )
+    bad = b.push_bad_revision(double, manifest)
+
+    decision = b.alert(bad)
+
+    assert decision["outcome"] == "rolled_back", decision
+    assert f"paused Flux Kustomization {FLUX_NAMESPACE}/{ks}" in decision["detail"]
+    live = b.deployment()
+    assert live["metadata"]["annotations"][FLUX_RECONCILE] == "disabled"
+    assert b.service_writes("deployments") == ["update"]  # the annotation rode in the rollback
+    skipped = double.skipped
+    b.stays("web:1", seconds=7)  # three and a half intervals
+    assert double.skipped > skipped  # it looked, and was paused
+
+    answer = FullApp(b.h).resume(
+        {"namespace": namespace, "deployment": "web", "reason": "Git reverted to web:1"}
+    )
+    assert answer.status_code == 200, answer.get_json()
+    resumed = answer.get_json()["decision"]
+    assert resumed["outcome"] == "resumed"
+    assert FLUX_RECONCILE not in b.deployment()["metadata"]["annotations"]
+    assert b.h.audit_row(resumed["id"])["actor"] == "alice"
+    # Git still says web:2 (nobody fixed it): the reconciler takes over again, and the
+    # stay-put watch reports it; the next alert is held, never a second rollback.
+    wait_until("the reconciler to re-apply Git", lambda: image_of(b.deployment()) == "web:2")
+    b.tracker_round()
+    [reverted] = events(b.h, "AutoRollbackReverted", namespace)
+    assert f"reverted by Flux Kustomization {FLUX_NAMESPACE}/{ks}" in reverted["message"]
+    time.sleep(1.5)
+    again = b.alert(bad)
+    assert (again["outcome"], again["reason"]) == ("skipped", "cooldown")
+    assert "reverted" in again["detail"]
+    assert b.service_writes("deployments") == ["update", "update"]  # rollback, resume
+
+
+def test_argocd_pause_disables_automated_sync_and_resume_enables_it(
+    bench: Any, namespace: str
+) -> None:
+    b: Bench = bench(argocd="pause")
+    app = f"shop-{namespace}"
+    create(b.plane, application(app, automated={"selfHeal": True, "prune": True}))
+    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
+    double = b.reconcile(
+        reconcilers.argocd(
+            b.admin,
+            app=(ARGOCD_NAMESPACE, app),
+            namespace=namespace,
+            deployment="web",
+            git=manifest["spec"]["template"],
+            interval=1.0,
+        )
+    )
+    bad = b.push_bad_revision(double, manifest)
+
+    decision = b.alert(bad)
+
+    assert decision["outcome"] == "rolled_back", decision
+    assert "spec.syncPolicy.automated.enabled: false" in decision["detail"]
+    automated = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)["spec"][
+        "syncPolicy"
+    ]["automated"]
+    assert automated == {"enabled": False, "selfHeal": True, "prune": True}
+    b.stays("web:1", seconds=5)  # self-heal would have reverted within a second
+    assert ANNOTATION_GITOPS_PAUSED in b.deployment()["metadata"]["annotations"]
+
+    answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "fixed"})
+    assert answer.status_code == 200, answer.get_json()
+    automated = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)["spec"][
+        "syncPolicy"
+    ]["automated"]
+    assert automated["enabled"] is True
+    wait_until("self-heal to take over again", lambda: image_of(b.deployment()) == "web:2")
+    assert b.service_writes("applications") == ["patch", "patch"]
+
+
+def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespace: str) -> None:
+    b: Bench = bench(flux_helmrelease="pause")
+    create(b.plane, helmrelease("web", namespace, interval="2s"))
+    labels = {
+        "helm.toolkit.fluxcd.io/name": "web",
+        "helm.toolkit.fluxcd.io/namespace": namespace,
+        "app.kubernetes.io/managed-by": "Helm",
+    }
+    manifest = b.deploy(labels=labels, annotations={"meta.helm.sh/release-name": "web"})
+    double = b.reconcile(
+        reconcilers.flux_helmrelease(
+            b.admin,
+            release=(namespace, "web"),
+            namespace=namespace,
+            deployment="web",
+            git=manifest["spec"]["template"],
+            interval=2.0,
+        )
+    )
+    bad = b.push_bad_revision(double, manifest)
+
+    decision = b.alert(bad)
+
+    assert decision["outcome"] == "rolled_back", decision
+    assert get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")["spec"]["suspend"]
+    b.stays("web:1", seconds=5)
+    answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "ok"})
+    assert answer.status_code == 200, answer.get_json()
+    release = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
+    assert release["spec"]["suspend"] is False
+    assert b.service_writes("helmreleases") == ["patch", "patch"]
+
+
+def test_refuse_writes_nothing_and_the_event_names_the_steps(bench: Any, namespace: str) -> None:
+    b: Bench = bench(argocd="refuse")  # the default
+    app = f"shop-{namespace}"
+    create(b.plane, application(app, automated={"selfHeal": True}))
+    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
+    double = b.reconcile(
+        reconcilers.argocd(
+            b.admin,
+            app=(ARGOCD_NAMESPACE, app),
+            namespace=namespace,
+            deployment="web",
+            git=manifest["spec"]["template"],
+            interval=1.0,
+        )
+    )
+    bad = b.push_bad_revision(double, manifest)
+    before = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)
+
+    decision = b.alert(bad)
+
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "gitops_managed")
+    assert b.service_writes("deployments") == [] and b.service_writes("applications") == []
+    after = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    [event] = events(b.h, "AutoRollbackRefused", namespace)
+    assert f"(1) argocd app set {ARGOCD_NAMESPACE}/{app} --sync-policy none" in event["message"]
+    assert image_of(b.deployment()) == "web:2"
+
+
+@pytest.mark.parametrize("managed_by", ["ApplicationSet", "Application"])
+def test_an_application_managed_by_a_parent_or_an_applicationset_is_refused_by_default(
+    bench: Any, namespace: str, managed_by: str
+) -> None:
+    b: Bench = bench(argocd="pause")
+    app = f"shop-{namespace}"
+    if managed_by == "ApplicationSet":
+        appset = create(
+            b.plane,
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "ApplicationSet",
+                "metadata": {"name": f"shops-{namespace}", "namespace": ARGOCD_NAMESPACE},
+                "spec": {"generators": [], "template": {}},
+            },
+        )
+        owner = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "ApplicationSet",
+            "name": appset["metadata"]["name"],
+            "uid": appset["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        create(b.plane, application(app, automated={"selfHeal": True}, owner_refs=[owner]))
+        expected = f"managed by ApplicationSet {ARGOCD_NAMESPACE}/shops-{namespace}"
+    else:
+        parent = f"root-{namespace}"
+        spec = application(app, automated={"selfHeal": True})["spec"]
+        create(
+            b.plane,
+            application(
+                app,
+                automated={"selfHeal": True},
+                annotations={
+                    "argocd.argoproj.io/tracking-id": (
+                        f"{parent}:argoproj.io/Application:{ARGOCD_NAMESPACE}/{app}"
+                    )
+                },
+            ),
+        )
+        parent_double = reconcilers.ParentApp(b.admin, child=(ARGOCD_NAMESPACE, app), git_spec=spec)
+        parent_double.tick()
+        expected = f"managed by Application {ARGOCD_NAMESPACE}/{parent}"
+    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
+    double = b.reconcile(
+        reconcilers.argocd(
+            b.admin,
+            app=(ARGOCD_NAMESPACE, app),
+            namespace=namespace,
+            deployment="web",
+            git=manifest["spec"]["template"],
+            interval=1.0,
+        )
+    )
+    bad = b.push_bad_revision(double, manifest)
+
+    decision = b.alert(bad)
+
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "gitops_managed")
+    assert expected in decision["detail"]
+    assert b.service_writes("applications") == [] and b.service_writes("deployments") == []
+    [event] = events(b.h, "AutoRollbackRefused", namespace)
+    assert expected in event["message"]
+
+
+def test_a_self_heal_revert_of_an_unpaused_deployment_is_detected_with_no_second_rollback(
+    bench: Any, namespace: str
+) -> None:
+    b: Bench = bench(argocd="ignore")
+    app = f"shop-{namespace}"
+    create(b.plane, application(app, automated={"selfHeal": True}))
+    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
+    double = b.reconcile(
+        reconcilers.argocd(
+            b.admin,
+            app=(ARGOCD_NAMESPACE, app),
+            namespace=namespace,
+            deployment="web",
+            git=manifest["spec"]["template"],
+            interval=1.0,
+        )
+    )
+    bad = b.push_bad_revision(double, manifest)
+
+    decision = b.alert(bad)
+    assert decision["outcome"] == "rolled_back", decision
+    wait_until("self-heal to revert the rollback", lambda: image_of(b.deployment()) == "web:2")
+    b.tracker_round()
+    b.tracker_round()
+
+    [event] = events(b.h, "AutoRollbackReverted", namespace)
+    assert f"reverted by Argo CD Application {ARGOCD_NAMESPACE}/{app}" in event["message"]
+    [row] = b.h.service.audit.query(namespace=namespace, outcome="reverted", limit=5)
+    assert row["source"] == "watch"
+    time.sleep(1.5)  # past the 1s cooldown
+    again = b.alert(bad)
+    assert (again["outcome"], again["reason"]) == ("skipped", "cooldown")
+    assert "reverted" in again["detail"]
+    assert b.service_writes("deployments") == ["update"]  # one rollback, never a loop
