@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,13 +20,14 @@ from typing import Any
 
 from webhook.audit.errors import AuditUnavailable
 from webhook.audit.rows import Dialect
-from webhook.audit.store import AuditStore
+from webhook.audit.store import INTEGRITY_MAX_AGE_SECONDS, AuditStore
 
 # Below this much free space on the audit's filesystem, /readyz says not ready: a WAL
 # checkpoint may rewrite frames in place, so a full disk does not always fail a small write.
 MIN_FREE_BYTES = 1024 * 1024
 BUSY_TIMEOUT_SECONDS = 10.0
 READY_TIMEOUT_SECONDS = 2.0
+LOCK_POLL_SECONDS = 0.05
 
 
 class _Conn:
@@ -76,12 +78,10 @@ class SqliteStore(AuditStore):
     def _transaction(self, *, gate: bool = False) -> Iterator[_Conn]:
         with self._write_lock:
             if self._write_db is None or self._write_pid != os.getpid():
-                self._write_db, self._write_pid = self._open(shared=True), os.getpid()
+                db = self._open(shared=True, timeout=LOCK_POLL_SECONDS)
+                self._write_db, self._write_pid = db, os.getpid()
             db = self._write_db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise AuditUnavailable(f"{self.describe()}: {exc}") from exc
+            self._begin(db)
             try:
                 yield _Conn(db)
                 db.execute("COMMIT")
@@ -91,6 +91,23 @@ class SqliteStore(AuditStore):
             except BaseException:
                 _rollback(db)
                 raise
+
+    def _begin(self, db: sqlite3.Connection, seconds: float | None = None) -> None:
+        """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_SECONDS for another process's write lock
+        in short polls with time.sleep, which yields under gevent (SQLite's own busy handler
+        would block every greenlet of the worker, /healthz included)."""
+        deadline = time.monotonic() + (BUSY_TIMEOUT_SECONDS if seconds is None else seconds)
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() >= deadline:
+                    raise AuditUnavailable(f"{self.describe()}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise AuditUnavailable(f"{self.describe()}: {exc}") from exc
+            time.sleep(LOCK_POLL_SECONDS)
 
     @contextmanager
     def _reader(self) -> Iterator[_Conn]:
@@ -126,6 +143,8 @@ class SqliteStore(AuditStore):
         """Connect, refuse a full or corrupt store, and commit a write of the probe row (with a
         short busy timeout, so a held write lock answers in seconds)."""
         self._ensure()
+        if time.monotonic() - self._integrity_at > INTEGRITY_MAX_AGE_SECONDS:
+            self.refresh_integrity()
         if self._broken:
             raise AuditUnavailable(f"{self.describe()}: failed its integrity check: {self._broken}")
         if self.path != ":memory:":
@@ -136,9 +155,9 @@ class SqliteStore(AuditStore):
                     f"{self.describe()}: its filesystem is full ({free} bytes free, "
                     f"below {MIN_FREE_BYTES})"
                 )
-        db = self._open(timeout=READY_TIMEOUT_SECONDS)
+        db = self._open(timeout=LOCK_POLL_SECONDS)
         try:
-            db.execute("BEGIN IMMEDIATE")
+            self._begin(db, READY_TIMEOUT_SECONDS)
             db.execute(
                 "INSERT INTO probe (id, written_at, writer) VALUES (1, datetime('now'), ?) "
                 "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at, "
@@ -146,7 +165,7 @@ class SqliteStore(AuditStore):
                 (str(os.getpid()),),
             )
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, AuditUnavailable) as exc:
             _rollback(db)
             raise AuditUnavailable(f"{self.describe()}: not writable: {exc}") from exc
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -46,6 +47,8 @@ _INTENT_COLUMNS = column_names(IntentRow)
 _ROWS_PER_INSERT = 999 // len(_DECISION_COLUMNS)
 # Outcomes whose decisions may have passed the gate (and so hold an intent to close).
 _GATED = frozenset({contract.ROLLED_BACK, contract.DRY_RUN, contract.FAILED})
+# /readyz runs the integrity check again when the last one is older than this.
+INTEGRITY_MAX_AGE_SECONDS = 60.0
 _KIND_OF: dict[str, IntentKind] = {
     contract.ROLLED_BACK: IntentKind.ROLLBACK,
     contract.DRY_RUN: IntentKind.DRY_RUN,
@@ -87,6 +90,7 @@ class AuditStore(ABC):
     def __init__(self) -> None:
         self._prepared_pid = 0
         self._broken: str | None = None  # why the store failed its integrity check
+        self._integrity_at = 0.0  # time.monotonic() of the last integrity check
 
     # -- what a backend provides ---------------------------------------------------------------
     @abstractmethod
@@ -114,6 +118,9 @@ class AuditStore(ABC):
     def refresh_integrity(self) -> None:
         """Check again (the reconciler's loop): a failing store refuses writes and readiness."""
         self._broken = self.check_integrity()
+        self._integrity_at = time.monotonic()
+        if self._broken:
+            log.error("%s failed its integrity check: %s", self.describe(), self._broken)
 
     def check_ready(self) -> None:
         """Readiness: connect, prove a write commits, and pass the integrity check.
@@ -121,6 +128,8 @@ class AuditStore(ABC):
         Raises AuditUnavailable naming the problem (unreachable, read-only, full, corrupt).
         """
         self._ensure()
+        if time.monotonic() - self._integrity_at > INTEGRITY_MAX_AGE_SECONDS:
+            self.refresh_integrity()
         if self._broken:
             raise AuditUnavailable(f"{self.describe()}: failed its integrity check: {self._broken}")
         with self._transaction() as tx:
@@ -174,9 +183,7 @@ class AuditStore(ABC):
                         migration.version,
                         migration.description,
                     )
-        self._broken = self.check_integrity()
-        if self._broken:
-            log.error("audit %s failed its integrity check: %s", self.describe(), self._broken)
+        self.refresh_integrity()
         self._prepared_pid = os.getpid()
         return found
 

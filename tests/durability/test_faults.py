@@ -1,0 +1,263 @@
+"""Faults between the cluster write and the record, and faults of the audit store itself.
+
+For each: what Alertmanager gets, what /readyz says, and the record after (settled by the
+reconciler where the worker could not). The sandbox injects the API faults (sandbox/faults.py);
+the store faults are real: a held SQLite write lock, a full and a read-only filesystem (a small
+tmpfs, root only), a file overwritten in the middle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.receiver_harness import Harness, hours, minutes, template_images
+from tests.binaries import in_ci
+from webhook import contract
+from webhook.audit import IntentState
+from webhook.reconcile import Reconciler
+
+
+def reconcile(harness: Harness) -> Any:
+    """One reconciler round that settles every open intent (no age threshold)."""
+    service = harness.service
+    return Reconciler(
+        audit=service.audit, cluster=service.cluster, clock=service.clock, settle_after_seconds=0
+    ).run_once()
+
+
+def rollback_of(harness: Harness) -> dict[str, Any]:
+    action: dict[str, Any] = json.loads(
+        harness.deployment("shop", "web")["metadata"]["annotations"][
+            contract.ANNOTATION_LAST_ACTION
+        ]
+    )
+    return action
+
+
+def bad_mark(harness: Harness, name: str) -> dict[str, Any] | None:
+    rs = harness.read("GET", f"/apis/apps/v1/namespaces/shop/replicasets/{name}")
+    raw = (rs["metadata"].get("annotations") or {}).get(contract.ANNOTATION_BAD_REVISION)
+    return json.loads(raw) if raw else None
+
+
+def rolled_back_rows(harness: Harness) -> list[dict[str, Any]]:
+    return harness.service.audit.query(outcome="rolled_back", limit=100)
+
+
+@pytest.fixture
+def rs(harness: Harness) -> list[str]:
+    return harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+
+
+def alert_for(harness: Harness, rs: list[str]) -> dict[str, Any]:
+    return harness.payload(harness.alert(namespace="shop", deployment="web", replicaset=rs[1]))
+
+
+def test_a_write_landing_after_the_client_timeout_is_settled_as_rolled_back_once(
+    harness: Harness, rs: list[str]
+) -> None:
+    # The PUT is served 3.5 s late; the client gives up after 2 s (kubernetes.timeout_seconds).
+    harness.sandbox.controls.fault(
+        method="PUT", path="/deployments/web$", action="delay", delay=3.5
+    )
+    payload = alert_for(harness, rs)
+    first = harness.post(payload)
+    assert first.status_code == 503  # Alertmanager retries
+    [decision] = first.get_json()["decisions"]
+    assert (decision["outcome"], decision["reason"]) == ("failed", "timeout")
+    # Not recorded as failed: the write may still land, its intent is open.
+    assert harness.service.audit.get(decision["id"]) is None
+    [intent] = harness.service.audit.open_intents()
+    assert (intent.id, intent.state) == (decision["id"], IntentState.OPEN)
+    assert harness.client.get("/readyz").status_code == 200
+    time.sleep(2.5)  # the late write lands
+    assert template_images(harness.deployment("shop", "web")) == ["web:1"]
+    assert rollback_of(harness)["audit_id"] == decision["id"]
+    report = reconcile(harness)
+    assert report.rolled_back == [decision["id"]] and report.marked == [decision["id"]]
+    [row] = rolled_back_rows(harness)
+    assert (row["id"], row["settled_by"]) == (decision["id"], "reconciler")
+    assert row["from_replicaset"] == rs[1] and row["to_replicaset"] == rs[0]
+    assert row["payload_id"] == first.get_json()["payload_id"]
+    assert bad_mark(harness, rs[1])["audit_id"] == decision["id"]  # type: ignore[index]
+    # The retry finds the rollback done; nothing is written twice.
+    retry = harness.post(payload)
+    assert retry.status_code == 200
+    assert retry.get_json()["decisions"][0]["reason"] == "not_current_revision"
+    assert reconcile(harness).rolled_back == []
+    assert len(rolled_back_rows(harness)) == 1
+
+
+def test_a_timeout_whose_write_never_lands_is_recorded_failed_and_the_retry_rolls_back(
+    harness: Harness, rs: list[str]
+) -> None:
+    # Dropped without an answer: the sandbox never applies it.
+    harness.sandbox.controls.fault(method="PUT", path="/deployments/web$", action="drop")
+    payload = alert_for(harness, rs)
+    first = harness.post(payload)
+    assert first.status_code == 503
+    failed_id = first.get_json()["decisions"][0]["id"]
+    # Alertmanager's retry decides again and rolls back (the open intent counts, but 1 < 5).
+    retry = harness.post(payload)
+    assert retry.status_code == 200
+    [done] = retry.get_json()["decisions"]
+    assert done["outcome"] == "rolled_back"
+    report = reconcile(harness)
+    assert report.never_landed == [failed_id]
+    row = harness.audit_row(failed_id)
+    assert (row["outcome"], row["reason"], row["settled_by"]) == ("failed", "timeout", "reconciler")
+    assert "never reached the cluster" in row["detail"]
+    assert [r["id"] for r in rolled_back_rows(harness)] == [done["id"]]
+    assert rollback_of(harness)["audit_id"] == done["id"]
+
+
+def test_a_failed_bad_mark_is_answered_rolled_back_and_finished_by_the_reconciler(
+    harness: Harness, rs: list[str]
+) -> None:
+    harness.sandbox.controls.fault(method="PATCH", path=f"/replicasets/{rs[1]}$", status=500)
+    response = harness.post(alert_for(harness, rs))
+    assert response.status_code == 200  # the rollback happened: retrying it would not help
+    [decision] = response.get_json()["decisions"]
+    assert decision["outcome"] == "rolled_back" and "WARNING: marking" in decision["detail"]
+    assert bad_mark(harness, rs[1]) is None
+    [pending] = harness.service.audit.open_intents()
+    assert pending.state == IntentState.MARK_PENDING
+    assert harness.client.get("/readyz").status_code == 200
+    assert reconcile(harness).marked == [decision["id"]]
+    assert bad_mark(harness, rs[1])["audit_id"] == decision["id"]  # type: ignore[index]
+    assert harness.service.audit.open_intents() == []
+    assert reconcile(harness).marked == []  # written once
+
+
+def test_a_held_write_lock_is_503_ready_false_and_nothing_is_written_to_the_cluster(
+    harness: Harness, rs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("webhook.audit.sqlite.BUSY_TIMEOUT_SECONDS", 1.0)
+    harness.service.audit.prepare()
+    other = sqlite3.connect(harness.tmp_path / "audit.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        payload = alert_for(harness, rs)
+        response = harness.post(payload)
+        assert response.status_code == 503
+        assert "audit store unavailable" in response.get_json()["error"]
+        ready = harness.client.get("/readyz")
+        assert ready.status_code == 503 and "locked" in ready.get_json()["error"]
+        assert template_images(harness.deployment("shop", "web")) == ["web:2"]
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert harness.service.audit.payloads() == []  # not even the payload: retried whole
+    retry = harness.post(payload)
+    assert retry.get_json()["decisions"][0]["outcome"] == "rolled_back"
+    assert harness.client.get("/readyz").status_code == 200
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs for the audit (root only: skip elsewhere, fail under CI=true)."""
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        message = f"cannot mount a tmpfs ({made.stderr.decode().strip()}): needs root"
+        if in_ci():
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_audit_volume_is_503_and_not_ready_until_space_returns(
+    make_harness: Any, volume: Path
+) -> None:
+    harness: Harness = make_harness(audit={"path": str(volume / "audit.sqlite")})
+    rs = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    assert harness.client.get("/readyz").status_code == 200
+    filler = volume / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass  # ENOSPC: the volume is full
+    payload = alert_for(harness, rs)
+    response = harness.post(payload)
+    assert response.status_code == 503
+    ready = harness.client.get("/readyz")
+    assert ready.status_code == 503 and "full" in ready.get_json()["error"]
+    assert template_images(harness.deployment("shop", "web")) == ["web:2"]
+    filler.unlink()
+    assert harness.client.get("/readyz").status_code == 200
+    retry = harness.post(payload)
+    assert retry.status_code == 200
+    assert retry.get_json()["decisions"][0]["outcome"] == "rolled_back"
+    assert len(harness.service.audit.payloads()) == 1  # the full disk stored nothing
+
+
+def test_a_read_only_audit_volume_is_503_and_not_ready(
+    make_harness: Any, volume: Path, tmp_path: Path
+) -> None:
+    # The audit is reached through a bind mount of the volume, later made read-only (as a
+    # volume mounted readOnly, or a filesystem the kernel remounted read-only after errors).
+    view = tmp_path / "view"
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(volume), str(view)], check=True)
+    try:
+        read_only_volume(make_harness, view)
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
+
+
+def read_only_volume(make_harness: Any, view: Path) -> None:
+    harness: Harness = make_harness(audit={"path": str(view / "audit.sqlite")})
+    rs = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    assert harness.client.get("/readyz").status_code == 200
+    harness.service.audit.close()  # a busy mount cannot be remounted: as after a restart
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+    try:
+        response = harness.post(alert_for(harness, rs))
+        assert response.status_code == 503
+        ready = harness.client.get("/readyz")
+        assert ready.status_code == 503 and "audit" in ready.get_json()["error"]
+        assert template_images(harness.deployment("shop", "web")) == ["web:2"]
+    finally:
+        subprocess.run(["mount", "-o", "remount,bind,rw", str(view)], check=True)
+    assert harness.client.get("/readyz").status_code == 200
+    harness.service.audit.close()
+
+
+def test_a_corrupted_audit_file_is_not_ready_and_refuses_deliveries(
+    harness: Harness, rs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(40):  # enough rows for several pages
+        harness.post(harness.payload(harness.alert(namespace="shop", deployment=f"x{i}")))
+    path = harness.tmp_path / "audit.sqlite"
+    harness.service.audit.close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    size = path.stat().st_size
+    with path.open("r+b") as out:  # overwrite pages in the middle of the file
+        out.seek(size // 2)
+        out.write(os.urandom(8192))
+    monkeypatch.setattr("webhook.audit.sqlite.INTEGRITY_MAX_AGE_SECONDS", 0.0)
+    ready = harness.client.get("/readyz")
+    assert ready.status_code == 503 and "integrity" in ready.get_json()["error"]
+    response = harness.post(alert_for(harness, rs))
+    assert response.status_code == 503
+    assert template_images(harness.deployment("shop", "web")) == ["web:2"]
