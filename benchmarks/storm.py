@@ -1,0 +1,577 @@
+"""Alert storm benchmark (not a test): latency, API cost and exactly-once under a storm.
+
+Each case starts a fresh sandbox cluster (`rollback-webhook sandbox`, its own process) and a
+fresh receiver the way it runs in the pod (`python -m webhook serve`: gunicorn master, worker,
+the tracker's own process), then lays out N Deployments (10 per namespace, or all in one) with
+a healthy revision 1 (two hours old) and a bad current revision 2 (three minutes old), and
+sends 20 firing alerts per Deployment naming its bad ReplicaSet (10 distinct alerts, each
+twice: duplicates included), shuffled into payloads of 1 to 50 alerts, from 8 keep-alive
+clients at once. It prints payloads/s, p50 and p99 per payload, Kubernetes API requests per
+decision, CPU and RSS of every process, and checks:
+- exactly once: every Deployment rolled back by exactly one decision and one Deployment write,
+  and now on revision 1's image;
+- nothing lost: every payload acknowledged (200), with one decision per alert in its answer,
+  and the audit holds one row per alert and one per payload.
+Targets: p99 at 500 Deployments within 3x of p99 at 10; zero lost, zero double. The circuit
+breaker is raised out of the way (max_rollbacks above N) unless --default-breaker, which checks
+instead that exactly max_rollbacks (5) rollbacks happen.
+
+Run: nice python3 benchmarks/storm.py [--sizes 10,100,500] [--one-namespace 500] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.pipeline.processes import free_port
+from lab.receiver_harness import DEPLOYMENT, SERVICE_TOKEN, TOKEN
+from sandbox.controls import SandboxControls
+from sandbox.kubeconfig import write_kubeconfig
+
+REPO = Path(__file__).resolve().parents[1]
+ALERTS_PER_DEPLOYMENT = 20
+DISTINCT_PER_DEPLOYMENT = 10
+PER_NAMESPACE = 10
+CLIENTS = 8
+MAX_PAYLOAD = 50
+P99_RATIO_TARGET = 3.0
+DEFAULT_BREAKER = 5
+CONTROL_TOKEN = "storm-controls"
+
+
+@dataclass
+class Case:
+    """One storm: N Deployments, laid out 10 per namespace or all in one."""
+
+    deployments: int
+    one_namespace: bool = False
+    alerts_per_deployment: int = ALERTS_PER_DEPLOYMENT
+    clients: int = CLIENTS
+    default_breaker: bool = False
+    seed: int = 17
+
+    @property
+    def name(self) -> str:
+        where = "1 namespace" if self.one_namespace else f"{self.namespaces} namespaces"
+        return f"{self.deployments} Deployments, {where}"
+
+    @property
+    def namespaces(self) -> int:
+        return 1 if self.one_namespace else max(1, -(-self.deployments // PER_NAMESPACE))
+
+    def targets(self) -> list[tuple[str, str]]:
+        """(namespace, name) of every Deployment."""
+        return [
+            (f"storm-{0 if self.one_namespace else i // PER_NAMESPACE:03d}", f"app-{i:04d}")
+            for i in range(self.deployments)
+        ]
+
+
+@dataclass
+class Result:
+    case: str
+    deployments: int
+    namespaces: int
+    alerts: int
+    payloads: int
+    seconds: float
+    payloads_per_second: float
+    p50_ms: float
+    p99_ms: float
+    api_requests_per_decision: float
+    outcomes: dict[str, int]
+    rolled_back: int
+    lost: int
+    double: int
+    failures: list[str] = field(default_factory=list)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    rss_mib: dict[str, float] = field(default_factory=dict)
+
+
+# -- processes ---------------------------------------------------------------------------------
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    return found
+
+
+def cpu_of(pid: int) -> float:
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def role_of(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "gone"
+    return "tracker" if "tracker_process" in command else "worker"
+
+
+class Stack:
+    """A sandbox process and a serve process, started for one case."""
+
+    def __init__(self, workdir: Path, case: Case) -> None:
+        self.workdir = workdir
+        env = {k: v for k, v in os.environ.items() if k not in {"ROLLBACK_WEBHOOK_CONFIG"}}
+        env.update({"PYTHONPATH": str(REPO), "HOME": str(workdir)})
+        self.env = env
+        self.sandbox_port = free_port()
+        self.sandbox = self._start(
+            "sandbox",
+            [
+                "sandbox",
+                "--port",
+                str(self.sandbox_port),
+                "--kubeconfig-out",
+                str(workdir / "controls.kubeconfig"),
+                "--token",
+                CONTROL_TOKEN,
+            ],
+        )
+        url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.controls = SandboxControls(url, token=CONTROL_TOKEN)
+        _wait(lambda: _answers(self.controls), what="the sandbox", process=self.sandbox)
+        # The receiver's own token, so its requests are told from this script's in the record.
+        kubeconfig = write_kubeconfig(workdir / "kubeconfig", server=url, token=SERVICE_TOKEN)
+        (workdir / "token").write_text(TOKEN)
+        self.port = free_port()
+        config = {
+            "audit": {"path": str(workdir / "audit.sqlite")},
+            "auth": {"receiver": {"bearer_token_file": str(workdir / "token")}},
+            "kubernetes": {"kubeconfig": str(kubeconfig), "timeout_seconds": 10},
+            "server": {"host": "127.0.0.1", "port": self.port},
+            "max_rollbacks": DEFAULT_BREAKER if case.default_breaker else case.deployments + 1,
+            "tracker": {"resync_seconds": 5, "lease_duration_seconds": 15},
+        }
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        self.controls.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rollback-webhook"}}
+        )
+        self.serve = self._start("serve", ["serve", "--config", str(workdir / "config.yaml")])
+        _wait(self._serving, what="serve", process=self.serve)
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        with open(os.devnull, "wb") as sink, (self.workdir / f"{name}.stderr").open("wb") as err:
+            # serve's stdout is the decision log: written, thrown away (its cost is measured).
+            return subprocess.Popen(
+                [sys.executable, "-m", "webhook", *args],
+                cwd=REPO,
+                env=self.env,
+                stdout=sink,
+                stderr=err,
+            )
+
+    def _serving(self) -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            connection.request("GET", "/healthz")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    def processes(self) -> dict[str, int]:
+        """Every process of the stack by role, and this script's own (the clients)."""
+        found = {"sandbox": self.sandbox.pid, "master": self.serve.pid, "clients": os.getpid()}
+        for index, pid in enumerate(sorted(children_of(self.serve.pid))):
+            role = role_of(pid)
+            found[role if role == "tracker" else f"worker{index}"] = pid
+        return found
+
+    def stop(self) -> None:
+        # serve first: its tracker releases the Lease while the sandbox still answers.
+        for process in (self.serve, self.sandbox):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _answers(controls: SandboxControls) -> bool:
+    try:
+        controls.requests()
+        return True
+    except Exception:  # noqa: BLE001 - not up yet, whatever the error
+        return False
+
+
+def _wait(
+    condition: Any, *, what: str, process: subprocess.Popen[bytes], seconds: float = 60
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        if condition():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not up after {seconds}s")
+
+
+# -- the cluster and the storm -----------------------------------------------------------------
+def lay_out(stack: Stack, case: Case) -> dict[tuple[str, str], str]:
+    """Create every Deployment with a healthy revision 1 and a bad revision 2; returns the bad
+    ReplicaSet's name by (namespace, name)."""
+    now = datetime.now(UTC)
+    targets = case.targets()
+    for namespace in sorted({ns for ns, _ in targets}):
+        stack.controls.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+        )
+    for image, age in (("1", timedelta(hours=2)), ("2", timedelta(minutes=3))):
+        documents = [
+            yaml.safe_load(
+                DEPLOYMENT.format(
+                    name=name,
+                    namespace=namespace,
+                    annotations=json.dumps({"auto-rollback/enabled": "true"}),
+                    replicas=2,
+                    image=f"registry.local/{name}:{image}",
+                )
+            )
+            for namespace, name in targets
+        ]
+        for start in range(0, len(documents), 100):
+            stack.controls.apply(documents[start : start + 100], as_of=now - age)
+    bad: dict[tuple[str, str], str] = {}
+    for namespace in sorted({ns for ns, _ in targets}):
+        for rs in _list(stack, f"/apis/apps/v1/namespaces/{namespace}/replicasets"):
+            meta = rs["metadata"]
+            if meta["annotations"].get("deployment.kubernetes.io/revision") == "2":
+                bad[(namespace, meta["ownerReferences"][0]["name"])] = meta["name"]
+    assert len(bad) == case.deployments, (len(bad), case.deployments)
+    return bad
+
+
+def _list(stack: Stack, path: str) -> list[dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", stack.sandbox_port, timeout=30)
+    connection.request("GET", path, headers={"Authorization": f"Bearer {CONTROL_TOKEN}"})
+    items: list[dict[str, Any]] = json.loads(connection.getresponse().read())["items"]
+    return items
+
+
+def storm_payloads(case: Case, bad: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
+    """Every alert of the storm, shuffled into payloads of 1 to 50 alerts (seeded)."""
+    rng = random.Random(case.seed)
+    started = (datetime.now(UTC) - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    alerts = []
+    for (namespace, name), replicaset in sorted(bad.items()):
+        for k in range(case.alerts_per_deployment):
+            distinct = k % DISTINCT_PER_DEPLOYMENT
+            labels = {
+                "alertname": "RollbackRestartRate",
+                "severity": "critical",
+                "rollback_trigger": "restart_rate",
+                "namespace": namespace,
+                "deployment": name,
+                "replicaset": replicaset,
+                "instance": f"{name}-{distinct}",
+            }
+            alerts.append(
+                {
+                    "status": "firing",
+                    "labels": labels,
+                    "annotations": {"summary": "storm"},
+                    "startsAt": started,
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus:9090/graph",
+                    "fingerprint": f"{abs(hash((namespace, name, distinct))):016x}"[:16],
+                }
+            )
+    rng.shuffle(alerts)
+    payloads: list[dict[str, Any]] = []
+    while alerts:
+        size = rng.randint(1, MAX_PAYLOAD)
+        chunk, alerts = alerts[:size], alerts[size:]
+        payloads.append(
+            {
+                "version": "4",
+                "groupKey": f'{{}}:{{alertname="RollbackRestartRate"}}:{len(payloads)}',
+                "truncatedAlerts": 0,
+                "status": "firing",
+                "receiver": "rollback-webhook",
+                "groupLabels": {},
+                "commonLabels": {},
+                "commonAnnotations": {},
+                "externalURL": "http://alertmanager:9093",
+                "alerts": chunk,
+            }
+        )
+    return payloads
+
+
+def send(stack: Stack, payloads: list[dict[str, Any]], clients: int) -> tuple[list[Any], float]:
+    """Post every payload from `clients` keep-alive clients; (answers, seconds)."""
+    bodies = [json.dumps(p) for p in payloads]
+    answers: list[Any] = [None] * len(bodies)
+    next_index = iter(range(len(bodies)))
+    lock = threading.Lock()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=120)
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                break
+            started = time.perf_counter()
+            try:
+                connection.request("POST", "/api/v1/alerts", body=bodies[index], headers=headers)
+                response = connection.getresponse()
+                status, data = response.status, response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=120)
+                status, data = 0, str(exc).encode()
+            answers[index] = (status, time.perf_counter() - started, data)
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers, time.perf_counter() - started
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def run_case(case: Case, *, workdir: Path) -> Result:
+    """One storm on a fresh stack; the figures and the correctness checks."""
+    stack = Stack(workdir, case)
+    try:
+        bad = lay_out(stack, case)
+        payloads = storm_payloads(case, bad)
+        stack.controls.clear_requests()
+        processes = stack.processes()
+        cpu_before = {role: cpu_of(pid) for role, pid in processes.items()}
+        answers, seconds = send(stack, payloads, case.clients)
+        cpu = {role: round(cpu_of(pid) - cpu_before[role], 2) for role, pid in processes.items()}
+        rss = {role: round(rss_mib(pid), 1) for role, pid in stack.processes().items()}
+        requests = [r for r in stack.controls.requests() if r["token"] == SERVICE_TOKEN]
+        final = {
+            (d["metadata"]["namespace"], d["metadata"]["name"]): d
+            for namespace in sorted({ns for ns, _ in bad})
+            for d in _list(stack, f"/apis/apps/v1/namespaces/{namespace}/deployments")
+        }
+    finally:
+        stack.stop()
+    return judge(case, payloads, answers, seconds, requests, final, workdir, cpu, rss)
+
+
+def judge(
+    case: Case,
+    payloads: list[dict[str, Any]],
+    answers: list[Any],
+    seconds: float,
+    requests: list[dict[str, Any]],
+    final: dict[tuple[str, str], dict[str, Any]],
+    workdir: Path,
+    cpu: dict[str, float],
+    rss: dict[str, float],
+) -> Result:
+    failures: list[str] = []
+    decisions: list[dict[str, Any]] = []
+    lost = 0
+    for payload, (status, _, data) in zip(payloads, answers, strict=True):
+        if status != 200:
+            lost += len(payload["alerts"])
+            failures.append(f"HTTP {status}: {data[:200]!r}")
+            continue
+        answered = json.loads(data)["decisions"]
+        if len(answered) != len(payload["alerts"]):
+            lost += abs(len(payload["alerts"]) - len(answered))
+            failures.append(f"{len(payload['alerts'])} alerts, {len(answered)} decisions")
+        decisions.extend(answered)
+    alerts = sum(len(p["alerts"]) for p in payloads)
+    with sqlite3.connect(workdir / "audit.sqlite") as db:
+        (rows,) = db.execute("SELECT COUNT(*) FROM decisions").fetchone()
+        (stored_payloads,) = db.execute("SELECT COUNT(*) FROM payloads").fetchone()
+        audited = Counter(
+            (ns, name)
+            for ns, name in db.execute(
+                "SELECT namespace, deployment FROM decisions WHERE outcome = 'rolled_back'"
+            )
+        )
+    if rows != alerts:
+        lost += max(0, alerts - rows)
+        failures.append(f"audit: {rows} decision rows for {alerts} alerts")
+    if stored_payloads != len(payloads):
+        failures.append(f"audit: {stored_payloads} payload rows for {len(payloads)} payloads")
+    rolled = Counter(
+        (d["namespace"], d["deployment"]) for d in decisions if d["outcome"] == "rolled_back"
+    )
+    writes = Counter(
+        (r["namespace"], r["name"])
+        for r in requests
+        if r["resource"] == "deployments" and r["verb"] in ("update", "patch") and r["status"] < 300
+    )
+    double = sum(1 for key in rolled if rolled[key] > 1) + sum(
+        1 for key in writes if writes[key] > 1
+    )
+    expected = DEFAULT_BREAKER if case.default_breaker else case.deployments
+    if sum(rolled.values()) != expected:
+        failures.append(f"{sum(rolled.values())} rollbacks, expected {expected}")
+    if rolled != audited:
+        failures.append("the audit's rolled_back rows differ from the answers")
+    for key in rolled:
+        images = [c["image"] for c in final[key]["spec"]["template"]["spec"]["containers"]]
+        if not all(image.endswith(":1") for image in images):
+            failures.append(f"{key}: rolled back but runs {images}")
+    latencies = [answer[1] for answer in answers if answer[0] == 200]
+    outcomes = Counter(str(d["reason"] or d["outcome"]) for d in decisions)
+    return Result(
+        case=case.name,
+        deployments=case.deployments,
+        namespaces=case.namespaces,
+        alerts=alerts,
+        payloads=len(payloads),
+        seconds=round(seconds, 2),
+        payloads_per_second=round(len(payloads) / seconds, 1),
+        p50_ms=round(statistics.median(latencies) * 1000, 1) if latencies else 0.0,
+        p99_ms=round(percentile(latencies, 0.99) * 1000, 1) if latencies else 0.0,
+        api_requests_per_decision=round(len(requests) / max(1, len(decisions)), 3),
+        outcomes=dict(outcomes.most_common()),
+        rolled_back=sum(rolled.values()),
+        lost=lost,
+        double=double,
+        failures=failures[:10],
+        cpu_seconds=cpu,
+        rss_mib=rss,
+    )
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| case | alerts | payloads | payloads/s | p50 ms | p99 ms | API req/decision | "
+        "rolled back | lost | double |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.case} | {r.alerts} | {r.payloads} | {r.payloads_per_second} | {r.p50_ms} | "
+            f"{r.p99_ms} | {r.api_requests_per_decision} | {r.rolled_back} | {r.lost} | "
+            f"{r.double} |"
+        )
+    lines.append("")
+    lines.append("| case | CPU s (RSS MiB) per process |")
+    lines.append("|---|---|")
+    for r in results:
+        parts = [f"{role} {r.cpu_seconds.get(role, 0)} ({mib})" for role, mib in r.rss_mib.items()]
+        lines.append(f"| {r.case} | {', '.join(parts)} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,500")
+    parser.add_argument("--one-namespace", type=int, default=500, help="0 to skip")
+    parser.add_argument("--alerts-per-deployment", type=int, default=ALERTS_PER_DEPLOYMENT)
+    parser.add_argument("--clients", type=int, default=CLIENTS)
+    parser.add_argument("--default-breaker", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    cases = [
+        Case(
+            int(size),
+            alerts_per_deployment=args.alerts_per_deployment,
+            clients=args.clients,
+            default_breaker=args.default_breaker,
+        )
+        for size in args.sizes.split(",")
+    ]
+    if args.one_namespace:
+        cases.append(
+            Case(
+                args.one_namespace,
+                one_namespace=True,
+                clients=args.clients,
+                alerts_per_deployment=args.alerts_per_deployment,
+                default_breaker=args.default_breaker,
+            )
+        )
+    load = [round(os.getloadavg()[0], 2)]
+    results = []
+    for case in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(run_case(case, workdir=Path(tmp)))
+        load.append(round(os.getloadavg()[0], 2))
+    spread = [r for r in results if r.namespaces > 1 or r.deployments <= PER_NAMESPACE]
+    ratio = spread[-1].p99_ms / spread[0].p99_ms if len(spread) > 1 and spread[0].p99_ms else 0.0
+    if args.json:
+        print(
+            json.dumps(
+                {"results": [asdict(r) for r in results], "p99_ratio": ratio, "load_average": load},
+                indent=2,
+            )
+        )
+    else:
+        print(table(results))
+        print()
+        for r in results:
+            print(f"{r.case}: {r.seconds} s, outcomes {r.outcomes}")
+            for failure in r.failures:
+                print(f"  FAILED: {failure}")
+        print(
+            f"p99 at {spread[-1].deployments} / p99 at {spread[0].deployments}: {ratio:.2f} "
+            f"(target <= {P99_RATIO_TARGET})"
+        )
+        print(f"load average (1 min) before and after each case: {load}")
+    ok = all(not r.failures and not r.lost and not r.double for r in results)
+    ok = ok and (len(spread) < 2 or ratio <= P99_RATIO_TARGET)
+    print("targets met" if ok else "TARGETS MISSED", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
