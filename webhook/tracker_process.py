@@ -182,6 +182,9 @@ def child_main(stdin: Any = None) -> int:
     )
     lifeline = stdin if stdin is not None else sys.stdin.buffer
     settings: Settings = pickle.load(lifeline)  # noqa: S301 - our own parent's pipe
+    # Read the rest unbuffered: a thread blocked inside a buffered reader at exit is fatal
+    # to the interpreter ("could not acquire lock for <stdin> at interpreter shutdown").
+    fd = lifeline.fileno()
     from webhook.runtime import build_service
     from webhook.tracker import start_for_service
 
@@ -195,9 +198,9 @@ def child_main(stdin: Any = None) -> int:
 
     def watch_lifeline() -> None:
         try:
-            while lifeline.read(4096):
+            while os.read(fd, 4096):
                 pass
-        except (OSError, ValueError):
+        except OSError:
             pass
         stop.set()  # end of file: the master is gone (or asked us to stop)
 
