@@ -429,3 +429,61 @@ def test_a_self_heal_revert_of_an_unpaused_deployment_is_detected_with_no_second
     assert (again["outcome"], again["reason"]) == ("skipped", "cooldown")
     assert "reverted" in again["detail"]
     assert b.service_writes("deployments") == ["update"]  # one rollback, never a loop
+
+
+@pytest.fixture
+def argocd_without_enabled(controlplane: ControlPlane, overlay: Overlay) -> Iterator[None]:
+    """The Application CRD of an Argo CD release before automated.enabled existed."""
+    crd = get_json(controlplane, "crd", "applications.argoproj.io")
+    older = copy.deepcopy(crd)
+    for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
+        older["metadata"].pop(key, None)
+    older.pop("status", None)
+    automated = older["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"
+    ]["syncPolicy"]["properties"]["automated"]["properties"]
+    del automated["enabled"]
+    apply(controlplane, older)
+    try:
+        yield
+    finally:
+        install_crds(controlplane)
+
+
+def test_argocd_without_automated_enabled_removes_automated_and_resume_restores_it(
+    bench: Any, namespace: str, argocd_without_enabled: None
+) -> None:
+    b: Bench = bench(argocd="pause")
+    app = f"shop-{namespace}"
+    create(b.plane, application(app, automated={"selfHeal": True, "prune": True}))
+    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
+    double = b.reconcile(
+        reconcilers.argocd(
+            b.admin,
+            app=(ARGOCD_NAMESPACE, app),
+            namespace=namespace,
+            deployment="web",
+            git=manifest["spec"]["template"],
+            interval=1.0,
+        )
+    )
+    bad = b.push_bad_revision(double, manifest)
+
+    decision = b.alert(bad)
+
+    assert decision["outcome"] == "rolled_back", decision
+    assert (
+        'spec.syncPolicy.automated removed (was {"prune": true, "selfHeal": true})'
+        in (decision["detail"])
+    )
+    policy = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)["spec"].get(
+        "syncPolicy", {}
+    )
+    assert "automated" not in policy
+    b.stays("web:1", seconds=4)
+    answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "fixed"})
+    assert answer.status_code == 200, answer.get_json()
+    restored = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)["spec"]
+    assert restored["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    # The strict attempt (refused), the removal, and the restore.
+    assert b.service_writes("applications") == ["patch", "patch", "patch"]
