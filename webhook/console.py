@@ -27,6 +27,11 @@ from werkzeug.wrappers import Response as BaseResponse
 from webhook.ask import Overrides
 from webhook.audit import AuditUnavailable
 from webhook.auth import AuthError, Credentials
+from webhook.console_deployment import (
+    decision_extras,
+    install_deployment_pages,
+    split_previews,
+)
 from webhook.console_sessions import ConsoleStore, console_store_path
 from webhook.login_guard import LoginCsrf, LoginGuard
 from webhook.oncall import FilterError, audit_page, decision_detail, parse_filters
@@ -255,10 +260,12 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
         except AuditUnavailable as exc:
             return _problem(503, f"audit store unavailable: {exc}", session)
         args = {k: v for k, v in request.args.items() if k != "before" and v}
+        rows, previews = split_previews(rows)
         return _page(
             "list.html",
             session=session,
             rows=rows,
+            previews=previews,
             args=args,
             next_args={**args, "before": next_before} if next_before else None,
         )
@@ -282,6 +289,7 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             payload_text=payload_text,
             replays=detail["replays"],
             override_keys=OVERRIDE_KEYS,
+            **decision_extras(service, detail["decision"]),
         )
 
     @app.post("/replay", endpoint="console_replay")
@@ -322,3 +330,7 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             can_confirm=bool(result.decisions) and not result.refusals,
             watch_only=service.settings.dry_run,
         )
+
+    install_deployment_pages(
+        app, service, current=current, page=_page, problem=_problem, to_login=to_login
+    )

@@ -182,8 +182,13 @@ def test_console_login_filter_open_preview_confirm(oncall: OnCall, browser: Any)
         assert browser.title != "pwned"
         shot(browser, "08-escaped-labels")
 
-        # The same replay form with its CSRF field removed is refused and changes nothing.
-        browser.get(f"{url}/decisions/{hostile['id']}")
+        # A decision no override can change offers no replay form at all.
+        assert browser.find_elements(By.CSS_SELECTOR, "#replay-form") == []
+        assert "never overridable" in text("#no-replay")
+
+        # The replay form with its CSRF field removed is refused and changes nothing.
+        replays_before = len(oncall.h.service.audit.replays_of(skip["id"]))
+        browser.get(f"{url}/decisions/{skip['id']}")
         browser.execute_script(
             "document.querySelector('#replay-form input[name=csrf_token]').remove()"
         )
@@ -191,4 +196,4 @@ def test_console_login_filter_open_preview_confirm(oncall: OnCall, browser: Any)
         navigate(find("#preview"))
         assert "CSRF token missing or invalid" in text("#message")
         shot(browser, "09-csrf-refused")
-    assert oncall.h.service.audit.replays_of(hostile["id"]) == []
+    assert len(oncall.h.service.audit.replays_of(skip["id"])) == replays_before
