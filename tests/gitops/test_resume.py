@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 from lab.receiver_harness import TOKEN, Harness, hours, minutes
 from tests.gitops.support import FLUX_KUSTOMIZATION, ONCALL_TOKEN, FullApp, deploy_owned, events
+from tests.oncall.support import live_server
 from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
 
 
@@ -75,3 +79,34 @@ def test_resume_needs_an_oncall_token_and_a_valid_body(harness: Harness) -> None
     assert resume(harness, {**body, "reason": ""}).status_code == 400
     assert resume(harness, {**body, "deployment": "../x"}).status_code == 400
     assert resume(harness, {**body, "namespace": "nowhere", "deployment": "x"}).status_code == 404
+
+
+def test_resume_command_hands_back_then_says_nothing_is_paused(harness: Harness) -> None:
+    deploy_owned(harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION)
+    pause_as_a_rollback_did(harness, "web")
+    app = FullApp(harness)
+    with live_server(app.client.application) as url:
+        env = {
+            **os.environ,
+            "ROLLBACK_WEBHOOK_URL": url,
+            "ROLLBACK_WEBHOOK_ONCALL_TOKEN": ONCALL_TOKEN,
+        }
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "webhook", "resume", *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+
+        done = cli("shop/web", "--reason", "Git fixed")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("RESUMED shop/web (d-")
+        assert "resumed Flux Kustomization flux-system/apps" in done.stdout
+        again = cli("shop/web", "--reason", "again")
+        assert again.returncode == 3, again.stderr
+        assert "no pause by rollback-webhook" in again.stderr
+        assert cli("shop", "--reason", "x").returncode == 2
