@@ -8,5 +8,7 @@ echo "== ruff"
 "$PYTHON" -m ruff check webhook sandbox lab tests benchmarks rules scripts
 echo "== mypy"
 "$PYTHON" -m mypy
+echo "== mypy --strict (the product package)"
+"$PYTHON" -m mypy --strict -p webhook
 echo "== pytest"
 "$PYTHON" -m pytest "$@"

@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from webhook.ask import Overrides
 from webhook.audit import AuditUnavailable
+from webhook.audit_query import FilterError, audit_page, decision_detail, parse_filters
 from webhook.auth import AuthError, Credentials
 from webhook.console_deployment import (
     decision_extras,
@@ -34,7 +35,6 @@ from webhook.console_deployment import (
 )
 from webhook.console_sessions import ConsoleStore, console_store_path
 from webhook.login_guard import LoginCsrf, LoginGuard
-from webhook.oncall import FilterError, audit_page, decision_detail, parse_filters
 from webhook.replay import OVERRIDE_KEYS, ReplayAsk, ReplayError, find_alert, run_replay
 from webhook.service import Service
 

@@ -26,7 +26,7 @@ DECISION_LOG = "rollback_webhook.decision"
 FLUSH_SECONDS = 10.0
 
 
-class _StdoutHandler(logging.StreamHandler):
+class _StdoutHandler(logging.StreamHandler[Any]):
     """Writes to whatever sys.stdout is when a line is written, not when it was created."""
 
     @property

@@ -7,7 +7,7 @@ decides a candidate, "unknown" passes it to the next source. A source is any obj
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -223,12 +223,39 @@ def choose_target(
     return TargetChoice(None, tuple(seen))
 
 
+class Judgement(Protocol):
+    """A verdict with its human sentence (webhook.prom's Evidence and Confirmation)."""
+
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+
+
 class RevisionHealthQuery(Protocol):
     """What PrometheusEvidence (webhook.prom) offers; kept structural so this module is pure."""
 
     def revision_health(
-        self, *, namespace: str, deployment: str, replicaset: str, start: Any, end: Any
-    ) -> Any: ...
+        self, *, namespace: str, deployment: str, replicaset: str, start: datetime, end: datetime
+    ) -> Judgement: ...
+
+
+class AlertQuery(Protocol):
+    """Re-evaluating an alert's expression (from its generatorURL) at a time."""
+
+    def confirm(
+        self, *, generator_url: str, at: datetime, labels: Mapping[str, str] | None = None
+    ) -> Judgement: ...
+
+
+class PrometheusSource(RevisionHealthQuery, AlertQuery, Protocol):
+    """The Prometheus seam: health history for evidence, re-evaluation for confirmation."""
+
+    def reachable(self) -> str | None:
+        """None when Prometheus answers, else why not (check-config)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class PrometheusHistoryEvidence:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from webhook.config import Settings
 from webhook.gather import GitOpsCheck
-from webhook.gitops import Pause, Refuse, Target, detect_owner, handle
+from webhook.gitops import Pause, Refuse, detect_owner, handle
 from webhook.gitops_pause import read_facts
+from webhook.gitops_steps import Target
 from webhook.kube import Cluster
 from webhook.policy import GitOpsFact
 from webhook.views import Obj

@@ -27,10 +27,10 @@ from kubernetes.client.exceptions import ApiException
 
 from webhook import names
 from webhook.config import ConfigError
+from webhook.views import Obj as Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 APPS = "/apis/apps/v1"
 CORE = "/api/v1"
 COORDINATION = "/apis/coordination.k8s.io/v1"

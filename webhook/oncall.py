@@ -1,4 +1,4 @@
-"""On-call HTTP API: replay and audit queries, behind named on-call tokens; also mounts the console.
+"""On-call HTTP API: replay and audit queries, behind named on-call tokens.
 
 `install(app, service, credentials)` registers:
 - `POST /api/v1/replay` (webhook.replay): `{"audit_id"|"payload", "reason", "dry_run", "overrides"}`
@@ -12,130 +12,21 @@ credential gets 403 here, as an on-call token does on the receiver.
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
-
 from flask import Flask, Response, jsonify, request
 
-from webhook import contract, jsontext
-from webhook.alerts import parse_time
+from webhook import jsontext
 from webhook.app import error
-from webhook.audit import AuditStore, AuditUnavailable
+from webhook.audit import AuditUnavailable
+from webhook.audit_query import (
+    FilterError,
+    audit_page,
+    decision_detail,
+    parse_filters,
+)
 from webhook.auth import AuthError, Credentials
 from webhook.bodies import read_body
-from webhook.config import ConfigError, parse_duration
 from webhook.replay import ReplayError, parse_ask, run_replay
 from webhook.service import Service
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
-_FILTER_KEYS = ("namespace", "deployment", "outcome", "since", "limit", "before")
-
-
-class FilterError(ValueError):
-    """A query parameter of the audit API is invalid; the message names it."""
-
-
-@dataclass(frozen=True)
-class AuditFilters:
-    """What `GET /api/v1/audit` (and the console list) filter and page by."""
-
-    namespace: str | None = None
-    deployment: str | None = None
-    outcome: str | None = None
-    since: datetime | None = None
-    before: str | None = None
-    limit: int = DEFAULT_LIMIT
-
-
-def parse_since(text: str, *, now: datetime) -> datetime:
-    """RFC 3339 time, or a duration (`90s`, `30m`, `2h`, `1h30m`) meaning that long before now."""
-    try:
-        return now - timedelta(seconds=parse_duration(text, key="since"))
-    except (ConfigError, ValueError):  # ValueError: int() of a digit like '²'
-        pass
-    except OverflowError:
-        raise FilterError(f"since: duration {text!r} reaches before any stored time") from None
-    try:
-        return parse_time(text, where="since")
-    except ValueError as exc:
-        if "out of range" in str(exc):
-            raise FilterError(str(exc)) from None
-        raise FilterError(
-            f"since: expected an RFC 3339 time or a duration like 2h, got {text!r}"
-        ) from None
-
-
-def parse_filters(args: Mapping[str, str], *, now: datetime, strict: bool = True) -> AuditFilters:
-    """Query parameters -> AuditFilters; FilterError names a bad or (when strict) unknown one."""
-    if strict:
-        for key in args:
-            if key not in _FILTER_KEYS:
-                raise FilterError(f"{key}: unknown parameter (expected {', '.join(_FILTER_KEYS)})")
-    outcome = (args.get("outcome") or "").strip() or None
-    if outcome and outcome not in contract.OUTCOMES:
-        raise FilterError(f"outcome: {outcome!r} is not one of {', '.join(contract.OUTCOMES)}")
-    limit_text = (args.get("limit") or "").strip()
-    limit = DEFAULT_LIMIT
-    if limit_text:
-        # Only ASCII digits: str.isdigit() also accepts '²', which int() refuses.
-        if not re.fullmatch(r"[0-9]{1,6}", limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
-            raise FilterError(f"limit: expected 1 to {MAX_LIMIT}, got {limit_text!r}")
-        limit = int(limit_text)
-    since_text = (args.get("since") or "").strip()
-    return AuditFilters(
-        namespace=(args.get("namespace") or "").strip() or None,
-        deployment=(args.get("deployment") or "").strip() or None,
-        outcome=outcome,
-        since=parse_since(since_text, now=now) if since_text else None,
-        before=(args.get("before") or "").strip() or None,
-        limit=limit,
-    )
-
-
-def audit_page(audit: AuditStore, filters: AuditFilters) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of decisions, newest first, and the `before` cursor of the next page (or None)."""
-    if filters.before and audit.get(filters.before) is None:
-        raise FilterError(f"before: no decision {filters.before!r}")
-    rows = audit.query(
-        namespace=filters.namespace,
-        deployment=filters.deployment,
-        outcome=filters.outcome,
-        since=filters.since,
-        before_id=filters.before,
-        limit=filters.limit + 1,  # one more tells whether a next page exists
-    )
-    page = rows[: filters.limit]
-    more = len(rows) > filters.limit
-    return page, (page[-1]["id"] if more and page else None)
-
-
-def decision_detail(audit: AuditStore, decision_id: str) -> dict[str, Any] | None:
-    """The decision, its stored payload (body parsed when it is JSON) and the replays of it."""
-    row = audit.get(decision_id)
-    if row is None:
-        return None
-    payload: dict[str, Any] | None = None
-    stored = audit.payload(row["payload_id"]) if row["payload_id"] else None
-    if stored is not None:
-        try:
-            body: Any = json.loads(stored.body)
-        except ValueError:
-            body = stored.body
-        payload = {
-            "id": stored.id,
-            "received_at": stored.received_at,
-            "source": stored.source,
-            "actor": stored.actor,
-            "group_key": stored.group_key,
-            "truncated_alerts": stored.truncated_alerts,
-            "body": body,
-        }
-    return {"decision": row, "payload": payload, "replays": audit.replays_of(decision_id)}
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -147,7 +38,7 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def install(app: Flask, service: Service, credentials: Credentials) -> None:
-    """Register the on-call API and the console on `app`."""
+    """Register the on-call API on `app` (the console and resume are route groups of their own)."""
 
     def oncall_actor() -> str:
         return credentials.check_oncall(bearer_token(request.headers.get("Authorization")))
@@ -202,11 +93,3 @@ def install(app: Flask, service: Service, credentials: Credentials) -> None:
             return error(404, f"no decision {decision_id!r}")
         return jsonify(detail)
 
-    # Imported here: the console builds on the helpers above.
-    from webhook.console import install_console
-
-    install_console(app, service, credentials)
-
-    from webhook.resume_api import install_resume
-
-    install_resume(app, service, credentials)

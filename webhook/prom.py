@@ -31,6 +31,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from webhook.config import Prometheus as PrometheusSettings
 from webhook.promql import alerts_query, expr_from_generator_url, readiness_query
 
 HEALTHY = "healthy"
@@ -407,4 +408,18 @@ def _is_subset(series_labels: Mapping[str, Any], alert_labels: Mapping[str, str]
         alert_labels.get(name) == value
         for name, value in series_labels.items()
         if name != "__name__"
+    )
+
+
+def from_settings(
+    settings: PrometheusSettings, *, clock: Callable[[], datetime] = _utcnow
+) -> PrometheusEvidence | None:
+    """The one place the client is built from the configuration (None without a URL)."""
+    if not settings.url:
+        return None
+    return PrometheusEvidence(
+        settings.url,
+        timeout_seconds=settings.timeout_seconds,
+        retries=settings.retries,
+        clock=clock,
     )

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from webhook import contract
-
-Obj = dict[str, Any]
+from webhook.views import Obj as Obj
+from webhook.views import condition
 
 # rollback.go annotationsToSkip: kept from the Deployment, never copied from the ReplicaSet.
 ANNOTATIONS_TO_SKIP = frozenset(
@@ -203,13 +203,6 @@ def last_action_time(deployment: Obj) -> datetime | None:
         return None
 
 
-def _condition(deployment: Obj, kind: str) -> Obj | None:
-    for condition in deployment.get("status", {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return dict(condition)
-    return None
-
-
 def template_written_at(deployment: Obj) -> datetime | None:
     """When the Deployment's pod template was last written, from its managedFields.
 
@@ -255,7 +248,7 @@ def activation_time(revision: Revision, deployment: Obj) -> datetime:
     if written:
         # The later of the two: a human may have re-adopted again after our rollback.
         return max(written)
-    progressing = _condition(deployment, "Progressing")
+    progressing = condition(deployment, "Progressing")
     if progressing:
         # Servers without managedFields (the sandbox, whose rollouts finish in the write):
         # lastTransitionTime stays put while the condition stays True (SetDeploymentCondition),

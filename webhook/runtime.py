@@ -14,6 +14,7 @@ from webhook.app import create_app
 from webhook.audit import open_store
 from webhook.auth import Credentials
 from webhook.config import ConfigError, Settings, as_dict
+from webhook.evidence import PrometheusSource
 from webhook.kube import Cluster, api_client_from_settings
 from webhook.service import Service, utc_now
 
@@ -22,18 +23,13 @@ log = logging.getLogger(__name__)
 AppExtension = Callable[[Flask, Service, Credentials], None]
 
 
-def build_prometheus(settings: Settings, clock: Callable[[], datetime]) -> Any | None:
+def build_prometheus(
+    settings: Settings, clock: Callable[[], datetime]
+) -> PrometheusSource | None:
     """The Prometheus evidence client, or None when no URL is configured."""
-    if not settings.prometheus.url:
-        return None
-    from webhook.prom import PrometheusEvidence
+    from webhook import prom
 
-    return PrometheusEvidence(
-        settings.prometheus.url,
-        timeout_seconds=settings.prometheus.timeout_seconds,
-        retries=settings.prometheus.retries,
-        clock=clock,
-    )
+    return prom.from_settings(settings.prometheus, clock=clock)
 
 
 def build_service(
@@ -41,7 +37,7 @@ def build_service(
     *,
     api_client: Any | None = None,
     clock: Callable[[], datetime] = utc_now,
-    prometheus: Any | None = None,
+    prometheus: PrometheusSource | None = None,
 ) -> Service:
     """A Service for `settings`; `api_client` (a kubernetes ApiClient) overrides kubeconfig."""
     if api_client is None:
@@ -66,10 +62,12 @@ def build_service(
 
 
 def default_extensions() -> list[AppExtension]:
-    """Route groups beyond the receiver: the on-call API and console."""
+    """Route groups beyond the receiver: the on-call API, the console, resume."""
+    from webhook.console import install_console
     from webhook.oncall import install as install_oncall
+    from webhook.resume_api import install_resume
 
-    return [install_oncall]
+    return [install_oncall, install_console, install_resume]
 
 
 def build_app(

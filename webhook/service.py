@@ -26,14 +26,17 @@ from webhook.config import Settings
 from webhook.contract import Confirmation
 from webhook.decide import Decider
 from webhook.decision import Decision
-from webhook.durable_gate import DurableGate
 from webhook.decision_log import DECISION_LOG, decision_logger
+from webhook.durable_gate import DurableGate
 from webhook.evidence import (
+    AlertQuery,
     ClusterRuleEvidence,
     Confirmer,
     ConfirmResult,
     EvidenceSource,
     PrometheusHistoryEvidence,
+    PrometheusSource,
+    RevisionHealthQuery,
     StampEvidence,
 )
 from webhook.gitops_check import gitops_check
@@ -64,7 +67,7 @@ class Received:
         return any(d.transient for d in self.decisions)
 
 
-def evidence_sources(prometheus: Any | None) -> list[EvidenceSource]:
+def evidence_sources(prometheus: RevisionHealthQuery | None) -> list[EvidenceSource]:
     """Strongest first: the tracker's stamp, Prometheus history, the cluster-only rule."""
     sources: list[EvidenceSource] = [StampEvidence()]
     if prometheus is not None:
@@ -73,7 +76,7 @@ def evidence_sources(prometheus: Any | None) -> list[EvidenceSource]:
     return sources
 
 
-def prometheus_confirmer(prometheus: Any, clock: Callable[[], datetime]) -> Confirmer:
+def prometheus_confirmer(prometheus: AlertQuery, clock: Callable[[], datetime]) -> Confirmer:
     """Re-evaluate an alert's expression (from its generatorURL) at decision time."""
 
     def confirm(alert: Alert) -> ConfirmResult:
@@ -95,7 +98,7 @@ class Service:
         cluster: Cluster,
         audit: AuditStore,
         clock: Callable[[], datetime] = utc_now,
-        prometheus: Any | None = None,
+        prometheus: PrometheusSource | None = None,
         metrics: Metrics | None = None,
         evidence: Sequence[EvidenceSource] | None = None,
     ) -> None:
@@ -111,6 +114,7 @@ class Service:
         # The gate counts from the audit store every replica sharing it sees (write-ahead
         # intents included); other replicas' last-action annotations count too.
         rollbacks = ClusterRollbacks(cluster=cluster, settings=settings, clock=clock)
+        self.cluster_rollbacks = rollbacks
         self.decider = Decider(
             settings=settings,
             cluster=cluster,
@@ -124,6 +128,10 @@ class Service:
         )
         self._log = decision_logger()
         self._pruned_at: datetime | None = None
+
+    def start_cluster_view(self) -> None:
+        """Start re-reading every replica's rollbacks for the breaker (in each serving worker)."""
+        self.cluster_rollbacks.start()
 
     def store(
         self, body: str, *, source: str, remote: str = "", actor: str = "", document: Any = None

@@ -53,19 +53,13 @@ from webhook.revisions import (
 )
 from webhook.stayput import detect_revert
 from webhook.stayput_report import report_revert
+from webhook.views import condition
 
 log = logging.getLogger(__name__)
 
 __all__ = ["HealthTracker", "Observation", "Round", "implicates", "unavailability"]
 
 PeriodKey = tuple[str, str]  # (ReplicaSet uid, activation time RFC 3339)
-
-
-def _condition(deployment: Obj, kind: str) -> Obj | None:
-    for condition in deployment.get("status", {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return dict(condition)
-    return None
 
 
 def unavailability(deployment: Obj) -> str | None:
@@ -75,7 +69,7 @@ def unavailability(deployment: Obj) -> str | None:
     generation = deployment["metadata"].get("generation", 0)
     if status.get("observedGeneration", 0) < generation:
         return f"observedGeneration {status.get('observedGeneration', 0)} < generation {generation}"
-    progressing = _condition(deployment, "Progressing")
+    progressing = condition(deployment, "Progressing")
     if (
         progressing is None
         or progressing.get("status") != "True"
@@ -430,11 +424,6 @@ def _own_prometheus(service: Any) -> Any | None:
     if not settings.prometheus.url:
         # None, or an evidence object a caller injected (no URL: nothing of ours to rebuild).
         return getattr(service, "prometheus", None)
-    from webhook.prom import PrometheusEvidence
+    from webhook import prom
 
-    return PrometheusEvidence(
-        settings.prometheus.url,
-        timeout_seconds=settings.prometheus.timeout_seconds,
-        retries=settings.prometheus.retries,
-        clock=service.clock,
-    )
+    return prom.from_settings(settings.prometheus, clock=service.clock)

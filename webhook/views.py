@@ -85,6 +85,14 @@ class DeploymentView:
         )
 
 
+def condition(obj: Mapping[str, Any], kind: str) -> Obj | None:
+    """A copy of the object's status condition of type `kind` (Progressing, Available...)."""
+    for found in (obj.get("status") or {}).get("conditions") or []:
+        if found.get("type") == kind:
+            return dict(found)
+    return None
+
+
 def label_selector(deployment: Mapping[str, Any]) -> str:
     """The Deployment's spec.selector as a label selector string (how kubectl lists RSs)."""
     selector = (deployment.get("spec") or {}).get("selector") or {}

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     log_effective_config(settings)
 
     def _start_circuit_view(worker: Any) -> None:
-        service.decider.cluster_rollbacks.start()
+        service.start_cluster_view()
         # Settles write-ahead intents left open (by a killed worker, a lost response): in the
         # worker, never the master, which does no audit I/O at all.
         start_reconciler(service)
