@@ -10,5 +10,7 @@ echo "== mypy"
 "$PYTHON" -m mypy
 echo "== mypy --strict (the product package)"
 "$PYTHON" -m mypy --strict -p webhook
+echo "== import contracts (docs/architecture.md)"
+lint-imports
 echo "== pytest"
 "$PYTHON" -m pytest "$@"
