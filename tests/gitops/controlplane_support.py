@@ -199,3 +199,64 @@ def image_of(deployment: dict[str, Any]) -> str:
 
 
 __all__ = ["wait_until"]
+
+
+SERVICE_ACCOUNT = "system:serviceaccount:rollback-webhook:rollback-webhook"
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+class BoundOverlay:
+    """An overlay's rendered RBAC applied to the control plane, with a token for its
+    ServiceAccount: the service then meets the apiserver's own authorizer (a missing grant is
+    a real 403)."""
+
+    def __init__(self, plane: ControlPlane, name: str) -> None:
+        from tests.deploy.render import DEPLOY, render
+
+        self.plane, self.name = plane, name
+        self.objects = render(DEPLOY / "overlays" / name)
+        self.rbac = [o for o in self.objects if o["kind"] in RBAC_KINDS]
+        self.token = ""
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """The overlay's config.yaml as receiver settings (paths, Prometheus and tracker local)."""
+        from tests.deploy.render import config_of
+
+        config = config_of(self.objects)
+        for key in ("auth", "audit", "kubernetes", "prometheus"):
+            config.pop(key, None)
+        config["tracker"] = {**config.get("tracker", {}), "enabled": False}
+        config.update(overrides)
+        return config
+
+    def can(self, verb: str, resource: str, namespace: str) -> bool:
+        result = kubectl(
+            self.plane,
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            "-n",
+            namespace,
+            f"--as={SERVICE_ACCOUNT}",
+            check=False,
+        )
+        return result.stdout.strip() == "yes"
+
+    def __enter__(self) -> BoundOverlay:
+        kubectl(self.plane, "create", "namespace", "rollback-webhook", check=False)
+        apply(self.plane, *self.rbac)
+        self.token = kubectl(
+            self.plane, "-n", "rollback-webhook", "create", "token", "rollback-webhook"
+        ).stdout.strip()
+        wait_until(
+            "the RBAC to take effect",
+            lambda: self.can("patch", "applications.argoproj.io", ARGOCD_NAMESPACE),
+        )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        import yaml
+
+        text = yaml.safe_dump_all(self.rbac)
+        kubectl(self.plane, "delete", "--ignore-not-found", "-f", "-", stdin=text, check=False)

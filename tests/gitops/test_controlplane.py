@@ -27,11 +27,11 @@ from tests.controlplane.support import (
     rollout_status,
     wait_until,
 )
-from tests.controlplane.test_rbac import Overlay
 from tests.gitops import reconcilers
 from tests.gitops.controlplane_support import (
     ARGOCD_NAMESPACE,
     FLUX_NAMESPACE,
+    BoundOverlay,
     application,
     create,
     dump_record,
@@ -52,10 +52,10 @@ WRITES = {"create", "update", "patch", "delete"}
 
 
 @pytest.fixture(scope="module")
-def overlay(controlplane: ControlPlane) -> Iterator[Overlay]:
+def overlay(controlplane: ControlPlane) -> Iterator[BoundOverlay]:
     """The CRDs installed and the gitops overlay's RBAC bound to the service's account."""
     install_crds(controlplane)
-    with Overlay(controlplane, "gitops") as bound:
+    with BoundOverlay(controlplane, "gitops") as bound:
         yield bound
 
 
@@ -63,7 +63,12 @@ class Bench:
     """One test's receiver (as the overlay's ServiceAccount), its record and its doubles."""
 
     def __init__(
-        self, plane: ControlPlane, overlay: Overlay, namespace: str, tmp_path: Path, **gitops: Any
+        self,
+        plane: ControlPlane,
+        overlay: BoundOverlay,
+        namespace: str,
+        tmp_path: Path,
+        **gitops: Any,
     ) -> None:
         self.plane, self.namespace = plane, namespace
         self.record: list[dict[str, Any]] = []
@@ -149,7 +154,7 @@ class Bench:
 @pytest.fixture
 def bench(
     controlplane: ControlPlane,
-    overlay: Overlay,
+    overlay: BoundOverlay,
     namespace: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -432,7 +437,7 @@ def test_a_self_heal_revert_of_an_unpaused_deployment_is_detected_with_no_second
 
 
 @pytest.fixture
-def argocd_without_enabled(controlplane: ControlPlane, overlay: Overlay) -> Iterator[None]:
+def argocd_without_enabled(controlplane: ControlPlane, overlay: BoundOverlay) -> Iterator[None]:
     """The Application CRD of an Argo CD release before automated.enabled existed."""
     crd = get_json(controlplane, "crd", "applications.argoproj.io")
     older = copy.deepcopy(crd)
