@@ -293,17 +293,18 @@ class AuditStore(ABC):
         kinds = [_KIND_OF[o] for o in rule.counted if o in _KIND_OF]
         since = iso(rule.window_start)
         with self._transaction(gate=True) as tx:
-            done = tx.query(
-                f"SELECT COUNT(*) AS n FROM decisions WHERE outcome IN ({_marks(rule.counted)}) "  # noqa: S608
-                "AND time >= ?",
-                (*rule.counted, since),
-            )[0]["n"]
-            flying = tx.query(
-                f"SELECT COUNT(*) AS n FROM intents WHERE state = ? AND kind IN ({_marks(kinds)}) "  # noqa: S608
-                "AND time >= ?",
-                (IntentState.OPEN, *kinds, since),
-            )[0]["n"]
-            counted = int(done) + int(flying)
+            # ONE statement: under READ COMMITTED each statement sees its own snapshot, and a
+            # record committed between two counts (intent closed, decision stored) would be in
+            # neither. A record's writer does not take the gate lock; one snapshot suffices.
+            counted = int(
+                tx.query(
+                    "SELECT (SELECT COUNT(*) FROM decisions "  # noqa: S608
+                    f"WHERE outcome IN ({_marks(rule.counted)}) AND time >= ?) + "
+                    "(SELECT COUNT(*) FROM intents "
+                    f"WHERE state = ? AND kind IN ({_marks(kinds)}) AND time >= ?) AS n",
+                    (*rule.counted, since, IntentState.OPEN, *kinds, since),
+                )[0]["n"]
+            )
             earlier = None
             if rule.duplicate_since is not None and counted < rule.max_rollbacks:
                 earlier = self._previous_dry_run(tx, key, iso(rule.duplicate_since))
@@ -324,25 +325,25 @@ class AuditStore(ABC):
 
     @staticmethod
     def _previous_dry_run(tx: Tx, key: tuple[str, str, str], since: str) -> str | None:
+        # One statement (one snapshot), for the reason given in gate().
         rows = tx.query(
-            "SELECT id FROM decisions WHERE namespace = ? AND deployment = ? "
+            "SELECT id, time FROM decisions WHERE namespace = ? AND deployment = ? "
             "AND from_replicaset = ? AND outcome = ? AND source = ? AND time >= ? "
+            "UNION ALL SELECT id, time FROM intents WHERE namespace = ? AND deployment = ? "
+            "AND from_replicaset = ? AND kind = ? AND state = ? AND source = ? AND time >= ? "
             "ORDER BY time DESC LIMIT 1",
-            (*key, contract.DRY_RUN, contract.Source.ALERTMANAGER, since),
+            (
+                *key,
+                contract.DRY_RUN,
+                contract.Source.ALERTMANAGER,
+                since,
+                *key,
+                IntentKind.DRY_RUN,
+                IntentState.OPEN,
+                contract.Source.ALERTMANAGER,
+                since,
+            ),
         )
-        if not rows:
-            rows = tx.query(
-                "SELECT id FROM intents WHERE namespace = ? AND deployment = ? "
-                "AND from_replicaset = ? AND kind = ? AND state = ? AND source = ? AND time >= ? "
-                "ORDER BY time DESC LIMIT 1",
-                (
-                    *key,
-                    IntentKind.DRY_RUN,
-                    IntentState.OPEN,
-                    contract.Source.ALERTMANAGER,
-                    since,
-                ),
-            )
         return str(rows[0]["id"]) if rows else None
 
     def cancel_intent(self, intent_id: str) -> None:
