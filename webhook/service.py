@@ -42,6 +42,7 @@ from webhook.evidence import (
 from webhook.gitops_check import gitops_check
 from webhook.kube import Cluster
 from webhook.metrics import Metrics
+from webhook.stayput_metrics import RevertsCollector
 
 log = logging.getLogger(__name__)
 __all__ = ["DECISION_LOG", "Received", "Service"]
@@ -108,6 +109,10 @@ class Service:
         self.clock = clock
         self.prometheus = prometheus
         self.metrics = metrics or Metrics.create(dry_run=settings.dry_run)
+        # The stay-put watch records in the tracker's process: its metric reads the audit.
+        self.metrics.registry.register(
+            RevertsCollector(count=audit.count_outcomes_since, clock=clock)
+        )
         confirmer = None
         if prometheus is not None and settings.prometheus.confirm:
             confirmer = prometheus_confirmer(prometheus, clock)
