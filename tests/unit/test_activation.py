@@ -14,7 +14,7 @@ STEP = "2026-12-01T10:00:40Z"  # the controller's last rollout step: status only
 
 
 def deployment(**extra: Any) -> dict[str, Any]:
-    template_owned = {"f:spec": {"f:template": {"f:spec": {"f:containers": {}}}}}
+    template_owned: dict[str, Any] = {"f:spec": {"f:template": {"f:spec": {"f:containers": {}}}}}
     return {
         "metadata": {
             "name": "web",
