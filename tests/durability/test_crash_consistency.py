@@ -110,7 +110,7 @@ def deliver_under_fire(
 
     def one(name: str) -> tuple[int, Any]:
         alert = Harness.alert(namespace="shop", deployment=name, replicaset=bad[name])
-        return served.deliver(Harness.payload(alert))  # type: ignore[no-any-return]
+        return served.deliver(Harness.payload(alert))
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
