@@ -31,9 +31,15 @@ from enum import StrEnum
 from typing import Any
 
 from webhook.config import GitOps, GitOpsHandling
+from webhook.gitops_facts import (
+    ARGOCD_TRACKING_ID,
+    ApplicationFacts,
+    HelmReleaseFacts,
+    OwnerFacts,
+    split_app,
+)
 from webhook.gitops_steps import Target, managed_steps, refusal_steps
 
-ARGOCD_TRACKING_ID = "argocd.argoproj.io/tracking-id"
 FLUX_KUSTOMIZE_NAME = "kustomize.toolkit.fluxcd.io/name"
 FLUX_KUSTOMIZE_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
 FLUX_RECONCILE = "kustomize.toolkit.fluxcd.io/reconcile"
@@ -95,13 +101,6 @@ class Owner:
         }
 
 
-def _split_app(value: str, default_namespace: str) -> tuple[str, str]:
-    # Applications outside Argo CD's own namespace are tracked as "<namespace>_<name>" ("_" is
-    # never part of a Kubernetes name, so the split is unambiguous).
-    namespace, sep, name = value.partition("_")
-    return (namespace, name) if sep and name else (default_namespace, value)
-
-
 def detect_owner(
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
@@ -117,7 +116,7 @@ def detect_owner(
         # object (it names a different resource), and so do we.
         app, _, resource = tracking.partition(":")
         if app and resource == f"apps/Deployment:{namespace}/{name}":
-            app_ns, app_name = _split_app(app, settings.argocd_namespace)
+            app_ns, app_name = split_app(app, settings.argocd_namespace)
             return Owner(OwnerKind.ARGOCD, app_name, app_ns, f"annotation {ARGOCD_TRACKING_ID}")
     if labels.get(FLUX_KUSTOMIZE_NAME):
         return Owner(
@@ -142,69 +141,11 @@ def detect_owner(
         )
     instance = labels.get(settings.argocd_instance_label, "")
     if instance:
-        app_ns, app_name = _split_app(instance, settings.argocd_namespace)
+        app_ns, app_name = split_app(instance, settings.argocd_namespace)
         return Owner(OwnerKind.ARGOCD, app_name, app_ns, f"label {settings.argocd_instance_label}")
     if labels.get(MANAGED_BY) == "Helm":
         return Owner(OwnerKind.HELM, "?", namespace, f"label {MANAGED_BY}: Helm")
     return None
-
-
-# -- the owner objects, as far as pausing needs them ------------------------------------------
-@dataclass(frozen=True)
-class ApplicationFacts:
-    """An Argo CD Application as read (None fields: not found)."""
-
-    found: bool
-    automated: dict[str, Any] | None = None  # spec.syncPolicy.automated
-    managed_by: str | None = None  # "ApplicationSet argocd/x" or "Application argocd/parent"
-    resource_version: str = ""
-
-
-@dataclass(frozen=True)
-class HelmReleaseFacts:
-    found: bool
-    suspended: bool = False
-    resource_version: str = ""
-
-
-OwnerFacts = ApplicationFacts | HelmReleaseFacts
-
-
-def application_facts(app: Mapping[str, Any] | None, *, settings: GitOps) -> ApplicationFacts:
-    """What pausing needs from an Application: its automated policy and who manages it."""
-    if app is None:
-        return ApplicationFacts(found=False)
-    meta = app.get("metadata") or {}
-    managed_by = None
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == "ApplicationSet":
-            managed_by = f"ApplicationSet {meta.get('namespace', '')}/{ref.get('name', '')}"
-    if managed_by is None:
-        # An app-of-apps parent tracks its children like any resource it applies.
-        tracking = (meta.get("annotations") or {}).get(ARGOCD_TRACKING_ID, "")
-        parent = tracking.partition(":")[0] or (meta.get("labels") or {}).get(
-            settings.argocd_instance_label, ""
-        )
-        if parent:
-            parent_ns, parent_name = _split_app(parent, settings.argocd_namespace)
-            managed_by = f"Application {parent_ns}/{parent_name}"
-    automated = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
-    return ApplicationFacts(
-        found=True,
-        automated=dict(automated) if isinstance(automated, dict) else None,
-        managed_by=managed_by,
-        resource_version=str(meta.get("resourceVersion", "")),
-    )
-
-
-def helmrelease_facts(release: Mapping[str, Any] | None) -> HelmReleaseFacts:
-    if release is None:
-        return HelmReleaseFacts(found=False)
-    return HelmReleaseFacts(
-        found=True,
-        suspended=bool((release.get("spec") or {}).get("suspend")),
-        resource_version=str((release.get("metadata") or {}).get("resourceVersion", "")),
-    )
 
 
 def needs_facts(owner: Owner, settings: GitOps) -> bool:

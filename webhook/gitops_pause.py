@@ -26,19 +26,21 @@ from webhook.config import GitOps
 from webhook.gitops import (
     ANNOTATION_GITOPS_PAUSED,
     FLUX_RECONCILE,
-    ApplicationFacts,
-    HelmReleaseFacts,
     Mechanism,
     Owner,
-    OwnerFacts,
     OwnerKind,
     Pause,
     PauseRecord,
-    application_facts,
     describe_pause,
-    helmrelease_facts,
     needs_facts,
     pause_record,
+)
+from webhook.gitops_facts import (
+    ApplicationFacts,
+    HelmReleaseFacts,
+    OwnerFacts,
+    application_facts,
+    helmrelease_facts,
 )
 from webhook.kube import Cluster, Invalid, NotFound, Obj
 from webhook.revisions import format_k8s_time

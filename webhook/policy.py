@@ -25,7 +25,8 @@ from webhook.ask import Request
 from webhook.config import Settings
 from webhook.contract import AlertStatus, Confirmation, SkipReason, Source
 from webhook.evidence import ConfirmResult, TargetChoice
-from webhook.gitops import OwnerFacts, Pause
+from webhook.gitops import Pause
+from webhook.gitops_facts import OwnerFacts
 from webhook.optin import opt_in
 from webhook.overrides import policy_for
 from webhook.revisions import (

@@ -10,8 +10,6 @@ from webhook.config import ConfigError, GitOps, GitOpsHandling, settings_from_di
 from webhook.gitops import (
     ANNOTATION_GITOPS_PAUSED,
     FLUX_RECONCILE,
-    ApplicationFacts,
-    HelmReleaseFacts,
     Ignore,
     Mechanism,
     Owner,
@@ -20,15 +18,19 @@ from webhook.gitops import (
     PauseRecord,
     Refuse,
     Target,
-    application_facts,
     describe_pause,
     detect_owner,
     handle,
-    helmrelease_facts,
     needs_facts,
     ownership,
     pause_annotations,
     pause_record,
+)
+from webhook.gitops_facts import (
+    ApplicationFacts,
+    HelmReleaseFacts,
+    application_facts,
+    helmrelease_facts,
 )
 
 DEFAULTS = GitOps()
