@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "removed at the end)",
     )
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the story, leave the sandbox and the receiver running to explore by hand "
+        "(prints the commands; Ctrl-C stops them); keeps the workdir",
+    )
+    parser.add_argument(
         "--recorded",
         action="store_true",
         help="skip prometheus and alertmanager even if installed: post the recorded payload",
@@ -58,9 +64,11 @@ def _unavailable() -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when the bad revision was rolled back, 1 when not, 130 on Ctrl-C."""
     printer = Printer()
-    keep = args.workdir is not None
+    keep = args.workdir is not None or args.keep
     try:
-        workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="rollback-demo-"))
+        workdir = (
+            Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="rollback-demo-"))
+        )
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / ".writable").touch()
     except OSError as exc:
@@ -78,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
                     workdir=workdir,
                     timeout=args.timeout,
                     record_payload=args.record_payload,
+                    explore=args.keep,
                 )
             from lab.demo.recorded import run_recorded
 
-            return run_recorded(printer, workdir=workdir, why=why)
+            return run_recorded(printer, workdir=workdir, why=why, explore=args.keep)
     except KeyboardInterrupt:
         print("\ninterrupted: everything the demo started has been stopped", file=sys.stderr)
         return 130

@@ -8,8 +8,9 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.demo.explore import keep_exploring, oncall_tokens
 from lab.demo.report import Printer
-from lab.demo.scenario import FAULT, V1, V2, WORKLOAD, set_the_scene, show_outcome
+from lab.demo.scenario import FAULT, NEXT_STEP, V1, V2, WORKLOAD, set_the_scene, show_outcome
 from lab.pipeline import Pipeline, Timing
 from lab.pipeline.workloads import wait_until
 from sandbox.pods import RESTART_PERIOD_SECONDS
@@ -71,7 +72,12 @@ def _tick(printer: Printer, pipeline: Pipeline, bad_rs: str, seen: _Watch) -> No
 
 
 def run_real(
-    printer: Printer, *, workdir: Path, timeout: float, record_payload: Path | None = None
+    printer: Printer,
+    *,
+    workdir: Path,
+    timeout: float,
+    record_payload: Path | None = None,
+    explore: bool = False,
 ) -> int:
     """Tell the story through the real pipeline; returns the exit status."""
     timing = Timing()
@@ -79,7 +85,13 @@ def run_real(
         f"starting the pipeline in {workdir} ({timing.describe()}; shipped rules rendered "
         "by rules/extract.py, the shipped Alertmanager route)"
     )
-    with Pipeline.start(workdir=workdir, timing=timing, progress=printer.step) as pipeline:
+    tokens, mine = oncall_tokens(workdir)
+    with Pipeline.start(
+        workdir=workdir,
+        timing=timing,
+        progress=printer.step,
+        receiver_settings={"auth": {"oncall_tokens_file": str(tokens)}},
+    ) as pipeline:
         sandbox = pipeline.sandbox
         set_the_scene(printer, sandbox)
         rolled_out = WORKLOAD.roll_out(sandbox, image=V2, fault=FAULT)
@@ -122,8 +134,19 @@ def run_real(
         if record_payload is not None:
             _record(pipeline, record_payload)
             printer.step(f"recorded the Alertmanager payload that caused it in {record_payload}")
+        if explore:
+            keep_exploring(
+                printer,
+                pipeline.receiver,
+                pipeline.sandbox,
+                workdir=workdir,
+                oncall=mine,
+                prometheus_url=pipeline.prometheus_url,
+            )
         printer.step("stopping prometheus, alertmanager, the receiver and the sandbox")
     printer.step("done: every process the demo started has exited")
+    if not explore:
+        printer.step(NEXT_STEP)
     return 0
 
 

@@ -11,8 +11,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from lab.demo.explore import keep_exploring, oncall_tokens
 from lab.demo.report import Printer
-from lab.demo.scenario import FAULT, V1, V2, WORKLOAD, set_the_scene, show_outcome
+from lab.demo.scenario import FAULT, NEXT_STEP, V1, V2, WORKLOAD, set_the_scene, show_outcome
 from lab.pipeline.receiver import ReceiverServer
 from sandbox.testing import SandboxHandle
 
@@ -59,13 +60,19 @@ def _post(url: str, token: str, payload: dict[str, Any]) -> tuple[int, dict[str,
         return error.code, json.loads(error.read() or b"{}")
 
 
-def run_recorded(printer: Printer, *, workdir: Path, why: str) -> int:
+def run_recorded(printer: Printer, *, workdir: Path, why: str, explore: bool = False) -> int:
     """Tell the story with the recorded payload instead of prometheus and alertmanager."""
     printer.step(f"{why}: posting the recorded Alertmanager payload instead of running them")
     sandbox = SandboxHandle.start(workdir=workdir)
     try:
         printer.step(f"sandbox cluster at {sandbox.url}")
-        receiver = ReceiverServer(name="receiver", workdir=workdir, api_client=sandbox.api_client())
+        tokens, mine = oncall_tokens(workdir)
+        receiver = ReceiverServer(
+            name="receiver",
+            workdir=workdir,
+            api_client=sandbox.api_client(),
+            overrides={"auth": {"oncall_tokens_file": str(tokens)}},
+        )
         receiver.start()
         try:
             printer.step(f"receiver listening at {receiver.url}")
@@ -100,7 +107,11 @@ def run_recorded(printer: Printer, *, workdir: Path, why: str) -> int:
                 else f"{WORKLOAD.namespace}/{WORKLOAD.name} still runs {WORKLOAD.images(sandbox)}"
             )
             show_outcome(printer, receiver.service)
+            if explore:
+                keep_exploring(printer, receiver, sandbox, workdir=workdir, oncall=mine)
             printer.step("stopping the receiver and the sandbox")
+            if not explore:
+                printer.step(NEXT_STEP)
             return 0 if ok else 1
         finally:
             receiver.stop()

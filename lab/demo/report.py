@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from webhook.commands.audit import render_table
+from webhook.commands.audit import DECISION_HEADER, decision_rows, render_table
 from webhook.evidence import EvidenceSource
 from webhook.history import build_history
 from webhook.history import render_table as history_table
@@ -56,29 +56,13 @@ def history_text(
     return history_table(history)
 
 
-def _revision(row: dict[str, Any]) -> str:
-    if row.get("from_revision") is None and row.get("to_revision") is None:
-        return "-"
-    return f"{row.get('from_revision') or '?'} -> {row.get('to_revision') or '?'}"
-
-
 def audit_text(service: Service, *, namespace: str, name: str) -> str:
-    """The Deployment's decisions, oldest first, one per line (what GET /api/v1/audit holds)."""
-    rows = list(reversed(service.audit.query(namespace=namespace, deployment=name, limit=50)))
+    """The Deployment's decisions as `rollback-webhook audit --deployment NAME` prints them
+    (same columns, newest first), then each one's detail."""
+    rows: list[dict[str, Any]] = service.audit.query(namespace=namespace, deployment=name, limit=50)
     if not rows:
-        return "(no decisions)"
-    table = [
-        [
-            str(row["time"])[11:23],
-            str(row["outcome"]),
-            str(row["reason"] or "-"),
-            str(row["alertname"] or "-"),
-            _revision(row),
-            str(row["id"]),
-        ]
-        for row in rows
-    ]
-    lines = [render_table(table, ["TIME", "OUTCOME", "REASON", "ALERT", "REVISION", "ID"])]
+        return "no decisions match"
+    lines = [render_table(decision_rows(rows), DECISION_HEADER)]
     for row in rows:
         detail = str(row["detail"])
         if len(detail) > DETAIL_WIDTH:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,13 +48,31 @@ def set_the_scene(printer: Printer, sandbox: SandboxHandle) -> None:
     )
 
 
+WHY_REVISION_3 = (
+    "Why v1 is now revision 3, not 1: a Deployment's revisions are its ReplicaSets. The rollback "
+    "(like kubectl rollout undo) writes v1's pod template back into the Deployment; the "
+    "controller finds v1's ReplicaSet still there (same template hash), scales it up again and "
+    "gives it the next number, 3, keeping the old one in its "
+    "deployment.kubernetes.io/revision-history annotation: 're-adopted from 1' above. v2 stays "
+    "revision 2, marked auto-rollback/bad-revision, so it is never a rollback target."
+)
+
+NEXT_STEP = (
+    "next: rollback-webhook demo --keep leaves this running to explore by hand (kubectl, "
+    "history, audit, replay, the console); docs/tutorial.md walks through it; docs/install.md "
+    "installs it in dry-run mode on your cluster"
+)
+
+
 def show_outcome(printer: Printer, service: Service) -> None:
-    """The history table and the audit of the demo Deployment."""
+    """The history table (with why v1 is revision 3) and the audit of the demo Deployment."""
     printer.section(
         f"rollback-webhook history {WORKLOAD.namespace}/{WORKLOAD.name}",
-        history_text(service, namespace=WORKLOAD.namespace, name=WORKLOAD.name),
+        history_text(service, namespace=WORKLOAD.namespace, name=WORKLOAD.name)
+        + "\n\n"
+        + textwrap.fill(WHY_REVISION_3, width=100),
     )
     printer.section(
-        f"audit: decisions for {WORKLOAD.namespace}/{WORKLOAD.name}",
+        f"rollback-webhook audit --namespace {WORKLOAD.namespace} --deployment {WORKLOAD.name}",
         audit_text(service, namespace=WORKLOAD.namespace, name=WORKLOAD.name),
     )

@@ -28,7 +28,11 @@ def _run_demo(workdir: Path, *, path: str | None = None) -> tuple[Completed, flo
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "webhook", "demo", "--workdir", str(workdir)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=DEMO_LIMIT_SECONDS + 30,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_LIMIT_SECONDS + 30,
         check=False,
     )
     return result, time.monotonic() - started
@@ -42,7 +46,8 @@ def _fresh_clone_with_own_python(tmp_path: Path) -> tuple[Path, Path]:
     subprocess.run([git, "clone", "-q", str(REPO), str(clone)], check=True, timeout=60)
     venv = tmp_path / "venv"
     subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True,
+        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+        check=True,
         timeout=120,
     )
     return clone, venv / "bin" / "python"
@@ -69,7 +74,11 @@ def _assert_story(output: str) -> None:
     assert "shop/checkout runs registry.local/checkout:1.0 again" in output
     assert "== rollback-webhook history shop/checkout" in output
     assert "current [re-adopted from 1]" in output
-    assert "== audit: decisions for shop/checkout" in output
+    assert "== rollback-webhook audit --namespace shop --deployment checkout" in output
+    # The columns `rollback-webhook audit` prints.
+    assert "TIME (UTC)           OUTCOME      REASON  NAMESPACE/DEPLOYMENT  REV   SOURCE" in output
+    assert "Why v1 is now revision 3, not 1" in output
+    assert "next: rollback-webhook demo --keep" in output
     assert "rolled_back" in output
 
 
@@ -83,8 +92,12 @@ def test_demo_runs_the_real_pipeline_and_leaves_nothing_running(tmp_path: Path) 
     started = time.monotonic()
     result = subprocess.run(
         ["bash", "scripts/demo.sh", "--workdir", str(workdir)],
-        cwd=clone, env={**os.environ, "PYTHON": str(python)}, capture_output=True, text=True,
-        timeout=DEMO_LIMIT_SECONDS + 120, check=False,
+        cwd=clone,
+        env={**os.environ, "PYTHON": str(python)},
+        capture_output=True,
+        text=True,
+        timeout=DEMO_LIMIT_SECONDS + 120,
+        check=False,
     )
     took = time.monotonic() - started
     output = result.stdout
