@@ -94,9 +94,13 @@ def manifest_state(folder: Path | None = None) -> str:
     path = (folder or rules_dir()) / RULES_MANIFEST
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     changed = subprocess.run(
-        ["git", "diff", "--quiet", "HEAD", "--", str(path)], cwd=path.parent, check=False
+        ["git", "diff", "--quiet", "HEAD", "--", str(path)],
+        cwd=path.parent,
+        check=False,
+        capture_output=True,
     ).returncode
-    return f"{path.name} sha256 {digest} ({'uncommitted changes' if changed else 'as committed'})"
+    state = {0: "as committed", 1: "uncommitted changes"}.get(changed, "not in a git checkout")
+    return f"{path.name} sha256 {digest} ({state})"
 
 
 def restarts_on_two_pods_count(folder: Path | None = None) -> bool:
