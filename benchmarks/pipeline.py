@@ -153,8 +153,15 @@ def one_round(
     if "p99_latency" in workloads:
         # Its baseline is the Deployment's P99 `baseline_offset` ago: wait for that history.
         slow = workloads["p99_latency"]
+
+        def baseline_ready() -> bool:
+            try:
+                return bool(pipeline.latency_baseline_ready(slow.namespace, slow.name))
+            except OSError:  # a busy Prometheus timed out: ask again
+                return False
+
         if not wait_until(
-            lambda: pipeline.latency_baseline_ready(slow.namespace, slow.name),
+            baseline_ready,
             timeout=pipeline.timing.baseline_offset + 60,
         ):
             raise RuntimeError("prometheus never recorded the latency baseline")
@@ -209,9 +216,11 @@ def run_pipelines(plans: list[tuple[Timing, list[str]]], rounds: int) -> dict[st
         thread.start()
     for thread in threads:
         thread.join()
-    if errors:
+    for error in errors:
+        print(f"a pipeline failed: {error!r}", file=sys.stderr)
+    if errors and not any(samples.values()):
         raise errors[0]
-    return samples
+    return {trigger: values for trigger, values in samples.items() if values}
 
 
 def main() -> int:
