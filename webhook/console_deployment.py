@@ -26,7 +26,7 @@ from webhook import contract
 from webhook.audit import AuditUnavailable
 from webhook.gitops import ownership
 from webhook.history import History, build_history
-from webhook.kube import KubeError, NotFound, Obj
+from webhook.kube import InvalidName, KubeError, NotFound, Obj
 from webhook.overrides import policy_for
 from webhook.replay import OVERRIDABLE, OVERRIDE_KEYS
 from webhook.revisions import last_action, last_action_time, parse_k8s_time
@@ -347,6 +347,8 @@ def install_deployment_pages(
             )
         except NotFound:
             return problem(404, f"no Deployment {namespace}/{name}", session)
+        except InvalidName as exc:  # a name no Deployment can have: none to show, not an outage
+            return problem(404, str(exc), session)
         except KubeError as exc:
             return problem(503, f"cannot read {namespace}/{name}: {exc}", session)
         except AuditUnavailable as exc:

@@ -33,6 +33,7 @@ def install_resume(app: Flask, service: Service, credentials: Credentials) -> No
             )
         try:
             body = jsontext.loads(read_body(request, limit=service.settings.server.max_body_bytes))
+            jsontext.require_encodable(body)  # the reason is stored: no lone surrogates
             namespace, deployment, reason = parse_target(body)
             decision = run_resume(
                 service, namespace=namespace, deployment=deployment, actor=actor, reason=reason
