@@ -17,6 +17,25 @@ from sandbox.testing import SandboxHandle
 # The suite's own PostgreSQL server (a session fixture) and a fresh database per test.
 from tests.pgserver import postgres_dsn, postgres_server  # noqa: F401
 
+# The slow tier: real Prometheus/Alertmanager (the pipeline and the demo), a browser, a real
+# control plane, the wheel build. `pytest -m "not slow"` is the fast tier (README, Development).
+SLOW_MARKERS = ("pipeline", "browser", "controlplane")
+SLOW_DIRS = ("pipeline", "controlplane", "packaging")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        parts = path.relative_to(TESTS).parts if path.is_relative_to(TESTS) else ()
+        if (
+            any(part in SLOW_DIRS for part in parts[:-1])
+            or "browser" in path.name
+            or any(item.get_closest_marker(marker) for marker in SLOW_MARKERS)
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
 # When set, every sandbox's request record is written there as it stops (one JSON file each,
 # with the test's own token, so the service's requests can be told from the test's): the RBAC
 # test derives the permissions the service uses from the receiver and tracker suites this way.

@@ -176,7 +176,7 @@ class Decider:
             try:
                 result = self._attempt(facts, decision_id=decision_id)
             except KubeError as exc:
-                return _failure(exc, _found_read(facts, found))
+                return failure_for(exc, _found_read(facts, found))
             if isinstance(result, _Concluded):
                 return result
             if isinstance(result, Skip):
@@ -269,15 +269,15 @@ class Decider:
             # The write may have landed: read the Deployment again, never assume failure.
             written = after_failed_write(self.cluster, plan, decision_id, exc)
             if written is Written.UNKNOWN:  # its intent stays open for the reconciler
-                return replace(_failure(exc, found), alerted=admitted.alerted, unsettled=True)
+                return replace(failure_for(exc, found), alerted=admitted.alerted, unsettled=True)
             if written is Written.NO:
                 self.effects.unpause(paused)
                 reservation.release()
-                return replace(_failure(exc, found), alerted=admitted.alerted)
+                return replace(failure_for(exc, found), alerted=admitted.alerted)
         except KubeError as exc:
             self.effects.unpause(paused)
             reservation.release()
-            return replace(_failure(exc, found), alerted=admitted.alerted)
+            return replace(failure_for(exc, found), alerted=admitted.alerted)
         except BaseException:
             self.effects.unpause(paused)
             reservation.release()
@@ -314,7 +314,8 @@ def _found_read(facts: ClusterFacts, fallback: Found) -> Found:
     return Found(deployment=facts.resolution().deployment, involved=DeploymentView.of(raw).ref())
 
 
-def _failure(exc: KubeError, found: Found) -> _Concluded:
+def failure_for(exc: KubeError, found: Found) -> _Concluded:
+    """The failed outcome a cluster error means (README: forbidden, api_error, timeout)."""
     if isinstance(exc, Transient):
         reason = FailReason.TIMEOUT if exc.timeout else FailReason.API_ERROR
         return _Concluded(Outcome.FAILED, reason, str(exc), found, transient=True)
