@@ -37,8 +37,10 @@ from webhook.audit import (
     IntentState,
 )
 from webhook.audit.rows import DECISION_FIELDS
+from webhook.config import Namespaces
+from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster, KubeError, NotFound
-from webhook.revisions import last_action, parse_k8s_time
+from webhook.revisions import last_action, last_action_time, parse_k8s_time
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class Report:
     never_landed: list[str] = field(default_factory=list)  # recorded as failed
     dry_run: list[str] = field(default_factory=list)
     marked: list[str] = field(default_factory=list)  # bad-revision marks written
+    # last-action audit ids (recent) with neither a record nor an intent in this store
+    unrecorded: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -63,11 +67,16 @@ class Reconciler:
         cluster: Cluster,
         clock: Callable[[], datetime],
         settle_after_seconds: float = 120.0,
+        namespaces: Namespaces | None = None,
+        lookback_seconds: float = 3600.0,
     ) -> None:
         self.audit = audit
         self.cluster = cluster
         self.clock = clock
         self.settle_after = timedelta(seconds=settle_after_seconds)
+        # Where to read last-action annotations (None: not read), and how far back.
+        self.namespaces = namespaces
+        self.lookback = timedelta(seconds=lookback_seconds)
 
     def run_once(self) -> Report:
         """Settle every intent old enough; errors are kept in the report (tried next round)."""
@@ -84,7 +93,38 @@ class Reconciler:
                     intent.deployment,
                     exc,
                 )
+        if self.namespaces is not None:
+            try:
+                self._check_annotations(report)
+            except (KubeError, AuditUnavailable) as exc:
+                report.errors.append(f"last-action annotations: {exc}")
         return report
+
+    def _check_annotations(self, report: Report) -> None:
+        """Recent last-action audit ids this store neither recorded nor intended: said, never
+        written (with a SQLite file per replica they are the other replicas'; with one shared
+        store, a rollback made without a record, e.g. by a release before write-ahead)."""
+        assert self.namespaces is not None
+        now = self.clock()
+        for deployment in deployments_in_scope(self.cluster, self.namespaces):
+            action = last_action(deployment) or {}
+            audit_id = str(action.get("audit_id") or "")
+            when = last_action_time(deployment)
+            if not audit_id or when is None or not now - self.lookback <= when:
+                continue
+            if when > now - self.settle_after:
+                continue  # perhaps still being recorded
+            if self.audit.get(audit_id) is None and self.audit.intent(audit_id) is None:
+                meta = deployment["metadata"]
+                report.unrecorded.append(audit_id)
+                log.warning(
+                    "reconciler: %s/%s was rolled back by %s at %s, which %s has no record of",
+                    meta.get("namespace"),
+                    meta.get("name"),
+                    audit_id,
+                    action.get("time"),
+                    self.audit.describe(),
+                )
 
     def _settle(self, intent: IntentRow, report: Report) -> None:
         if intent.state == IntentState.MARK_PENDING:
@@ -212,6 +252,7 @@ def start_for_service(service: Any) -> ReconcileLoop:
             cluster=service.cluster,
             clock=service.clock,
             settle_after_seconds=float(settings.audit.settle_after_seconds),
+            namespaces=settings.namespaces,
         ),
         interval_seconds=float(settings.audit.reconcile_seconds),
     )

@@ -261,3 +261,34 @@ def test_a_corrupted_audit_file_is_not_ready_and_refuses_deliveries(
     response = harness.post(alert_for(harness, rs))
     assert response.status_code == 503
     assert template_images(harness.deployment("shop", "web")) == ["web:2"]
+
+
+def test_a_rollback_this_audit_has_no_record_of_is_reported_not_written(
+    harness: Harness, rs: list[str], tmp_path: Path
+) -> None:
+    from webhook.audit import SqliteStore
+
+    response = harness.post(alert_for(harness, rs))
+    [decision] = response.get_json()["decisions"]
+    assert decision["outcome"] == "rolled_back"
+    service = harness.service
+    # Our own audit knows it: nothing to report.
+    ours = Reconciler(
+        audit=service.audit,
+        cluster=service.cluster,
+        clock=service.clock,
+        settle_after_seconds=0,
+        namespaces=service.settings.namespaces,
+    ).run_once()
+    assert ours.unrecorded == []
+    # Another replica's own SQLite file does not: it says so, and writes nothing.
+    other = SqliteStore(tmp_path / "other.sqlite")
+    report = Reconciler(
+        audit=other,
+        cluster=service.cluster,
+        clock=service.clock,
+        settle_after_seconds=0,
+        namespaces=service.settings.namespaces,
+    ).run_once()
+    assert report.unrecorded == [decision["id"]]
+    assert other.query() == [] and other.open_intents() == []
