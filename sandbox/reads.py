@@ -76,6 +76,19 @@ def selector(request: RequestInfo, info: ResourceInfo) -> Callable[[dict[str, An
     return lambda obj: labels_match(requirements, obj) and by_field(obj)
 
 
+def narrowing(request: RequestInfo) -> tuple[str, str] | None:
+    """A (key, value) label every selected object carries (an `=` requirement, or `in` with
+    one value), so a namespaced list reads only those; None when the selector has none."""
+    try:
+        requirements = parse_label_selector(request.query.get("labelSelector"))
+    except SelectorError:
+        return None  # `selector` answers the 400
+    for requirement in requirements:
+        if requirement.operator in {"=", "in"} and len(requirement.values) == 1:
+            return requirement.key, requirement.values[0]
+    return None
+
+
 def get_object(
     store: Store, info: ResourceInfo, namespace: str | None, name: str
 ) -> dict[str, Any]:
@@ -90,7 +103,9 @@ def list_objects(store: Store, info: ResourceInfo, request: RequestInfo) -> Repl
     """A {Kind}List of the matching objects, paged by limit/continue."""
     matches = selector(request, info)
     # Selected inside the store: objects that do not match are not copied out.
-    items, list_rv = store.list(info.resource, request.namespace, where=matches)
+    items, list_rv = store.list(
+        info.resource, request.namespace, where=matches, label=narrowing(request)
+    )
     now = store.now()
     items = [served(info, obj, now) for obj in items]
     meta: dict[str, Any] = {"resourceVersion": list_rv}

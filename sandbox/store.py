@@ -5,9 +5,10 @@ resourceVersion counter, records a `Change` for watches and calls the subscriber
 synchronously with the lock still held, so the controller's reconcile happens inside the
 same write and a reader never sees a Deployment without its ReplicaSets.
 
-Objects are indexed by namespace and by the uids their ownerReferences name, so what a
-controller reads inside a write (a Deployment's ReplicaSets, a ReplicaSet's pods, an owner's
-dependents) costs what it returns, not what else the namespace holds.
+Objects are indexed by namespace, by the uids their ownerReferences name and by label, so what
+a controller reads inside a write (a Deployment's ReplicaSets, a ReplicaSet's pods, an owner's
+dependents) and a namespaced list by an equality label selector (what kubectl and the receiver
+send) cost what they return, not what else the namespace holds.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class Store:
         # (resource, namespace or "") -> names of objects without a controller reference
         # (what a controller may adopt).
         self._uncontrolled: dict[tuple[str, str], dict[str, None]] = {}
+        # (resource, namespace or "", label key, label value) -> names of the objects with it.
+        self._labelled: dict[tuple[str, str, str, str], dict[str, None]] = {}
         self._rv = 0
         self._history: deque[tuple[int, Change]] = deque(maxlen=HISTORY_LIMIT)
         self._subscribers: list[Callable[[Change], None]] = []
@@ -153,12 +156,19 @@ class Store:
         namespace: str | None = None,
         *,
         where: Callable[[dict[str, Any]], bool] | None = None,
+        label: tuple[str, str] | None = None,
     ) -> tuple[builtins.list[dict[str, Any]], str]:
         """Copies of all objects of `resource` (in `namespace` when given, and for which
         `where(obj)` holds: it sees the stored object and must not change it), sorted by
-        namespace then name, and the resourceVersion the list is consistent with."""
+        namespace then name, and the resourceVersion the list is consistent with. `label`
+        (key, value), which every wanted object carries, lets a namespaced list read only
+        those (`where` still decides)."""
         with self.lock:
-            if namespace is not None:
+            if namespace is not None and label is not None:
+                named = self._in_namespace.get((resource, namespace), {})
+                chosen = self._labelled.get((resource, namespace, *label), {})
+                found = (named[name] for name in sorted(chosen))
+            elif namespace is not None:
                 named = self._in_namespace.get((resource, namespace), {})
                 found = (named[name] for name in sorted(named))
             else:
@@ -309,6 +319,8 @@ class Store:
             self._owned.setdefault(uid, {})[key] = None
         if _controller_uid(obj) is None:
             self._uncontrolled.setdefault((resource, namespace), {})[name] = None
+        for pair in _labels(obj):
+            self._labelled.setdefault((resource, namespace, *pair), {})[name] = None
 
     def _unindex(self, key: Key, obj: dict[str, Any]) -> None:
         resource, namespace, name = key
@@ -316,6 +328,8 @@ class Store:
         for uid in _owner_uids(obj):
             _discard(self._owned, uid, key)
         _discard(self._uncontrolled, (resource, namespace), name)
+        for pair in _labels(obj):
+            _discard(self._labelled, (resource, namespace, *pair), name)
 
     # ---- watching ---------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Change], None]) -> None:
@@ -346,6 +360,13 @@ class Store:
 def _owner_uids(obj: dict[str, Any]) -> set[str]:
     refs = obj["metadata"].get("ownerReferences") or []
     return {str(ref["uid"]) for ref in refs if isinstance(ref, dict) and ref.get("uid")}
+
+
+def _labels(obj: dict[str, Any]) -> builtins.list[tuple[str, str]]:
+    labels = obj["metadata"].get("labels") or {}
+    if not isinstance(labels, dict):
+        return []
+    return [(str(key), str(value)) for key, value in labels.items()]
 
 
 def _controller_uid(obj: dict[str, Any]) -> str | None:

@@ -70,3 +70,23 @@ def test_deleted_objects_leave_every_index(store: Store) -> None:
     assert store.owned_by(rs["metadata"]["uid"], "pods") == []
     assert store.list("pods", "shop")[0] == []
     assert store.uncontrolled("replicasets", "shop") == []
+
+
+def test_label_narrowed_list_follows_relabelling_and_deletion(store: Store) -> None:
+    create_deployment(store)
+    create_deployment(store, NEIGHBOUR)
+
+    def listed(key: str, value: str) -> list[str]:
+        items, _ = store.list("pods", "shop", label=(key, value))
+        return names(items)
+
+    web_pods = listed("app", "web")
+    assert len(web_pods) == 2 and len(listed("app", "api")) == 1
+    pod = store.get("pods", "shop", web_pods[0])
+    pod["metadata"]["labels"] = {**pod["metadata"]["labels"], "app": "moved"}
+    store.update("pods", pod)
+    assert listed("app", "moved") == [web_pods[0]]
+    # Its ReplicaSet no longer selects it by label, but still controls it by ownerReference.
+    assert web_pods[0] not in listed("app", "web")
+    store.delete("pods", "shop", web_pods[0])
+    assert listed("app", "moved") == []
