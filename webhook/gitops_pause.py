@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from webhook.config import GitOps
 from webhook.gitops import (
@@ -77,7 +78,8 @@ def pause_owner(
     owner = pause.owner
     mechanism, previous = pause.mechanism, None
     if mechanism == Mechanism.HELMRELEASE_SUSPEND:
-        assert isinstance(facts, HelmReleaseFacts)
+        if not isinstance(facts, HelmReleaseFacts):
+            raise ValueError(f"pausing {owner.describe()} needs the HelmRelease as read")
         cluster.patch_helmrelease(
             owner.namespace,
             owner.name,
@@ -85,7 +87,8 @@ def pause_owner(
             resource_version=facts.resource_version,
         )
     elif mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
-        assert isinstance(facts, ApplicationFacts)
+        if not isinstance(facts, ApplicationFacts):
+            raise ValueError(f"pausing {owner.describe()} needs the Application as read")
         try:
             cluster.patch_application(
                 owner.namespace,
@@ -113,11 +116,17 @@ def pause_owner(
     )
 
 
-def unpause_owner(cluster: Cluster, record: PauseRecord) -> None:
-    """Hand the owner back as it was (the Flux annotation is the Deployment's: see resume)."""
+def unpause_owner(cluster: Cluster, record: PauseRecord) -> str:
+    """Hand the owner back as it was (the Flux annotation is the Deployment's: see resume).
+
+    Returns '' when it was handed back, else why nothing was written: someone already changed
+    what the pause set (re-enabled, or disabled it their own way), and that is left as it is.
+    """
     owner = record.owner
     if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
         release = cluster.get_helmrelease(owner.namespace, owner.name)
+        if not (release.get("spec") or {}).get("suspend"):
+            return f"{owner.describe()} is not suspended any more: left as it is"
         cluster.patch_helmrelease(
             owner.namespace,
             owner.name,
@@ -129,17 +138,22 @@ def unpause_owner(cluster: Cluster, record: PauseRecord) -> None:
         Mechanism.ARGOCD_AUTOMATED_REMOVED,
     ):
         app = cluster.get_application(owner.namespace, owner.name)
-        automated = (
-            {"enabled": True}
-            if record.mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED
-            else (record.previous or {})
-        )
+        current = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+        if record.mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
+            if not isinstance(current, dict) or current.get("enabled") is not False:
+                return f"{owner.describe()}'s automated sync was changed since: left as it is"
+            automated: dict[str, Any] = {"enabled": True}
+        else:
+            if current is not None:
+                return f"{owner.describe()} has automated sync again: left as it is"
+            automated = record.previous or {}
         cluster.patch_application(
             owner.namespace,
             owner.name,
             {"spec": {"syncPolicy": {"automated": automated}}},
             resource_version=app["metadata"]["resourceVersion"],
         )
+    return ""
 
 
 @dataclass(frozen=True)
@@ -167,11 +181,12 @@ def resume(cluster: Cluster, namespace: str, name: str) -> Resumed:
     record = pause_record(deployment["metadata"].get("annotations") or {})
     if record is None:
         return Resumed(None, f"Deployment {namespace}/{name} has no pause by rollback-webhook")
-    unpause_owner(cluster, record)
+    untouched = unpause_owner(cluster, record)
     cluster.replace_deployment(without_pause(deployment))
     paused = describe_pause(record, namespace=namespace, deployment=name).split(";")[0]
     return Resumed(
         record,
         f"resumed {record.owner.describe()}: undid '{paused}' (paused {record.time}, audit "
-        f"{record.audit_id}); it reconciles from Git again",
+        f"{record.audit_id}); it reconciles from Git again"
+        + (f" ({untouched})" if untouched else ""),
     )
