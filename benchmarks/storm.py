@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -99,6 +100,7 @@ class Result:
     p99_ms: float
     api_requests_per_decision: float
     outcomes: dict[str, int]
+    load_average: list[float]
     rolled_back: int
     lost: int
     double: int
@@ -215,9 +217,13 @@ class Stack:
     def processes(self) -> dict[str, int]:
         """Every process of the stack by role, and this script's own (the clients)."""
         found = {"sandbox": self.sandbox.pid, "master": self.serve.pid, "clients": os.getpid()}
-        for index, pid in enumerate(sorted(children_of(self.serve.pid))):
-            role = role_of(pid)
-            found[role if role == "tracker" else f"worker{index}"] = pid
+        workers = 0
+        for pid in sorted(children_of(self.serve.pid)):
+            if role_of(pid) == "tracker":
+                found["tracker"] = pid
+            else:
+                workers += 1
+                found["worker" if workers == 1 else f"worker{workers}"] = pid
         return found
 
     def stop(self) -> None:
@@ -386,8 +392,10 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run_case(case: Case, *, workdir: Path) -> Result:
-    """One storm on a fresh stack; the figures and the correctness checks."""
+def run_case(case: Case, *, workdir: Path, keep: Path | None = None) -> Result:
+    """One storm on a fresh stack; the figures and the correctness checks. With `keep`, the
+    processes' stderr and the audit are copied there."""
+    load_before = os.getloadavg()[0]
     stack = Stack(workdir, case)
     try:
         bad = lay_out(stack, case)
@@ -406,7 +414,15 @@ def run_case(case: Case, *, workdir: Path) -> Result:
         }
     finally:
         stack.stop()
-    return judge(case, payloads, answers, seconds, requests, final, workdir, cpu, rss)
+        if keep is not None:
+            kept = keep / case.name.replace(" ", "-").replace(",", "")
+            kept.mkdir(parents=True, exist_ok=True)
+            for path in [*workdir.glob("*.stderr"), workdir / "audit.sqlite"]:
+                if path.exists():
+                    shutil.copy(path, kept / path.name)
+    result = judge(case, payloads, answers, seconds, requests, final, workdir, cpu, rss)
+    result.load_average = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return result
 
 
 def judge(
@@ -435,7 +451,13 @@ def judge(
         decisions.extend(answered)
     alerts = sum(len(p["alerts"]) for p in payloads)
     with sqlite3.connect(workdir / "audit.sqlite") as db:
-        (rows,) = db.execute("SELECT COUNT(*) FROM decisions").fetchone()
+        # Decisions about the payloads sent (the tracker's stay-put records are not alerts').
+        (rows,) = db.execute(
+            "SELECT COUNT(*) FROM decisions WHERE source = 'alertmanager'"
+        ).fetchone()
+        (others,) = db.execute(
+            "SELECT COUNT(*) FROM decisions WHERE source != 'alertmanager'"
+        ).fetchone()
         (stored_payloads,) = db.execute("SELECT COUNT(*) FROM payloads").fetchone()
         audited = Counter(
             (ns, name)
@@ -443,6 +465,8 @@ def judge(
                 "SELECT namespace, deployment FROM decisions WHERE outcome = 'rolled_back'"
             )
         )
+    if others:
+        failures.append(f"audit: {others} decision rows from another source than alertmanager")
     if rows != alerts:
         lost += max(0, alerts - rows)
         failures.append(f"audit: {rows} decision rows for {alerts} alerts")
@@ -482,6 +506,7 @@ def judge(
         p99_ms=round(percentile(latencies, 0.99) * 1000, 1) if latencies else 0.0,
         api_requests_per_decision=round(len(requests) / max(1, len(decisions)), 3),
         outcomes=dict(outcomes.most_common()),
+        load_average=[],
         rolled_back=sum(rolled.values()),
         lost=lost,
         double=double,
@@ -494,14 +519,14 @@ def judge(
 def table(results: list[Result]) -> str:
     lines = [
         "| case | alerts | payloads | payloads/s | p50 ms | p99 ms | API req/decision | "
-        "rolled back | lost | double |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "rolled back | lost | double | load before, after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.case} | {r.alerts} | {r.payloads} | {r.payloads_per_second} | {r.p50_ms} | "
             f"{r.p99_ms} | {r.api_requests_per_decision} | {r.rolled_back} | {r.lost} | "
-            f"{r.double} |"
+            f"{r.double} | {r.load_average[0]}, {r.load_average[1]} |"
         )
     lines.append("")
     lines.append("| case | CPU s (RSS MiB) per process |")
@@ -519,6 +544,7 @@ def main() -> int:
     parser.add_argument("--alerts-per-deployment", type=int, default=ALERTS_PER_DEPLOYMENT)
     parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--default-breaker", action="store_true")
+    parser.add_argument("--keep", type=Path, help="copy each case's logs and audit here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cases = [
@@ -544,7 +570,7 @@ def main() -> int:
     results = []
     for case in cases:
         with tempfile.TemporaryDirectory() as tmp:
-            results.append(run_case(case, workdir=Path(tmp)))
+            results.append(run_case(case, workdir=Path(tmp), keep=args.keep))
         load.append(round(os.getloadavg()[0], 2))
     spread = [r for r in results if r.namespaces > 1 or r.deployments <= PER_NAMESPACE]
     ratio = spread[-1].p99_ms / spread[0].p99_ms if len(spread) > 1 and spread[0].p99_ms else 0.0
