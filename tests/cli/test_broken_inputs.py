@@ -261,7 +261,14 @@ def test_history_with_a_broken_config(run: Run, tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("command", [["audit"], ["replay", "--audit-id", "x", "--reason", "r"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["audit"],
+        ["replay", "--audit-id", "x", "--reason", "r"],
+        ["resume", "shop/web", "--reason", "r"],
+    ],
+)
 def test_oncall_clients_against_broken_servers(run: Run, tmp_path: Path, command: list[str]):
     name = command[0]
     assert_clear_failure(
