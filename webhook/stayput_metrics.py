@@ -28,14 +28,24 @@ class RevertsCollector(Collector):
     ) -> None:
         self._count, self._clock = count, clock
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """What registration asks for, answered without the audit: the Service is built in
+        serve's gunicorn master, which must never touch the audit (registering a collector
+        without describe() runs collect() there)."""
+        yield _family(0.0)
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             value = self._count([Outcome.REVERTED], self._clock() - WINDOW)
         except AuditUnavailable:
             return  # a scrape must not fail on the audit: /readyz says it is down
-        yield GaugeMetricFamily(
-            "rollback_webhook_reverts_recorded",
-            "Rolled-back Deployments whose template came back to a bad-marked revision "
-            "(AutoRollbackReverted), recorded in the last 24h by any replica's stay-put watch",
-            value=value,
-        )
+        yield _family(float(value))
+
+
+def _family(value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "rollback_webhook_reverts_recorded",
+        "Rolled-back Deployments whose template came back to a bad-marked revision "
+        "(AutoRollbackReverted), recorded in the last 24h by any replica's stay-put watch",
+        value=value,
+    )
