@@ -31,7 +31,7 @@ def kubectl(
     kubeconfig: Path | None = None,
     stdin: str | None = None,
     check: bool = True,
-    timeout: float = 90,
+    timeout: float = 180,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real kubectl against the control plane (admin unless `kubeconfig`)."""
     binary = require_binary("kubectl")
@@ -56,8 +56,31 @@ def kubectl(
     return result
 
 
-def get_json(plane: ControlPlane, *args: str) -> Obj:
-    data: Obj = json.loads(kubectl(plane, "get", *args, "-o", "json").stdout)
+_PATHS = {
+    "deployment": "/apis/apps/v1/namespaces/{}/deployments",
+    "rs": "/apis/apps/v1/namespaces/{}/replicasets",
+    "replicasets": "/apis/apps/v1/namespaces/{}/replicasets",
+    "pods": "/api/v1/namespaces/{}/pods",
+}
+_CLIENTS: dict[int, Any] = {}
+
+
+def get_json(plane: ControlPlane, flag: str, namespace: str, resource: str, name: str = "") -> Obj:
+    """`kubectl get -n NS RESOURCE [NAME] -o json`, read as admin through the Python client:
+    tests poll with it, and a kubectl process per poll is costly on two shared cores."""
+    assert flag == "-n", flag
+    api = _CLIENTS.setdefault(id(plane), plane.api_client())
+    path = _PATHS[resource].format(namespace) + (f"/{name}" if name else "")
+    params = api.param_serialize(
+        method="GET",
+        resource_path=path,
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(*params, _request_timeout=30)
+    body = response.read()
+    assert response.status == 200, f"GET {path}: {response.status} {body[:300]!r}"
+    data: Obj = json.loads(body)
     return data
 
 
