@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or server.host
     port = args.port or server.port
     background = _start_background(service)
+    _check_leader_election(app, service)
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -138,7 +139,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_background(service: Any) -> list[Any]:
-    """Start the health tracker (when tracker.enabled); returns its stop callables."""
-    from webhook.tracker import start_for_service
+    """Start the health tracker (when tracker.enabled) in a process of its own, watched from
+    here (webhook.tracker_process): the master does no tracker I/O, and a worker's death
+    restarts no healthy-period clock. Returns the stop callables."""
+    from webhook.tracker_process import start_tracker_process
 
-    return list(start_for_service(service))
+    return list(start_tracker_process(service.settings))
+
+
+def _check_leader_election(app: Any, service: Any) -> None:
+    """Say at start-up when the Lease cannot be held, and make /readyz say it while it lasts."""
+    settings = service.settings
+    if not settings.tracker.enabled:
+        return
+    from functools import partial
+
+    from webhook.app import READINESS_CHECKS
+    from webhook.leader import lease_problem
+
+    check = partial(
+        lease_problem,
+        service.cluster,
+        namespace=settings.tracker.lease_namespace,
+        name=settings.tracker.lease_name,
+        clock=service.clock,
+    )
+    app.config.setdefault(READINESS_CHECKS, []).append(check)
+    problem = check()
+    if problem and "does not exist" in problem:
+        logging.getLogger(__name__).error(
+            "%s; until then no replica writes health stamps and /readyz answers 503", problem
+        )
