@@ -101,6 +101,7 @@ write_kubeconfig "$WORKDIR/kubelet.kubeconfig" "$KUBELET_TOKEN"
 
 # -- processes ----------------------------------------------------------------------------------
 PIDS=()
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kubelet)  # in start order, as PIDS
 stop_all() {
   # Newest first and one at a time: the apiserver shuts down cleanly only while etcd still runs.
   trap - TERM INT
@@ -178,8 +179,8 @@ echo "controlplane: ready kubeconfig=$KUBECONFIG_OUT workdir=$WORKDIR server=htt
 
 # Run until a signal, or until a component dies (then fail loudly).
 while true; do
-  for pid in "${PIDS[@]}"; do
-    kill -0 "$pid" 2>/dev/null || fail "a component (pid $pid) exited" kube-apiserver
+  for i in "${!PIDS[@]}"; do
+    kill -0 "${PIDS[$i]}" 2>/dev/null || fail "${COMPONENTS[$i]} exited" "${COMPONENTS[$i]}"
   done
   sleep 1 &
   wait $! || true
