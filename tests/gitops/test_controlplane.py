@@ -8,12 +8,14 @@ grant is a real 403) and its requests are recorded for the RBAC-from-traffic tes
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
 import pytest
 
 from lab.controlplane import ControlPlane
@@ -22,7 +24,7 @@ from sandbox.pods import FAULT_ANNOTATION
 from tests.controlplane.support import (
     apply,
     deployment_manifest,
-    get_json,
+    kubectl,
     replicasets,
     rollout_status,
     wait_until,
@@ -118,7 +120,12 @@ class Bench:
         return decision
 
     def deployment(self) -> dict[str, Any]:
-        return get_json(self.plane, "-n", self.namespace, "deployment", "web")
+        # Through the client, not a kubectl process per poll (two shared cores).
+        apps = kubernetes.client.AppsV1Api(self.admin)
+        found: dict[str, Any] = self.admin.sanitize_for_serialization(
+            apps.read_namespaced_deployment("web", self.namespace)
+        )
+        return found
 
     def stays(self, image: str, seconds: float) -> None:
         """The Deployment keeps `image` for the whole window (polled twice a second)."""
@@ -439,7 +446,9 @@ def test_a_self_heal_revert_of_an_unpaused_deployment_is_detected_with_no_second
 @pytest.fixture
 def argocd_without_enabled(controlplane: ControlPlane, overlay: BoundOverlay) -> Iterator[None]:
     """The Application CRD of an Argo CD release before automated.enabled existed."""
-    crd = get_json(controlplane, "crd", "applications.argoproj.io")
+    crd = json.loads(
+        kubectl(controlplane, "get", "crd", "applications.argoproj.io", "-o", "json").stdout
+    )
     older = copy.deepcopy(crd)
     for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
         older["metadata"].pop(key, None)
@@ -492,3 +501,46 @@ def test_argocd_without_automated_enabled_removes_automated_and_resume_restores_
     assert restored["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
     # The strict attempt (refused), the removal, and the restore.
     assert b.service_writes("applications") == ["patch", "patch", "patch"]
+
+
+def test_resume_leaves_alone_an_owner_someone_already_handed_back(
+    bench: Any, namespace: str
+) -> None:
+    b: Bench = bench(flux_helmrelease="pause")
+    create(b.plane, helmrelease("web", namespace, interval="2s"))
+    labels = {"helm.toolkit.fluxcd.io/name": "web", "helm.toolkit.fluxcd.io/namespace": namespace}
+    manifest = b.deploy(labels=labels, annotations={})
+    double = b.reconcile(
+        reconcilers.flux_helmrelease(
+            b.admin,
+            release=(namespace, "web"),
+            namespace=namespace,
+            deployment="web",
+            git=manifest["spec"]["template"],
+            interval=2.0,
+        )
+    )
+    bad = b.push_bad_revision(double, manifest)
+    assert b.alert(bad)["outcome"] == "rolled_back"
+    # A person runs `flux resume helmrelease` themselves (and Git was fixed meanwhile).
+    double.set_git(manifest["spec"]["template"])
+    kubectl(
+        b.plane,
+        "-n",
+        namespace,
+        "patch",
+        "helmrelease.helm.toolkit.fluxcd.io",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec": {"suspend": false}}',
+    )
+
+    answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "tidy"})
+
+    assert answer.status_code == 200, answer.get_json()
+    detail = answer.get_json()["decision"]["detail"]
+    assert "is not suspended any more: left as it is" in detail
+    assert b.service_writes("helmreleases") == ["patch"]  # only the pause
+    assert ANNOTATION_GITOPS_PAUSED not in b.deployment()["metadata"]["annotations"]
