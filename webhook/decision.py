@@ -48,13 +48,6 @@ class Decision:
     unsettled: bool = False
     # Not stored: rolled back, but the bad-revision mark failed; the reconciler finishes it.
     mark_pending: bool = False
-    # Not stored: the Deployment as read (uid, resourceVersion) for the Event's involvedObject.
-    involved: dict[str, Any] | None = field(default=None, repr=False)
-    # Not stored: (namespace, ReplicaSet, time) to record as auto-rollback/alerted-at when the
-    # decision leaves the alerting current revision in place.
-    alerted_mark: tuple[str, str, str] | None = field(default=None, repr=False)
-    # Not stored apart from the detail: remarks appended to whatever the outcome's detail is.
-    notes: list[str] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (times as RFC 3339 strings); shallow, so cheap per request."""
@@ -69,5 +62,5 @@ class Decision:
 _PUBLIC_FIELDS = tuple(
     f.name
     for f in fields(Decision)
-    if f.name not in {"transient", "involved", "alerted_mark", "notes", "unsettled", "mark_pending"}
+    if f.name not in {"transient", "unsettled", "mark_pending"}
 )
