@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.receiver import decisions_to_devnull
 from lab.pipeline import TRIGGER_FAULTS, Pipeline, Timing, Workload, wait_until
 from lab.pipeline.configs import ALERTMANAGER_FRAGMENT, RULES_MANIFEST, rules_dir
 from rules import extract
@@ -93,13 +94,21 @@ def manifest_state(folder: Path | None = None) -> str:
     """Which rules the run used: the manifest's digest, and whether it differs from HEAD."""
     path = (folder or rules_dir()) / RULES_MANIFEST
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    inside = subprocess.run(
+        ["git", "rev-parse", "--is-inside-work-tree"],
+        cwd=path.parent,
+        check=False,
+        capture_output=True,
+    ).returncode
     changed = subprocess.run(
         ["git", "diff", "--quiet", "HEAD", "--", str(path)],
         cwd=path.parent,
         check=False,
         capture_output=True,
     ).returncode
-    state = {0: "as committed", 1: "uncommitted changes"}.get(changed, "not in a git checkout")
+    state = "as committed" if changed == 0 else "uncommitted changes"
+    if inside != 0:
+        state = "not in a git checkout"
     return f"{path.name} sha256 {digest} ({state})"
 
 
@@ -162,7 +171,10 @@ def one_round(
 
         if not wait_until(
             baseline_ready,
-            timeout=pipeline.timing.baseline_offset + 60,
+            # The offset's history, plus the 5m rate's first samples and the recording's ticks.
+            timeout=pipeline.timing.baseline_offset
+            + RATE_WINDOW_SECONDS
+            + 5 * (pipeline.timing.scrape_interval + pipeline.timing.evaluation_interval),
         ):
             raise RuntimeError("prometheus never recorded the latency baseline")
     started = {
@@ -260,7 +272,8 @@ def main() -> int:
                 break
         else:
             plans.append((timing, [trigger]))
-    samples = run_pipelines(plans, args.rounds)
+    with decisions_to_devnull():  # the receivers' decision lines: not this script's output
+        samples = run_pipelines(plans, args.rounds)
     result: dict[str, Any] = {
         "timing": "shipped" if args.shipped else plans[0][0].describe(),
         "rules": manifest_state(),
