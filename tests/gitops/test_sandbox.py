@@ -8,8 +8,12 @@ back to the bad revision is reported once and never rolled back again.
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from datetime import timedelta
+
+import pytest
 
 from lab.receiver_harness import SERVICE_TOKEN, Harness, hours, minutes
 from tests.gitops.support import ARGOCD_TRACKED, FLUX_KUSTOMIZATION, deploy_owned, events, manifest
@@ -164,3 +168,42 @@ def test_a_revert_to_the_bad_revision_is_reported_once_and_never_rolled_back_aga
     assert (again["outcome"], again["reason"]) == ("skipped", "cooldown")
     assert "has been reverted to since (AutoRollbackReverted)" in again["detail"]
     assert [w["verb"] for w in service_writes(harness, "deployments")] == ["update"]
+
+
+@pytest.mark.parametrize(
+    ("owner", "outcome", "shown"),
+    [
+        (
+            FLUX_KUSTOMIZATION,
+            "rolled_back",
+            (
+                "owner: Flux Kustomization flux-system/apps",
+                "paused Flux Kustomization flux-system/apps",
+                "rollback-webhook resume shop/web",
+            ),
+        ),
+        (
+            ARGOCD_TRACKED,
+            "skipped",
+            ("owner: Argo CD Application argocd/shop-app", "handling: refuse (gitops.argocd)"),
+        ),
+    ],
+)
+def test_the_console_deployment_page_shows_the_owner(
+    harness: Harness, owner: dict, outcome: str, shown: tuple[str, ...]
+) -> None:
+    from tests.oncall.support import ALICE, OnCall
+
+    _, v2 = deploy_owned(harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], owner)
+    assert alert_for(harness, v2)["outcome"] == outcome
+    oncall = OnCall(harness)
+    login_page = oncall.client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login_page)
+    assert csrf is not None
+    response = oncall.client.post("/login", data={"csrf_token": csrf.group(1), "token": ALICE})
+    assert response.status_code == 302
+
+    page = html.unescape(oncall.client.get("/deployments/shop/web").get_data(as_text=True))
+
+    for text in shown:
+        assert text in page
