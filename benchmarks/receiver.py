@@ -16,6 +16,7 @@
    `not_current_revision` (target <= 2).
 
 Run: nice python3 benchmarks/receiver.py [--seconds 3] [--rounds 5] [--clients 4] [--threaded]
+     [--store sqlite|postgresql]  (postgresql: a server of its own, started and stopped here)
      [--json]
 """
 
@@ -50,7 +51,7 @@ from sandbox.testing import SandboxHandle
 
 REPO = Path(__file__).resolve().parents[1]
 RATIO_TARGET = 0.8
-STORES = ("sqlite",)
+STORES = ("sqlite", "postgresql")
 
 
 @contextmanager
@@ -238,10 +239,11 @@ def keepalive_round(
 
 def serve_config(workdir: Path, sandbox: SandboxHandle, *, store: str) -> Path:
     """A config for `serve`: the harness' token file, the sandbox, tracker off, this store."""
-    if store != "sqlite":
-        raise SystemExit(f"--store {store}: not supported here")
+    audit: dict[str, Any] = {"path": str(workdir / "audit.sqlite")}
+    if store == "postgresql":
+        audit = postgresql_audit(workdir)
     config = {
-        "audit": {"path": str(workdir / "audit.sqlite")},
+        "audit": audit,
         "auth": {
             "receiver": {"bearer_token_file": str(workdir / "token")},
             "oncall_tokens_file": str(workdir / "oncall"),
@@ -255,8 +257,31 @@ def serve_config(workdir: Path, sandbox: SandboxHandle, *, store: str) -> Path:
     return path
 
 
+def postgresql_audit(workdir: Path) -> dict[str, Any]:
+    """`--store postgresql`: a PostgreSQL server of its own (lab/postgres.py, fsync on, as in
+    production), stopped at exit; the DSN in a file, as the postgresql overlay mounts it."""
+    import atexit
+
+    from lab.postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("--store postgresql: no initdb/postgres (Debian package postgresql)")
+    server = PostgresServer.start(bindir=bindir, durable=True)
+    atexit.register(server.stop)
+    dsn = server.create_database("bench")
+    (workdir / "audit-dsn").write_text(dsn)
+    return {"backend": "postgresql", "dsn_file": str(workdir / "audit-dsn")}
+
+
 def durable_payloads(workdir: Path) -> int:
-    """Payloads in the receiver's SQLite audit (read after serve stopped)."""
+    """Payloads in the receiver's audit (read after serve stopped)."""
+    if (workdir / "audit-dsn").exists():
+        import psycopg
+
+        with psycopg.connect((workdir / "audit-dsn").read_text()) as conn:
+            row = conn.execute("SELECT COUNT(*) FROM payloads").fetchone()
+        return int(row[0]) if row else 0
     with sqlite3.connect(workdir / "audit.sqlite") as db:
         (count,) = db.execute("SELECT COUNT(*) FROM payloads").fetchone()
     return int(count)
