@@ -219,10 +219,10 @@ def render_table(history: History) -> str:
     for line in lines:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]
         out.append("  ".join([*cells, line[-1]]).rstrip())
+    if any(row.active_since is None for row in history.rows):
+        out.append("(ACTIVE SINCE -: re-adopted once and replaced since; when is not recorded)")
     out.append(history.note)
     if history.ownership is not None and history.ownership.owner is not None:
         # Only for owned Deployments: a plain one's table stays as it was.
         out.extend(history.ownership.lines())
-    if any(row.active_since is None for row in history.rows):
-        out.append("ACTIVE SINCE -: re-adopted once and replaced since; when is not recorded")
     return "\n".join(out)

@@ -49,7 +49,7 @@ def test_a_readopted_revision_that_was_replaced_has_no_invented_activation(harne
     # Before: the current template's write time, hours after this revision stopped running.
     assert readopted["active_since"] is None
     table = history(harness, "shop/web").stdout
-    assert "ACTIVE SINCE -: re-adopted once and replaced since" in table
+    assert "(ACTIVE SINCE -: re-adopted once and replaced since" in table
 
 
 def test_a_deployment_not_opted_in_is_skipped_as_the_receiver_skips_it(harness: Harness):
