@@ -31,14 +31,15 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from webhook import contract
 from webhook.config import Prometheus as PrometheusSettings
 from webhook.promql import alerts_query, expr_from_generator_url, readiness_query
 
-HEALTHY = "healthy"
-UNHEALTHY = "unhealthy"
-UNKNOWN = "unknown"
-CONFIRMED = "confirmed"
-NOT_CONFIRMED = "not_confirmed"
+HEALTHY = contract.Health.HEALTHY
+UNHEALTHY = contract.Health.UNHEALTHY
+UNKNOWN = contract.Health.UNKNOWN
+CONFIRMED = contract.Confirmation.CONFIRMED
+NOT_CONFIRMED = contract.Confirmation.NOT_CONFIRMED
 
 # A 10-minute window at 30 s steps is 20 evaluations: fine-grained enough to catch a pod that
 # was unready for a scrape or two, cheap enough for one request (Prometheus' per-query limit

@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from webhook.contract import Outcome
+
 URL_ENV = "ROLLBACK_WEBHOOK_URL"
 TOKEN_ENV = "ROLLBACK_WEBHOOK_ONCALL_TOKEN"  # noqa: S105 - a variable name
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -109,7 +111,8 @@ def decision_rows(decisions: list[dict[str, Any]]) -> list[list[str]]:
     return [
         [
             str(d["time"])[:19].replace("T", " "),
-            d["outcome"] + (" (dry run)" if d["dry_run"] and d["outcome"] != "dry_run" else ""),
+            d["outcome"]
+            + (" (dry run)" if d["dry_run"] and d["outcome"] != Outcome.DRY_RUN else ""),
             d.get("reason") or "-",
             f"{d['namespace'] or '-'}/{d['deployment'] or '-'}",
             revisions(d),
