@@ -21,7 +21,7 @@ from webhook.evidence import Confirmer, ConfirmResult, EvidenceSource, TargetCho
 from webhook.kube import Cluster, NotFound
 from webhook.policy import GateState, GitOpsFact, Resolution
 from webhook.revisions import Revision, controller_of
-from webhook.views import Obj, label_selector
+from webhook.views import Meta, Obj, label_selector
 
 GitOpsCheck = Callable[[Obj, Settings], GitOpsFact | None]
 """The GitOps seam: what the Deployment's owner means for a rollback (None: no owner)."""
@@ -131,8 +131,8 @@ class ClusterFacts:
 
     def namespace_opt_in(self) -> str | None:
         def read() -> str | None:
-            ns = self.cluster.get_namespace(self.namespace)
-            label = (ns.get("metadata", {}).get("labels") or {}).get(contract.ANNOTATION_ENABLED)
+            labels = Meta.of(self.cluster.get_namespace(self.namespace)).labels
+            label = labels.get(contract.ANNOTATION_ENABLED)
             return None if label is None else str(label)
 
         value: str | None = self._once("namespace_opt_in", read)
