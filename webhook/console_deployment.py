@@ -128,7 +128,7 @@ def circuit_state(service: Service, *, now: datetime) -> Clock:
     since = now - window
     rows = service.audit.query(outcome=contract.ROLLED_BACK, since=since, limit=500)
     times = sorted(t for t in (_parse(r.get("time")) for r in rows) if t is not None)
-    elsewhere = service.decider.cluster_rollbacks.count_since(since)
+    elsewhere = service.cluster_rollbacks.count_since(since)
     count = max(len(times), elsewhere)
     limit = settings.max_rollbacks
     summary = f"{count} of {limit} rollbacks in the last {int(window.total_seconds())}s"

@@ -189,7 +189,7 @@ def test_circuit_breaker_counts_rollbacks_made_by_the_other_replica(
     outcomes = [outcome_of(r, bad_rollout(r, i)) for i, r in enumerate([a, a, b])]
     assert outcomes == ["rolled_back"] * 3
     alert = bad_rollout(b, 3)
-    b.service.decider.cluster_rollbacks.refresh()
+    b.service.cluster_rollbacks.refresh()
     [decision] = b.post_alerts(alert)
     assert decision["reason"] == "circuit_open", decision
     assert "3 rollbacks" in decision["detail"]
