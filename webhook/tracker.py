@@ -328,10 +328,23 @@ class HealthTracker:
         if not self.is_leader():
             return
         revert = detect_revert(deployment, current, settings=self.settings.gitops)
-        if revert is not None:
+        if revert is not None and self._unchanged(deployment):
             report_revert(
                 self.cluster, revert, deployment=deployment, clock=self.clock, record=self.record
             )
+
+    def _unchanged(self, deployment: Obj) -> bool:
+        """Whether the Deployment is still as listed. The round lists Deployments first and
+        ReplicaSets after: a rollback landing in between (its PUT, then the bad mark on the
+        revision it left) pairs the old template with the new mark and looks like a revert.
+        A revert is only reported when a fresh read shows nothing moved; else the next
+        round judges it."""
+        meta = deployment["metadata"]
+        try:
+            fresh = self.cluster.get_deployment(meta["namespace"], meta["name"])
+        except NotFound:
+            return False
+        return bool(fresh["metadata"].get("resourceVersion") == meta.get("resourceVersion"))
 
     def _stamp(
         self, current: Revision, *, since: datetime, observe: Callable[[str, str], Observation]
