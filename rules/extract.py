@@ -4,11 +4,11 @@ promtool and a bare prometheus cannot read the CRD (promtool 2.42: "field apiVer
 type rulefmt.RuleGroups") and silently ignore every YAML document after the first, so tests and
 pipelines run on `spec.groups` extracted from the manifest itself, never on a hand-kept copy.
 
-`render()` is the one documented way to shorten `for:`, the group interval and the latency
-baseline offset for a test pipeline; everything else is passed through unchanged.
+`render()` is the one documented way to shorten `for:` and the group interval for a test
+pipeline; everything else (windows, thresholds, keep_firing_for) is passed through unchanged.
 
 Usage:
-    python3 rules/extract.py [MANIFEST] [-o OUT] [--for 10s] [--interval 5s] [--baseline-offset 2m]
+    python3 rules/extract.py [MANIFEST] [-o OUT] [--for 10s] [--interval 5s]
     python3 -m rules.extract ...
 """
 
@@ -26,10 +26,6 @@ import yaml
 DEFAULT_MANIFEST = Path(__file__).resolve().parent / "rollback-rules.yaml"
 API_VERSION = "monitoring.coreos.com/v1"
 KIND = "PrometheusRule"
-# The recording rule that looks one hour back for the latency baseline, and the exact offset it
-# uses; render(baseline_offset=...) rewrites that offset and nothing else.
-BASELINE_RECORD = "rollback_webhook:deployment_latency_baseline_seconds:p99"
-BASELINE_OFFSET = "offset 1h"
 
 # Prometheus' duration syntax (model.ParseDuration): units in descending order, at least one.
 _DURATION = re.compile(r"^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
@@ -123,14 +119,11 @@ def render(
     *,
     for_override: str | None = None,
     interval_override: str | None = None,
-    baseline_offset: str | None = None,
 ) -> str:
     """Return the manifest's groups as rule-file text, optionally shortened for a test pipeline.
 
     - `for_override` (e.g. "10s") replaces the `for:` of every alert;
-    - `interval_override` (e.g. "5s") replaces every group's evaluation interval;
-    - `baseline_offset` (e.g. "2m") replaces `offset 1h` in the latency baseline rule, so a
-      pipeline needs minutes, not an hour, of history before the latency alert can fire.
+    - `interval_override` (e.g. "5s") replaces every group's evaluation interval.
     With no override the text is the shipped rules as they are (what `promtool test` runs on).
     """
     document = extract_groups(manifest_path)
@@ -138,27 +131,12 @@ def render(
         _check_duration(for_override, what="for_override")
     if interval_override is not None:
         _check_duration(interval_override, what="interval_override")
-    if baseline_offset is not None:
-        _check_duration(baseline_offset, what="baseline_offset")
-    baseline_seen = False
     for group in document["groups"]:
         if interval_override is not None:
             group["interval"] = interval_override
         for rule in group["rules"]:
             if for_override is not None and "alert" in rule:
                 rule["for"] = for_override
-            if rule.get("record") == BASELINE_RECORD:
-                baseline_seen = True
-                if baseline_offset is not None:
-                    expr = str(rule["expr"])
-                    if expr.count(BASELINE_OFFSET) != 1:
-                        raise ManifestError(
-                            f"{manifest_path}: rule {BASELINE_RECORD} must contain "
-                            f"{BASELINE_OFFSET!r} exactly once to be rendered with an offset"
-                        )
-                    rule["expr"] = expr.replace(BASELINE_OFFSET, f"offset {baseline_offset}")
-    if baseline_offset is not None and not baseline_seen:
-        raise ManifestError(f"{manifest_path}: no recording rule named {BASELINE_RECORD}")
     return dump_rule_file(document)
 
 
@@ -168,7 +146,6 @@ def write_rule_file(
     *,
     for_override: str | None = None,
     interval_override: str | None = None,
-    baseline_offset: str | None = None,
 ) -> Path:
     """Render the manifest (see `render`) into `output_path` and return that path."""
     out = Path(output_path)
@@ -177,7 +154,6 @@ def write_rule_file(
             manifest_path,
             for_override=for_override,
             interval_override=interval_override,
-            baseline_offset=baseline_offset,
         )
     )
     return out
@@ -195,7 +171,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", help="write here instead of stdout")
     parser.add_argument("--for", dest="for_override", help="replace every alert's for: (tests)")
     parser.add_argument("--interval", dest="interval_override", help="replace group intervals")
-    parser.add_argument("--baseline-offset", help="replace the latency baseline's 'offset 1h'")
     return parser
 
 
@@ -207,7 +182,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.manifest,
             for_override=args.for_override,
             interval_override=args.interval_override,
-            baseline_offset=args.baseline_offset,
         )
     except (OSError, ValueError) as error:
         print(f"extract: {error}", file=sys.stderr)

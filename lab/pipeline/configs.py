@@ -1,8 +1,8 @@
 """Rendered configuration for a pipeline: the rule file, prometheus.yml and alertmanager.yml.
 
 Everything comes from the shipped bundle in the checkout's `rules/` folder: the rule groups
-through `rules/extract.py render()` (the one documented way to shorten `for:`, the interval and
-the latency baseline), and the Alertmanager route and receiver from `rules/alertmanager.yaml`
+through `rules/extract.py render()` (the one documented way to shorten `for:` and the
+interval), and the Alertmanager route and receiver from `rules/alertmanager.yaml`
 with only the URL, the credentials file and the waits replaced.
 """
 
@@ -44,13 +44,12 @@ def rules_dir() -> Path:
 
 
 def render_rule_file(timing: Timing, *, folder: Path | None = None) -> str:
-    """The shipped groups as a rule file with `for:`, interval and baseline offset shortened."""
+    """The shipped groups as a rule file with `for:` and the evaluation interval shortened."""
     folder = folder or rules_dir()
     text: str = extract.render(
         folder / RULES_MANIFEST,
         for_override=prom_duration(timing.for_seconds),
         interval_override=prom_duration(timing.evaluation_interval),
-        baseline_offset=prom_duration(timing.baseline_offset),
     )
     return text
 

@@ -34,7 +34,8 @@ from sandbox.testing import SandboxHandle
 READY_TIMEOUT_SECONDS = 30.0
 HTTP_TIMEOUT_SECONDS = 5.0
 # The recording rule in rules/rollback-rules.yaml that the P99 latency alert compares with.
-LATENCY_BASELINE_RECORD = "rollback_webhook:deployment_latency_baseline_seconds:p99"
+# The typical P99 of a revision, which becomes the baseline of the revision that replaces it.
+LATENCY_BASELINE_RECORD = "rollback_webhook:revision_latency_seconds:p99_median1h"
 
 Progress = Callable[[str], None]
 
@@ -217,8 +218,9 @@ class Pipeline:
         return states
 
     def latency_baseline_ready(self, namespace: str, deployment: str) -> bool:
-        """Whether Prometheus has recorded the Deployment's P99 baseline, which the latency
-        alert compares with: roll a slow revision out only after it exists."""
+        """Whether Prometheus has recorded the typical P99 of the Deployment's running revision,
+        the baseline the latency alert compares its successor with: roll a slow revision out
+        only after it exists."""
         return bool(
             self.query(
                 f'{LATENCY_BASELINE_RECORD}{{namespace="{namespace}",deployment="{deployment}"}}'

@@ -28,17 +28,15 @@ class Timing:
     - scrape_interval: how often Prometheus scrapes the sandbox's /metrics;
     - evaluation_interval: the rule group's interval (render's interval_override);
     - for_seconds: every alert's `for:` (render's for_override);
-    - baseline_offset: the latency baseline's look-back (render's baseline_offset; 1h shipped),
-      so the P99 alert needs seconds of history instead of an hour;
+    - baseline_offset: how long to wait, at most, for the revision a slow one replaces to have a
+      typical P99 recorded (the latency alert's baseline; the rules need no hour of history);
     - group_wait / group_interval / repeat_interval: the shipped route's Alertmanager waits.
     """
 
     scrape_interval: float = 1.0
     evaluation_interval: float = 1.0
     for_seconds: float = 3.0
-    # Longer than a slow revision needs to fire (the P99 alert also wants >= 1 request/s over
-    # rate(...[5m]), which a young series reaches only after 300 s / its requests per second),
-    # since after `baseline_offset` the baseline itself contains the slow revision.
+    # The old revision's P99 needs two samples of a 2-minute rate window and one evaluation.
     baseline_offset: float = 40.0
     group_wait: float = 1.0
     group_interval: float = 2.0
@@ -68,6 +66,5 @@ class Timing:
         return (
             f"scrape {prom_duration(self.scrape_interval)}, evaluation "
             f"{prom_duration(self.evaluation_interval)}, for: {prom_duration(self.for_seconds)}, "
-            f"group_wait {prom_duration(self.group_wait)}, latency baseline offset "
-            f"{prom_duration(self.baseline_offset)}"
+            f"group_wait {prom_duration(self.group_wait)}"
         )

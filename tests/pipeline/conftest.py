@@ -89,8 +89,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         times["healthy"] = HEALTHY.roll_out(sandbox, image=V2)
         for workload in (NOT_OPTED_IN, DRY_RUN, RETRY):
             times[workload.namespace] = workload.roll_out(sandbox, image=V2, fault="oomkilled")
-        # The latency alert compares with the Deployment's P99 `baseline_offset` earlier: roll
-        # the slow revision out only once Prometheus has that history of the healthy one.
+        # The latency alert compares with the replaced revision's typical P99: roll the slow
+        # revision out only once Prometheus has recorded it for the healthy one.
         p99 = TRIGGER_WORKLOADS["p99_latency"]
         if not wait_until(
             lambda: pipeline.latency_baseline_ready(p99.namespace, p99.name),

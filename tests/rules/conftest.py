@@ -1,4 +1,8 @@
-"""Fixtures of the rules tests: promtool, and the rule file extracted from the manifest per test."""
+"""Fixtures of the rules tests: promtool of both generations, and the rule file per test.
+
+`promtool` is parametrised: every test that takes it runs on promtool 2.42 (Debian package
+prometheus) and on promtool 3.x (built from lab/go/prometheus3 by scripts/build-go.sh).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,17 @@ from pathlib import Path
 import pytest
 
 from rules.extract import write_rule_file
-from tests.binaries import require_binary
+from tests.binaries import require_binary, require_built
 from tests.rules.support import MANIFEST, RULE_FILE_NAME
 
+GENERATIONS = ("2.42", "3.x")
 
-@pytest.fixture
-def promtool() -> str:
-    return require_binary("promtool")
+
+@pytest.fixture(params=GENERATIONS, ids=lambda generation: f"promtool-{generation}")
+def promtool(request: pytest.FixtureRequest) -> str:
+    if request.param == "2.42":
+        return require_binary("promtool")
+    return require_built("promtool3")
 
 
 @pytest.fixture

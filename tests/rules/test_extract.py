@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from rules.extract import (
-    BASELINE_RECORD,
     ManifestError,
     alerting_rules,
     extract_groups,
@@ -34,10 +33,8 @@ def test_alerting_rules_lists_the_three_alerts_in_file_order():
     ]
 
 
-def test_render_shortens_for_interval_and_baseline_offset_and_nothing_else():
-    rendered = yaml.safe_load(
-        render(MANIFEST, for_override="10s", interval_override="5s", baseline_offset="3m")
-    )
+def test_render_shortens_for_and_interval_and_nothing_else():
+    rendered = yaml.safe_load(render(MANIFEST, for_override="10s", interval_override="5s"))
     original = _manifest_groups()
     for group, shipped in zip(rendered["groups"], original, strict=True):
         assert group["interval"] == "5s"
@@ -45,15 +42,14 @@ def test_render_shortens_for_interval_and_baseline_offset_and_nothing_else():
             if "alert" in rule:
                 assert rule["for"] == "10s"
                 assert rule["expr"] == shipped_rule["expr"]
-            elif rule["record"] == BASELINE_RECORD:
-                assert "offset 3m" in rule["expr"] and "offset 1h" not in rule["expr"]
+                assert rule["keep_firing_for"] == shipped_rule["keep_firing_for"]
             else:
                 assert rule == shipped_rule
 
 
 def test_rendered_pipeline_rules_pass_promtool_check(promtool: str, tmp_path: Path):
     path = tmp_path / "pipeline.rules.yaml"
-    rendered = render(MANIFEST, for_override="5s", interval_override="2s", baseline_offset="2m")
+    rendered = render(MANIFEST, for_override="5s", interval_override="2s")
     path.write_text(rendered)
     result = run([promtool, "check", "rules", "--lint=all", "--lint-fatal", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -61,7 +57,7 @@ def test_rendered_pipeline_rules_pass_promtool_check(promtool: str, tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("keyword", "value"),
-    [("for_override", "ten seconds"), ("interval_override", ""), ("baseline_offset", "1m1h")],
+    [("for_override", "ten seconds"), ("interval_override", ""), ("interval_override", "1m1h")],
 )
 def test_render_rejects_a_bad_duration_and_names_the_parameter(keyword: str, value: str):
     with pytest.raises(ValueError, match=keyword):
