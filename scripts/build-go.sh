@@ -49,12 +49,35 @@ module_digest() {
   (
     cd "$dir"
     {
-      printf '%s\n' go.mod go.sum targets ldflags
+      printf '%s\n' go.mod go.sum targets placeholders ldflags
       find . -name '*.go' -type f | sed 's|^\./||'
     } | LC_ALL=C sort -u | while read -r f; do
       if [[ -f "$f" ]]; then sha256sum "$f"; fi
     done
   ) | sha256sum | cut -d' ' -f1
+}
+
+placeholder_modfile() {
+  # For a module whose `placeholders` file names directories a dependency embeds but does not
+  # publish: copy that dependency (pinned by go.sum) into a work dir, create the directories
+  # with a placeholder page, and write a go.mod that replaces it by the copy. Prints the go.mod.
+  local name="$1" dir="$2" module subdir src version copy work="$BIN/.work/$1"
+  rm -rf "$work" && mkdir -p "$work"
+  cp "$dir/go.mod" "$dir/go.sum" "$work/"
+  while read -r module subdir; do
+    [[ -n "${module:-}" && "$module" != \#* ]] || continue
+    read -r src version < <(cd "$dir" && go mod download -json "$module" \
+      | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["Dir"], m["Version"])') || return 1
+    copy="$work/$(basename "$module")@$version"
+    if [[ ! -d "$copy" ]]; then
+      cp -r "$src" "$copy" && chmod -R u+w "$copy"
+      printf 'replace %s => %s\n' "$module" "$copy" >>"$work/go.mod"
+    fi
+    mkdir -p "$copy/$subdir"
+    printf '<!doctype html><title>not built</title><p>Web UI not built in this test-bench binary.\n' \
+      >"$copy/$subdir/index.html"
+  done <"$dir/placeholders"
+  echo "$work/go.mod"
 }
 
 build_module() {
@@ -71,7 +94,7 @@ build_module() {
   fi
   (
     flock 9
-    local line output pkg tags stamp stampfile start took tmp
+    local line output pkg tags stamp stampfile start took tmp modfile=""
     while IFS= read -r line || [[ -n "$line" ]]; do
       line="${line%%#*}"
       read -r output pkg tags <<<"$line" || true
@@ -87,10 +110,13 @@ build_module() {
         continue
       fi
       start=$SECONDS
+      if [[ -f "$dir/placeholders" && -z "$modfile" ]]; then
+        modfile="$(placeholder_modfile "$name" "$dir")" || return 1
+      fi
       tmp="$BIN/.$output.tmp.$$"
       echo "build-go: building $output from $name ($pkg${tags:+, tags $tags})"
       if ! (cd "$dir" && nice -n "$NICE" go build -trimpath -ldflags="-s -w $extra_ldflags" \
-            ${tags:+-tags "$tags"} -o "$tmp" "$pkg"); then
+            ${tags:+-tags "$tags"} ${modfile:+-modfile "$modfile"} -o "$tmp" "$pkg"); then
         rm -f "$tmp"
         echo "build-go: FAILED $output ($name)" >&2
         return 1
