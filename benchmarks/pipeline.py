@@ -128,7 +128,7 @@ def floor_parts(trigger: str, timing: Timing) -> str:
         if restarts_on_two_pods_count()
         else f"3rd restart at 2 x {RESTART_PERIOD_SECONDS:.0f} s (sandbox's period)",
         "oomkilled": "OOMKilled at the first start",
-        "p99_latency": f"min. traffic: 300 s window / {rate:.0f} req/s",
+        "p99_latency": f"min. traffic: {rate_window():.0f} s window / {rate:.0f} req/s",
     }[trigger]
     return (
         f"{condition:.1f} s {why} + scrape {timing.scrape_interval:.0f} + evaluation "
@@ -144,8 +144,14 @@ def condition_delay(trigger: str, timing: Timing) -> float:
             return 0.0  # both pods restart at once: the first crash is enough
         return 2 * RESTART_PERIOD_SECONDS  # restart 1 at start, 3 after two periods
     if trigger == "p99_latency":
-        return RATE_WINDOW_SECONDS / (REQUESTS_PER_SECOND * REPLICAS[trigger])
+        return rate_window() / (REQUESTS_PER_SECOND * REPLICAS[trigger])
     return 0.0
+
+
+def rate_window(folder: Path | None = None) -> float:
+    """The latency rules' rate window: 2m in rules that record `..._p99_rate2m`, else 5m."""
+    text = ((folder or rules_dir()) / RULES_MANIFEST).read_text()
+    return 120.0 if "p99_rate2m" in text else RATE_WINDOW_SECONDS
 
 
 def one_round(
@@ -173,7 +179,7 @@ def one_round(
             baseline_ready,
             # The offset's history, plus the 5m rate's first samples and the recording's ticks.
             timeout=pipeline.timing.baseline_offset
-            + RATE_WINDOW_SECONDS
+            + rate_window()
             + 5 * (pipeline.timing.scrape_interval + pipeline.timing.evaluation_interval),
         ):
             raise RuntimeError("prometheus never recorded the latency baseline")
