@@ -1,0 +1,162 @@
+"""The self-monitoring bundle (rules/rollback-webhook-monitoring.yaml) on promtool 2.42 and 3.x.
+
+The service's own counters as its /metrics exports them (rollback_webhook_decisions_total,
+rollback_webhook_payloads_total, up) and Alertmanager's failed-notification counter, at 30 s
+scrapes; the suite asks ALERTS which alerts fire, with their labels (cluster kept).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rules.extract import write_rule_file
+from tests.rules.scenario import Scenario, Values, const, steps
+from tests.rules.support import REPO, run
+
+pytestmark = pytest.mark.promtool
+
+MONITORING = REPO / "rules" / "rollback-webhook-monitoring.yaml"
+M = 60
+SERVICE = {"namespace": "rollback-webhook", "cluster": "eu-1"}
+
+
+def _decisions(s: Scenario, outcome: str, reason: str, trigger: str, counts: Values) -> None:
+    labels = {
+        **SERVICE,
+        "outcome": outcome,
+        "reason": reason,
+        "trigger": trigger,
+        "source": "alertmanager",
+    }
+    s.series("rollback_webhook_decisions_total", labels, counts, job="rollback-webhook")
+
+
+def _scenario() -> Scenario:
+    s = Scenario(minutes=40)
+    s.series("up", SERVICE, steps((0, 1), (20 * M, 0)), job="rollback-webhook")
+    # A rollback at 5m; a failed decision (forbidden) at 8m; circuit_open skips at 12m.
+    _decisions(s, "rolled_back", "", "restart_rate", steps((0, 0), (5 * M, 1)))
+    _decisions(s, "failed", "forbidden", "oomkilled", steps((0, 0), (8 * M, 1)))
+    _decisions(s, "skipped", "circuit_open", "oomkilled", steps((0, 0), (12 * M, 2)))
+    _decisions(s, "skipped", "not_opted_in", "p99_latency", steps((0, 0), (3 * M, 5)))
+    payloads = {**SERVICE, "endpoint": "alerts"}
+    s.series(
+        "rollback_webhook_payloads_total",
+        {**payloads, "code": "200"},
+        const(10),
+        job="rollback-webhook",
+    )
+    s.series(
+        "rollback_webhook_payloads_total",
+        {**payloads, "code": "401"},
+        steps((0, 0), (10 * M, 1)),
+        job="rollback-webhook",
+    )
+    s.series(
+        "alertmanager_notifications_failed_total",
+        {
+            "cluster": "eu-1",
+            "namespace": "monitoring",
+            "integration": "webhook",
+            "receiver": "rollback-webhook",
+        },
+        steps(
+            (0, 0),
+            (25 * M, 1),
+            (26 * M, 2),
+            (27 * M, 3),
+            (28 * M, 4),
+            (29 * M, 5),
+            (30 * M, 6),
+            (31 * M, 7),
+        ),
+        job="alertmanager",
+    )
+
+    def fires(at: float, alert: str, selector: str = "", *, yes: bool = True) -> None:
+        query = (
+            f'count(ALERTS{{alertname="{alert}", alertstate="firing", cluster="eu-1"{selector}}})'
+        )
+        s.expect(at, query, 1 if yes else None)
+
+    fires(4 * M, "RollbackWebhookRolledBack", yes=False)
+    fires(6 * M, "RollbackWebhookRolledBack", ', outcome="rolled_back", trigger="restart_rate"')
+    fires(19 * M, "RollbackWebhookRolledBack", ', outcome="rolled_back"')
+    fires(22 * M, "RollbackWebhookRolledBack", yes=False)
+    fires(7 * M, "RollbackWebhookDecisionFailed", yes=False)
+    fires(9 * M, "RollbackWebhookDecisionFailed", ', reason="forbidden", trigger="oomkilled"')
+    fires(13 * M, "RollbackWebhookCircuitOpen")
+    fires(11 * M, "RollbackWebhookDeliveriesRefused", ', code="401"')
+    # Skips for ordinary reasons alert nobody.
+    s.expect(10 * M, 'count(ALERTS{alertstate="firing", trigger="p99_latency"})', None)
+    fires(26 * M, "RollbackWebhookDown", ', namespace="rollback-webhook"')
+    fires(18 * M, "RollbackWebhookDown", yes=False)
+    fires(32 * M, "RollbackWebhookDeliveriesFailing", ', receiver="rollback-webhook"')
+    fires(24 * M, "RollbackWebhookDeliveriesFailing", yes=False)
+    return s
+
+
+def test_monitoring_bundle_passes_promtool_check_with_every_lint(promtool: str, tmp_path: Path):
+    rule_file = write_rule_file(tmp_path / "monitoring.yaml", MONITORING)
+    result = run([promtool, "check", "rules", "--lint=all", "--lint-fatal", str(rule_file)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 6 rules found" in result.stdout + result.stderr
+
+
+def test_self_monitoring_alerts_fire_for_rollbacks_failures_and_an_unreachable_service(
+    promtool: str, tmp_path: Path
+):
+    write_rule_file(tmp_path / "monitoring.yaml", MONITORING)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump(_scenario().suite("monitoring.yaml"), width=10**6))
+    result = run([promtool, "test", "rules", suite.name], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_no_monitoring_alert_is_routed_to_the_receiver():
+    document = yaml.safe_load(MONITORING.read_text())
+    for rule in document["spec"]["groups"][0]["rules"]:
+        assert "rollback_trigger" not in rule.get("labels", {}), rule["alert"]
+
+
+DASHBOARD = REPO / "rules" / "dashboard" / "rollback-webhook.json"
+# What Grafana substitutes for its interval variable; a fixed window for checking the queries.
+GRAFANA_VARIABLES = {"$__rate_interval": "2m"}
+
+
+def dashboard_queries() -> list[str]:
+    """Every panel query of the dashboard, with Grafana's variables filled in."""
+    queries = []
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            queries.append(expr)
+    return queries
+
+
+def test_dashboard_queries_are_valid_promql(promtool: str, tmp_path: Path):
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(dashboard_queries())
+    ]
+    path = tmp_path / "dashboard.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = run([promtool, "check", "rules", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_is_labelled_for_the_kube_prometheus_stack_sidecar():
+    kustomization = yaml.safe_load((DASHBOARD.parent / "kustomization.yaml").read_text())
+    [generator] = kustomization["configMapGenerator"]
+    assert generator["files"] == [DASHBOARD.name]
+    assert generator["options"]["labels"]["grafana_dashboard"] == "1"
+    assert generator["options"]["disableNameSuffixHash"] is True
+    dashboard = json.loads(DASHBOARD.read_text())
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    assert {"Decisions by outcome", "Decision latency", "Rollbacks by trigger"} <= titles
+    assert any(title.startswith("Circuit breaker") for title in titles)
