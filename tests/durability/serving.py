@@ -130,6 +130,7 @@ def serve(
     *,
     name: str = "serve",
     workers: int = 2,
+    ready_seconds: float = 30,
     **settings: Any,
 ) -> Served:
     """Start `python -m webhook serve` (tracker off) and wait until it is ready."""
@@ -165,7 +166,7 @@ def serve(
         )
     served = Served(process, url=f"http://127.0.0.1:{port}", workdir=workdir)
     try:
-        served.wait_ready()
+        served.wait_ready(ready_seconds)
     except BaseException:
         served.stop()
         raise

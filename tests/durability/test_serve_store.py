@@ -107,3 +107,30 @@ def test_the_master_holds_no_audit_file_and_outlives_workers_on_an_unwritable_st
         assert audit_files_held(served.process.pid, view) == []
     finally:
         served.stop()
+
+
+def test_an_audit_newer_than_the_code_is_refused_by_serve_with_a_clear_message(
+    harness: Harness, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from webhook.audit import SqliteStore
+    from webhook.audit.schema import SCHEMA_VERSION
+
+    path = tmp_path / "audit.sqlite"
+    SqliteStore(path).prepare()
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO schema_version (version, applied_at, description) VALUES (?, ?, ?)",
+            (SCHEMA_VERSION + 1, "2027-01-01T00:00:00+00:00", "a later release"),
+        )
+    # serve starts, never turns ready, and says why (its log, and /readyz's answer).
+    with pytest.raises(AssertionError, match="not ready") as raised:
+        serve(harness.sandbox, tmp_path, Store(sqlite=path), workers=1, ready_seconds=8)
+    assert f"schema version {SCHEMA_VERSION + 1}, newer than this rollback-webhook" in str(
+        raised.value
+    )
+    with sqlite3.connect(path) as db:  # left as it was: nothing written, nothing migrated
+        versions = sorted(r[0] for r in db.execute("SELECT version FROM schema_version"))
+        assert db.execute("SELECT COUNT(*) FROM payloads").fetchone()[0] == 0
+    assert versions[-1] == SCHEMA_VERSION + 1
