@@ -1,6 +1,7 @@
 """Crash consistency: many concurrent rollbacks through `serve`, its workers killed with SIGKILL
-at random moments (between the cluster write and the record included: the bad-mark PATCH that
-follows each write is slowed), every delivery retried as Alertmanager retries. Afterwards:
+at random moments (between the cluster write and the record included: the bad-mark PATCH and
+the Event that follow each write are slowed), every delivery retried as Alertmanager retries.
+Afterwards:
 
 - every Deployment rolled back has exactly one rolled_back record, whose id is the audit id
   its `auto-rollback/last-action` carries;
@@ -56,6 +57,8 @@ def test_killed_workers_leave_every_rollback_recorded_once_and_marked(
     # some writes are slow too, so kills land before them as well.
     controls.fault(method="PATCH", path="/replicasets/", action="delay", delay=0.6, count=200)
     controls.fault(method="PUT", path="/deployments/", action="delay", delay=0.3, count=8)
+    # A slow Event API, as in the hostile run (posted after the write, before the record).
+    controls.fault(method="POST", path="/events$", action="delay", delay=1.0, count=12)
     served = serve(harness.sandbox, tmp_path, store, max_rollbacks=100)
     try:
         answers = deliver_under_fire(served, harness, names, bad)
