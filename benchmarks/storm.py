@@ -72,7 +72,8 @@ class Case:
 
     @property
     def name(self) -> str:
-        where = "1 namespace" if self.one_namespace else f"{self.namespaces} namespaces"
+        count = self.namespaces
+        where = "1 namespace" if count == 1 else f"{count} namespaces"
         return f"{self.deployments} Deployments, {where}"
 
     @property
