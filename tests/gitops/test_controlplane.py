@@ -143,6 +143,15 @@ class Bench:
             record=self.h.service.record,
         ).resync_once()
 
+    def reported_revert(self) -> list[dict[str, Any]]:
+        """Tracker rounds (as the 60 s resync would run them) until one reports the revert."""
+
+        def round_reported() -> list[dict[str, Any]] | None:
+            self.tracker_round()
+            return events(self.h, "AutoRollbackReverted", self.namespace) or None
+
+        return wait_until("the stay-put watch to report the revert", round_reported, interval=1)
+
     def service_writes(self, resource: str) -> list[str]:
         return [
             e["verb"]
@@ -229,8 +238,7 @@ def test_flux_kustomization_pause_keeps_the_rollback_for_the_window_and_resume_h
     # Git still says web:2 (nobody fixed it): the reconciler takes over again, and the
     # stay-put watch reports it; the next alert is held, never a second rollback.
     wait_until("the reconciler to re-apply Git", lambda: image_of(b.deployment()) == "web:2")
-    b.tracker_round()
-    [reverted] = events(b.h, "AutoRollbackReverted", namespace)
+    [reverted] = b.reported_revert()
     assert f"reverted by Flux Kustomization {FLUX_NAMESPACE}/{ks}" in reverted["message"]
     time.sleep(1.5)
     again = b.alert(bad)
@@ -429,8 +437,8 @@ def test_a_self_heal_revert_of_an_unpaused_deployment_is_detected_with_no_second
     decision = b.alert(bad)
     assert decision["outcome"] == "rolled_back", decision
     wait_until("self-heal to revert the rollback", lambda: image_of(b.deployment()) == "web:2")
-    b.tracker_round()
-    b.tracker_round()
+    b.reported_revert()
+    b.tracker_round()  # a later round reports nothing more
 
     [event] = events(b.h, "AutoRollbackReverted", namespace)
     assert f"reverted by Argo CD Application {ARGOCD_NAMESPACE}/{app}" in event["message"]

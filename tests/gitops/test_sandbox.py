@@ -207,3 +207,31 @@ def test_the_console_deployment_page_shows_the_owner(
 
     for text in shown:
         assert text in page
+
+
+def test_a_rollback_landing_mid_round_is_not_mistaken_for_a_revert(harness: Harness) -> None:
+    """The round lists Deployments, then ReplicaSets: a rollback between the two pairs the old
+    template with the new bad mark. The watch re-reads before reporting."""
+    from webhook.revisions import current_revision, revisions_of
+
+    _, v2 = deploy_owned(
+        harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION
+    )
+    listed = harness.deployment("shop", "web")  # the round's LIST, before the rollback
+    assert alert_for(harness, v2)["outcome"] == "rolled_back"
+    stale_current = current_revision(
+        listed, revisions_of(listed, harness.replicasets("shop", "web"))
+    )
+    assert stale_current is not None and stale_current.bad_mark is not None  # looks reverted
+    tracker = HealthTracker(
+        harness.service.cluster,
+        harness.settings,
+        harness.service.audit,
+        harness.service.clock,
+        record=harness.service.record,
+    )
+
+    tracker._stay_put(listed, stale_current)
+
+    assert events(harness, "AutoRollbackReverted") == []
+    assert harness.service.audit.query(namespace="shop", outcome="reverted", limit=5) == []
