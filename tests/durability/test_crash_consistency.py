@@ -31,6 +31,9 @@ from lab.receiver_harness import Harness, hours, minutes
 from tests.durability.serving import Store, serve
 from webhook import contract
 
+# `serve` subprocesses against the sandbox (and PostgreSQL): seconds to a minute each.
+pytestmark = pytest.mark.slow
+
 DEPLOYMENTS = 16
 CLIENTS = 8
 KILLS = 6

@@ -17,6 +17,9 @@ from lab.receiver_harness import Harness, hours, minutes, template_images
 from tests.binaries import in_ci
 from tests.durability.serving import Served, Store, serve
 
+# `serve` subprocesses against the sandbox (and PostgreSQL): seconds to a minute each.
+pytestmark = pytest.mark.slow
+
 
 def audit_files_held(pid: int, directory: Path) -> list[str]:
     """Audit files `pid` has open or mapped (the SQLite file, its -wal and -shm)."""

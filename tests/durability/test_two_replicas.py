@@ -19,6 +19,9 @@ from lab.postgres import PostgresServer
 from lab.receiver_harness import ONCALL, Harness, hours, minutes, template_images
 from tests.durability.serving import Served, Store, serve
 
+# `serve` subprocesses against the sandbox (and PostgreSQL): seconds to a minute each.
+pytestmark = pytest.mark.slow
+
 ONCALL_TOKEN = ONCALL.split(":", 1)[1]
 
 
