@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): run each as a script; see README, Performance."""
