@@ -1,5 +1,6 @@
 """Who may post alerts (bearer, basic, none), and the policy knobs a Deployment owner turns:
-`require_opt_in: false` and the per-Deployment `auto-rollback/*` annotations (README: safety policy, HTTP API)."""
+`require_opt_in: false` and the per-Deployment `auto-rollback/*` annotations (README: safety
+policy, HTTP API)."""
 
 from __future__ import annotations
 

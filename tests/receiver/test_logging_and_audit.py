@@ -19,7 +19,7 @@ import yaml
 from lab.receiver_harness import SERVICE_TOKEN, Harness, hours, minutes
 from sandbox.testing import SandboxHandle
 from webhook import decision_log
-from webhook.audit import SqliteStore
+from webhook.audit import AuditStore, SqliteStore
 from webhook.config import settings_from_dict
 from webhook.decision import Decision, new_id
 from webhook.runtime import build_service
@@ -170,7 +170,7 @@ def test_audit_database_is_in_wal_mode(harness: Harness) -> None:
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def stored(audit: SqliteStore, *, age: timedelta, name: str) -> tuple[str, str]:
+def stored(audit: AuditStore, *, age: timedelta, name: str) -> tuple[str, str]:
     """A payload and its decision, both `age` old; returns (payload id, decision id)."""
     when = NOW - age
     payload_id = audit.store_payload(
