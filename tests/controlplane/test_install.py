@@ -134,3 +134,59 @@ def test_steps_two_and_three_on_a_real_api_server(controlplane: ControlPlane, tm
             "--wait=false",
             check=False,
         )
+
+
+def test_the_helm_chart_on_a_real_api_server(controlplane: ControlPlane) -> None:
+    """`helm template` of the chart in enforce mode, applied to kube-apiserver as is: accepted,
+    and its service account may roll back (update Deployments) where the dry-run one may not."""
+    from tests.deploy.test_chart import CHART, helm
+
+    namespace = "rw-helm"
+    rendered = helm(
+        "template",
+        "rollback-webhook",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        "mode=enforce",
+        "--set",
+        "createNamespace=true",
+        "--set",
+        "monitoring.prometheusRule.enabled=false",
+        "--set",
+        "monitoring.serviceMonitor.enabled=false",
+    ).stdout
+    account = f"system:serviceaccount:{namespace}:rollback-webhook"
+    try:
+        applied = kubectl(controlplane, "apply", "-f", "-", stdin=rendered)
+        assert "deployment.apps/rollback-webhook created" in applied.stdout, applied.stdout
+
+        def can(verb: str, resource: str, *extra: str) -> bool:
+            answer = kubectl(
+                controlplane,
+                "auth",
+                "can-i",
+                verb,
+                resource,
+                "--as",
+                account,
+                *extra,
+                check=False,
+            )
+            return answer.stdout.strip() == "yes"
+
+        assert can("update", "deployments.apps", "-n", "shop")
+        assert can("create", "leases.coordination.k8s.io", "-n", namespace)
+        assert not can("get", "secrets", "-n", namespace)
+        labels = kubectl(
+            controlplane,
+            "get",
+            "namespace",
+            namespace,
+            "-o",
+            "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}",
+        ).stdout
+        assert labels == "restricted"
+    finally:
+        kubectl(controlplane, "delete", "-f", "-", "--wait=false", stdin=rendered, check=False)
