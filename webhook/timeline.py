@@ -134,11 +134,12 @@ def render_svg(
         )
     for span in spans:
         x1, x2 = x(max(span.start, start)), x(span.end or now)
+        least = 2 if span.end else 6  # a revision current for seconds is still seen
         colour = COLOURS["current"] if span.end is None else COLOURS["span"]
         until = span.end.isoformat() if span.end else "now"
         out.append(
             f'<rect class="span" data-lane="{escape(span.lane)}" x="{x1:.1f}" '
-            f'y="{y(span.lane) - 7:.1f}" width="{max(x2 - x1, 2):.1f}" height="14" rx="3" '
+            f'y="{y(span.lane) - 7:.1f}" width="{max(x2 - x1, least):.1f}" height="14" rx="3" '
             f'fill="{colour}"><title>{escape(span.lane)} active {span.start.isoformat()} '
             f"to {until}</title></rect>"
         )
