@@ -4,11 +4,11 @@ promtool and a bare prometheus cannot read the CRD (promtool 2.42: "field apiVer
 type rulefmt.RuleGroups") and silently ignore every YAML document after the first, so tests and
 pipelines run on `spec.groups` extracted from the manifest itself, never on a hand-kept copy.
 
-`render()` is the one documented way to shorten `for:` and the group interval for a test
-pipeline; everything else (windows, thresholds, keep_firing_for) is passed through unchanged.
+`render()` is the one documented way to shorten `for:`, `keep_firing_for:` and the group
+interval for a test pipeline; everything else (windows, thresholds) is passed through unchanged.
 
 Usage:
-    python3 rules/extract.py [MANIFEST] [-o OUT] [--for 10s] [--interval 5s]
+    python3 rules/extract.py [MANIFEST] [-o OUT] [--for 10s] [--keep-firing-for 5s] [--interval 5s]
     python3 -m rules.extract ...
 """
 
@@ -119,11 +119,13 @@ def render(
     *,
     for_override: str | None = None,
     interval_override: str | None = None,
+    keep_firing_for_override: str | None = None,
 ) -> str:
     """Return the manifest's groups as rule-file text, optionally shortened for a test pipeline.
 
     - `for_override` (e.g. "10s") replaces the `for:` of every alert;
-    - `interval_override` (e.g. "5s") replaces every group's evaluation interval.
+    - `interval_override` (e.g. "5s") replaces every group's evaluation interval;
+    - `keep_firing_for_override` (e.g. "5s") replaces every alert's `keep_firing_for:`.
     With no override the text is the shipped rules as they are (what `promtool test` runs on).
     """
     document = extract_groups(manifest_path)
@@ -131,12 +133,16 @@ def render(
         _check_duration(for_override, what="for_override")
     if interval_override is not None:
         _check_duration(interval_override, what="interval_override")
+    if keep_firing_for_override is not None:
+        _check_duration(keep_firing_for_override, what="keep_firing_for_override")
     for group in document["groups"]:
         if interval_override is not None:
             group["interval"] = interval_override
         for rule in group["rules"]:
             if for_override is not None and "alert" in rule:
                 rule["for"] = for_override
+            if keep_firing_for_override is not None and "alert" in rule:
+                rule["keep_firing_for"] = keep_firing_for_override
     return dump_rule_file(document)
 
 
@@ -146,6 +152,7 @@ def write_rule_file(
     *,
     for_override: str | None = None,
     interval_override: str | None = None,
+    keep_firing_for_override: str | None = None,
 ) -> Path:
     """Render the manifest (see `render`) into `output_path` and return that path."""
     out = Path(output_path)
@@ -154,6 +161,7 @@ def write_rule_file(
             manifest_path,
             for_override=for_override,
             interval_override=interval_override,
+            keep_firing_for_override=keep_firing_for_override,
         )
     )
     return out
@@ -171,6 +179,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", help="write here instead of stdout")
     parser.add_argument("--for", dest="for_override", help="replace every alert's for: (tests)")
     parser.add_argument("--interval", dest="interval_override", help="replace group intervals")
+    parser.add_argument(
+        "--keep-firing-for",
+        dest="keep_firing_for_override",
+        help="replace every alert's keep_firing_for: (tests)",
+    )
     return parser
 
 
@@ -182,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.manifest,
             for_override=args.for_override,
             interval_override=args.interval_override,
+            keep_firing_for_override=args.keep_firing_for_override,
         )
     except (OSError, ValueError) as error:
         print(f"extract: {error}", file=sys.stderr)

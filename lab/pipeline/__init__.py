@@ -6,7 +6,16 @@ docs/demo.md for what is shortened and why.
 
 from lab.pipeline.configs import PipelineUnavailable
 from lab.pipeline.harness import Pipeline
+from lab.pipeline.processes import Generation
 from lab.pipeline.timing import Timing
 from lab.pipeline.workloads import TRIGGER_FAULTS, Workload, wait_until
 
-__all__ = ["TRIGGER_FAULTS", "Pipeline", "PipelineUnavailable", "Timing", "Workload", "wait_until"]
+__all__ = [
+    "TRIGGER_FAULTS",
+    "Generation",
+    "Pipeline",
+    "PipelineUnavailable",
+    "Timing",
+    "Workload",
+    "wait_until",
+]

@@ -44,12 +44,14 @@ def rules_dir() -> Path:
 
 
 def render_rule_file(timing: Timing, *, folder: Path | None = None) -> str:
-    """The shipped groups as a rule file with `for:` and the evaluation interval shortened."""
+    """The shipped groups as a rule file with `for:`, `keep_firing_for:` and the evaluation
+    interval shortened."""
     folder = folder or rules_dir()
     text: str = extract.render(
         folder / RULES_MANIFEST,
         for_override=prom_duration(timing.for_seconds),
         interval_override=prom_duration(timing.evaluation_interval),
+        keep_firing_for_override=prom_duration(timing.keep_firing_seconds),
     )
     return text
 

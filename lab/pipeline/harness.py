@@ -26,15 +26,15 @@ from lab.pipeline.configs import (
     rules_dir,
     write_yaml,
 )
-from lab.pipeline.processes import ManagedProcess, free_port, require_binaries
+from lab.pipeline.processes import Generation, ManagedProcess, free_port, require_binaries
 from lab.pipeline.receiver import ReceiverServer
 from lab.pipeline.timing import Timing
 from sandbox.testing import SandboxHandle
 
 READY_TIMEOUT_SECONDS = 30.0
 HTTP_TIMEOUT_SECONDS = 5.0
-# The recording rule in rules/rollback-rules.yaml that the P99 latency alert compares with.
-# The typical P99 of a revision, which becomes the baseline of the revision that replaces it.
+# The recording rule in rules/rollback-rules.yaml holding a revision's typical P99, which becomes
+# the baseline the P99 latency alert compares the revision replacing it with.
 LATENCY_BASELINE_RECORD = "rollback_webhook:revision_latency_seconds:p99_median1h"
 
 Progress = Callable[[str], None]
@@ -55,6 +55,7 @@ class Pipeline:
     dry_run_receiver: ReceiverServer | None = None
     prometheus_url: str = ""
     alertmanager_url: str = ""
+    generation: Generation = Generation.DEBIAN
     processes: list[ManagedProcess] = field(default_factory=list)
     _stopped: bool = False
 
@@ -66,6 +67,7 @@ class Pipeline:
         timing: Timing | None = None,
         receiver_settings: dict[str, Any] | None = None,
         dry_run_namespaces: tuple[str, ...] = (),
+        generation: Generation = Generation.DEBIAN,
         progress: Progress = _quiet,
     ) -> Pipeline:
         """Start the sandbox, the receiver(s), alertmanager and prometheus, each ready.
@@ -74,10 +76,11 @@ class Pipeline:
         it asks the pipeline's Prometheus for evidence and confirmation, as in production.
         With `dry_run_namespaces`, a second receiver with `dry_run: true` takes those
         namespaces' alerts (see configs.alertmanager_config). Raises PipelineUnavailable when
-        the binaries or the rules folder are missing, before starting anything.
+        the binaries or the rules folder are missing, before starting anything. `generation`
+        picks Prometheus 2.42 + Alertmanager 0.25 (Debian) or 3.x + 0.3x (built).
         """
         timing = timing or Timing()
-        prometheus_bin, alertmanager_bin = require_binaries()
+        prometheus_bin, alertmanager_bin = require_binaries(generation)
         folder = rules_dir()
         workdir.mkdir(parents=True, exist_ok=True)
         prometheus_port, alertmanager_port = free_port(), free_port()
@@ -103,6 +106,7 @@ class Pipeline:
                 receiver=receiver,
                 prometheus_url=prometheus_url,
                 alertmanager_url=alertmanager_url,
+                generation=generation,
             )
             receiver.start()
             if dry_run_namespaces:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from enum import StrEnum, unique
 from pathlib import Path
 from typing import IO
 
@@ -42,8 +44,40 @@ def find_binary(names: Sequence[str]) -> str | None:
     return None
 
 
-def require_binaries() -> tuple[str, str]:
+@unique
+class Generation(StrEnum):
+    """Which Prometheus and Alertmanager a pipeline runs."""
+
+    # Prometheus 2.42 and Alertmanager 0.25: the Debian packages, on PATH.
+    DEBIAN = "debian"
+    # Prometheus 3.x and Alertmanager 0.3x: built from their Go modules (lab/go/prometheus3,
+    # lab/go/alertmanager) by scripts/build-go.sh into the bench's bin directory.
+    CURRENT = "current"
+
+
+# What scripts/build-go.sh builds for Generation.CURRENT (lab/go/*/targets).
+BUILT_PROMETHEUS = "prometheus3"
+BUILT_ALERTMANAGER = "alertmanager-0.3x"
+
+
+def built_bin_dir() -> Path:
+    """Where scripts/build-go.sh puts the binaries it builds."""
+    default = Path.home() / ".cache" / "rollback-webhook" / "bin"
+    return Path(os.environ.get("ROLLBACK_WEBHOOK_BIN", default))
+
+
+def require_binaries(generation: Generation = Generation.DEBIAN) -> tuple[str, str]:
     """(prometheus, alertmanager) paths; PipelineUnavailable naming what is missing."""
+    if generation is Generation.CURRENT:
+        found = [built_bin_dir() / name for name in (BUILT_PROMETHEUS, BUILT_ALERTMANAGER)]
+        absent = [path for path in found if not os.access(path, os.X_OK)]
+        if absent:
+            raise PipelineUnavailable(
+                "not built: "
+                + ", ".join(str(path) for path in absent)
+                + " (scripts/build-go.sh prometheus3 alertmanager)"
+            )
+        return str(found[0]), str(found[1])
     prometheus = find_binary(PROMETHEUS_NAMES)
     alertmanager = find_binary(ALERTMANAGER_NAMES)
     missing = []

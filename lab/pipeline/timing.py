@@ -28,6 +28,8 @@ class Timing:
     - scrape_interval: how often Prometheus scrapes the sandbox's /metrics;
     - evaluation_interval: the rule group's interval (render's interval_override);
     - for_seconds: every alert's `for:` (render's for_override);
+    - keep_firing_seconds: every alert's `keep_firing_for:` (render's keep_firing_for_override;
+      3m shipped), so a rolled-back revision's alert resolves within seconds;
     - baseline_offset: how long to wait, at most, for the revision a slow one replaces to have a
       typical P99 recorded (the latency alert's baseline; the rules need no hour of history);
     - group_wait / group_interval / repeat_interval: the shipped route's Alertmanager waits.
@@ -36,6 +38,7 @@ class Timing:
     scrape_interval: float = 1.0
     evaluation_interval: float = 1.0
     for_seconds: float = 3.0
+    keep_firing_seconds: float = 3.0
     # The old revision's P99 needs two samples of a 2-minute rate window and one evaluation.
     baseline_offset: float = 40.0
     group_wait: float = 1.0
@@ -47,6 +50,7 @@ class Timing:
             "scrape_interval",
             "evaluation_interval",
             "for_seconds",
+            "keep_firing_seconds",
             "baseline_offset",
             "group_wait",
             "group_interval",

@@ -1,6 +1,8 @@
-"""ONE real pipeline per module (prometheus + alertmanager + receivers + sandbox), with every
-scenario in its own namespace rolled out at the same time, so the module costs about as long
-as its slowest trigger (the restart rate needs three restarts: ~40 s of the sandbox's model).
+"""ONE real pipeline per module and generation (prometheus + alertmanager + receivers +
+sandbox), with every scenario in its own namespace rolled out at the same time, so the module
+costs about as long as its slowest trigger (the restart rate needs three restarts: ~40 s of the
+sandbox's model), once on Prometheus 2.42 + Alertmanager 0.25 (Debian) and once on Prometheus
+3.x + Alertmanager 0.3x (built from their Go modules by scripts/build-go.sh).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from lab.pipeline import Pipeline, Timing, Workload, wait_until
-from tests.binaries import require_binary
+from lab.pipeline import Generation, Pipeline, Timing, Workload, wait_until
+from lab.pipeline.processes import BUILT_ALERTMANAGER, BUILT_PROMETHEUS
+from tests.binaries import require_binary, require_built
 
 # Generous: the slowest scenario needs ~50 s on an idle machine; CI runs on 2 busy cores.
 OUTCOME_TIMEOUT = 120.0
@@ -23,7 +26,7 @@ V1_5 = "registry.local/web:1.5"  # pl-oom only: healthy, but current for three m
 TRIGGER_WORKLOADS = {
     "restart_rate": Workload("pl-restart", "web"),
     "oomkilled": Workload("pl-oom", "web"),
-    # Four pods reach the rule's >= 1 request/s over rate(...[5m]) in 7.5 s (300 s / 40 rps).
+    # Four pods reach the rule's >= 1 request/s over rate(...[2m]) in 3 s (120 s / 40 rps).
     "p99_latency": Workload("pl-p99", "web", replicas=4),
 }
 HEALTHY = Workload("pl-healthy", "web")
@@ -58,15 +61,26 @@ class Run:
             pytest.fail(f"timed out after {OUTCOME_TIMEOUT:.0f}s waiting for {what}\n{logs}")
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    require_binary("prometheus")
-    require_binary("prometheus-alertmanager", "alertmanager")
+def require_generation(generation: Generation) -> None:
+    """Skip (or fail under CI=true) without the generation's binaries."""
+    if generation is Generation.DEBIAN:
+        require_binary("prometheus")
+        require_binary("prometheus-alertmanager", "alertmanager")
+    else:
+        require_built(BUILT_PROMETHEUS)
+        require_built(BUILT_ALERTMANAGER)
+
+
+@pytest.fixture(scope="module", params=list(Generation), ids=lambda g: f"{g}-generation")
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    generation: Generation = request.param
+    require_generation(generation)
     timing = Timing()
     pipeline = Pipeline.start(
-        workdir=tmp_path_factory.mktemp("pipeline"),
+        workdir=tmp_path_factory.mktemp(f"pipeline-{generation}"),
         timing=timing,
         dry_run_namespaces=(DRY_RUN.namespace,),
+        generation=generation,
     )
     with pipeline:
         sandbox = pipeline.sandbox

@@ -108,3 +108,10 @@ def test_script_runs_standalone_from_any_directory(tmp_path: Path):
     result = run(["python3", str(script), "--interval", "5s"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["groups"][0]["interval"] == "5s"
+
+
+def test_render_shortens_keep_firing_for_of_every_alert_only():
+    rendered = yaml.safe_load(render(MANIFEST, keep_firing_for_override="5s"))
+    rules = [rule for group in rendered["groups"] for rule in group["rules"]]
+    assert {rule["keep_firing_for"] for rule in rules if "alert" in rule} == {"5s"}
+    assert not any("keep_firing_for" in rule for rule in rules if "record" in rule)
