@@ -1,12 +1,14 @@
 """An audit written before schema versions existed (the code of commit 208a7dd, dumped in
 fixtures/v1-audit.sql by fixtures/make_v1_audit.py) opens with today's code: upgraded in place,
-every old row kept and readable, the same columns as a store created fresh."""
+every old row kept and readable, the same columns as a store created fresh. A version 2 audit
+(before the console's sessions and login attempts were in it) gains their tables and takes
+them."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -15,8 +17,16 @@ import pytest
 from lab.postgres import PostgresServer
 from webhook.audit import AuditStore, SqliteStore
 from webhook.audit.postgresql import PostgresStore
-from webhook.audit.rows import DecisionRow, IntentRow, PayloadRow, column_names
-from webhook.audit.schema import SCHEMA_VERSION
+from webhook.audit.rows import (
+    ConsoleSessionRow,
+    DecisionRow,
+    IntentRow,
+    LoginAttemptRow,
+    LoginOutcome,
+    PayloadRow,
+    column_names,
+)
+from webhook.audit.schema import MIGRATIONS, SCHEMA_VERSION, SchemaVersionRow
 
 V1 = (Path(__file__).parent / "fixtures" / "v1-audit.sql").read_text()
 ROLLED_BACK = "d-20261120T090000000-0000v1aa"
@@ -74,7 +84,7 @@ def test_an_upgraded_audit_has_the_columns_of_a_fresh_one(
     else:
         fresh = PostgresStore(request.getfixturevalue("postgres_server").create_database())
     fresh.prepare()
-    for row in (PayloadRow, DecisionRow, IntentRow):
+    for row in (PayloadRow, DecisionRow, IntentRow, ConsoleSessionRow, LoginAttemptRow):
         assert (
             columns_of(old_store, row.TABLE)
             == columns_of(fresh, row.TABLE)
@@ -105,3 +115,43 @@ def test_two_processes_opening_an_old_audit_at_once_upgrade_it_once(
     assert versions == [1, *range(2, SCHEMA_VERSION + 1)]
     for clone in clones:
         clone.close()
+
+
+def as_version_2(store: AuditStore) -> None:
+    """Bring a v1 store to version 2 exactly as the release before the console tables did."""
+    [v2] = [m for m in MIGRATIONS if m.version == 2]
+    with store._transaction(gate=True) as tx:
+        tx.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL, "
+            "description TEXT NOT NULL DEFAULT '')"
+        )
+        for statement in v2.statements(store.dialect, lambda t: store._columns_of(tx, t)):
+            tx.execute(statement)
+        for version in (1, 2):
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (version, "2026-11-25T00:00:00.000000+00:00"),
+            )
+        assert "console_sessions" not in store._tables(tx)
+
+
+def test_a_version_2_audit_gains_the_console_tables_and_keeps_its_rows(
+    old_store: AuditStore,
+) -> None:
+    as_version_2(old_store)
+    assert old_store.prepare() == 2
+    assert old_store.schema_version() == SCHEMA_VERSION == 3
+    assert old_store.get(ROLLED_BACK) is not None
+    with old_store._reader() as db:
+        applied = db.query(f"SELECT * FROM {SchemaVersionRow.TABLE} ORDER BY version")
+    assert [r["version"] for r in applied] == [1, 2, 3]
+    assert "console" in applied[-1]["description"]
+    # and the console's state is kept there
+    now = datetime.now(UTC)
+    old_store.open_session(
+        "s1", name="alice", key_id="k1", created=now, expires=now + timedelta(hours=1)
+    )
+    assert old_store.session_active("s1", name="alice", key_id="k1", now=now)
+    old_store.record_login(time=now, client="10.0.0.1", name="alice", outcome=LoginOutcome.FAILED)
+    assert old_store.login_failures_since(now - timedelta(minutes=5), client="10.0.0.1") == 1
+    old_store.close()

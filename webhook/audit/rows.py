@@ -263,6 +263,44 @@ class IntentRow:
     settled_by: str = column(Kind.TEXT, default="")
 
 
+class LoginOutcome(StrEnum):
+    """How a console login attempt ended (what the rate limit counts: all but OK)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleSessionRow:
+    """A console session (schema 3): the cookie names it by a random id stored only as its
+    SHA-256; logout and token rotation delete the row, and every replica then refuses it."""
+
+    TABLE = "console_sessions"
+
+    id_hash: str = column(Kind.TEXT, primary=True)
+    name: str = column(Kind.TEXT)
+    # Which on-call token it was issued under (a digest): a rotated token ends its sessions.
+    key_id: str = column(Kind.TEXT)
+    created: str = column(Kind.TIME)
+    expires: str = column(Kind.TIME)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginAttemptRow:
+    """One console login attempt (schema 3): the record of refusals, and what the login rate
+    limit counts, the same for every replica on the store."""
+
+    TABLE = "console_logins"
+
+    id: str = column(Kind.TEXT, primary=True)
+    time: str = column(Kind.TIME)
+    client: str = column(Kind.TEXT, default="")
+    name: str = column(Kind.TEXT, default="")
+    outcome: str = column(Kind.TEXT)
+    detail: str = column(Kind.TEXT, default="")
+
+
 def decision_row_params(row: DecisionRow) -> tuple[Any, ...]:
     params = list(to_params(row))
     # labels / overrides default to {} (a None there means "no value", stored as '{}').

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 from webhook.audit.errors import SchemaTooNew
 from webhook.audit.rows import (
+    ConsoleSessionRow,
     DecisionRow,
     Dialect,
     IntentRow,
     Kind,
+    LoginAttemptRow,
     PayloadRow,
     column,
     columns,
@@ -46,7 +48,15 @@ class ProbeRow:
     writer: str = column(Kind.TEXT, default="")
 
 
-TABLES = (PayloadRow, DecisionRow, IntentRow, ProbeRow, SchemaVersionRow)
+TABLES = (
+    PayloadRow,
+    DecisionRow,
+    IntentRow,
+    ProbeRow,
+    SchemaVersionRow,
+    ConsoleSessionRow,
+    LoginAttemptRow,
+)
 
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS decisions_time ON decisions (time)",
@@ -56,6 +66,13 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS payloads_time ON payloads (received_at)",
     "CREATE INDEX IF NOT EXISTS intents_state ON intents (state, time)",
     "CREATE INDEX IF NOT EXISTS intents_target ON intents (namespace, deployment, state)",
+)
+# Schema 3: the console's sessions and login attempts (the rate limit counts by client, by name).
+CONSOLE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS console_sessions_expires ON console_sessions (expires)",
+    "CREATE INDEX IF NOT EXISTS console_logins_time ON console_logins (time)",
+    "CREATE INDEX IF NOT EXISTS console_logins_client ON console_logins (client, time)",
+    "CREATE INDEX IF NOT EXISTS console_logins_name ON console_logins (name, time)",
 )
 
 
@@ -89,8 +106,17 @@ def _v2(dialect: Dialect, columns_of: ColumnsOf) -> list[str]:
     ]
 
 
+def _v3(dialect: Dialect, columns_of: ColumnsOf) -> list[str]:
+    return [
+        create_table(ConsoleSessionRow, dialect),
+        create_table(LoginAttemptRow, dialect),
+        *CONSOLE_INDEXES,
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "write-ahead intents, decisions.settled_by, readiness probe row", _v2),
+    Migration(3, "console sessions and login attempts, shared by every replica", _v3),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -98,7 +124,7 @@ SCHEMA_VERSION = MIGRATIONS[-1].version
 
 def fresh_statements(dialect: Dialect) -> list[str]:
     """Every table and index of the current version, for an empty store."""
-    return [*(create_table(row, dialect) for row in TABLES), *INDEXES]
+    return [*(create_table(row, dialect) for row in TABLES), *INDEXES, *CONSOLE_INDEXES]
 
 
 def pending(version: int) -> list[Migration]:

@@ -12,13 +12,14 @@ import functools
 import logging
 import os
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from webhook import contract
+from webhook.audit.console import ConsoleRecords
 from webhook.audit.errors import AuditUnavailable
 from webhook.audit.intents import GateAnswer, GateRule, SettledBy
 from webhook.audit.rows import (
@@ -77,8 +78,9 @@ def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
-class AuditStore(ABC):
-    """The audit: payloads, decisions, write-ahead intents. Safe to share between threads.
+class AuditStore(ConsoleRecords):
+    """The audit: payloads, decisions, write-ahead intents, and the console's sessions and
+    login attempts (console.py). Safe to share between threads.
 
     Nothing is opened when the object is built: the first use in a process connects and
     brings the schema up to date (`prepare`), so `serve` can build it before gunicorn forks
@@ -273,7 +275,8 @@ class AuditStore(ABC):
                     )
 
     def prune(self, *, retention_days: int, now: datetime) -> int:
-        """Delete decisions, payloads and settled intents older than the retention."""
+        """Delete decisions, payloads, settled intents and login attempts older than the
+        retention, and expired console sessions."""
         self._writable()
         cutoff = iso(now - timedelta(days=retention_days))
         with self._transaction() as tx:
@@ -282,6 +285,7 @@ class AuditStore(ABC):
             tx.execute(
                 "DELETE FROM intents WHERE time < ? AND state = ?", (cutoff, IntentState.DONE)
             )
+            gone += self._prune_console(tx, cutoff=cutoff, now=iso(now))
         return gone
 
     # -- the gate and the write-ahead intents ---------------------------------------------
