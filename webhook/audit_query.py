@@ -15,11 +15,13 @@ from typing import Any
 from webhook import contract
 from webhook.alerts import parse_time
 from webhook.audit import AuditStore
+from webhook.audit.rows import LoginOutcome
 from webhook.config import ConfigError, parse_duration
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _FILTER_KEYS = ("namespace", "deployment", "outcome", "since", "limit", "before")
+_LOGIN_KEYS = ("outcome", "since", "limit")
 
 
 class FilterError(ValueError):
@@ -59,19 +61,10 @@ def parse_since(text: str, *, now: datetime) -> datetime:
 def parse_filters(args: Mapping[str, str], *, now: datetime, strict: bool = True) -> AuditFilters:
     """Query parameters -> AuditFilters; FilterError names a bad or (when strict) unknown one."""
     if strict:
-        for key in args:
-            if key not in _FILTER_KEYS:
-                raise FilterError(f"{key}: unknown parameter (expected {', '.join(_FILTER_KEYS)})")
+        _known(args, _FILTER_KEYS)
     outcome = (args.get("outcome") or "").strip() or None
     if outcome and outcome not in contract.OUTCOMES:
         raise FilterError(f"outcome: {outcome!r} is not one of {', '.join(contract.OUTCOMES)}")
-    limit_text = (args.get("limit") or "").strip()
-    limit = DEFAULT_LIMIT
-    if limit_text:
-        # Only ASCII digits: str.isdigit() also accepts '²', which int() refuses.
-        if not re.fullmatch(r"[0-9]{1,6}", limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
-            raise FilterError(f"limit: expected 1 to {MAX_LIMIT}, got {limit_text!r}")
-        limit = int(limit_text)
     since_text = (args.get("since") or "").strip()
     return AuditFilters(
         namespace=(args.get("namespace") or "").strip() or None,
@@ -79,8 +72,40 @@ def parse_filters(args: Mapping[str, str], *, now: datetime, strict: bool = True
         outcome=outcome,
         since=parse_since(since_text, now=now) if since_text else None,
         before=(args.get("before") or "").strip() or None,
-        limit=limit,
+        limit=_limit(args),
     )
+
+
+def _known(args: Mapping[str, str], keys: tuple[str, ...]) -> None:
+    for key in args:
+        if key not in keys:
+            raise FilterError(f"{key}: unknown parameter (expected {', '.join(keys)})")
+
+
+def _limit(args: Mapping[str, str]) -> int:
+    limit_text = (args.get("limit") or "").strip()
+    if not limit_text:
+        return DEFAULT_LIMIT
+    # Only ASCII digits: str.isdigit() also accepts '²', which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,6}", limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise FilterError(f"limit: expected 1 to {MAX_LIMIT}, got {limit_text!r}")
+    return int(limit_text)
+
+
+def login_attempts(
+    audit: AuditStore, args: Mapping[str, str], *, now: datetime
+) -> list[dict[str, Any]]:
+    """`GET /api/v1/logins`: the console's login attempts through every replica on the store,
+    newest first, filtered by outcome (ok, failed, rate_limited) and since; FilterError names
+    a bad parameter."""
+    _known(args, _LOGIN_KEYS)
+    outcome = (args.get("outcome") or "").strip() or None
+    if outcome and outcome not in tuple(LoginOutcome):
+        expected = ", ".join(LoginOutcome)
+        raise FilterError(f"outcome: {outcome!r} is not one of {expected}")
+    since_text = (args.get("since") or "").strip()
+    since = parse_since(since_text, now=now) if since_text else None
+    return audit.login_attempts(outcome=outcome, since=since, limit=_limit(args))
 
 
 def audit_page(audit: AuditStore, filters: AuditFilters) -> tuple[list[dict[str, Any]], str | None]:

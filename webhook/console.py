@@ -1,10 +1,12 @@
 """The on-call console: server-rendered pages (Jinja, no build step, no JavaScript).
 
 Login takes an on-call token and sets a session cookie (Secure, HttpOnly, SameSite=Strict) that
-holds the person's name, an expiry and a nonce, signed with a key derived from that person's
-token: every gunicorn worker verifies it without shared state, and rotating a token ends its
-sessions. Every POST form carries a CSRF token: before login a double-submit cookie, after it an
-HMAC of the session nonce. Jinja autoescaping renders alert labels and annotations as text.
+holds the person's name, an expiry and a session id, signed with a key derived from that person's
+token. The session is also a row of the audit store (webhook/audit/console.py), so every worker
+and every replica on the store accepts it, and logout or rotating the token ends it on all; the
+login attempts and their refusals are recorded there too, and counted by the rate limit.
+Every POST form carries a CSRF token: before login an HMAC-signed double-submit cookie, after
+it an HMAC of the session id. Jinja autoescaping renders alert labels and annotations as text.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from webhook.ask import Overrides
-from webhook.audit import AuditUnavailable
+from webhook.audit import AuditStore, AuditUnavailable
+from webhook.audit.rows import LoginOutcome
 from webhook.audit_query import FilterError, audit_page, decision_detail, parse_filters
 from webhook.auth import AuthError, Credentials
 from webhook.console_deployment import (
@@ -33,7 +38,6 @@ from webhook.console_deployment import (
     install_deployment_pages,
     split_previews,
 )
-from webhook.console_sessions import ConsoleStore, console_store_path
 from webhook.login_guard import LoginCsrf, LoginGuard
 from webhook.replay import OVERRIDE_KEYS, ReplayAsk, ReplayError, find_alert, run_replay
 from webhook.service import Service
@@ -74,20 +78,31 @@ def _unb64(text: str) -> str:
 
 class Sessions:
     """Signs and verifies session cookies and CSRF tokens with per-person keys; every session
-    is also a row of the ConsoleStore, which logout and token rotation delete."""
+    is also a row of the audit store (shared by every replica on it), which logout and token
+    rotation delete. Nothing is read or written when this is built (the gunicorn master builds
+    it): the rotation sweep runs on the first use in each process."""
 
     def __init__(
         self,
         credentials: Credentials,
         *,
-        store: ConsoleStore | None = None,
+        store: AuditStore,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._credentials = credentials
-        self._store = store or ConsoleStore(None, clock=now)
+        self._store = store
         self._now = now
-        # Rotated tokens: sessions issued under a token no longer configured end now.
-        self._store.keep_only_keys({self._key_id(key) for key in self._keys()})
+        self._swept_pid = 0
+
+    def _sweep(self) -> None:
+        """Rotated tokens: sessions issued under a token no longer configured end (once per
+        process; verify() refuses them meanwhile, as their key id no longer matches)."""
+        if self._swept_pid != os.getpid():
+            self._store.keep_only_keys({self._key_id(key) for key in self._keys()})
+            self._swept_pid = os.getpid()
+
+    def _at(self, seconds: float) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
 
     def _keys(self) -> list[bytes]:
         return [self._derive(token) for _, token in self._credentials.oncall]
@@ -115,9 +130,17 @@ class Sessions:
         key = self._key(name)
         if key is None:
             raise AuthError(401, f"no on-call token for {name!r}")
-        expiry = int(self._now()) + SESSION_SECONDS
+        now = self._now()
+        expiry = int(now) + SESSION_SECONDS
         session_id = secrets.token_hex(16)
-        self._store.open_session(session_id, name=name, key_id=self._key_id(key), expires=expiry)
+        self._sweep()
+        self._store.open_session(
+            session_id,
+            name=name,
+            key_id=self._key_id(key),
+            created=self._at(now),
+            expires=self._at(expiry),
+        )
         body = f"{_b64(name)}.{expiry}.{session_id}"
         return f"{body}.{self._mac(key, 'session:' + body)}"
 
@@ -137,7 +160,11 @@ class Sessions:
             return None
         if not (expiry.isascii() and expiry.isdigit()) or int(expiry) < self._now():
             return None
-        if not self._store.session_active(nonce, name=name, key_id=self._key_id(key)):
+        self._sweep()
+        active = self._store.session_active(
+            nonce, name=name, key_id=self._key_id(key), now=self._at(self._now())
+        )
+        if not active:
             return None  # logged out, or its token rotated: ended on the server
         return Session(name=name, nonce=nonce, csrf=self._mac(key, "csrf:" + nonce))
 
@@ -179,13 +206,17 @@ def _alert_of(detail: dict[str, Any]) -> dict[str, Any] | None:
 
 def install_console(app: Flask, service: Service, credentials: Credentials) -> None:
     """Register the console pages: /, /login, /logout, /decisions/<id>, /replay."""
-    store = ConsoleStore(console_store_path(service.settings))
-    sessions = Sessions(credentials, store=store)
-    guard = LoginGuard(store)
+    sessions = Sessions(credentials, store=service.audit)
+    guard = LoginGuard(service.audit)
     login_csrf = LoginCsrf(credentials.server_secret())
 
     def current() -> Session | None:
-        return sessions.verify(request.cookies.get(SESSION_COOKIE))
+        try:
+            return sessions.verify(request.cookies.get(SESSION_COOKIE))
+        except AuditUnavailable as exc:
+            # Fail closed: without the store no session can be shown to be still open.
+            log.warning("console session not checked: %s", exc)
+            return None
 
     def csrf_ok(session: Session) -> bool:
         sent = request.form.get("csrf_token", "")
@@ -210,12 +241,22 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
         cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         if not login_csrf.matches(cookie, request.form.get("csrf_token", "")):
             return _problem(403, "CSRF token missing or invalid: reload the login page")
+        try:
+            return checked_login(cookie)
+        except AuditUnavailable as exc:
+            # The limit cannot be counted nor the session recorded: no login, and say why.
+            log.warning("console login not possible: %s", exc)
+            return _problem(503, f"audit store unavailable, try again shortly: {exc}")
+
+    def checked_login(cookie: str) -> BaseResponse:
         client = request.remote_addr or ""
         stated = request.form.get("name", "").strip()[:200]
         refused = guard.refusal(client=client, name=stated)
         if refused is not None:
             # Refused before the token is looked at, and the refusal is on record.
-            guard.record(client=client, name=stated, outcome="rate_limited", detail=refused.reason)
+            guard.record(
+                client=client, name=stated, outcome=LoginOutcome.RATE_LIMITED, detail=refused.reason
+            )
             log.warning("console login refused: %s", refused.reason)
             response = login_page(429, f"{refused.reason}: try again later", cookie)
             response.headers["Retry-After"] = str(refused.retry_after)
@@ -225,9 +266,9 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             if stated and stated != name:
                 raise AuthError(401, "invalid on-call token")  # the same answer as a bad one
         except AuthError as exc:
-            guard.record(client=client, name=stated, outcome="failed", detail=str(exc))
+            guard.record(client=client, name=stated, outcome=LoginOutcome.FAILED, detail=str(exc))
             return login_page(exc.status, str(exc), cookie)
-        guard.record(client=client, name=stated or name, outcome="ok")
+        guard.record(client=client, name=stated or name, outcome=LoginOutcome.OK)
         response = _secure(redirect(url_for("console_index")))
         _set_cookie(response, SESSION_COOKIE, sessions.issue(name), max_age=SESSION_SECONDS)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
@@ -240,7 +281,10 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             return to_login()
         if not csrf_ok(session):
             return _problem(403, "CSRF token missing or invalid", session)
-        sessions.end(session)  # on the server: a copy of the cookie no longer works either
+        try:
+            sessions.end(session)  # on the server: a copy of the cookie no longer works either
+        except AuditUnavailable as exc:
+            return _problem(503, f"audit store unavailable, not logged out: {exc}", session)
         response = to_login()
         response.delete_cookie(
             SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict"

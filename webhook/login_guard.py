@@ -1,10 +1,11 @@
 """Console login defences: the rate limit on attempts and the login form's CSRF token.
 
-Rate limit: failed attempts are counted from the attempt log (webhook/console_sessions.py) over
-WINDOW_SECONDS, per client address and per stated name; past a limit the attempt is refused
-with 429 and Retry-After *before* the token is looked at (no oracle while refused), and the
-refusal itself is logged. Attempts that state no name share one bucket, so guessing tokens
-from many addresses is bounded too.
+Rate limit: failed attempts are counted from the login attempts in the audit store
+(webhook/audit/console.py: one count for every replica on a shared store) over WINDOW_SECONDS,
+per client address and per stated name; past a limit the attempt is refused with 429 and
+Retry-After *before* the token is looked at (no oracle while refused), and the refusal itself is
+recorded. Attempts that state no name share one bucket, so guessing tokens from many addresses
+is bounded too.
 
 CSRF: before login there is no session to bind a token to, and a double-submit pair alone is
 accepted whatever values an attacker plants. The token is `nonce.expiry.mac` with an HMAC under
@@ -20,8 +21,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from webhook.console_sessions import ConsoleStore
+from webhook.audit import AuditStore
+from webhook.audit.rows import LoginOutcome
 
 WINDOW_SECONDS = 300
 CSRF_SECONDS = 3600
@@ -49,7 +52,7 @@ class LoginGuard:
 
     def __init__(
         self,
-        store: ConsoleStore,
+        store: AuditStore,
         *,
         limits: LoginLimits | None = None,
         clock: Callable[[], float] = time.time,
@@ -60,18 +63,25 @@ class LoginGuard:
 
     def refusal(self, *, client: str, name: str) -> Refusal | None:
         """A Refusal when this client or this name has failed too often lately, else None."""
-        since = self._clock() - WINDOW_SECONDS
+        since = datetime.fromtimestamp(self._clock() - WINDOW_SECONDS, UTC)
         limits = self._limits
-        if self._store.failures_since(since, client=client) >= limits.per_client:
+        failures = self._store.login_failures_since
+        if failures(since, client=client) >= limits.per_client:
             return Refusal(f"too many failed logins from {client}", WINDOW_SECONDS)
-        if name and self._store.failures_since(since, name=name) >= limits.per_name:
+        if name and failures(since, name=name) >= limits.per_name:
             return Refusal(f"too many failed logins for {name!r}", WINDOW_SECONDS)
-        if not name and self._store.failures_since(since, name="") >= limits.unnamed:
+        if not name and failures(since, name="") >= limits.unnamed:
             return Refusal("too many failed logins without a name", WINDOW_SECONDS)
         return None
 
-    def record(self, *, client: str, name: str, outcome: str, detail: str = "") -> None:
-        self._store.record_attempt(client=client, name=name, outcome=outcome, detail=detail)
+    def record(self, *, client: str, name: str, outcome: LoginOutcome, detail: str = "") -> None:
+        self._store.record_login(
+            time=datetime.fromtimestamp(self._clock(), UTC),
+            client=client,
+            name=name,
+            outcome=outcome,
+            detail=detail,
+        )
 
 
 def _same(a: str, b: str) -> bool:

@@ -6,6 +6,8 @@
   as `2h`, meaning that long ago), limit (1-500, default 50) and `before` (the `next_before` of
   the previous page); newest first.
 - `GET /api/v1/audit/<id>`: the decision, its stored payload, and the replays of it.
+- `GET /api/v1/logins`: the console's login attempts, refusals included (outcome ok, failed,
+  rate_limited; since; limit), newest first, as recorded by every replica on the store.
 The token is `Authorization: Bearer <on-call token>`; its name is the audit's actor. A receiver
 credential gets 403 here, as an on-call token does on the receiver.
 """
@@ -21,6 +23,7 @@ from webhook.audit_query import (
     FilterError,
     audit_page,
     decision_detail,
+    login_attempts,
     parse_filters,
 )
 from webhook.auth import AuthError, Credentials
@@ -93,3 +96,15 @@ def install(app: Flask, service: Service, credentials: Credentials) -> None:
             return error(404, f"no decision {decision_id!r}")
         return jsonify(detail)
 
+    @app.get("/api/v1/logins")
+    def logins() -> Response:
+        try:
+            oncall_actor()
+            attempts = login_attempts(service.audit, request.args, now=service.clock())
+        except AuthError as exc:
+            return error(exc.status, str(exc))
+        except FilterError as exc:
+            return error(400, str(exc))
+        except AuditUnavailable as exc:
+            return error(503, f"audit store unavailable: {exc}")
+        return jsonify({"attempts": attempts, "count": len(attempts)})

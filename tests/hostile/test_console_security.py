@@ -10,9 +10,9 @@ import json
 from lab.receiver_harness import hours, minutes
 from tests.hostile.support import console_login, csrf_in
 from tests.oncall.support import ALICE, BOB, OnCall
+from webhook.audit import AuditStore
 from webhook.auth import Credentials
 from webhook.console import LOGIN_CSRF_COOKIE, SESSION_COOKIE
-from webhook.console_sessions import ConsoleStore, console_store_path
 from webhook.login_guard import LoginCsrf
 from webhook.runtime import build_app
 
@@ -23,10 +23,9 @@ def session_cookie(oncall: OnCall) -> str:
     return cookie.value
 
 
-def store_of(oncall: OnCall) -> ConsoleStore:
-    path = console_store_path(oncall.h.settings)
-    assert path is not None
-    return ConsoleStore(path)
+def store_of(oncall: OnCall) -> AuditStore:
+    """The audit store the console keeps its sessions and login attempts in."""
+    return oncall.h.service.audit
 
 
 def test_a_logged_out_cookie_no_longer_works_anywhere(oncall: OnCall) -> None:
@@ -69,7 +68,13 @@ def test_rotating_a_token_ends_its_sessions_on_the_server(oncall: OnCall) -> Non
         allow_unauthenticated=False,
         oncall=(("alice", "a-new-token"), ("bob", BOB)),
     )
-    build_app(oncall.h.service, credentials=rotated)  # a restart with the new tokens file
+    bob = session_cookie(oncall)
+    # A restart with the new tokens file: nothing is touched while the app is built (the
+    # gunicorn master builds it), the first use in the process ends the rotated sessions.
+    restarted = build_app(oncall.h.service, credentials=rotated).test_client()
+    assert len(store_of(oncall).sessions()) == 2
+    restarted.set_cookie(SESSION_COOKIE, bob, domain="localhost")
+    assert restarted.get("/").status_code == 200
     assert [s["name"] for s in store_of(oncall).sessions()] == ["bob"]
 
 
@@ -84,10 +89,23 @@ def test_wrong_logins_are_limited_per_client_and_refusals_recorded(oncall: OnCal
     assert oncall.client.get_cookie(SESSION_COOKIE) is None
     # Another client is not affected.
     assert console_login(oncall.client, ALICE, remote="10.0.0.10").status_code == 302
-    attempts = store_of(oncall).attempts()
+    attempts = store_of(oncall).login_attempts()
     assert [a["outcome"] for a in attempts[:2]] == ["ok", "rate_limited"]
     assert attempts[1]["client"] == "10.0.0.9"
     assert [a["outcome"] for a in attempts[2:]] == ["failed"] * 5
+    # On-call can read the refusals from the audit (every replica's, on a shared store).
+    listed = oncall.client.get(
+        "/api/v1/logins?outcome=rate_limited&since=1h", headers={"Authorization": f"Bearer {BOB}"}
+    )
+    assert listed.status_code == 200
+    [refusal] = listed.get_json()["attempts"]
+    assert (refusal["client"], refusal["outcome"]) == ("10.0.0.9", "rate_limited")
+    assert "too many failed logins from 10.0.0.9" in refusal["detail"]
+    bad = oncall.client.get(
+        "/api/v1/logins?outcome=nope", headers={"Authorization": f"Bearer {BOB}"}
+    )
+    assert bad.status_code == 400 and "outcome" in bad.get_json()["error"]
+    assert oncall.client.get("/api/v1/logins").status_code == 401
 
 
 def test_wrong_logins_for_one_name_are_limited_from_any_address(oncall: OnCall) -> None:
@@ -97,7 +115,7 @@ def test_wrong_logins_for_one_name_are_limited_from_any_address(oncall: OnCall) 
     refused = console_login(oncall.client, ALICE, name="alice", remote="10.1.0.99")
     assert refused.status_code == 429
     assert "too many failed logins for 'alice'" in html.unescape(refused.get_data(as_text=True))
-    [attempt] = [a for a in store_of(oncall).attempts() if a["outcome"] == "rate_limited"]
+    [attempt] = [a for a in store_of(oncall).login_attempts() if a["outcome"] == "rate_limited"]
     assert (attempt["client"], attempt["name"]) == ("10.1.0.99", "alice")
     # Bob is not locked out by guesses at Alice.
     assert console_login(oncall.client, BOB, name="bob", remote="10.1.0.99").status_code == 302

@@ -78,7 +78,8 @@ def test_replay_post_without_or_with_a_foreign_csrf_token_is_refused(oncall: OnC
 
 
 def test_session_ends_when_its_token_is_rotated(oncall: OnCall) -> None:
-    sessions = Sessions(oncall.credentials)
+    store = oncall.h.service.audit
+    sessions = Sessions(oncall.credentials, store=store)
     cookie = sessions.issue("alice")
     assert sessions.verify(cookie) is not None
     rotated = Credentials(
@@ -88,10 +89,10 @@ def test_session_ends_when_its_token_is_rotated(oncall: OnCall) -> None:
         allow_unauthenticated=False,
         oncall=(("alice", "a-new-token"),),
     )
-    assert Sessions(rotated).verify(cookie) is None
+    assert Sessions(rotated, store=store).verify(cookie) is None
     name, expiry, nonce, signature = cookie.split(".")
     assert sessions.verify(f"{name}.{int(expiry) + 3600}.{nonce}.{signature}") is None  # tampered
-    expired = Sessions(oncall.credentials, now=lambda: float(expiry) + 1)
+    expired = Sessions(oncall.credentials, store=store, now=lambda: float(expiry) + 1)
     assert expired.verify(cookie) is None
 
 
