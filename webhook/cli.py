@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -79,4 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(f"rollback-webhook {args[0]}: {problem}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`audit ... | head`): stop quietly, as other Unix tools do.
+        # stdout is pointed at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
     return result
