@@ -3,18 +3,22 @@
 - a session made by logging in through one replica is accepted by every worker of the other;
 - logging out through one ends the session on the other (the copied cookie opens nothing);
 - failed logins through either replica count towards one rate limit, and the refusal is in
-  the shared audit, readable through either replica's GET /api/v1/logins.
+  the shared audit, readable through either replica's GET /api/v1/logins;
+- the gunicorn masters hold no connection to the database (the console opens it in workers).
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import urllib.parse
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import pytest
 
+from lab.postgres import PostgresServer
 from lab.receiver_harness import ONCALL
 from tests.durability.serving import Served
 from tests.durability.test_two_replicas import replicas  # noqa: F401  (the two serves)
@@ -80,8 +84,28 @@ def logged_in(replica: Served, cookie: str, times: int = 6) -> list[int]:
     return [other.send(replica, "GET", "/")[0] for _ in range(times)]
 
 
+def connections_to(pid: int, port: int) -> int:
+    """TCP connections process `pid` holds to 127.0.0.1:`port` (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                count += 1
+    return count
+
+
 def test_a_session_made_on_one_replica_works_on_the_other_until_logout_there(
     replicas: tuple[Served, Served],  # noqa: F811
+    postgres_server: PostgresServer,
 ) -> None:
     one, two = replicas
     browser = Browser()
@@ -89,6 +113,9 @@ def test_a_session_made_on_one_replica_works_on_the_other_until_logout_there(
     cookie = browser.cookies[SESSION_COOKIE]
     assert logged_in(two, cookie) == [200] * 6
     assert logged_in(one, cookie) == [200] * 6
+    for replica in (one, two):
+        assert connections_to(replica.process.pid, postgres_server.port) == 0
+        assert sum(connections_to(w, postgres_server.port) for w in replica.workers()) > 0
 
     # Logout through the other replica: the session ends for both, copies of the cookie too.
     status, _, page = browser.send(two, "GET", "/")
