@@ -21,6 +21,9 @@ from lab.pipeline.timing import Timing, prom_duration
 from rules import extract
 
 RULES_MANIFEST = "rollback-rules.yaml"
+# The self-monitoring alerts; they read the receivers' /metrics, scraped as this job.
+MONITORING_MANIFEST = "rollback-webhook-monitoring.yaml"
+RECEIVER_JOB = "rollback-webhook"
 ALERTMANAGER_FRAGMENT = "alertmanager.yaml"
 RECEIVER_NAME = "rollback-webhook"
 DRY_RUN_RECEIVER_NAME = "rollback-webhook-dry-run"
@@ -56,11 +59,30 @@ def render_rule_file(timing: Timing, *, folder: Path | None = None) -> str:
     return text
 
 
+def render_monitoring_rule_file(timing: Timing, *, folder: Path | None = None) -> str:
+    """The self-monitoring groups, shortened as render_rule_file shortens the rules."""
+    folder = folder or rules_dir()
+    text: str = extract.render(
+        folder / MONITORING_MANIFEST,
+        for_override=prom_duration(timing.for_seconds),
+        interval_override=prom_duration(timing.evaluation_interval),
+    )
+    return text
+
+
 def prometheus_config(
-    *, sandbox_target: str, alertmanager_target: str, rule_file: Path, timing: Timing
+    *,
+    sandbox_target: str,
+    alertmanager_target: str,
+    rule_file: Path,
+    timing: Timing,
+    receiver_targets: tuple[str, ...] = (),
+    monitoring_rule_file: Path | None = None,
 ) -> dict[str, Any]:
     """prometheus.yml: scrape the sandbox with honor_labels (its series carry `namespace` and
-    `pod` that must survive), evaluate the rule file, send to the one Alertmanager."""
+    `pod` that must survive), evaluate the rule file, send to the one Alertmanager; with
+    `receiver_targets`, also scrape the receivers' /metrics as job rollback-webhook (what the
+    self-monitoring alerts and the dashboard read) and evaluate `monitoring_rule_file`."""
     interval = prom_duration(timing.scrape_interval)
     return {
         "global": {
@@ -69,7 +91,8 @@ def prometheus_config(
             "scrape_timeout": interval,
             "evaluation_interval": prom_duration(timing.evaluation_interval),
         },
-        "rule_files": [str(rule_file)],
+        "rule_files": [str(rule_file)]
+        + ([str(monitoring_rule_file)] if monitoring_rule_file is not None else []),
         "alerting": {
             "alertmanagers": [{"static_configs": [{"targets": [alertmanager_target]}]}],
         },
@@ -79,7 +102,12 @@ def prometheus_config(
                 "honor_labels": True,
                 "static_configs": [{"targets": [sandbox_target]}],
             }
-        ],
+        ]
+        + (
+            [{"job_name": RECEIVER_JOB, "static_configs": [{"targets": list(receiver_targets)}]}]
+            if receiver_targets
+            else []
+        ),
     }
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from lab.pipeline.configs import (
     alertmanager_config,
     prometheus_config,
+    render_monitoring_rule_file,
     render_rule_file,
     rules_dir,
     write_yaml,
@@ -173,11 +174,18 @@ class Pipeline:
     def _start_prometheus(self, binary: str, *, port: int, progress: Progress) -> None:
         rule_file = self.workdir / "rollback-rules.rendered.yaml"
         rule_file.write_text(render_rule_file(self.timing))
+        monitoring = self.workdir / "rollback-webhook-monitoring.rendered.yaml"
+        monitoring.write_text(render_monitoring_rule_file(self.timing))
+        receivers = [self.receiver, *([self.dry_run_receiver] if self.dry_run_receiver else [])]
         config = prometheus_config(
             sandbox_target=self.sandbox.url.removeprefix("http://"),
             alertmanager_target=self.alertmanager_url.removeprefix("http://"),
             rule_file=rule_file,
             timing=self.timing,
+            receiver_targets=tuple(
+                urllib.parse.urlsplit(receiver.url).netloc for receiver in receivers
+            ),
+            monitoring_rule_file=monitoring,
         )
         config_path = write_yaml(self.workdir / "prometheus.yml", config)
         storage = self.workdir / "prometheus-data"

@@ -16,6 +16,7 @@ from lab.pipeline.configs import (
     ReceiverTarget,
     alertmanager_config,
     prometheus_config,
+    render_monitoring_rule_file,
     render_rule_file,
     rules_dir,
     write_yaml,
@@ -91,12 +92,16 @@ def test_promtool_accepts_prometheus_config_and_the_rendered_rules(tmp_path: Pat
     for group in rendered["groups"]:
         assert group["interval"] == "1s"
         assert all(rule["for"] == "3s" for rule in group["rules"] if "alert" in rule)
-    assert "offset 40s" in rules.read_text()
+        assert all(rule["keep_firing_for"] == "3s" for rule in group["rules"] if "alert" in rule)
+    monitoring = tmp_path / "monitoring.yaml"
+    monitoring.write_text(render_monitoring_rule_file(TIMING))
     config = write_yaml(tmp_path / "prometheus.yml", prometheus_config(
         sandbox_target="127.0.0.1:1", alertmanager_target="127.0.0.1:2", rule_file=rules,
-        timing=TIMING,
+        timing=TIMING, receiver_targets=("127.0.0.1:3",), monitoring_rule_file=monitoring,
     ))
-    assert yaml.safe_load(config.read_text())["scrape_configs"][0]["honor_labels"] is True
+    scrape = yaml.safe_load(config.read_text())["scrape_configs"]
+    assert scrape[0]["honor_labels"] is True
+    assert scrape[1]["job_name"] == "rollback-webhook"
     check = subprocess.run(
         [promtool, "check", "config", str(config)], capture_output=True, text=True,
         check=False, timeout=30,

@@ -24,6 +24,7 @@ from tests.pipeline.conftest import (
     V2,
     Run,
 )
+from tests.rules.support import dashboard_queries
 from webhook import contract
 
 ALERTNAMES = {
@@ -77,8 +78,9 @@ def test_bad_revision_is_rolled_back_once_to_the_last_healthy_one(run: Run, trig
     sandbox = run.pipeline.sandbox
     good = workload.replicaset_for(sandbox, V1)["metadata"]["name"]
     bad = workload.replicaset_for(sandbox, V2)["metadata"]["name"]
-    run.wait_for(f"{workload.namespace} rolled back to {V1}",
-                 lambda: workload.images(sandbox) == [V1])
+    run.wait_for(
+        f"{workload.namespace} rolled back to {V1}", lambda: workload.images(sandbox) == [V1]
+    )
     # A later notification (the resolved one) reaches the receiver and changes nothing.
     run.wait_for(
         f"a second notification for {workload.namespace}",
@@ -139,8 +141,7 @@ def test_deployment_without_opt_in_is_not_touched(run: Run) -> None:
 @pytest.mark.pipeline
 def test_dry_run_receiver_records_the_rollback_it_would_write(run: Run) -> None:
     sandbox = run.pipeline.sandbox
-    run.wait_for("a decision for pl-dryrun",
-                 lambda: bool(run.decisions(DRY_RUN, dry_run=True)))
+    run.wait_for("a decision for pl-dryrun", lambda: bool(run.decisions(DRY_RUN, dry_run=True)))
     first = run.decisions(DRY_RUN, dry_run=True)[0]
     assert first["outcome"] == contract.DRY_RUN
     assert first["alertname"] == "RolloutOOMKilled"
@@ -166,10 +167,42 @@ def test_alertmanager_retries_after_a_503_and_the_rollback_happens_once(run: Run
     assert failed["payload_id"] != rolled["payload_id"]
     assert failed["group_key"] == rolled["group_key"]
     served = [
-        e["status"] for e in sandbox.controls.requests()
-        if e["method"] == "GET" and e["namespace"] == RETRY.namespace
-        and e["resource"] == "deployments" and e["name"] == RETRY.name
+        e["status"]
+        for e in sandbox.controls.requests()
+        if e["method"] == "GET"
+        and e["namespace"] == RETRY.namespace
+        and e["resource"] == "deployments"
+        and e["name"] == RETRY.name
     ]
     assert served[0] == 500, f"the injected fault on {RETRY_FAULT_PATH} was not hit first"
     # What Alertmanager saw: one 503 (it retries 5xx), then success.
     assert _answered(run, "503") == 1
+
+
+def _firing(run: Run, alertname: str, **labels: str) -> bool:
+    matchers = "".join(f', {key}="{value}"' for key, value in labels.items())
+    query = f'ALERTS{{alertname="{alertname}", alertstate="firing"{matchers}}}'
+    return bool(run.pipeline.query(query))
+
+
+@pytest.mark.pipeline
+def test_self_monitoring_alerts_fire_for_a_rollback_and_a_failed_decision(run: Run) -> None:
+    # The pipeline's Prometheus scrapes the receivers and evaluates the shipped monitoring rules:
+    # the rollbacks above and pl-retry's first decision (a 500 from the API: failed api_error).
+    run.wait_for(
+        "RollbackWebhookRolledBack firing",
+        lambda: _firing(run, "RollbackWebhookRolledBack", outcome="rolled_back"),
+    )
+    run.wait_for(
+        "RollbackWebhookDecisionFailed firing",
+        lambda: _firing(run, "RollbackWebhookDecisionFailed", reason="api_error"),
+    )
+    assert not _firing(run, "RollbackWebhookDown")
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("query", dashboard_queries())
+def test_every_dashboard_query_returns_series_from_the_real_prometheus(
+    run: Run, query: str
+) -> None:
+    run.wait_for(f"series for the dashboard query {query}", lambda: bool(run.pipeline.query(query)))
