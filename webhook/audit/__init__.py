@@ -1,5 +1,6 @@
-"""The durable record: every payload (raw, before deciding), every decision, and the
-write-ahead intent of every decision that will act, in SQLite or PostgreSQL.
+"""The durable record: every payload (raw, before deciding), every decision, the write-ahead
+intent of every decision that will act, and the console's sessions and login attempts, in
+SQLite or PostgreSQL.
 
 The interface (`AuditStore`, store.py) is what the rest of the product uses:
 - payloads and decisions: `store_payload`, `record_many` (also closes the decisions'
@@ -8,6 +9,9 @@ The interface (`AuditStore`, store.py) is what the rest of the product uses:
   store): `begin_intent(intent, rule) -> GateAnswer`, which counts, checks and records the
   intent in one transaction; `cancel_intent` after a definite non-write (409);
 - settling: `open_intents()`, `settle(...)` (webhook/reconcile.py);
+- the console (console.py, shared by every replica on the store): sessions `open_session`,
+  `session_active`, `end_session`, `keep_only_keys`, `sessions`; login attempts
+  `record_login`, `login_failures_since` (the rate limit), `login_attempts`;
 - health: `check_ready()` for /readyz, `check_integrity()`; `prepare()` creates or upgrades
   the schema (schema.py) and is run on first use in each process.
 """
