@@ -1,16 +1,20 @@
 """Console sessions end on the server (logout, token rotation), login attempts are rate-limited
-per client and per name with every refusal on record, and the login CSRF token is bound to a
-server secret: all over HTTP (the logout path in Chromium: test_console_browser_logout.py)."""
+per client and per name with every refusal on record (and listed for on-call), the console
+fails closed without its store, and the login CSRF token is bound to a server secret: all over
+HTTP (the logout path in Chromium: test_console_browser_logout.py)."""
 
 from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
+
+import pytest
 
 from lab.receiver_harness import hours, minutes
 from tests.hostile.support import console_login, csrf_in
 from tests.oncall.support import ALICE, BOB, OnCall
-from webhook.audit import AuditStore
+from webhook.audit import AuditStore, SqliteStore
 from webhook.auth import Credentials
 from webhook.console import LOGIN_CSRF_COOKIE, SESSION_COOKIE
 from webhook.login_guard import LoginCsrf
@@ -119,6 +123,25 @@ def test_wrong_logins_for_one_name_are_limited_from_any_address(oncall: OnCall) 
     assert (attempt["client"], attempt["name"]) == ("10.1.0.99", "alice")
     # Bob is not locked out by guesses at Alice.
     assert console_login(oncall.client, BOB, name="bob", remote="10.1.0.99").status_code == 302
+
+
+def test_without_its_store_the_console_fails_closed(
+    oncall: OnCall, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert console_login(oncall.client, ALICE).status_code == 302
+    cookie = session_cookie(oncall)
+    # The audit store cannot be opened (its directory is a file): no login is possible, and a
+    # valid cookie opens nothing, as nobody can tell whether it was logged out meanwhile.
+    (tmp_path / "not-a-directory").write_text("")
+    broken = SqliteStore(tmp_path / "not-a-directory" / "audit.sqlite")
+    monkeypatch.setattr(oncall.h.service, "audit", broken)
+    client = build_app(oncall.h.service, credentials=oncall.credentials).test_client()
+    answer = console_login(client, ALICE)
+    assert answer.status_code == 503 and "audit store unavailable" in answer.get_data(as_text=True)
+    assert client.get_cookie(SESSION_COOKIE) is None
+    client.set_cookie(SESSION_COOKIE, cookie, domain="localhost")
+    page = client.get("/")
+    assert page.status_code == 302 and page.headers["Location"].endswith("/login")
 
 
 def test_a_stated_name_must_match_the_token(oncall: OnCall) -> None:
