@@ -1,5 +1,5 @@
-"""rules/alertmanager.yaml pasted into a full configuration, checked by amtool 0.25; and the
-AlertmanagerConfig manifest saying the same thing as the plain fragment."""
+"""rules/alertmanager.yaml pasted into a full configuration, checked by amtool 0.25 (Debian) and
+amtool 0.35 (built); and the AlertmanagerConfig manifest saying the same thing as the fragment."""
 
 from __future__ import annotations
 
@@ -9,9 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.binaries import require_binary
+from tests.binaries import require_binary, require_built
 from tests.rules.support import ALERTMANAGER_CONFIG_CRD, ALERTMANAGER_FRAGMENT, run
 from webhook.contract import TRIGGERS
+
+
+@pytest.fixture(params=("0.25", "0.3x"), ids=lambda generation: f"amtool-{generation}")
+def amtool(request: pytest.FixtureRequest) -> str:
+    if request.param == "0.25":
+        return require_binary("amtool")
+    return require_built("amtool-0.3x")
 
 
 def _fragment() -> dict[str, Any]:
@@ -38,36 +45,38 @@ def _site_config(tmp_path: Path) -> Path:
     return path
 
 
-def _receivers(config: Path, *labels: str) -> list[str]:
-    amtool = require_binary("amtool")
+def _receivers(amtool: str, config: Path, *labels: str) -> list[str]:
     result = run([amtool, "config", "routes", "test", f"--config.file={config}", *labels])
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip().split(",")
 
 
-def test_fragment_merged_into_a_full_configuration_passes_amtool_check_config(tmp_path: Path):
-    amtool = require_binary("amtool")
+def test_fragment_merged_into_a_full_configuration_passes_amtool_check_config(
+    amtool: str, tmp_path: Path
+):
     result = run([amtool, "check-config", str(_site_config(tmp_path))])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
 @pytest.mark.parametrize("trigger", TRIGGERS)
-def test_contract_alerts_reach_the_webhook_and_still_reach_the_team(tmp_path: Path, trigger: str):
+def test_contract_alerts_reach_the_webhook_and_still_reach_the_team(
+    amtool: str, tmp_path: Path, trigger: str
+):
     labels = [f"rollback_trigger={trigger}", "severity=critical", "namespace=shop"]
-    assert _receivers(_site_config(tmp_path), *labels) == ["rollback-webhook", "team-pager"]
+    assert _receivers(amtool, _site_config(tmp_path), *labels) == ["rollback-webhook", "team-pager"]
 
 
-def test_an_unknown_trigger_still_reaches_the_webhook_to_be_audited(tmp_path: Path):
+def test_an_unknown_trigger_still_reaches_the_webhook_to_be_audited(amtool: str, tmp_path: Path):
     # The receiver records it as skipped/unknown_trigger: a typo in a rule shows up in the audit.
     labels = ["rollback_trigger=cpu", "severity=critical"]
-    assert _receivers(_site_config(tmp_path), *labels) == ["rollback-webhook", "team-pager"]
+    assert _receivers(amtool, _site_config(tmp_path), *labels) == ["rollback-webhook", "team-pager"]
 
 
-def test_alerts_without_the_trigger_label_never_reach_the_webhook(tmp_path: Path):
+def test_alerts_without_the_trigger_label_never_reach_the_webhook(amtool: str, tmp_path: Path):
     config = _site_config(tmp_path)
-    assert _receivers(config, "alertname=DiskFull", "severity=critical") == ["team-pager"]
-    assert _receivers(config, "alertname=DiskFull", 'rollback_trigger=""') == ["default"]
+    assert _receivers(amtool, config, "alertname=DiskFull", "severity=critical") == ["team-pager"]
+    assert _receivers(amtool, config, "alertname=DiskFull", 'rollback_trigger=""') == ["default"]
 
 
 def test_receiver_sends_resolved_alerts_with_a_bearer_token_from_a_file():
@@ -89,9 +98,9 @@ def test_alertmanagerconfig_manifest_says_the_same_as_the_fragment():
     [webhook] = receiver["webhook_configs"]
     spec_route = crd["spec"]["route"]
     assert spec_route["receiver"] == route["receiver"]
-    assert [
-        f'{m["name"]}{m["matchType"]}"{m["value"]}"' for m in spec_route["matchers"]
-    ] == route["matchers"]
+    assert [f'{m["name"]}{m["matchType"]}"{m["value"]}"' for m in spec_route["matchers"]] == route[
+        "matchers"
+    ]
     assert spec_route["groupBy"] == route["group_by"]
     assert spec_route["groupWait"] == route["group_wait"]
     assert spec_route["groupInterval"] == route["group_interval"]
