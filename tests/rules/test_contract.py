@@ -91,6 +91,7 @@ def test_runbook_url_points_at_an_existing_runbook_section(rule: dict[str, Any])
 def test_alertmanager_route_is_keyed_on_the_contract():
     [route] = yaml.safe_load(ALERTMANAGER_FRAGMENT.read_text())["routes"]
     assert route["matchers"] == [f'{LABEL_TRIGGER}=~".+"']
-    assert route["group_by"] == ["alertname", *[
-        label for label in RULE_LABELS if label not in STATIC_LABELS
-    ]]
+    assert route["group_by"] == [
+        "alertname",
+        *[label for label in RULE_LABELS if label not in STATIC_LABELS],
+    ]
