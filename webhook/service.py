@@ -40,6 +40,8 @@ from webhook.evidence import (
     StampEvidence,
 )
 from webhook.gitops_check import gitops_check
+from webhook.gitops_metrics import PausedOwnersCollector
+from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster
 from webhook.metrics import Metrics
 from webhook.stayput_metrics import RevertsCollector
@@ -112,6 +114,13 @@ class Service:
         # The stay-put watch records in the tracker's process: its metric reads the audit.
         self.metrics.registry.register(
             RevertsCollector(count=audit.count_outcomes_since, clock=clock)
+        )
+        # Owners left paused: the Deployments' own pause annotations, listed lazily at scrape.
+        self.metrics.registry.register(
+            PausedOwnersCollector(
+                deployments=lambda: deployments_in_scope(cluster, settings.namespaces),
+                clock=clock,
+            )
         )
         confirmer = None
         if prometheus is not None and settings.prometheus.confirm:

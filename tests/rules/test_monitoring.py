@@ -106,7 +106,7 @@ def test_monitoring_bundle_passes_promtool_check_with_every_lint(promtool: str, 
     rule_file = write_rule_file(tmp_path / "monitoring.yaml", MONITORING)
     result = run([promtool, "check", "rules", "--lint=all", "--lint-fatal", str(rule_file)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout + result.stderr
+    assert "SUCCESS: 8 rules found" in result.stdout + result.stderr
 
 
 def test_self_monitoring_alerts_fire_for_rollbacks_failures_and_an_unreachable_service(
@@ -115,6 +115,37 @@ def test_self_monitoring_alerts_fire_for_rollbacks_failures_and_an_unreachable_s
     write_rule_file(tmp_path / "monitoring.yaml", MONITORING)
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump(_scenario().suite("monitoring.yaml"), width=10**6))
+    result = run([promtool, "test", "rules", suite.name], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def _paused_scenario() -> Scenario:
+    # A pause at 5m (both replicas export the same count from the Deployments), a second
+    # Deployment paused at 30m, both resumed at 80m; a short pause (10m to 40m) elsewhere.
+    s = Scenario(minutes=100)
+    count = steps((0, 0), (5 * M, 1), (30 * M, 2), (80 * M, 0))
+    for pod in ("rollback-webhook-a", "rollback-webhook-b"):
+        labels = {**SERVICE, "pod": pod}
+        s.series("rollback_webhook_gitops_owners_paused", labels, count, job="rollback-webhook")
+    s.series(
+        "rollback_webhook_gitops_owners_paused",
+        {"cluster": "us-1", "namespace": "rollback-webhook", "pod": "rollback-webhook-c"},
+        steps((0, 0), (10 * M, 1), (40 * M, 0)),
+        job="rollback-webhook",
+    )
+    alert = 'ALERTS{alertname="RollbackWebhookGitOpsOwnerPaused", alertstate="firing"'
+    s.expect(64 * M, f"count({alert}}})", None)  # paused 59 minutes: not yet
+    s.expect(66 * M, f'count({alert}, cluster="eu-1", namespace="rollback-webhook"}})', 1)
+    s.expect(66 * M, f"count({alert}}})", 1)  # one alert for both replicas, none for us-1
+    s.expect(79 * M, f"count({alert}}})", 1)
+    s.expect(82 * M, f"count({alert}}})", None)  # resumed
+    return s
+
+
+def test_an_owner_left_paused_for_an_hour_warns_once_per_cluster(promtool: str, tmp_path: Path):
+    write_rule_file(tmp_path / "monitoring.yaml", MONITORING)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump(_paused_scenario().suite("monitoring.yaml"), width=10**6))
     result = run([promtool, "test", "rules", suite.name], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
