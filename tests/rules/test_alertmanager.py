@@ -113,3 +113,13 @@ def test_alertmanagerconfig_manifest_says_the_same_as_the_fragment():
     assert spec_webhook["sendResolved"] is webhook["send_resolved"]
     assert spec_webhook["maxAlerts"] == webhook["max_alerts"]
     assert spec_webhook["httpConfig"]["authorization"]["type"] == "Bearer"
+
+
+def test_alerts_of_two_clusters_are_never_grouped_into_one_payload():
+    # A central Alertmanager sees shop/web from eu-1 and from us-1: each cluster's receiver must
+    # get its own payload (the other cluster's alert would be skipped wrong_cluster in it).
+    [route] = _fragment()["routes"]
+    assert {"cluster", "namespace", "deployment", "replicaset", "alertname"} <= set(
+        route["group_by"]
+    )
+    assert "..." not in route["group_by"]  # grouping by every label would split per pod
