@@ -91,7 +91,10 @@ def test_runbook_url_points_at_an_existing_runbook_section(rule: dict[str, Any])
 def test_alertmanager_route_is_keyed_on_the_contract():
     [route] = yaml.safe_load(ALERTMANAGER_FRAGMENT.read_text())["routes"]
     assert route["matchers"] == [f'{LABEL_TRIGGER}=~".+"']
+    # `cluster` (kept on every alert when the series carry it) keeps a central Alertmanager from
+    # grouping two clusters' alerts into one payload; without it, it groups nothing apart.
     assert route["group_by"] == [
         "alertname",
+        "cluster",
         *[label for label in RULE_LABELS if label not in STATIC_LABELS],
     ]
