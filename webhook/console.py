@@ -38,8 +38,16 @@ from webhook.console_deployment import (
     install_deployment_pages,
     split_previews,
 )
+from webhook.console_resume import install_resume_form
 from webhook.login_guard import LoginCsrf, LoginGuard
-from webhook.replay import OVERRIDE_KEYS, ReplayAsk, ReplayError, find_alert, run_replay
+from webhook.replay import (
+    MAX_REASON_CHARS,
+    OVERRIDE_KEYS,
+    ReplayAsk,
+    ReplayError,
+    find_alert,
+    run_replay,
+)
 from webhook.service import Service
 
 log = logging.getLogger(__name__)
@@ -205,7 +213,8 @@ def _alert_of(detail: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def install_console(app: Flask, service: Service, credentials: Credentials) -> None:
-    """Register the console pages: /, /login, /logout, /decisions/<id>, /replay."""
+    """Register the console pages: /, /login, /logout, /decisions/<id>, /replay, and the
+    Deployment pages with their resume form (webhook.console_deployment, console_resume)."""
     sessions = Sessions(credentials, store=service.audit)
     guard = LoginGuard(service.audit)
     login_csrf = LoginCsrf(credentials.server_secret())
@@ -377,4 +386,14 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
 
     install_deployment_pages(
         app, service, current=current, page=_page, problem=_problem, to_login=to_login
+    )
+    install_resume_form(
+        app,
+        service,
+        current=current,
+        csrf_ok=csrf_ok,
+        problem=_problem,
+        to_login=to_login,
+        secure=_secure,
+        max_reason=MAX_REASON_CHARS,
     )

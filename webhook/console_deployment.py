@@ -2,7 +2,8 @@
 
 `/deployments/<namespace>/<name>`: the current revision; every revision with its images,
 change-cause, verdict, health evidence and bad mark; cooldown and circuit breaker state with
-the times they end; the GitOps owner and any recorded pause; a server-rendered SVG timeline
+the times they end; the GitOps owner and any recorded pause, with the resume form
+(webhook.console_resume) while this service's pause is on it; a server-rendered SVG timeline
 (webhook.timeline) of the revisions' active spans, alerts and rollbacks; the Deployment's
 decisions, with replay previews listed apart from real decisions.
 
@@ -24,6 +25,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from webhook import contract
 from webhook.audit import AuditUnavailable
+from webhook.console_resume import resume_note
 from webhook.gitops import ownership
 from webhook.history import History, build_history
 from webhook.kube import InvalidName, KubeError, NotFound, Obj
@@ -279,6 +281,7 @@ def deployment_context(
     rows = service.audit.query(namespace=namespace, deployment=name, limit=DECISIONS_SHOWN)
     decisions, previews = split_previews(rows)
     current = next((row for row in history.rows if row.verdict == "current"), None)
+    owned = ownership(deployment, service.settings.gitops)
     return {
         "namespace": namespace,
         "name": name,
@@ -289,7 +292,8 @@ def deployment_context(
         "bad_marks": bad_marks,
         "cooldown": cooldown_state(service, deployment, now=now),
         "circuit": circuit_state(service, now=now),
-        "ownership": ownership(deployment, service.settings.gitops).lines(),
+        "ownership": owned.lines(),
+        "resumable": owned.paused is not None,
         "paused": bool((deployment.get("spec") or {}).get("paused")),
         "decisions": decisions,
         "previews": previews,
@@ -353,4 +357,10 @@ def install_deployment_pages(
             return problem(503, f"cannot read {namespace}/{name}: {exc}", session)
         except AuditUnavailable as exc:
             return problem(503, f"audit store unavailable: {exc}", session)
-        return page("deployment.html", session=session, **context)
+        try:
+            note = resume_note(
+                service.audit, request.args.get("resume"), namespace=namespace, name=name
+            )
+        except AuditUnavailable as exc:
+            return problem(503, f"audit store unavailable: {exc}", session)
+        return page("deployment.html", session=session, resume_note=note, **context)

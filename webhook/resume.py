@@ -15,7 +15,7 @@ from typing import Any
 from webhook.contract import EventReason, FailReason, Outcome, Source
 from webhook.decision import Decision, new_id
 from webhook.gitops_pause import resume
-from webhook.kube import Conflict, Forbidden, KubeError, NotFound, Transient
+from webhook.kube import Conflict, Forbidden, InvalidName, KubeError, NotFound, Transient
 from webhook.service import Service
 
 # A Kubernetes name: checked before it reaches an API path.
@@ -67,6 +67,8 @@ def run_resume(
         done = resume(service.cluster, namespace, deployment)
     except NotFound as exc:
         raise ResumeError(404, f"Deployment {namespace}/{deployment}: {exc}") from None
+    except InvalidName as exc:  # a name no Deployment can have (a dotted namespace): none there
+        raise ResumeError(404, str(exc)) from None
     except KubeError as exc:
         decision.outcome = Outcome.FAILED
         decision.reason = _fail_reason(exc)
