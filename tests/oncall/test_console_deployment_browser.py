@@ -1,7 +1,8 @@
 """The page per Deployment in real headless Chromium: current revision, revisions with images,
 bad mark, cooldown with its end, the circuit breaker, the SVG timeline; decision pages with the
-images rolled back from and to; replay previews apart from decisions; every page readable at
-390 px (no horizontal overflow). Screenshots go to artifacts/console/ (gitignored)."""
+images rolled back from and to; replay previews apart from decisions; the resume button that
+hands a paused Flux owner back; every page readable at 390 px (no horizontal overflow).
+Screenshots go to artifacts/console/ (gitignored)."""
 
 from __future__ import annotations
 
@@ -187,6 +188,53 @@ def test_deployment_page_timeline_and_phone_width(oncall: OnCall, browser: Any) 
                 full_shot(browser, name, width=390)
         finally:
             browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_the_resume_button_hands_a_paused_flux_owner_back(oncall: OnCall, browser: Any) -> None:  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    from tests.gitops.support import FLUX_KUSTOMIZATION, deploy_owned, events
+    from webhook.gitops import ANNOTATION_GITOPS_PAUSED
+
+    h = oncall.h
+    _, v2 = deploy_owned(h, "web", [(V1, hours(2)), (V2, minutes(3))], FLUX_KUSTOMIZATION)
+    [rolled] = h.post_alerts(h.alert(namespace="shop", deployment="web", replicaset=v2))
+    assert rolled["outcome"] == "rolled_back", rolled
+    assert ANNOTATION_GITOPS_PAUSED in h.deployment("shop", "web")["metadata"]["annotations"]
+
+    with live_server(oncall.app) as url:
+        _login(browser, url)
+        _open(browser, f"{url}/deployments/shop/web")
+        assert (
+            "paused Flux Kustomization flux-system/apps"
+            in browser.find_element(By.CSS_SELECTOR, "#gitops").text
+        )
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+        try:
+            _open(browser, f"{url}/deployments/shop/web")
+            assert _overflow(browser) <= 390  # the form fits a phone too
+            full_shot(browser, "19-phone-resume-form", width=390)
+        finally:
+            browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        _open(browser, f"{url}/deployments/shop/web")
+        browser.find_element(By.CSS_SELECTOR, "#resume-reason").send_keys("Git reverted to 1.0")
+        browser.find_element(By.CSS_SELECTOR, "#resume").click()
+        WebDriverWait(browser, 20).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#resume-outcome")
+        )
+        outcome = browser.find_element(By.CSS_SELECTOR, "#resume-outcome").text
+        assert outcome.startswith("resumed by alice: alice: Git reverted to 1.0 | resumed Flux")
+        assert browser.find_elements(By.CSS_SELECTOR, "#resume-form") == []
+        assert "resumed" in browser.find_element(By.CSS_SELECTOR, "#deployment-decisions").text
+        full_shot(browser, "20-resumed", width=1280)
+
+    assert ANNOTATION_GITOPS_PAUSED not in h.deployment("shop", "web")["metadata"]["annotations"]
+    [row] = [
+        r for r in h.service.audit.query(namespace="shop", limit=20) if r["source"] == "resume"
+    ]
+    assert row["outcome"] == "resumed" and row["actor"] == "alice"
+    assert len(events(h, "AutoRollbackResumed")) == 1
 
 
 def test_unknown_deployment_page_is_a_404(oncall: OnCall) -> None:
