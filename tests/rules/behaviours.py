@@ -233,17 +233,28 @@ def _latency_rollout(
     s.latency(f"{deployment}-new-a", rps=10, slow=new_slow, start=at)
 
 
-def p99_warm_up_blip_does_not_fire() -> Scenario:
-    # The first 90 s of the new revision are slow (cold caches, JIT), then it is as fast as before.
-    # R = 65m, so that a one-hour look-back baseline (the rules before this design) exists too.
+def _p99_warm_up_blip(blip: int) -> Scenario:
+    # The first `blip` seconds of the new revision are slow (cold caches, JIT), then it is as fast
+    # as before. R = 65m, so that a one-hour look-back baseline (the rules before this design)
+    # exists too.
     s = Scenario(minutes=85)
     rollout = 65 * M
     _latency_rollout(
-        s, "shop", at=rollout, new_slow=lambda t: "2.5" if t <= rollout + 90 else "0.05"
+        s, "shop", at=rollout, new_slow=lambda t: "2.5" if t <= rollout + blip else "0.05"
     )
     for second in range(rollout, rollout + 15 * M + 1, 30):
         s.firing(second, P99, "shop-new", yes=False)
     return s
+
+
+def p99_warm_up_blip_does_not_fire() -> Scenario:
+    return _p99_warm_up_blip(90)
+
+
+def p99_two_minute_warm_up_blip_does_not_fire() -> Scenario:
+    # The longest blip `for: 4m` waits out: the 2m rate window keeps it in the P99 for two more
+    # minutes, so the condition holds about 3m30 (docs/rules.md, the P99 trade-off).
+    return _p99_warm_up_blip(120)
 
 
 def p99_sustained_regression_keeps_firing() -> Scenario:
@@ -312,6 +323,7 @@ BEHAVIOURS: dict[str, Callable[[], Scenario]] = {
         scrape_gap_keeps_the_alert_and_its_start,
         many_pods_restarting_a_little_fire_and_a_sidecar_loop_keeps_firing,
         p99_warm_up_blip_does_not_fire,
+        p99_two_minute_warm_up_blip_does_not_fire,
         p99_sustained_regression_keeps_firing,
         p99_young_deployment_has_a_baseline,
         p99_load_shift_slowing_every_revision_does_not_fire,
