@@ -5,6 +5,7 @@ work directory, so a survivor would show up in /proc)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.binaries import require_binary
+from webhook.commands.audit import DECISION_HEADER
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_LIMIT_SECONDS = 120  # issue 6: under two minutes
@@ -75,8 +77,9 @@ def _assert_story(output: str) -> None:
     assert "== rollback-webhook history shop/checkout" in output
     assert "current [re-adopted from 1]" in output
     assert "== rollback-webhook audit --namespace shop --deployment checkout" in output
-    # The columns `rollback-webhook audit` prints.
-    assert "TIME (UTC)           OUTCOME      REASON  NAMESPACE/DEPLOYMENT  REV   SOURCE" in output
+    # The columns `rollback-webhook audit` prints (padded to the widest cell, so any spacing).
+    header = r"\s+".join(re.escape(column) for column in DECISION_HEADER)
+    assert re.search(header, output), output[-3000:]
     assert "Why v1 is now revision 3, not 1" in output
     assert "next: rollback-webhook demo --keep" in output
     assert "rolled_back" in output
