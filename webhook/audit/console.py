@@ -27,6 +27,7 @@ from webhook.audit.rows import (
     column_names,
     from_record,
     iso,
+    newest_first,
     to_params,
 )
 
@@ -151,20 +152,9 @@ class ConsoleRecords(ABC):
     ) -> list[dict[str, Any]]:
         """Login attempts newest first: id, time, client, name, outcome, detail."""
         self._ensure()
-        clauses: list[str] = []
-        params: list[Any] = []
-        if outcome:
-            clauses.append("outcome = ?")
-            params.append(outcome)
-        if since:
-            clauses.append("time >= ?")
-            params.append(iso(since))
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        select = newest_first("console_logins", [], [], outcome=outcome, since=since, limit=limit)
         with self._reader() as db:
-            rows = db.query(
-                f"SELECT * FROM console_logins {where} ORDER BY time DESC, id DESC LIMIT ?",  # noqa: S608
-                (*params, limit),
-            )
+            rows = db.query(*select)
         return [from_record(LoginAttemptRow, r) for r in rows]
 
     @staticmethod

@@ -76,6 +76,29 @@ def iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def newest_first(
+    table: str,
+    clauses: list[str],
+    params: list[Any],
+    *,
+    outcome: str | None,
+    since: datetime | None,
+    limit: int,
+) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT of `table`'s rows that meet every clause (and `outcome`, `since` when given),
+    newest first, at most `limit`, with its parameters: one filter for decisions and logins."""
+    clauses, params = list(clauses), list(params)
+    if outcome:
+        clauses.append("outcome = ?")
+        params.append(outcome)
+    if since:
+        clauses.append("time >= ?")
+        params.append(iso(since))
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    sql = f"SELECT * FROM {table} {where} ORDER BY time DESC, id DESC LIMIT ?"  # noqa: S608
+    return sql, (*params, limit)
+
+
 def _sql_literal(value: Any) -> str:
     if isinstance(value, bool):
         return str(int(value))

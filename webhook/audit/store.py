@@ -33,6 +33,7 @@ from webhook.audit.rows import (
     decision_row_params,
     from_record,
     iso,
+    newest_first,
     to_params,
 )
 from webhook.audit.schema import SCHEMA_VERSION, fresh_statements, pending
@@ -448,21 +449,14 @@ class AuditStore(ConsoleRecords):
             if value:
                 clauses.append(f"{name} = ?")
                 params.append(value)
-        if outcome:
-            clauses.append("outcome = ?")
-            params.append(outcome)
-        if since:
-            clauses.append("time >= ?")
-            params.append(iso(since))
         if before_id:
             clauses.append("(time, id) < (SELECT time, id FROM decisions WHERE id = ?)")
             params.append(before_id)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        select = newest_first(
+            "decisions", clauses, params, outcome=outcome, since=since, limit=limit
+        )
         with self._reader() as db:
-            rows = db.query(
-                f"SELECT * FROM decisions {where} ORDER BY time DESC, id DESC LIMIT ?",  # noqa: S608
-                (*params, limit),
-            )
+            rows = db.query(*select)
         return [from_record(DecisionRow, r) for r in rows]
 
     def get(self, decision_id: str) -> dict[str, Any] | None:
