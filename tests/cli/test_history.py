@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from lab.receiver_harness import Harness, hours, minutes
-from tests.serve.test_serve import REPO
+from tests.serve.support import REPO
 
 
 def history(harness: Harness, target: str, *extra: str) -> subprocess.CompletedProcess[str]:

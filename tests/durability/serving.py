@@ -8,22 +8,18 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.pipeline.processes import free_port
 from lab.receiver_harness import TOKEN
 from sandbox.testing import SandboxHandle
+from tests.serve.support import popen_serve
 from webhook.audit import AuditStore, SqliteStore
 from webhook.audit.postgresql import PostgresStore
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Store:
@@ -151,19 +147,7 @@ def serve(
             config.setdefault(key, {}).update(value)
         else:
             config[key] = value
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    ignored = {"ROLLBACK_WEBHOOK_CONFIG", "KUBECONFIG", "XDG_RUNTIME_DIR"}
-    env = {k: v for k, v in os.environ.items() if k not in ignored}
-    env.update({"HOME": str(home), "PYTHONPATH": str(REPO)})
-    with (workdir / "stdout").open("wb") as out, (workdir / "stderr").open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webhook", "serve", "--config", str(workdir / "config.yaml")],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
+    process = popen_serve(workdir, config)
     served = Served(process, url=f"http://127.0.0.1:{port}", workdir=workdir)
     try:
         served.wait_ready(ready_seconds)

@@ -7,16 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
-
-import yaml
 
 from lab.pipeline.processes import free_port
 from lab.receiver_harness import Harness
 from sandbox.testing import SandboxHandle
-from tests.serve.test_serve import REPO, Served
+from tests.serve.support import popen_serve
+from tests.serve.test_serve import Served
 from tests.tracker.support import create_lease_namespace, wait_for
 
 
@@ -33,20 +30,7 @@ def test_missing_lease_namespace_is_reported_and_not_ready(
         "server": {"host": "127.0.0.1", "port": port, "threads": 2},
         "tracker": {"resync_seconds": 1, "lease_duration_seconds": 3},
     }
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"ROLLBACK_WEBHOOK_CONFIG", "KUBECONFIG"}
-    }
-    env.update({"HOME": str(workdir / "home"), "PYTHONPATH": str(REPO)})
-    with (workdir / "stdout").open("wb") as out, (workdir / "stderr").open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webhook", "serve", "--config", str(workdir / "config.yaml")],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
+    process = popen_serve(workdir, config)
     served = Served(process, url=f"http://127.0.0.1:{port}", workdir=workdir)
     try:
         wait_for(lambda: served.get("/readyz")[0] == 503, seconds=20, what="/readyz answered")

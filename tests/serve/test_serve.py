@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from lab.pipeline.processes import free_port
 from lab.receiver_harness import TOKEN, Harness, hours, minutes, template_images
 from sandbox.testing import SandboxHandle
+from tests.serve.support import popen_serve
 from tests.tracker.support import (
     LEASE_NAME,
     LEASE_NAMESPACE,
@@ -30,7 +29,6 @@ from tests.tracker.support import (
 )
 
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{LEASE_NAME}"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def processes() -> Iterator[tuple[int, list[str]]]:
@@ -117,21 +115,7 @@ def served(sandbox: SandboxHandle, harness: Harness, tmp_path: Path) -> Iterator
             "lease_duration_seconds": 3,
         },
     }
-    config_file = workdir / "config.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    ignored = {"ROLLBACK_WEBHOOK_CONFIG", "KUBECONFIG", "XDG_RUNTIME_DIR"}
-    env = {k: v for k, v in os.environ.items() if k not in ignored}
-    # A HOME of its own: without XDG_RUNTIME_DIR, gunicorn would put its control socket there.
-    env.update({"HOME": str(home), "PYTHONPATH": str(REPO)})
-    with (workdir / "stdout").open("wb") as out, (workdir / "stderr").open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webhook", "serve", "--config", str(config_file)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,  # its own process group, so a failed test can end it all
-        )
+    process = popen_serve(workdir, config)
     server = Served(process, url=f"http://127.0.0.1:{port}", workdir=workdir)
     try:
         yield server
