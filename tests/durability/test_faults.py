@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from lab.receiver_harness import Harness, hours, minutes, template_images
-from tests.binaries import in_ci
+from tests.durability.mounts import mounted
 from webhook import contract
 from webhook.audit import IntentState
 from webhook.reconcile import Reconciler
@@ -167,18 +167,8 @@ def volume(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs for the audit (root only: skip elsewhere, fail under CI=true)."""
     mount = tmp_path / "volume"
     mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
-    )
-    if made.returncode != 0:
-        message = f"cannot mount a tmpfs ({made.stderr.decode().strip()}): needs root"
-        if in_ci():
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
-    try:
+    with mounted(mount, "-t", "tmpfs", "-o", "size=2m", "tmpfs", what="mount a tmpfs"):
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_audit_volume_is_503_and_not_ready_until_space_returns(

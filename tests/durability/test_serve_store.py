@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.receiver_harness import Harness, hours, minutes, template_images
-from tests.binaries import in_ci
+from tests.durability.mounts import mounted
 from tests.durability.serving import Served, Store, serve
 
 # `serve` subprocesses against the sandbox (and PostgreSQL): seconds to a minute each.
@@ -42,16 +42,8 @@ def view(tmp_path: Path) -> Iterator[Path]:
     source, mount = tmp_path / "volume", tmp_path / "view"
     source.mkdir()
     mount.mkdir()
-    made = subprocess.run(["mount", "--bind", str(source), str(mount)], capture_output=True)
-    if made.returncode != 0:
-        message = f"cannot bind-mount ({made.stderr.decode().strip()}): needs root"
-        if in_ci():
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
-    try:
+    with mounted(mount, "--bind", str(source), what="bind-mount"):
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def wait_for_workers(served: Served, old: set[int], seconds: float = 20) -> list[int]:
