@@ -69,24 +69,10 @@ def _index(container: list[Any], token: str, *, path: str, allow_end: bool) -> i
     return index
 
 
-def _parent(doc: Any, path: str) -> tuple[Any, str]:
-    tokens = _pointer(path)
-    if not tokens:
-        raise PatchError("operations on the whole document are not supported", status=422)
+def _walk(doc: Any, tokens: list[str], path: str) -> Any:
+    """What `tokens` (of `path`) lead to in `doc`; a missing step is a 422."""
     current = doc
-    for token in tokens[:-1]:
-        if isinstance(current, dict) and token in current:
-            current = current[token]
-        elif isinstance(current, list):
-            current = current[_index(current, token, path=path, allow_end=False)]
-        else:
-            raise PatchError(f"doc is missing path: {path!r}", status=422)
-    return current, tokens[-1]
-
-
-def _get(doc: Any, path: str) -> Any:
-    current = doc
-    for token in _pointer(path):
+    for token in tokens:
         if isinstance(current, dict) and token in current:
             current = current[token]
         elif isinstance(current, list):
@@ -94,6 +80,17 @@ def _get(doc: Any, path: str) -> Any:
         else:
             raise PatchError(f"doc is missing path: {path!r}", status=422)
     return current
+
+
+def _parent(doc: Any, path: str) -> tuple[Any, str]:
+    tokens = _pointer(path)
+    if not tokens:
+        raise PatchError("operations on the whole document are not supported", status=422)
+    return _walk(doc, tokens[:-1], path), tokens[-1]
+
+
+def _get(doc: Any, path: str) -> Any:
+    return _walk(doc, _pointer(path), path)
 
 
 def _add(doc: Any, path: str, value: Any) -> None:
