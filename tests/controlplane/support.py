@@ -20,6 +20,7 @@ from lab.controlplane import ControlPlane
 from lab.receiver_harness import REV, SERVICE_TOKEN, Harness
 from sandbox.pods import FAULT_ANNOTATION
 from tests.binaries import require_binary
+from tests.deploy.render import DEPLOY, config_of, render
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -240,3 +241,61 @@ def receiver(plane: ControlPlane, tmp_path: Path, *, token: str | None = None, *
     defaults.update(settings)
     identity = _Identity(plane, token or plane.token)
     return Harness(identity, tmp_path, **defaults)  # type: ignore[arg-type]
+
+
+def can_i(plane: ControlPlane, account: str, verb: str, resource: str, *extra: str) -> bool:
+    """`kubectl auth can-i VERB RESOURCE EXTRA... --as ACCOUNT`: the apiserver's own answer."""
+    answer = kubectl(plane, "auth", "can-i", verb, resource, "--as", account, *extra, check=False)
+    return answer.stdout.strip() == "yes"
+
+
+SERVICE_ACCOUNT = "system:serviceaccount:rollback-webhook:rollback-webhook"
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+class BoundOverlay:
+    """An overlay's rendered RBAC applied to the control plane, with a token for its
+    ServiceAccount: the service then meets the apiserver's own authorizer (a missing grant is
+    a real 403). `probe` (verb, resource, namespace) is a grant the overlay gives: entered once
+    the apiserver allows it, left once it refuses it; `namespaces` are created first."""
+
+    def __init__(
+        self,
+        plane: ControlPlane,
+        name: str,
+        *,
+        probe: tuple[str, str, str],
+        namespaces: tuple[str, ...] = (),
+    ) -> None:
+        self.plane, self.name, self.probe = plane, name, probe
+        self.namespaces = ("rollback-webhook", *namespaces)
+        self.objects = render(DEPLOY / "overlays" / name)
+        self.rbac = [o for o in self.objects if o["kind"] in RBAC_KINDS]
+        self.token = ""
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """The overlay's config.yaml as receiver settings (paths, Prometheus and tracker local)."""
+        config = config_of(self.objects)
+        for key in ("auth", "audit", "kubernetes", "prometheus"):
+            config.pop(key, None)
+        config["tracker"] = {**config.get("tracker", {}), "enabled": False}
+        config.update(overrides)
+        return config
+
+    def can(self, verb: str, resource: str, namespace: str) -> bool:
+        return can_i(self.plane, SERVICE_ACCOUNT, verb, resource, "-n", namespace)
+
+    def __enter__(self) -> BoundOverlay:
+        for namespace in self.namespaces:
+            kubectl(self.plane, "create", "namespace", namespace, check=False)
+        apply(self.plane, *self.rbac)
+        self.token = kubectl(
+            self.plane, "-n", "rollback-webhook", "create", "token", "rollback-webhook"
+        ).stdout.strip()
+        wait_until("the RBAC to take effect", lambda: self.can(*self.probe))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        text = yaml.safe_dump_all(self.rbac)
+        kubectl(self.plane, "delete", "--ignore-not-found", "-f", "-", stdin=text, check=False)
+        wait_until("the RBAC to be gone", lambda: not self.can(*self.probe))

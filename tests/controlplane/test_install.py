@@ -15,12 +15,11 @@ import yaml
 
 from lab.controlplane import ControlPlane
 from tests.binaries import require_binary
-from tests.controlplane.support import kubectl
+from tests.controlplane.support import SERVICE_ACCOUNT, can_i, kubectl
 from tests.deploy.test_install_walkthrough import INSTALL, site_overlay
 
 pytestmark = pytest.mark.controlplane
 
-SERVICE_ACCOUNT = "system:serviceaccount:rollback-webhook:rollback-webhook"
 # prometheus-operator's kinds the bundle ships, as open CRDs (the real ones only add a schema;
 # tests/deploy/test_overlays.py checks the objects against that schema).
 MONITORING_CRDS = [
@@ -104,18 +103,7 @@ def test_steps_two_and_three_on_a_real_api_server(controlplane: ControlPlane, tm
         )
 
         def can(verb: str, resource: str, *extra: str) -> bool:
-            answer = kubectl(
-                controlplane,
-                "auth",
-                "can-i",
-                verb,
-                resource,
-                "--as",
-                SERVICE_ACCOUNT,
-                *extra,
-                check=False,
-            )
-            return answer.stdout.strip() == "yes"
+            return can_i(controlplane, SERVICE_ACCOUNT, verb, resource, *extra)
 
         # The dry-run overlay: reads everywhere, writes no rollback, stamps and marks only.
         assert can("get", "deployments.apps", "-n", "shop")
@@ -163,18 +151,7 @@ def test_the_helm_chart_on_a_real_api_server(controlplane: ControlPlane) -> None
         assert "deployment.apps/rollback-webhook created" in applied.stdout, applied.stdout
 
         def can(verb: str, resource: str, *extra: str) -> bool:
-            answer = kubectl(
-                controlplane,
-                "auth",
-                "can-i",
-                verb,
-                resource,
-                "--as",
-                account,
-                *extra,
-                check=False,
-            )
-            return answer.stdout.strip() == "yes"
+            return can_i(controlplane, account, verb, resource, *extra)
 
         assert can("update", "deployments.apps", "-n", "shop")
         assert can("create", "leases.coordination.k8s.io", "-n", namespace)

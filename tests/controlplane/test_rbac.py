@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from lab.controlplane import ControlPlane
 from tests.controlplane.support import (
+    SERVICE_ACCOUNT,
+    BoundOverlay,
     apply,
     deployment_manifest,
     get_json,
@@ -33,62 +34,15 @@ from tests.controlplane.support import (
     set_template,
     wait_until,
 )
-from tests.deploy.render import DEPLOY, config_of, render
 from webhook.leader import LeaderElector
 from webhook.tracker import HealthTracker
 
 pytestmark = pytest.mark.controlplane
 
-SERVICE_ACCOUNT = "system:serviceaccount:rollback-webhook:rollback-webhook"
-RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 
-
-class Overlay:
-    """One overlay's RBAC applied to the control plane, with a token for its ServiceAccount."""
-
-    def __init__(self, plane: ControlPlane, name: str) -> None:
-        self.plane, self.name = plane, name
-        self.objects = render(DEPLOY / "overlays" / name)
-        self.rbac = [o for o in self.objects if o["kind"] in RBAC_KINDS]
-        self.token = ""
-
-    def config(self, **overrides: Any) -> dict[str, Any]:
-        """The overlay's config.yaml as the receiver settings (paths and Prometheus local)."""
-        config = config_of(self.objects)
-        for key in ("auth", "audit", "kubernetes", "prometheus"):
-            config.pop(key, None)
-        config["tracker"] = {**config.get("tracker", {}), "enabled": False}
-        config.update(overrides)
-        return config
-
-    def can(self, verb: str, resource: str, namespace: str) -> bool:
-        result = kubectl(
-            self.plane,
-            "auth",
-            "can-i",
-            verb,
-            resource,
-            "-n",
-            namespace,
-            f"--as={SERVICE_ACCOUNT}",
-            check=False,
-        )
-        return result.stdout.strip() == "yes"
-
-    def __enter__(self) -> Overlay:
-        for namespace in ("rollback-webhook", "team-a"):
-            kubectl(self.plane, "create", "namespace", namespace, check=False)
-        apply(self.plane, *self.rbac)
-        self.token = kubectl(
-            self.plane, "-n", "rollback-webhook", "create", "token", "rollback-webhook"
-        ).stdout.strip()
-        wait_until("the RBAC to take effect", lambda: self.can("get", "replicasets", "team-a"))
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        text = yaml.safe_dump_all(self.rbac)
-        kubectl(self.plane, "delete", "--ignore-not-found", "-f", "-", stdin=text, check=False)
-        wait_until("the RBAC to be gone", lambda: not self.can("get", "replicasets", "team-a"))
+def overlay_rbac(plane: ControlPlane, name: str) -> BoundOverlay:
+    """One overlay's RBAC, in effect once the service may read ReplicaSets in team-a."""
+    return BoundOverlay(plane, name, probe=("get", "replicasets", "team-a"), namespaces=("team-a",))
 
 
 @pytest.fixture
@@ -121,7 +75,9 @@ def bad_second_revision(
     return wait_until("revision 2 with a pod", with_pod)
 
 
-def every_path_works(plane: ControlPlane, overlay: Overlay, namespace: str, tmp_path: Path) -> None:
+def every_path_works(
+    plane: ControlPlane, overlay: BoundOverlay, namespace: str, tmp_path: Path
+) -> None:
     """Rollback, opt-in by namespace label, Events, alerted-at, the tracker: none forbidden."""
     kubectl(plane, "label", "namespace", namespace, "auto-rollback/enabled=true", "--overwrite")
     sets = bad_second_revision(plane, namespace, annotated=False)
@@ -198,14 +154,14 @@ def run_tracker(plane: ControlPlane, harness: Any, namespace: str) -> None:
 def test_enforce_every_decision_path_works_as_the_service_account(
     controlplane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    with Overlay(controlplane, "enforce") as overlay:
+    with overlay_rbac(controlplane, "enforce") as overlay:
         every_path_works(controlplane, overlay, namespace, tmp_path)
 
 
 def test_namespaced_every_decision_path_works_in_its_namespace(
     controlplane: ControlPlane, team_a: str, tmp_path: Path, namespace: str
 ) -> None:
-    with Overlay(controlplane, "namespaced") as overlay:
+    with overlay_rbac(controlplane, "namespaced") as overlay:
         assert not overlay.can("get", "deployments", namespace)
         every_path_works(controlplane, overlay, team_a, tmp_path)
         (tmp_path / "other").mkdir()
@@ -219,7 +175,7 @@ def test_namespaced_every_decision_path_works_in_its_namespace(
 def test_dry_run_never_writes_and_the_apiserver_refuses_a_deployment_update(
     controlplane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    with Overlay(controlplane, "dry-run") as overlay:
+    with overlay_rbac(controlplane, "dry-run") as overlay:
         sets = bad_second_revision(controlplane, namespace)
         harness = receiver(controlplane, tmp_path, token=overlay.token, **overlay.config())
         assert harness.settings.dry_run
@@ -255,7 +211,7 @@ def test_dry_run_never_writes_and_the_apiserver_refuses_a_deployment_update(
 def test_revoked_verb_gives_failed_forbidden_with_the_apiservers_message(
     controlplane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    with Overlay(controlplane, "enforce") as overlay:
+    with overlay_rbac(controlplane, "enforce") as overlay:
         sets = bad_second_revision(controlplane, namespace)
         patch = [{"op": "replace", "path": "/rules/0/verbs", "value": ["get", "list"]}]
         kubectl(

@@ -21,7 +21,7 @@ from lab.controlplane import ControlPlane
 from lab.receiver_harness import SERVICE_TOKEN, Harness
 from sandbox.routing import parse_request
 from tests.conftest import RECORD_DIR_ENV
-from tests.controlplane.support import apply, kubectl, wait_until
+from tests.controlplane.support import BoundOverlay, apply, kubectl, wait_until
 
 CRDS = Path(__file__).resolve().parent / "crds"
 ARGOCD_NAMESPACE = "argocd"
@@ -198,65 +198,11 @@ def image_of(deployment: dict[str, Any]) -> str:
     return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
-__all__ = ["wait_until"]
+__all__ = ["BoundOverlay", "wait_until"]
 
 
-SERVICE_ACCOUNT = "system:serviceaccount:rollback-webhook:rollback-webhook"
-RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-
-
-class BoundOverlay:
-    """An overlay's rendered RBAC applied to the control plane, with a token for its
-    ServiceAccount: the service then meets the apiserver's own authorizer (a missing grant is
-    a real 403)."""
-
-    def __init__(self, plane: ControlPlane, name: str) -> None:
-        from tests.deploy.render import DEPLOY, render
-
-        self.plane, self.name = plane, name
-        self.objects = render(DEPLOY / "overlays" / name)
-        self.rbac = [o for o in self.objects if o["kind"] in RBAC_KINDS]
-        self.token = ""
-
-    def config(self, **overrides: Any) -> dict[str, Any]:
-        """The overlay's config.yaml as receiver settings (paths, Prometheus and tracker local)."""
-        from tests.deploy.render import config_of
-
-        config = config_of(self.objects)
-        for key in ("auth", "audit", "kubernetes", "prometheus"):
-            config.pop(key, None)
-        config["tracker"] = {**config.get("tracker", {}), "enabled": False}
-        config.update(overrides)
-        return config
-
-    def can(self, verb: str, resource: str, namespace: str) -> bool:
-        result = kubectl(
-            self.plane,
-            "auth",
-            "can-i",
-            verb,
-            resource,
-            "-n",
-            namespace,
-            f"--as={SERVICE_ACCOUNT}",
-            check=False,
-        )
-        return result.stdout.strip() == "yes"
-
-    def __enter__(self) -> BoundOverlay:
-        kubectl(self.plane, "create", "namespace", "rollback-webhook", check=False)
-        apply(self.plane, *self.rbac)
-        self.token = kubectl(
-            self.plane, "-n", "rollback-webhook", "create", "token", "rollback-webhook"
-        ).stdout.strip()
-        wait_until(
-            "the RBAC to take effect",
-            lambda: self.can("patch", "applications.argoproj.io", ARGOCD_NAMESPACE),
-        )
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        import yaml
-
-        text = yaml.safe_dump_all(self.rbac)
-        kubectl(self.plane, "delete", "--ignore-not-found", "-f", "-", stdin=text, check=False)
+def gitops_overlay(plane: ControlPlane) -> BoundOverlay:
+    """The gitops overlay's RBAC, in effect once the service may patch an Application."""
+    return BoundOverlay(
+        plane, "gitops", probe=("patch", "applications.argoproj.io", ARGOCD_NAMESPACE)
+    )

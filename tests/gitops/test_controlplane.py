@@ -38,6 +38,7 @@ from tests.gitops.controlplane_support import (
     create,
     dump_record,
     get,
+    gitops_overlay,
     helmrelease,
     image_of,
     install_crds,
@@ -57,7 +58,7 @@ WRITES = {"create", "update", "patch", "delete"}
 def overlay(controlplane: ControlPlane) -> Iterator[BoundOverlay]:
     """The CRDs installed and the gitops overlay's RBAC bound to the service's account."""
     install_crds(controlplane)
-    with BoundOverlay(controlplane, "gitops") as bound:
+    with gitops_overlay(controlplane) as bound:
         yield bound
 
 
