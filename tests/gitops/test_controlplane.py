@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,71 @@ class Bench:
             lambda: s if len(s := replicasets(self.plane, self.namespace, "web")) == 2 else None,
         )
         return str(sets[1]["metadata"]["name"])
+
+    def bad_revision_under(
+        self,
+        reconciler: Callable[[dict[str, Any]], reconcilers.Reconciler],
+        *,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+    ) -> tuple[reconcilers.Reconciler, dict[str, Any], str]:
+        """web:1 deployed with the owner's `labels` and `annotations`, the owner's reconciler
+        (made from Git's template) running, then Git at web:2: the double, the manifest, the
+        bad ReplicaSet."""
+        manifest = self.deploy(labels=labels, annotations=annotations)
+        double = self.reconcile(reconciler(manifest["spec"]["template"]))
+        return double, manifest, self.push_bad_revision(double, manifest)
+
+    def argocd_app(self, *, automated: dict[str, Any]) -> str:
+        """An Argo CD Application for this namespace with `automated` sync: its name."""
+        app = f"shop-{self.namespace}"
+        create(self.plane, application(app, automated=automated))
+        return app
+
+    def argocd_bad_revision(self, app: str) -> str:
+        """The same under Argo CD Application `app`, its self-heal syncing every second."""
+        _, _, bad = self.bad_revision_under(
+            lambda git: reconcilers.argocd(
+                self.admin,
+                app=(ARGOCD_NAMESPACE, app),
+                namespace=self.namespace,
+                deployment="web",
+                git=git,
+                interval=1.0,
+            ),
+            labels={},
+            annotations=tracking(app, self.namespace),
+        )
+        return bad
+
+    def helmrelease_bad_revision(
+        self, labels: dict[str, str], annotations: dict[str, str]
+    ) -> tuple[reconcilers.Reconciler, dict[str, Any], str]:
+        """The same under the Flux HelmRelease "web" in this namespace (every 2 s)."""
+        return self.bad_revision_under(
+            lambda git: reconcilers.flux_helmrelease(
+                self.admin,
+                release=(self.namespace, "web"),
+                namespace=self.namespace,
+                deployment="web",
+                git=git,
+                interval=2.0,
+            ),
+            labels=labels,
+            annotations=annotations,
+        )
+
+    def application(self, app: str) -> dict[str, Any]:
+        return get(self.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)
+
+    def resume(self, reason: str) -> dict[str, Any]:
+        """`POST /resume` for web as the logged-in person; asserts 200, returns its decision."""
+        answer = FullApp(self.h).resume(
+            {"namespace": self.namespace, "deployment": "web", "reason": reason}
+        )
+        assert answer.status_code == 200, answer.get_json()
+        decision: dict[str, Any] = answer.get_json()["decision"]
+        return decision
 
     def alert(self, replicaset: str) -> dict[str, Any]:
         [decision] = self.h.post_alerts(
@@ -215,18 +280,18 @@ def test_flux_kustomization_pause_keeps_the_rollback_for_the_window_and_resume_h
     b: Bench = bench()
     ks = f"apps-{namespace}"
     create(b.plane, kustomization(ks, interval="2s"))
-    manifest = b.deploy(labels=flux_labels(ks), annotations={})
-    double = b.reconcile(
-        reconcilers.flux_kustomization(
+    double, _, bad = b.bad_revision_under(
+        lambda git: reconcilers.flux_kustomization(
             b.admin,
             kustomization=(FLUX_NAMESPACE, ks),
             namespace=namespace,
             deployment="web",
-            git=manifest["spec"]["template"],
+            git=git,
             interval=2.0,
-        )
+        ),
+        labels=flux_labels(ks),
+        annotations={},
     )
-    bad = b.push_bad_revision(double, manifest)
 
     decision = b.alert(bad)
 
@@ -239,11 +304,7 @@ def test_flux_kustomization_pause_keeps_the_rollback_for_the_window_and_resume_h
     b.stays("web:1", seconds=7)  # three and a half intervals
     assert double.skipped > skipped  # it looked, and was paused
 
-    answer = FullApp(b.h).resume(
-        {"namespace": namespace, "deployment": "web", "reason": "Git reverted to web:1"}
-    )
-    assert answer.status_code == 200, answer.get_json()
-    resumed = answer.get_json()["decision"]
+    resumed = b.resume("Git reverted to web:1")
     assert resumed["outcome"] == "resumed"
     assert FLUX_RECONCILE not in b.deployment()["metadata"]["annotations"]
     assert b.h.audit_row(resumed["id"])["actor"] == "alice"
@@ -263,37 +324,20 @@ def test_argocd_pause_disables_automated_sync_and_resume_enables_it(
     bench: Any, namespace: str
 ) -> None:
     b: Bench = bench(argocd="pause")
-    app = f"shop-{namespace}"
-    create(b.plane, application(app, automated={"selfHeal": True, "prune": True}))
-    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
-    double = b.reconcile(
-        reconcilers.argocd(
-            b.admin,
-            app=(ARGOCD_NAMESPACE, app),
-            namespace=namespace,
-            deployment="web",
-            git=manifest["spec"]["template"],
-            interval=1.0,
-        )
-    )
-    bad = b.push_bad_revision(double, manifest)
+    app = b.argocd_app(automated={"selfHeal": True, "prune": True})
+    bad = b.argocd_bad_revision(app)
 
     decision = b.alert(bad)
 
     assert decision["outcome"] == "rolled_back", decision
     assert "spec.syncPolicy.automated.enabled: false" in decision["detail"]
-    automated = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)["spec"][
-        "syncPolicy"
-    ]["automated"]
+    automated = b.application(app)["spec"]["syncPolicy"]["automated"]
     assert automated == {"enabled": False, "selfHeal": True, "prune": True}
     b.stays("web:1", seconds=5)  # self-heal would have reverted within a second
     assert ANNOTATION_GITOPS_PAUSED in b.deployment()["metadata"]["annotations"]
 
-    answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "fixed"})
-    assert answer.status_code == 200, answer.get_json()
-    automated = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)["spec"][
-        "syncPolicy"
-    ]["automated"]
+    b.resume("fixed")
+    automated = b.application(app)["spec"]["syncPolicy"]["automated"]
     assert automated["enabled"] is True
     wait_until("self-heal to take over again", lambda: image_of(b.deployment()) == "web:2")
     assert pauses_and_undos(b.service_writes("applications"))
@@ -307,26 +351,14 @@ def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespa
         "helm.toolkit.fluxcd.io/namespace": namespace,
         "app.kubernetes.io/managed-by": "Helm",
     }
-    manifest = b.deploy(labels=labels, annotations={"meta.helm.sh/release-name": "web"})
-    double = b.reconcile(
-        reconcilers.flux_helmrelease(
-            b.admin,
-            release=(namespace, "web"),
-            namespace=namespace,
-            deployment="web",
-            git=manifest["spec"]["template"],
-            interval=2.0,
-        )
-    )
-    bad = b.push_bad_revision(double, manifest)
+    _, _, bad = b.helmrelease_bad_revision(labels, {"meta.helm.sh/release-name": "web"})
 
     decision = b.alert(bad)
 
     assert decision["outcome"] == "rolled_back", decision
     assert get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")["spec"]["suspend"]
     b.stays("web:1", seconds=5)
-    answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "ok"})
-    assert answer.status_code == 200, answer.get_json()
+    b.resume("ok")
     release = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
     assert release["spec"]["suspend"] is False
     assert pauses_and_undos(b.service_writes("helmreleases"))
@@ -334,27 +366,15 @@ def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespa
 
 def test_refuse_writes_nothing_and_the_event_names_the_steps(bench: Any, namespace: str) -> None:
     b: Bench = bench(argocd="refuse")  # the default
-    app = f"shop-{namespace}"
-    create(b.plane, application(app, automated={"selfHeal": True}))
-    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
-    double = b.reconcile(
-        reconcilers.argocd(
-            b.admin,
-            app=(ARGOCD_NAMESPACE, app),
-            namespace=namespace,
-            deployment="web",
-            git=manifest["spec"]["template"],
-            interval=1.0,
-        )
-    )
-    bad = b.push_bad_revision(double, manifest)
-    before = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)
+    app = b.argocd_app(automated={"selfHeal": True})
+    bad = b.argocd_bad_revision(app)
+    before = b.application(app)
 
     decision = b.alert(bad)
 
     assert (decision["outcome"], decision["reason"]) == ("skipped", "gitops_managed")
     assert b.service_writes("deployments") == [] and b.service_writes("applications") == []
-    after = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)
+    after = b.application(app)
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     [event] = events(b.h, "AutoRollbackRefused", namespace)
     assert f"(1) argocd app set {ARGOCD_NAMESPACE}/{app} --sync-policy none" in event["message"]
@@ -405,18 +425,7 @@ def test_an_application_managed_by_a_parent_or_an_applicationset_is_refused_by_d
         parent_double = reconcilers.ParentApp(b.admin, child=(ARGOCD_NAMESPACE, app), git_spec=spec)
         parent_double.tick()
         expected = f"managed by Application {ARGOCD_NAMESPACE}/{parent}"
-    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
-    double = b.reconcile(
-        reconcilers.argocd(
-            b.admin,
-            app=(ARGOCD_NAMESPACE, app),
-            namespace=namespace,
-            deployment="web",
-            git=manifest["spec"]["template"],
-            interval=1.0,
-        )
-    )
-    bad = b.push_bad_revision(double, manifest)
+    bad = b.argocd_bad_revision(app)
 
     decision = b.alert(bad)
 
@@ -431,20 +440,8 @@ def test_a_self_heal_revert_of_an_unpaused_deployment_is_detected_with_no_second
     bench: Any, namespace: str
 ) -> None:
     b: Bench = bench(argocd="ignore")
-    app = f"shop-{namespace}"
-    create(b.plane, application(app, automated={"selfHeal": True}))
-    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
-    double = b.reconcile(
-        reconcilers.argocd(
-            b.admin,
-            app=(ARGOCD_NAMESPACE, app),
-            namespace=namespace,
-            deployment="web",
-            git=manifest["spec"]["template"],
-            interval=1.0,
-        )
-    )
-    bad = b.push_bad_revision(double, manifest)
+    app = b.argocd_app(automated={"selfHeal": True})
+    bad = b.argocd_bad_revision(app)
 
     decision = b.alert(bad)
     assert decision["outcome"] == "rolled_back", decision
@@ -507,20 +504,8 @@ def test_argocd_without_automated_enabled_removes_automated_and_resume_restores_
     bench: Any, namespace: str, argocd_without_enabled: None
 ) -> None:
     b: Bench = bench(argocd="pause")
-    app = f"shop-{namespace}"
-    create(b.plane, application(app, automated={"selfHeal": True, "prune": True}))
-    manifest = b.deploy(labels={}, annotations=tracking(app, namespace))
-    double = b.reconcile(
-        reconcilers.argocd(
-            b.admin,
-            app=(ARGOCD_NAMESPACE, app),
-            namespace=namespace,
-            deployment="web",
-            git=manifest["spec"]["template"],
-            interval=1.0,
-        )
-    )
-    bad = b.push_bad_revision(double, manifest)
+    app = b.argocd_app(automated={"selfHeal": True, "prune": True})
+    bad = b.argocd_bad_revision(app)
 
     decision = b.alert(bad)
 
@@ -529,14 +514,11 @@ def test_argocd_without_automated_enabled_removes_automated_and_resume_restores_
         'spec.syncPolicy.automated removed (was {"prune": true, "selfHeal": true})'
         in (decision["detail"])
     )
-    policy = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)["spec"].get(
-        "syncPolicy", {}
-    )
+    policy = b.application(app)["spec"].get("syncPolicy", {})
     assert "automated" not in policy
     b.stays("web:1", seconds=4)
-    answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "fixed"})
-    assert answer.status_code == 200, answer.get_json()
-    restored = get(b.plane, "application.argoproj.io", ARGOCD_NAMESPACE, app)["spec"]
+    b.resume("fixed")
+    restored = b.application(app)["spec"]
     assert restored["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
     # The removal and the restore took effect; the strict attempt was refused.
     assert pauses_and_undos(b.service_writes("applications"))
@@ -549,18 +531,7 @@ def test_resume_leaves_alone_an_owner_someone_already_handed_back(
     b: Bench = bench(flux_helmrelease="pause")
     create(b.plane, helmrelease("web", namespace, interval="2s"))
     labels = {"helm.toolkit.fluxcd.io/name": "web", "helm.toolkit.fluxcd.io/namespace": namespace}
-    manifest = b.deploy(labels=labels, annotations={})
-    double = b.reconcile(
-        reconcilers.flux_helmrelease(
-            b.admin,
-            release=(namespace, "web"),
-            namespace=namespace,
-            deployment="web",
-            git=manifest["spec"]["template"],
-            interval=2.0,
-        )
-    )
-    bad = b.push_bad_revision(double, manifest)
+    double, manifest, bad = b.helmrelease_bad_revision(labels, {})
     assert b.alert(bad)["outcome"] == "rolled_back"
     # A person runs `flux resume helmrelease` themselves (and Git was fixed meanwhile).
     double.set_git(manifest["spec"]["template"])
@@ -577,10 +548,7 @@ def test_resume_leaves_alone_an_owner_someone_already_handed_back(
         '{"spec": {"suspend": false}}',
     )
 
-    answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "tidy"})
-
-    assert answer.status_code == 200, answer.get_json()
-    detail = answer.get_json()["decision"]["detail"]
+    detail = b.resume("tidy")["detail"]
     assert "is not suspended any more: left as it is" in detail
     # Only pauses (and the undo of one whose rollback write met a 409): resume wrote nothing.
     assert len(b.service_writes("helmreleases")) % 2 == 1
