@@ -11,6 +11,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -241,6 +242,15 @@ def receiver(plane: ControlPlane, tmp_path: Path, *, token: str | None = None, *
     defaults.update(settings)
     identity = _Identity(plane, token or plane.token)
     return Harness(identity, tmp_path, **defaults)  # type: ignore[arg-type]
+
+
+def alert_now(harness: Harness, *, trigger: str = "restart_rate", **labels: str) -> dict[str, Any]:
+    """One alert that started just now for `labels` (namespace, deployment, replicaset or pod),
+    delivered: the decision."""
+    [decision] = harness.post_alerts(
+        harness.alert(started_ago=timedelta(seconds=0), trigger=trigger, **labels)
+    )
+    return decision
 
 
 def can_i(plane: ControlPlane, account: str, verb: str, resource: str, *extra: str) -> bool:

@@ -18,6 +18,7 @@ import pytest
 from lab.controlplane import ControlPlane
 from lab.receiver_harness import REV
 from tests.controlplane.support import (
+    alert_now,
     apply,
     condition,
     deployment_manifest,
@@ -107,13 +108,8 @@ def test_crash_looping_surge_pod_with_max_unavailable_0_rolls_back_while_old_pod
         assert container["state"]["waiting"]["reason"] == "CrashLoopBackOff"
 
         harness = receiver(controlplane, tmp_path)
-        [decision] = harness.post_alerts(
-            harness.alert(
-                namespace=namespace,
-                deployment="web",
-                replicaset=new["metadata"]["name"],
-                started_ago=timedelta(seconds=0),
-            )
+        decision = alert_now(
+            harness, namespace=namespace, deployment="web", replicaset=new["metadata"]["name"]
         )
         assert decision["outcome"] == "rolled_back", decision
         assert (decision["from_revision"], decision["to_revision"]) == (2, 1)
@@ -223,14 +219,12 @@ def test_progress_deadline_exceeded_still_rolls_back(
     assert container["lastState"]["terminated"]["reason"] == "OOMKilled"
 
     harness = receiver(controlplane, tmp_path)
-    [decision] = harness.post_alerts(
-        harness.alert(
-            namespace=namespace,
-            deployment="web",
-            replicaset=new["metadata"]["name"],
-            trigger="oomkilled",
-            started_ago=timedelta(seconds=0),
-        )
+    decision = alert_now(
+        harness,
+        namespace=namespace,
+        deployment="web",
+        replicaset=new["metadata"]["name"],
+        trigger="oomkilled",
     )
     assert decision["outcome"] == "rolled_back", decision
     assert decision["to_revision"] == 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from lab.controlplane import ControlPlane
 from tests.controlplane.support import (
     SERVICE_ACCOUNT,
     BoundOverlay,
+    alert_now,
     apply,
     deployment_manifest,
     get_json,
@@ -85,9 +85,7 @@ def every_path_works(
     harness = receiver(plane, tmp_path, token=overlay.token, **overlay.config(dry_run=False))
     # An alert naming only the pod: GET pod, GET ReplicaSet, GET Deployment, GET Namespace
     # (opt-in by label), LIST ReplicaSets, PUT Deployment, PATCH mark, POST Event.
-    [decision] = harness.post_alerts(
-        harness.alert(namespace=namespace, pod=pod, started_ago=timedelta(seconds=0))
-    )
+    decision = alert_now(harness, namespace=namespace, pod=pod)
     assert decision["outcome"] == "rolled_back", decision
     assert decision["to_revision"] == 1
     marked = replicasets(plane, namespace, "web")
@@ -101,14 +99,7 @@ def every_path_works(
     fresh = wait_until("fresh revision 2", lambda: len(replicasets(plane, namespace, "fresh")) == 2)
     assert fresh
     current = replicasets(plane, namespace, "fresh")[1]["metadata"]["name"]
-    [skip] = harness.post_alerts(
-        harness.alert(
-            namespace=namespace,
-            deployment="fresh",
-            replicaset=current,
-            started_ago=timedelta(seconds=0),
-        )
-    )
+    skip = alert_now(harness, namespace=namespace, deployment="fresh", replicaset=current)
     assert (skip["outcome"], skip["reason"]) == ("skipped", "no_healthy_revision"), skip
     assert "AutoRollbackNoHealthyRevision" in harness.event_reasons(namespace)
     stamped = get_json(plane, "-n", namespace, "rs", current)
@@ -179,13 +170,8 @@ def test_dry_run_never_writes_and_the_apiserver_refuses_a_deployment_update(
         sets = bad_second_revision(controlplane, namespace)
         harness = receiver(controlplane, tmp_path, token=overlay.token, **overlay.config())
         assert harness.settings.dry_run
-        [decision] = harness.post_alerts(
-            harness.alert(
-                namespace=namespace,
-                deployment="web",
-                replicaset=sets[1]["metadata"]["name"],
-                started_ago=timedelta(seconds=0),
-            )
+        decision = alert_now(
+            harness, namespace=namespace, deployment="web", replicaset=sets[1]["metadata"]["name"]
         )
         assert decision["outcome"] == "dry_run", decision
         assert "AutoRollbackDryRun" in harness.event_reasons(namespace)
@@ -227,13 +213,8 @@ def test_revoked_verb_gives_failed_forbidden_with_the_apiservers_message(
             "update to be revoked", lambda: not overlay.can("update", "deployments", namespace)
         )
         harness = receiver(controlplane, tmp_path, token=overlay.token, **overlay.config())
-        [decision] = harness.post_alerts(
-            harness.alert(
-                namespace=namespace,
-                deployment="web",
-                replicaset=sets[1]["metadata"]["name"],
-                started_ago=timedelta(seconds=0),
-            )
+        decision = alert_now(
+            harness, namespace=namespace, deployment="web", replicaset=sets[1]["metadata"]["name"]
         )
         assert (decision["outcome"], decision["reason"]) == ("failed", "forbidden"), decision
         assert (

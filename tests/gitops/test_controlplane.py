@@ -11,7 +11,6 @@ import copy
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from lab.controlplane import ControlPlane
 from lab.receiver_harness import SERVICE_TOKEN, Harness
 from sandbox.pods import FAULT_ANNOTATION
 from tests.controlplane.support import (
+    alert_now,
     apply,
     deployment_manifest,
     kubectl,
@@ -175,15 +175,7 @@ class Bench:
         return decision
 
     def alert(self, replicaset: str) -> dict[str, Any]:
-        [decision] = self.h.post_alerts(
-            self.h.alert(
-                namespace=self.namespace,
-                deployment="web",
-                replicaset=replicaset,
-                started_ago=timedelta(seconds=0),
-            )
-        )
-        return decision
+        return alert_now(self.h, namespace=self.namespace, deployment="web", replicaset=replicaset)
 
     def deployment(self) -> dict[str, Any]:
         # Through the client, not a kubectl process per poll (two shared cores).
