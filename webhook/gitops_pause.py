@@ -43,7 +43,7 @@ from webhook.gitops_facts import (
     application_facts,
     helmrelease_facts,
 )
-from webhook.kube import Cluster, Invalid, NotFound, Obj
+from webhook.kube import Cluster, Conflict, Invalid, NotFound, Obj
 from webhook.revisions import format_k8s_time
 
 log = logging.getLogger(__name__)
@@ -175,14 +175,38 @@ def without_pause(deployment: Obj) -> Obj:
     return body
 
 
+# Conditional writes of the Deployment's pause annotations before resume gives up on 409s.
+DROP_PAUSE_ATTEMPTS = 5
+
+
+def _drop_pause(
+    cluster: Cluster, namespace: str, name: str, deployment: Obj, record: PauseRecord
+) -> None:
+    """Remove the pause annotations in a write conditional on what was read. The owner is
+    handed back by then and may reconcile the Deployment at once (its first sync after a
+    resume), so a 409 means: read again and drop them from that copy, never overwrite it.
+    A copy that no longer carries this same pause (another resume, a newer pause) is left."""
+    for attempt in range(1, DROP_PAUSE_ATTEMPTS + 1):
+        try:
+            cluster.replace_deployment(without_pause(deployment))
+            return
+        except Conflict:
+            if attempt == DROP_PAUSE_ATTEMPTS:
+                raise
+            deployment = cluster.get_deployment(namespace, name)
+            if pause_record(deployment["metadata"].get("annotations") or {}) != record:
+                return
+
+
 def resume(cluster: Cluster, namespace: str, name: str) -> Resumed:
-    """Undo the pause recorded on the Deployment; Conflict when it changed meanwhile."""
+    """Undo the pause recorded on the Deployment; Conflict only when the Deployment kept
+    changing through every re-read (see _drop_pause)."""
     deployment = cluster.get_deployment(namespace, name)
     record = pause_record(deployment["metadata"].get("annotations") or {})
     if record is None:
         return Resumed(None, f"Deployment {namespace}/{name} has no pause by rollback-webhook")
     untouched = unpause_owner(cluster, record)
-    cluster.replace_deployment(without_pause(deployment))
+    _drop_pause(cluster, namespace, name, deployment, record)
     paused = describe_pause(record, namespace=namespace, deployment=name).split(";")[0]
     return Resumed(
         record,

@@ -39,6 +39,32 @@ def resume(harness: Harness, body: object, token: str = ONCALL_TOKEN) -> Any:
     return FullApp(harness).resume(body, token)
 
 
+def test_resume_that_meets_the_owners_own_write_reads_again_and_keeps_that_write(
+    harness: Harness,
+) -> None:
+    deploy_owned(harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION)
+    pause_as_a_rollback_did(harness, "web")
+    # The owner, handed back, reconciles at once: its write lands between resume's read of the
+    # Deployment and resume's conditional write, which therefore meets a 409.
+    harness.sandbox.controls.interleave(
+        method="PUT",
+        path=r"/apis/apps/v1/namespaces/shop/deployments/web$",
+        resource="deployments",
+        namespace="shop",
+        name="web",
+        merge_patch={"metadata": {"labels": {"reconciled-by": "flux"}}},
+    )
+
+    answer = resume(harness, {"namespace": "shop", "deployment": "web", "reason": "Git fixed"})
+
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["decision"]["outcome"] == "resumed"
+    deployment = harness.deployment("shop", "web")
+    annotations = deployment["metadata"]["annotations"]
+    assert FLUX_RECONCILE not in annotations and ANNOTATION_GITOPS_PAUSED not in annotations
+    assert deployment["metadata"]["labels"]["reconciled-by"] == "flux"  # not overwritten
+
+
 def test_resume_removes_the_flux_pause_and_is_audited_with_the_actor(harness: Harness) -> None:
     deploy_owned(harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION)
     pause_as_a_rollback_did(harness, "web")
