@@ -118,27 +118,21 @@ def detect_owner(
         if app and resource == f"apps/Deployment:{namespace}/{name}":
             app_ns, app_name = split_app(app, settings.argocd_namespace)
             return Owner(OwnerKind.ARGOCD, app_name, app_ns, f"annotation {ARGOCD_TRACKING_ID}")
-    if labels.get(FLUX_KUSTOMIZE_NAME):
-        return Owner(
+    # Owners that name themselves with a name key and a namespace key, strongest first.
+    for kind, where, marks, name_key, namespace_key in (
+        (
             OwnerKind.FLUX_KUSTOMIZATION,
-            labels[FLUX_KUSTOMIZE_NAME],
-            labels.get(FLUX_KUSTOMIZE_NAMESPACE) or namespace,
-            f"label {FLUX_KUSTOMIZE_NAME}",
-        )
-    if labels.get(FLUX_HELM_NAME):
-        return Owner(
-            OwnerKind.FLUX_HELMRELEASE,
-            labels[FLUX_HELM_NAME],
-            labels.get(FLUX_HELM_NAMESPACE) or namespace,
-            f"label {FLUX_HELM_NAME}",
-        )
-    if annotations.get(HELM_RELEASE_NAME):
-        return Owner(
-            OwnerKind.HELM,
-            annotations[HELM_RELEASE_NAME],
-            annotations.get(HELM_RELEASE_NAMESPACE) or namespace,
-            f"annotation {HELM_RELEASE_NAME}",
-        )
+            "label",
+            labels,
+            FLUX_KUSTOMIZE_NAME,
+            FLUX_KUSTOMIZE_NAMESPACE,
+        ),
+        (OwnerKind.FLUX_HELMRELEASE, "label", labels, FLUX_HELM_NAME, FLUX_HELM_NAMESPACE),
+        (OwnerKind.HELM, "annotation", annotations, HELM_RELEASE_NAME, HELM_RELEASE_NAMESPACE),
+    ):
+        if marks.get(name_key):
+            owner_namespace = marks.get(namespace_key) or namespace
+            return Owner(kind, marks[name_key], owner_namespace, f"{where} {name_key}")
     instance = labels.get(settings.argocd_instance_label, "")
     if instance:
         app_ns, app_name = split_app(instance, settings.argocd_namespace)
