@@ -61,12 +61,22 @@ def _timestamp(text: str | None) -> float:
     return parse_time(text).timestamp() if text else 0.0
 
 
-def _owner(meta: dict[str, Any]) -> tuple[str, str, str]:
+def _owners(meta: dict[str, Any]) -> list[dict[str, str]]:
+    """The owner labels of kube_pod_owner / kube_replicaset_owner as kube-state-metrics v2
+    writes them (internal/store/pod.go, replicaset.go): one series per ownerReference, and one
+    with empty values (absent labels, to Prometheus) for an object nobody owns; v1's "<none>"
+    is gone since v2.0."""
     refs = meta.get("ownerReferences") or []
     if not refs:
-        return "<none>", "<none>", "<none>"
-    ref = refs[0]
-    return str(ref.get("kind")), str(ref.get("name")), "true" if ref.get("controller") else "false"
+        return [{"owner_kind": "", "owner_name": "", "owner_is_controller": ""}]
+    return [
+        {
+            "owner_kind": str(ref.get("kind")),
+            "owner_name": str(ref.get("name")),
+            "owner_is_controller": "true" if ref.get("controller") else "false",
+        }
+        for ref in refs
+    ]
 
 
 def render(store: Store) -> str:
@@ -96,10 +106,9 @@ def render(store: Store) -> str:
 def _pod_metrics(pod: dict[str, Any], now: datetime, family: _Factory) -> None:
     meta = pod["metadata"]
     base = {"namespace": meta.get("namespace", ""), "pod": meta["name"], "uid": meta["uid"]}
-    kind, name, is_controller = _owner(meta)
-    family("kube_pod_owner", "gauge", "[STABLE] Information about the Pod's owner.").add(
-        {**base, "owner_kind": kind, "owner_name": name, "owner_is_controller": is_controller}, 1
-    )
+    pod_owner = family("kube_pod_owner", "gauge", "[STABLE] Information about the Pod's owner.")
+    for owner in _owners(meta):
+        pod_owner.add({**base, **owner}, 1)
     family("kube_pod_created", "gauge", "[STABLE] Unix creation timestamp").add(
         base, _timestamp(meta.get("creationTimestamp"))
     )
@@ -164,13 +173,11 @@ def _pod_metrics(pod: dict[str, Any], now: datetime, family: _Factory) -> None:
 def _replicaset_metrics(rs: dict[str, Any], family: _Factory) -> None:
     meta, spec, status = rs["metadata"], rs.get("spec") or {}, rs.get("status") or {}
     base = {"namespace": meta.get("namespace", ""), "replicaset": meta["name"]}
-    kind, name, is_controller = _owner(meta)
-    owner = family(
+    owner_family = family(
         "kube_replicaset_owner", "gauge", "[STABLE] Information about the ReplicaSet's owner."
     )
-    owner.add(
-        {**base, "owner_kind": kind, "owner_name": name, "owner_is_controller": is_controller}, 1
-    )
+    for owner in _owners(meta):
+        owner_family.add({**base, **owner}, 1)
     family("kube_replicaset_created", "gauge", "[STABLE] Unix creation timestamp").add(
         base, _timestamp(meta.get("creationTimestamp"))
     )

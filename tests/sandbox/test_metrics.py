@@ -100,6 +100,30 @@ def test_join_labels_match_kube_state_metrics(store: Store) -> None:
                                 deployment="web") == [1]
 
 
+
+def test_owner_series_follow_kube_state_metrics_v2_for_no_owner_and_several(store: Store) -> None:
+    # v2 writes empty owner labels for an object nobody owns (v1 wrote "<none>"), and one series
+    # per ownerReference; tests/controlplane/test_kube_state_metrics.py holds the real one to it.
+    pod = {"metadata": {"name": "bare", "namespace": "shop"},
+           "spec": {"containers": [{"name": "app", "image": "bare:1"}]}}
+    apply_defaults("pods", pod)
+    store.create("pods", pod)
+    rs = {"metadata": {"name": "lone", "namespace": "shop", "ownerReferences": [
+              {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "u-a"},
+              {"apiVersion": "apps/v1", "kind": "Deployment", "name": "b", "uid": "u-b",
+               "controller": True}]},
+          "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "lone"}},
+                   "template": {"metadata": {"labels": {"app": "lone"}},
+                                "spec": {"containers": [{"name": "app", "image": "lone:1"}]}}}}
+    apply_defaults("replicasets", rs)
+    store.create("replicasets", rs)
+    [owner] = [labels for n, labels, _ in samples(store) if n == "kube_pod_owner"]
+    assert (owner["owner_kind"], owner["owner_name"], owner["owner_is_controller"]) == ("", "", "")
+    rs_owners = sorted(
+        (labels["owner_kind"], labels["owner_name"], labels["owner_is_controller"])
+        for n, labels, _ in samples(store) if n == "kube_replicaset_owner")
+    assert rs_owners == [("ConfigMap", "a", "false"), ("Deployment", "b", "true")]
+
 def test_crashloop_restarts_grow_with_time_and_show_the_waiting_reason(
     store: Store, clock: Clock
 ) -> None:
