@@ -16,7 +16,13 @@ Targets: p99 at 500 Deployments within 3x of p99 at 10; zero lost, zero double. 
 breaker is raised out of the way (max_rollbacks above N) unless --default-breaker, which checks
 instead that exactly max_rollbacks (5) rollbacks happen.
 
+With --cluster controlplane the same storm meets the real control plane instead (lab/
+controlplane.py: kube-apiserver, kube-controller-manager, etcd and the kubelet stand-in, one
+fresh per case): the Deployments (one replica each) are server-side applied, rolled out by the
+real controller, and checked afterwards on the real objects (benchmarks/storm_controlplane.py).
+
 Run: nice python3 benchmarks/storm.py [--sizes 10,100,500] [--one-namespace 500] [--json]
+     [--cluster sandbox|controlplane]
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ class Case:
     clients: int = CLIENTS
     default_breaker: bool = False
     seed: int = 17
+    cluster: str = "sandbox"  # sandbox | controlplane
+    prefix: str = "storm"  # namespaces are PREFIX-000, PREFIX-001, ...
 
     @property
     def name(self) -> str:
@@ -83,7 +91,10 @@ class Case:
     def targets(self) -> list[tuple[str, str]]:
         """(namespace, name) of every Deployment."""
         return [
-            (f"storm-{0 if self.one_namespace else i // PER_NAMESPACE:03d}", f"app-{i:04d}")
+            (
+                f"{self.prefix}-{0 if self.one_namespace else i // PER_NAMESPACE:03d}",
+                f"app-{i:04d}",
+            )
             for i in range(self.deployments)
         ]
 
@@ -91,6 +102,7 @@ class Case:
 @dataclass
 class Result:
     case: str
+    cluster: str
     deployments: int
     namespaces: int
     alerts: int
@@ -99,7 +111,7 @@ class Result:
     payloads_per_second: float
     p50_ms: float
     p99_ms: float
-    api_requests_per_decision: float
+    api_requests_per_decision: float | None  # None: not counted (see the cluster)
     outcomes: dict[str, int]
     load_average: list[float]
     retried: int
@@ -109,6 +121,7 @@ class Result:
     failures: list[str] = field(default_factory=list)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     rss_mib: dict[str, float] = field(default_factory=dict)
+    setup_seconds: float = 0.0  # starting the stack and laying the Deployments out
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -154,61 +167,192 @@ def role_of(pid: int) -> str:
     return "tracker" if "tracker_process" in command else "worker"
 
 
-class Stack:
-    """A sandbox process and a serve process, started for one case."""
+@dataclass
+class Observed:
+    """The cluster after the storm, as the checks need it."""
 
-    def __init__(self, workdir: Path, case: Case) -> None:
-        self.workdir = workdir
-        env = {k: v for k, v in os.environ.items() if k not in {"ROLLBACK_WEBHOOK_CONFIG"}}
-        env.update({"PYTHONPATH": str(REPO), "HOME": str(workdir)})
-        self.env = env
-        self.sandbox_port = free_port()
-        self.sandbox = self._start(
+    requests: int | None  # the receiver's Kubernetes API requests during the storm; None: n/a
+    writes: Counter[tuple[str, str]]  # Deployment (spec) writes during the storm, by key
+    final: dict[tuple[str, str], dict[str, Any]]  # every Deployment by (namespace, name)
+    # The control plane's ReplicaSets by Deployment, to check the real controller's account of
+    # the rollback (revision numbers, the bad mark); None on the sandbox.
+    replicasets: dict[tuple[str, str], list[dict[str, Any]]] | None = None
+
+
+def deployment_documents(case: Case, image: str, *, replicas: int) -> list[dict[str, Any]]:
+    """Every Deployment of the case at one revision (`image` is its tag: 1 or 2)."""
+    return [
+        yaml.safe_load(
+            DEPLOYMENT.format(
+                name=name,
+                namespace=namespace,
+                annotations=json.dumps({"auto-rollback/enabled": "true"}),
+                replicas=replicas,
+                image=f"registry.local/{name}:{image}",
+            )
+        )
+        for namespace, name in case.targets()
+    ]
+
+
+class SandboxCluster:
+    """A sandbox process of its own; the receiver's requests counted at its request record."""
+
+    kind = "sandbox"
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.process = start_python(
+            workdir,
+            env,
             "sandbox",
             [
                 "sandbox",
                 "--port",
-                str(self.sandbox_port),
+                str(self.port),
                 "--kubeconfig-out",
                 str(workdir / "controls.kubeconfig"),
                 "--token",
                 CONTROL_TOKEN,
             ],
         )
-        url = f"http://127.0.0.1:{self.sandbox_port}"
+        url = f"http://127.0.0.1:{self.port}"
         self.controls = SandboxControls(url, token=CONTROL_TOKEN)
-        _wait(lambda: _answers(self.controls), what="the sandbox", process=self.sandbox)
+        _wait(lambda: _answers(self.controls), what="the sandbox", process=self.process)
         # The receiver's own token, so its requests are told from this script's in the record.
-        kubeconfig = write_kubeconfig(workdir / "kubeconfig", server=url, token=SERVICE_TOKEN)
-        (workdir / "token").write_text(TOKEN)
-        self.port = free_port()
-        config = {
-            "audit": {"path": str(workdir / "audit.sqlite")},
-            "auth": {"receiver": {"bearer_token_file": str(workdir / "token")}},
-            "kubernetes": {"kubeconfig": str(kubeconfig), "timeout_seconds": 10},
-            "server": {"host": "127.0.0.1", "port": self.port},
-            "max_rollbacks": DEFAULT_BREAKER if case.default_breaker else case.deployments + 1,
-            # The tracker as shipped (a round a minute), in its own process beside the worker.
-            "tracker": {"lease_duration_seconds": 15},
-        }
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        self.kubeconfig = write_kubeconfig(workdir / "kubeconfig", server=url, token=SERVICE_TOKEN)
         self.controls.apply(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rollback-webhook"}}
         )
-        self.retried = 0
-        self.serve = self._start("serve", ["serve", "--config", str(workdir / "config.yaml")])
-        _wait(self._serving, what="serve", process=self.serve)
 
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        with open(os.devnull, "wb") as sink, (self.workdir / f"{name}.stderr").open("wb") as err:
-            # serve's stdout is the decision log: written, thrown away (its cost is measured).
-            return subprocess.Popen(
-                [sys.executable, "-m", "webhook", *args],
-                cwd=REPO,
-                env=self.env,
-                stdout=sink,
-                stderr=err,
+    def settings(self) -> dict[str, Any]:
+        """Receiver settings this cluster needs beyond the storm's own: none (revision 1 is
+        written two hours old, older than the shipped min_healthy_seconds)."""
+        return {}
+
+    def lay_out(self, case: Case) -> dict[tuple[str, str], str]:
+        """Create every Deployment with a healthy revision 1 and a bad revision 2; returns the
+        bad ReplicaSet's name by (namespace, name)."""
+        now = datetime.now(UTC)
+        targets = case.targets()
+        for namespace in sorted({ns for ns, _ in targets}):
+            self.controls.apply(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
             )
+        for image, age in (("1", timedelta(hours=2)), ("2", timedelta(minutes=3))):
+            documents = deployment_documents(case, image, replicas=2)
+            for start in range(0, len(documents), 100):
+                self.controls.apply(documents[start : start + 100], as_of=now - age)
+        bad: dict[tuple[str, str], str] = {}
+        for namespace in sorted({ns for ns, _ in targets}):
+            for rs in self._list(f"/apis/apps/v1/namespaces/{namespace}/replicasets"):
+                meta = rs["metadata"]
+                if meta["annotations"].get("deployment.kubernetes.io/revision") == "2":
+                    bad[(namespace, meta["ownerReferences"][0]["name"])] = meta["name"]
+        assert len(bad) == case.deployments, (len(bad), case.deployments)
+        return bad
+
+    def alerts_start(self) -> datetime:
+        """When the storm's alerts started: a minute ago, after revision 2 (three minutes old)."""
+        return datetime.now(UTC) - timedelta(minutes=1)
+
+    def start_counting(self) -> None:
+        self.controls.clear_requests()
+
+    def observe(self, bad: dict[tuple[str, str], str]) -> Observed:
+        requests = [r for r in self.controls.requests() if r["token"] == SERVICE_TOKEN]
+        writes = Counter(
+            (r["namespace"], r["name"])
+            for r in requests
+            if r["resource"] == "deployments"
+            and r["verb"] in ("update", "patch")
+            and r["status"] < 300
+        )
+        final = {
+            (d["metadata"]["namespace"], d["metadata"]["name"]): d
+            for namespace in sorted({ns for ns, _ in bad})
+            for d in self._list(f"/apis/apps/v1/namespaces/{namespace}/deployments")
+        }
+        return Observed(requests=len(requests), writes=writes, final=final)
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection.request("GET", path, headers={"Authorization": f"Bearer {CONTROL_TOKEN}"})
+        items: list[dict[str, Any]] = json.loads(connection.getresponse().read())["items"]
+        return items
+
+    def processes(self) -> dict[str, int]:
+        return {"sandbox": self.process.pid}
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_python(
+    workdir: Path, env: dict[str, str], name: str, args: list[str]
+) -> subprocess.Popen[bytes]:
+    """`python -m webhook ARGS` from the repository, stderr to WORKDIR/NAME.stderr."""
+    with open(os.devnull, "wb") as sink, (workdir / f"{name}.stderr").open("wb") as err:
+        # serve's stdout is the decision log: written, thrown away (its cost is measured).
+        return subprocess.Popen(
+            [sys.executable, "-m", "webhook", *args],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=err,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class Stack:
+    """A cluster (the sandbox or the control plane) and a serve process, for one case."""
+
+    def __init__(self, workdir: Path, case: Case, plane: Any = None) -> None:
+        self.workdir = workdir
+        env = {k: v for k, v in os.environ.items() if k not in {"ROLLBACK_WEBHOOK_CONFIG"}}
+        env.update({"PYTHONPATH": str(REPO), "HOME": str(workdir)})
+        self.env = env
+        self.cluster: Any
+        if case.cluster == "controlplane":
+            from benchmarks.storm_controlplane import ControlPlaneCluster
+
+            self.cluster = ControlPlaneCluster(workdir, case, plane=plane)
+        elif case.cluster == "sandbox":
+            self.cluster = SandboxCluster(workdir, env)
+        else:
+            raise ValueError(f"cluster: sandbox or controlplane, not {case.cluster!r}")
+        self.serve: subprocess.Popen[bytes] | None = None
+        self.retried = 0
+        try:
+            (workdir / "token").write_text(TOKEN)
+            self.port = free_port()
+            config = {
+                "audit": {"path": str(workdir / "audit.sqlite")},
+                "auth": {"receiver": {"bearer_token_file": str(workdir / "token")}},
+                "kubernetes": {"kubeconfig": str(self.cluster.kubeconfig), "timeout_seconds": 10},
+                "server": {"host": "127.0.0.1", "port": self.port},
+                "max_rollbacks": DEFAULT_BREAKER if case.default_breaker else case.deployments + 1,
+                # The tracker as shipped (a round a minute), in its own process beside the worker.
+                "tracker": {"lease_duration_seconds": 15},
+                **self.cluster.settings(),
+            }
+            (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+            self.serve = start_python(
+                workdir, env, "serve", ["serve", "--config", str(workdir / "config.yaml")]
+            )
+            _wait(self._serving, what="serve", process=self.serve)
+        except BaseException:
+            self.stop()
+            raise
 
     def _serving(self) -> bool:
         try:
@@ -220,7 +364,8 @@ class Stack:
 
     def processes(self) -> dict[str, int]:
         """Every process of the stack by role, and this script's own (the clients)."""
-        found = {"sandbox": self.sandbox.pid, "master": self.serve.pid, "clients": os.getpid()}
+        assert self.serve is not None
+        found = {**self.cluster.processes(), "master": self.serve.pid, "clients": os.getpid()}
         workers = 0
         for pid in sorted(children_of(self.serve.pid)):
             if role_of(pid) == "tracker":
@@ -231,15 +376,12 @@ class Stack:
         return found
 
     def stop(self) -> None:
-        # serve first: its tracker releases the Lease while the sandbox still answers.
-        for process in (self.serve, self.sandbox):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # serve first: its tracker releases the Lease while the cluster still answers.
+        try:
+            if self.serve is not None:
+                stop_process(self.serve)
+        finally:
+            self.cluster.stop()
 
 
 def _answers(controls: SandboxControls) -> bool:
@@ -263,52 +405,17 @@ def _wait(
     raise RuntimeError(f"{what} not up after {seconds}s")
 
 
-# -- the cluster and the storm -----------------------------------------------------------------
-def lay_out(stack: Stack, case: Case) -> dict[tuple[str, str], str]:
-    """Create every Deployment with a healthy revision 1 and a bad revision 2; returns the bad
-    ReplicaSet's name by (namespace, name)."""
-    now = datetime.now(UTC)
-    targets = case.targets()
-    for namespace in sorted({ns for ns, _ in targets}):
-        stack.controls.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-        )
-    for image, age in (("1", timedelta(hours=2)), ("2", timedelta(minutes=3))):
-        documents = [
-            yaml.safe_load(
-                DEPLOYMENT.format(
-                    name=name,
-                    namespace=namespace,
-                    annotations=json.dumps({"auto-rollback/enabled": "true"}),
-                    replicas=2,
-                    image=f"registry.local/{name}:{image}",
-                )
-            )
-            for namespace, name in targets
-        ]
-        for start in range(0, len(documents), 100):
-            stack.controls.apply(documents[start : start + 100], as_of=now - age)
-    bad: dict[tuple[str, str], str] = {}
-    for namespace in sorted({ns for ns, _ in targets}):
-        for rs in _list(stack, f"/apis/apps/v1/namespaces/{namespace}/replicasets"):
-            meta = rs["metadata"]
-            if meta["annotations"].get("deployment.kubernetes.io/revision") == "2":
-                bad[(namespace, meta["ownerReferences"][0]["name"])] = meta["name"]
-    assert len(bad) == case.deployments, (len(bad), case.deployments)
-    return bad
+# -- the storm ---------------------------------------------------------------------------------
 
 
-def _list(stack: Stack, path: str) -> list[dict[str, Any]]:
-    connection = http.client.HTTPConnection("127.0.0.1", stack.sandbox_port, timeout=30)
-    connection.request("GET", path, headers={"Authorization": f"Bearer {CONTROL_TOKEN}"})
-    items: list[dict[str, Any]] = json.loads(connection.getresponse().read())["items"]
-    return items
-
-
-def storm_payloads(case: Case, bad: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
-    """Every alert of the storm, shuffled into payloads of 1 to 50 alerts (seeded)."""
+def storm_payloads(
+    case: Case, bad: dict[tuple[str, str], str], *, starts_at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Every alert of the storm, shuffled into payloads of 1 to 50 alerts (seeded); the alerts
+    started at `starts_at` (a minute ago unless given)."""
     rng = random.Random(case.seed)
-    started = (datetime.now(UTC) - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    when = starts_at or datetime.now(UTC) - timedelta(minutes=1)
+    started = when.isoformat().replace("+00:00", "Z")
     alerts = []
     for (namespace, name), replicaset in sorted(bad.items()):
         for k in range(case.alerts_per_deployment):
@@ -413,36 +520,35 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run_case(case: Case, *, workdir: Path, keep: Path | None = None) -> Result:
+def run_case(case: Case, *, workdir: Path, keep: Path | None = None, plane: Any = None) -> Result:
     """One storm on a fresh stack; the figures and the correctness checks. With `keep`, the
-    processes' stderr and the audit are copied there."""
+    processes' stderr and the audit are copied there. On the control plane, `plane` (a
+    running lab.controlplane.ControlPlane) is used instead of starting one, and left running."""
     load_before = os.getloadavg()[0]
-    stack = Stack(workdir, case)
+    setup_started = time.monotonic()
+    stack = Stack(workdir, case, plane=plane)
     try:
-        bad = lay_out(stack, case)
-        payloads = storm_payloads(case, bad)
-        stack.controls.clear_requests()
+        bad = stack.cluster.lay_out(case)
+        setup_seconds = time.monotonic() - setup_started
+        payloads = storm_payloads(case, bad, starts_at=stack.cluster.alerts_start())
+        stack.cluster.start_counting()
         processes = stack.processes()
         cpu_before = {role: cpu_of(pid) for role, pid in processes.items()}
         answers, seconds = send(stack, payloads, case.clients)
         cpu = {role: round(cpu_of(pid) - cpu_before[role], 2) for role, pid in processes.items()}
         rss = {role: round(rss_mib(pid), 1) for role, pid in stack.processes().items()}
-        requests = [r for r in stack.controls.requests() if r["token"] == SERVICE_TOKEN]
-        final = {
-            (d["metadata"]["namespace"], d["metadata"]["name"]): d
-            for namespace in sorted({ns for ns, _ in bad})
-            for d in _list(stack, f"/apis/apps/v1/namespaces/{namespace}/deployments")
-        }
+        observed = stack.cluster.observe(bad)
     finally:
         stack.stop()
         if keep is not None:
-            kept = keep / case.name.replace(" ", "-").replace(",", "")
+            kept = keep / f"{case.cluster}-{case.name}".replace(" ", "-").replace(",", "")
             kept.mkdir(parents=True, exist_ok=True)
             for path in [*workdir.glob("*.stderr"), workdir / "audit.sqlite"]:
                 if path.exists():
                     shutil.copy(path, kept / path.name)
-    result = judge(case, payloads, answers, seconds, requests, final, workdir, cpu, rss)
+    result = judge(case, payloads, answers, seconds, observed, bad, workdir, cpu, rss)
     result.retried = stack.retried
+    result.setup_seconds = round(setup_seconds, 1)
     result.load_average = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return result
 
@@ -452,8 +558,8 @@ def judge(
     payloads: list[dict[str, Any]],
     answers: list[Any],
     seconds: float,
-    requests: list[dict[str, Any]],
-    final: dict[tuple[str, str], dict[str, Any]],
+    observed: Observed,
+    bad: dict[tuple[str, str], str],
     workdir: Path,
     cpu: dict[str, float],
     rss: dict[str, float],
@@ -510,11 +616,7 @@ def judge(
     rolled = Counter(
         (d["namespace"], d["deployment"]) for d in decisions if d["outcome"] == "rolled_back"
     )
-    writes = Counter(
-        (r["namespace"], r["name"])
-        for r in requests
-        if r["resource"] == "deployments" and r["verb"] in ("update", "patch") and r["status"] < 300
-    )
+    writes, final = observed.writes, observed.final
     double = sum(1 for key in rolled if rolled[key] > 1) + sum(
         1 for key in writes if writes[key] > 1
     )
@@ -527,10 +629,27 @@ def judge(
         images = [c["image"] for c in final[key]["spec"]["template"]["spec"]["containers"]]
         if not all(image.endswith(":1") for image in images):
             failures.append(f"{key}: rolled back but runs {images}")
+    if sum(writes.values()) != sum(rolled.values()):
+        failures.append(
+            f"{sum(writes.values())} Deployment writes for {sum(rolled.values())} rollbacks"
+        )
+    if observed.replicasets is not None:
+        ids = {
+            key: [
+                d["id"]
+                for d in decisions
+                if d["outcome"] == "rolled_back" and (d["namespace"], d["deployment"]) == key
+            ]
+            for key in rolled
+        }
+        from benchmarks.storm_controlplane import check_revisions
+
+        failures.extend(check_revisions(observed, bad, ids))
     latencies = [answer[1] for answer in answers if answer[0] == 200]
     outcomes = Counter(str(d["reason"] or d["outcome"]) for d in decisions)
     return Result(
         case=case.name,
+        cluster=case.cluster,
         deployments=case.deployments,
         namespaces=case.namespaces,
         alerts=alerts,
@@ -539,7 +658,11 @@ def judge(
         payloads_per_second=round(len(payloads) / seconds, 1),
         p50_ms=round(statistics.median(latencies) * 1000, 1) if latencies else 0.0,
         p99_ms=round(percentile(latencies, 0.99) * 1000, 1) if latencies else 0.0,
-        api_requests_per_decision=round(len(requests) / max(1, len(decisions)), 3),
+        api_requests_per_decision=(
+            None
+            if observed.requests is None
+            else round(observed.requests / max(1, len(decisions)), 3)
+        ),
         outcomes=dict(outcomes.most_common()),
         load_average=[],
         retried=0,
@@ -554,22 +677,23 @@ def judge(
 
 def table(results: list[Result]) -> str:
     lines = [
-        "| case | alerts | payloads | payloads/s | p50 ms | p99 ms | API req/decision | "
-        "rolled back | lost | double | load before, after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| cluster | case | alerts | payloads | payloads/s | p50 ms | p99 ms | "
+        "API req/decision | rolled back | lost | double | load before, after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        per_decision = "n/a" if r.api_requests_per_decision is None else r.api_requests_per_decision
         lines.append(
-            f"| {r.case} | {r.alerts} | {r.payloads} | {r.payloads_per_second} | {r.p50_ms} | "
-            f"{r.p99_ms} | {r.api_requests_per_decision} | {r.rolled_back} | {r.lost} | "
+            f"| {r.cluster} | {r.case} | {r.alerts} | {r.payloads} | {r.payloads_per_second} | "
+            f"{r.p50_ms} | {r.p99_ms} | {per_decision} | {r.rolled_back} | {r.lost} | "
             f"{r.double} | {r.load_average[0]}, {r.load_average[1]} |"
         )
     lines.append("")
-    lines.append("| case | CPU s (RSS MiB) per process |")
-    lines.append("|---|---|")
+    lines.append("| cluster | case | CPU s (RSS MiB) per process |")
+    lines.append("|---|---|---|")
     for r in results:
         parts = [f"{role} {r.cpu_seconds.get(role, 0)} ({mib})" for role, mib in r.rss_mib.items()]
-        lines.append(f"| {r.case} | {', '.join(parts)} |")
+        lines.append(f"| {r.cluster} | {r.case} | {', '.join(parts)} |")
     return "\n".join(lines)
 
 
@@ -581,6 +705,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--default-breaker", action="store_true")
     parser.add_argument("--keep", type=Path, help="copy each case's logs and audit here")
+    parser.add_argument(
+        "--cluster",
+        choices=("sandbox", "controlplane"),
+        default="sandbox",
+        help="the sandbox (default) or the real control plane, a fresh one per case",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cases = [
@@ -589,6 +719,7 @@ def main() -> int:
             alerts_per_deployment=args.alerts_per_deployment,
             clients=args.clients,
             default_breaker=args.default_breaker,
+            cluster=args.cluster,
         )
         for size in args.sizes.split(",")
     ]
@@ -600,6 +731,7 @@ def main() -> int:
                 clients=args.clients,
                 alerts_per_deployment=args.alerts_per_deployment,
                 default_breaker=args.default_breaker,
+                cluster=args.cluster,
             )
         )
     load = [round(os.getloadavg()[0], 2)]
@@ -621,7 +753,10 @@ def main() -> int:
         print(table(results))
         print()
         for r in results:
-            print(f"{r.case}: {r.seconds} s, {r.retried} deliveries retried, outcomes {r.outcomes}")
+            print(
+                f"{r.cluster}, {r.case}: set up in {r.setup_seconds} s, storm {r.seconds} s, "
+                f"{r.retried} deliveries retried, outcomes {r.outcomes}"
+            )
             for failure in r.failures:
                 print(f"  FAILED: {failure}")
         print(
