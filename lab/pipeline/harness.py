@@ -5,7 +5,9 @@
 
 Everything listens on 127.0.0.1 with free ports. `stop()` (also on leaving the `with`, and when
 start-up fails half way) stops the children, the receivers and the sandbox, in that order.
-Used by the demo, tests/pipeline and benchmarks/pipeline.py.
+Used by the demo, tests/pipeline and benchmarks/pipeline.py. With `cluster=Cluster(...)` it runs
+on a cluster the caller brought instead of the sandbox (tests/controlplane: the real control
+plane, scraped through real kube-state-metrics), which the caller also stops.
 """
 
 from __future__ import annotations
@@ -41,6 +43,22 @@ LATENCY_BASELINE_RECORD = "rollback_webhook:revision_latency_seconds:p99_median1
 Progress = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """What a pipeline needs of its cluster: a Kubernetes client for the receiver(s), and the
+    host:port of the kube-state-metrics-format /metrics Prometheus scrapes (with honor_labels).
+    The sandbox serves both itself."""
+
+    api_client: Callable[[], Any]
+    metrics_target: str
+
+    @classmethod
+    def of_sandbox(cls, sandbox: SandboxHandle) -> Cluster:
+        return cls(
+            api_client=sandbox.api_client, metrics_target=sandbox.url.removeprefix("http://")
+        )
+
+
 def _quiet(_: str) -> None:
     return None
 
@@ -51,14 +69,25 @@ class Pipeline:
 
     workdir: Path
     timing: Timing
-    sandbox: SandboxHandle
+    cluster: Cluster
     receiver: ReceiverServer
     dry_run_receiver: ReceiverServer | None = None
     prometheus_url: str = ""
     alertmanager_url: str = ""
     generation: Generation = Generation.DEBIAN
     processes: list[ManagedProcess] = field(default_factory=list)
+    # The sandbox this pipeline started (and stops); None on a cluster the caller brought.
+    started_sandbox: SandboxHandle | None = None
     _stopped: bool = False
+
+    @property
+    def sandbox(self) -> SandboxHandle:
+        """The sandbox the pipeline runs on (the default)."""
+        if self.started_sandbox is None:
+            raise RuntimeError(
+                "this pipeline runs on a cluster its caller brought, not the sandbox"
+            )
+        return self.started_sandbox
 
     @classmethod
     def start(
@@ -70,6 +99,7 @@ class Pipeline:
         dry_run_namespaces: tuple[str, ...] = (),
         generation: Generation = Generation.DEBIAN,
         progress: Progress = _quiet,
+        cluster: Cluster | None = None,
     ) -> Pipeline:
         """Start the sandbox, the receiver(s), alertmanager and prometheus, each ready.
 
@@ -78,7 +108,8 @@ class Pipeline:
         With `dry_run_namespaces`, a second receiver with `dry_run: true` takes those
         namespaces' alerts (see configs.alertmanager_config). Raises PipelineUnavailable when
         the binaries or the rules folder are missing, before starting anything. `generation`
-        picks Prometheus 2.42 + Alertmanager 0.25 (Debian) or 3.x + 0.3x (built).
+        picks Prometheus 2.42 + Alertmanager 0.25 (Debian) or 3.x + 0.3x (built). `cluster`
+        replaces the sandbox with the caller's cluster, which the pipeline never stops.
         """
         timing = timing or Timing()
         prometheus_bin, alertmanager_bin = require_binaries(generation)
@@ -89,21 +120,25 @@ class Pipeline:
             alertmanager_port = free_port()
         prometheus_url = f"http://127.0.0.1:{prometheus_port}"
         alertmanager_url = f"http://127.0.0.1:{alertmanager_port}"
-        progress("starting the sandbox cluster")
-        sandbox = SandboxHandle.start(workdir=workdir)
+        sandbox: SandboxHandle | None = None
+        if cluster is None:
+            progress("starting the sandbox cluster")
+            sandbox = SandboxHandle.start(workdir=workdir)
+            cluster = Cluster.of_sandbox(sandbox)
         pipeline: Pipeline | None = None
         try:
             settings = {"prometheus": {"url": prometheus_url}, **(receiver_settings or {})}
             receiver = ReceiverServer(
                 name="receiver",
                 workdir=workdir,
-                api_client=sandbox.api_client(),
+                api_client=cluster.api_client(),
                 overrides=settings,
             )
             pipeline = cls(
                 workdir=workdir,
                 timing=timing,
-                sandbox=sandbox,
+                cluster=cluster,
+                started_sandbox=sandbox,
                 receiver=receiver,
                 prometheus_url=prometheus_url,
                 alertmanager_url=alertmanager_url,
@@ -114,7 +149,7 @@ class Pipeline:
                 pipeline.dry_run_receiver = ReceiverServer(
                     name="receiver-dry-run",
                     workdir=workdir,
-                    api_client=sandbox.api_client(),
+                    api_client=cluster.api_client(),
                     overrides={**settings, "dry_run": True},
                 )
                 pipeline.dry_run_receiver.start()
@@ -130,7 +165,7 @@ class Pipeline:
         except BaseException:
             if pipeline is not None:
                 pipeline.stop()
-            else:
+            elif sandbox is not None:
                 sandbox.stop()
             raise
         return pipeline
@@ -178,7 +213,7 @@ class Pipeline:
         monitoring.write_text(render_monitoring_rule_file(self.timing))
         receivers = [self.receiver, *([self.dry_run_receiver] if self.dry_run_receiver else [])]
         config = prometheus_config(
-            sandbox_target=self.sandbox.url.removeprefix("http://"),
+            sandbox_target=self.cluster.metrics_target,
             alertmanager_target=self.alertmanager_url.removeprefix("http://"),
             rule_file=rule_file,
             timing=self.timing,
@@ -261,7 +296,8 @@ class Pipeline:
         steps.append(self.receiver.stop)
         if self.dry_run_receiver is not None:
             steps.append(self.dry_run_receiver.stop)
-        steps.append(self.sandbox.stop)
+        if self.started_sandbox is not None:
+            steps.append(self.started_sandbox.stop)
         for step in steps:
             try:
                 step()
