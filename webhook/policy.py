@@ -102,9 +102,9 @@ class Facts(Protocol):
     def namespace_opt_in(self) -> str | None: ...
     def replicasets(self) -> Sequence[Obj]: ...
     def gitops(self) -> GitOpsFact | None: ...
-    def target(self, *, current: Revision, revisions: Sequence[Revision], min_healthy: int) -> (
-        TargetChoice
-    ): ...
+    def target(
+        self, *, current: Revision, revisions: Sequence[Revision], min_healthy: int
+    ) -> TargetChoice: ...
     def confirmation(self) -> ConfirmResult | None: ...
 
 
@@ -257,6 +257,23 @@ def decide(facts: Facts) -> Result:
         # newest one. Otherwise the Deployment we read is older than the ReplicaSets we
         # listed (someone rolled it meanwhile), or the controller has not re-numbered a
         # re-adopted ReplicaSet yet.
+        named = resolution.replicaset
+        if (
+            named is not None
+            and named != current.name
+            and (deployment.controller_behind or not facts.patient)
+        ):
+            # The template read is at least as new as the controller's work (or this is the
+            # last attempt): it no longer runs the alert's ReplicaSet, whatever the numbering
+            # says. The usual case is a repeat of the alert just after a rollback, before the
+            # controller has re-numbered the ReplicaSet rolled back to.
+            implicated = _implicated(revisions, current, named)
+            if isinstance(implicated, str):
+                return Skip(
+                    SkipReason.NOT_CURRENT_REVISION,
+                    f"{implicated} (the controller has yet to re-number it)",
+                    found,
+                )
         return Redecide("a newer revision than the Deployment read", lagging, found)
     found = Found(
         deployment=found.deployment,

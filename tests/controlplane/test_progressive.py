@@ -273,3 +273,38 @@ def test_controller_lag_is_waited_out_not_met_with_back_to_back_retries(
     [decision] = result
     assert decision["outcome"] == "rolled_back", decision
     assert (decision["from_revision"], decision["to_revision"]) == (3, 2), decision
+
+
+def test_a_repeat_just_after_a_rollback_is_not_current_revision_before_the_renumbering(
+    controlplane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """The controller-manager paused right after an automatic rollback: the Deployment runs
+    revision 1's template again, but that ReplicaSet is not yet re-numbered as revision 3. A
+    repeat of the alert for revision 2 (Alertmanager's next delivery, or another alert of the
+    same group) is not_current_revision from that template at once, not failed/conflict once
+    the wait for the controller runs out (which a storm on the real control plane showed)."""
+    healthy_first_revision(controlplane, namespace, replicas=1)
+    set_template(controlplane, namespace, "web", "web:2", None)
+    rollout_status(controlplane, namespace, "web")
+    bad = replicasets(controlplane, namespace, "web")[-1]["metadata"]["name"]
+    harness = receiver(controlplane, tmp_path)
+    alert = harness.alert(
+        namespace=namespace, deployment="web", replicaset=bad, started_ago=timedelta(seconds=0)
+    )
+    manager = _pid(controlplane, "kube-controller-manager")
+    os.kill(manager, signal.SIGSTOP)
+    try:
+        [first] = harness.post_alerts(alert)
+        [repeat] = harness.post_alerts(alert)
+        lagging = get_json(controlplane, "-n", namespace, "deployment", "web")
+    finally:
+        os.kill(manager, signal.SIGCONT)
+    assert first["outcome"] == "rolled_back", first
+    assert (first["from_revision"], first["to_revision"]) == (2, 1), first
+    assert lagging["status"]["observedGeneration"] < lagging["metadata"]["generation"]
+    assert (repeat["outcome"], repeat["reason"]) == ("skipped", "not_current_revision"), repeat
+    assert bad in repeat["detail"] and "re-number" in repeat["detail"], repeat
+    rollout_status(controlplane, namespace, "web")
+    assert [
+        rs["metadata"]["annotations"][REV] for rs in replicasets(controlplane, namespace, "web")
+    ] == ["2", "3"]

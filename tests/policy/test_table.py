@@ -85,8 +85,9 @@ def test_a_label_that_is_not_a_kubernetes_name_is_invalid_labels_with_no_read(
 
 def test_an_alert_naming_another_cluster_is_wrong_cluster() -> None:
     settings = Settings(cluster=ClusterScope(name="prod-eu"))
-    facts = Table(alert=alert(namespace="shop", deployment="web", cluster="prod-us"),
-                  settings=settings)
+    facts = Table(
+        alert=alert(namespace="shop", deployment="web", cluster="prod-us"), settings=settings
+    )
     skip(facts, SkipReason.WRONG_CLUSTER)
     assert facts.asked == []
 
@@ -171,8 +172,10 @@ def test_no_replicaset_for_the_template_yet_is_not_current_revision() -> None:
 
 
 def test_the_revision_this_service_rolled_back_to_is_rollback_of_rollback() -> None:
-    annotations = {"auto-rollback/enabled": "true",
-                   "auto-rollback/last-action": last_action(to_replicaset="web-2", age="3m")}
+    annotations = {
+        "auto-rollback/enabled": "true",
+        "auto-rollback/last-action": last_action(to_replicaset="web-2", age="3m"),
+    }
     facts = Table(cluster=world(TWO_REVISIONS + f"annotations: {annotations!r}\n"))
     skip(facts, SkipReason.ROLLBACK_OF_ROLLBACK)
 
@@ -191,8 +194,10 @@ def test_an_alert_long_after_the_rollout_is_no_recent_rollout_unless_overridden(
 
 
 def test_a_rollback_within_the_cooldown_is_cooldown_unless_overridden() -> None:
-    annotations = {"auto-rollback/enabled": "true",
-                   "auto-rollback/last-action": last_action(to_replicaset="web-0", age="10m")}
+    annotations = {
+        "auto-rollback/enabled": "true",
+        "auto-rollback/last-action": last_action(to_replicaset="web-0", age="10m"),
+    }
     recent = world(TWO_REVISIONS + f"annotations: {annotations!r}\n")
     skip(Table(cluster=recent), SkipReason.COOLDOWN)
     replay = Request(source=Source.REPLAY, overrides=Overrides(ignore_cooldown=True))
@@ -243,7 +248,12 @@ def test_every_check_passed_is_act_to_the_last_healthy_revision() -> None:
     assert (result.found.from_revision, result.found.to_revision) == (2, 1)
     assert result.alerted is not None and result.alerted.replicaset == "web-2"
     assert facts.asked == [
-        "resolution", "deployment", "gitops", "replicasets", "target", "confirmation"
+        "resolution",
+        "deployment",
+        "gitops",
+        "replicasets",
+        "target",
+        "confirmation",
     ]
 
 
@@ -262,9 +272,28 @@ def test_a_newer_revision_than_the_deployment_read_is_redecide() -> None:
 
 
 def test_a_controller_behind_the_deployment_is_redecide_after_a_pause() -> None:
+    # The alert names only the Deployment: which revision it means waits for the numbering.
     lagging = world(TWO_REVISIONS + "current: 1\nbehind: true\n")
-    result = decide(Table(cluster=lagging))
+    result = decide(Table(alert=alert(namespace="shop", deployment="web"), cluster=lagging))
     assert isinstance(result, Redecide) and result.lagging
+
+
+def test_a_repeat_for_the_revision_just_rolled_back_from_is_not_current_while_renumbering() -> None:
+    # Just after a rollback the template runs web-1 again, but the controller has not yet
+    # re-numbered web-1 above web-2: the alert's web-2 is not current, whatever the numbers say.
+    lagging = world(TWO_REVISIONS + "current: 1\nbehind: true\n")
+    facts = Table(cluster=lagging)
+    detail = skip(facts, SkipReason.NOT_CURRENT_REVISION).detail
+    assert "web-2" in detail and "re-number" in detail, detail
+    assert "target" not in facts.asked and "confirmation" not in facts.asked
+
+
+def test_the_last_attempt_settles_a_stale_read_for_a_revision_the_template_no_longer_runs() -> None:
+    stale = world(TWO_REVISIONS + "current: 1\n")
+    skip(Table(cluster=stale, patient=False), SkipReason.NOT_CURRENT_REVISION)
+    # An alert that names the ReplicaSet the template runs still decides again.
+    named_current = Table(alert=alert(namespace="shop", replicaset="web-1"), cluster=stale)
+    assert isinstance(decide(named_current), Redecide)
 
 
 def test_the_policy_never_swallows_a_failed_read() -> None:
