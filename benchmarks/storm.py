@@ -543,7 +543,8 @@ def run_case(case: Case, *, workdir: Path, keep: Path | None = None, plane: Any 
         if keep is not None:
             kept = keep / f"{case.cluster}-{case.name}".replace(" ", "-").replace(",", "")
             kept.mkdir(parents=True, exist_ok=True)
-            for path in [*workdir.glob("*.stderr"), workdir / "audit.sqlite"]:
+            # The audit with its write-ahead log: the newest rows may live only there.
+            for path in [*workdir.glob("*.stderr"), *workdir.glob("audit.sqlite*")]:
                 if path.exists():
                     shutil.copy(path, kept / path.name)
     result = judge(case, payloads, answers, seconds, observed, bad, workdir, cpu, rss)
