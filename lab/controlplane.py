@@ -2,7 +2,7 @@
 
 The real kube-apiserver and kube-controller-manager (with the kubelet stand-in, lab/kubelet.py)
 for tests that must be judged by real Kubernetes rather than the sandbox: RBAC, the Deployment
-controller's pace, kubectl parity. Used by the session fixture in tests/controlplane/conftest.py.
+controller's pace, kubectl parity. Used by the session fixture in tests/controlplane/fixtures.py.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ from sandbox.testing import SandboxHandle
 # The suite's own PostgreSQL server (a session fixture) and a fresh database per test.
 from tests.pgserver import postgres_dsn, postgres_server  # noqa: F401
 
+# The real control plane's session fixtures (`controlplane`, `namespace`), one for every suite.
+pytest_plugins = ("tests.controlplane.fixtures",)
+
 # The slow tier: real Prometheus/Alertmanager (the pipeline and the demo), a browser, a real
 # control plane, the wheel build. `pytest -m "not slow"` is the fast tier (README, Development).
 SLOW_MARKERS = ("pipeline", "browser", "controlplane")

@@ -15,7 +15,6 @@ import pytest
 
 from lab.controlplane import ControlPlane
 from lab.receiver_harness import SERVICE_TOKEN, Harness, template_images
-from tests.controlplane.conftest import controlplane  # noqa: F401  (the session's plane)
 from tests.controlplane.support import (
     apply,
     deployment_manifest,
@@ -55,7 +54,7 @@ class RecordingIdentity:
 
 
 @pytest.fixture
-def in_kube_system(controlplane: ControlPlane) -> Iterator[str]:  # noqa: F811
+def in_kube_system(controlplane: ControlPlane) -> Iterator[str]:
     """An opted-in Deployment in kube-system whose second revision is the newest."""
     name = "dns-" + uuid.uuid4().hex[:6]
     apply(controlplane, deployment_manifest(name, "kube-system", "web:1", replicas=1))
@@ -67,7 +66,7 @@ def in_kube_system(controlplane: ControlPlane) -> Iterator[str]:  # noqa: F811
 
 
 def test_hostile_names_never_reach_the_real_apiserver(
-    controlplane: ControlPlane,  # noqa: F811
+    controlplane: ControlPlane,
     in_kube_system: str,
     tmp_path: Path,
 ) -> None:

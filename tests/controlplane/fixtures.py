@@ -1,5 +1,10 @@
 """The real control plane (scripts/controlplane.sh): one per session, a fresh namespace per test.
 
+A plugin of tests/conftest.py (`pytest_plugins`), so every suite that runs on the control plane
+(tests/controlplane, tests/gitops, tests/hostile) shares the one session plane: a fixture
+imported into another conftest or test module would be a second definition, and start a second
+control plane.
+
 Starting it takes seconds once built; the first run on a machine builds kube-apiserver,
 kube-controller-manager and etcd from Go modules (README: the cold and warm times).
 """
