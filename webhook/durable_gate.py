@@ -29,7 +29,7 @@ from webhook.audit.rows import iso
 from webhook.config import Settings
 from webhook.gate import Claim, Kept, Reservation
 from webhook.kube import Cluster, KubeError, Transient
-from webhook.policy import Act, GateState, Plan, Result
+from webhook.policy import Act, GateState, Plan, Redecide, Result
 from webhook.revisions import format_k8s_time, last_action
 
 
@@ -77,7 +77,18 @@ class DurableGate:
                 return result, None
             if claim.dry_run and not claim.counts_dry_run:
                 return result, Kept()  # a replay's preview: nothing to claim
-            ticket.claim(intent_for(claim, result.plan))
+            intent = intent_for(claim, result.plan)
+            if not claim.dry_run:
+                # Read before another decision's rollback of this Deployment landed: this
+                # write would only meet a 409, and its slot would count a rollback twice
+                # meanwhile (a false circuit_open for others). Decide again from fresh reads.
+                earlier = ticket.landed_from(
+                    claim.namespace, claim.deployment, intent.resource_version
+                )
+                if earlier:
+                    why = f"decision {earlier} rolled this Deployment back from the same read"
+                    return Redecide(why), None
+            ticket.claim(intent)
         if claim.dry_run:
             return result, Kept()  # closed when its dry_run record is stored
         return result, _Intent(self.audit, claim.decision_id)

@@ -51,6 +51,24 @@ _ROWS_PER_INSERT = 999 // len(_DECISION_COLUMNS)
 _GATED = frozenset({contract.ROLLED_BACK, contract.DRY_RUN, contract.FAILED})
 # /readyz runs the integrity check again when the last one is older than this.
 INTEGRITY_MAX_AGE_SECONDS = 60.0
+# An intent `l` whose rollback write landed: recorded rolled_back (its bad mark written, or
+# still to write). Its parameters: _landed_params().
+_LANDED_WRITE = (
+    "l.kind = ? AND (l.state = ? OR EXISTS "
+    "(SELECT 1 FROM decisions d WHERE d.id = l.id AND d.outcome = ?))"
+)
+# A landed intent from the same read (Deployment and resourceVersion) as the open intent `o`.
+_LANDED_FROM_READ_OF_O = (
+    "SELECT 1 FROM intents l WHERE l.namespace = o.namespace "  # noqa: S608 - constants only
+    "AND l.deployment = o.deployment AND l.resource_version = o.resource_version "
+    "AND " + _LANDED_WRITE
+)
+
+
+def _landed_params() -> tuple[str, ...]:
+    return (IntentKind.ROLLBACK, IntentState.MARK_PENDING, contract.ROLLED_BACK)
+
+
 _KIND_OF: dict[str, IntentKind] = {
     contract.ROLLED_BACK: IntentKind.ROLLBACK,
     contract.DRY_RUN: IntentKind.DRY_RUN,
@@ -301,13 +319,26 @@ class AuditStore(ConsoleRecords):
             # ONE statement: under READ COMMITTED each statement sees its own snapshot, and a
             # record committed between two counts (intent closed, decision stored) would be in
             # neither. A record's writer does not take the gate lock; one snapshot suffices.
+            # Open intents count once per read of a Deployment (its resourceVersion): writes
+            # conditional on one read can land once at most, and none more once one has landed
+            # (already counted with the decisions). Two decisions racing on one read therefore
+            # hold one slot, never two for one rollback.
             counted = int(
                 tx.query(
                     "SELECT (SELECT COUNT(*) FROM decisions "  # noqa: S608
                     f"WHERE outcome IN ({_marks(rule.counted)}) AND time >= ?) + "
-                    "(SELECT COUNT(*) FROM intents "
-                    f"WHERE state = ? AND kind IN ({_marks(kinds)}) AND time >= ?) AS n",
-                    (*rule.counted, since, IntentState.OPEN, *kinds, since),
+                    "(SELECT COUNT(*) FROM (SELECT DISTINCT o.namespace, o.deployment, "
+                    "o.resource_version, o.kind FROM intents o "
+                    f"WHERE o.state = ? AND o.kind IN ({_marks(kinds)}) AND o.time >= ? "
+                    f"AND NOT EXISTS ({_LANDED_FROM_READ_OF_O})) AS reads) AS n",
+                    (
+                        *rule.counted,
+                        since,
+                        IntentState.OPEN,
+                        *kinds,
+                        since,
+                        *_landed_params(),
+                    ),
                 )[0]["n"]
             )
             earlier = None
@@ -499,6 +530,17 @@ class GateTicket:
         self._tx = tx
         self.counted = counted
         self.duplicate_of = duplicate_of
+
+    def landed_from(self, namespace: str, deployment: str, resource_version: str) -> str | None:
+        """The decision whose rollback of this Deployment, conditional on this same
+        resourceVersion, has landed (its mark pending, or recorded rolled_back): a write from
+        that read can only meet a 409 now. One statement, for the reason given in gate()."""
+        rows = self._tx.query(
+            "SELECT l.id FROM intents l WHERE l.namespace = ? AND l.deployment = ? "  # noqa: S608
+            "AND l.resource_version = ? AND " + _LANDED_WRITE + " LIMIT 1",
+            (namespace, deployment, resource_version, *_landed_params()),
+        )
+        return str(rows[0]["id"]) if rows else None
 
     def claim(self, intent: IntentRow) -> None:
         self._tx.execute(
