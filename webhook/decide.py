@@ -21,15 +21,13 @@ from typing import Any
 from webhook import contract
 from webhook.alerts import Alert
 from webhook.ask import Overrides, Request
-from webhook.audit import AuditStore
-from webhook.circuit import ClusterRollbacks
 from webhook.config import Settings
 from webhook.contract import FailReason, Outcome, SkipReason
 from webhook.decision import Decision, new_id
 from webhook.durable_gate import Written, after_failed_write, draft_record
 from webhook.effects import Effects
 from webhook.evidence import Confirmer, ConfirmResult, EvidenceSource
-from webhook.gate import Claim, Gate, InProcessGate, Kept
+from webhook.gate import Claim, Gate, Kept
 from webhook.gather import ClusterFacts, GitOpsCheck
 from webhook.gitops import describe_pause, would_pause
 from webhook.kube import Cluster, Conflict, Forbidden, KubeError, Transient
@@ -69,13 +67,11 @@ class Decider:
         *,
         settings: Settings,
         cluster: Cluster,
-        audit: AuditStore,
         evidence: Sequence[EvidenceSource],
         clock: Callable[[], datetime],
+        gate: Gate,
         confirmer: Confirmer | None = None,
-        gate: Gate | None = None,
         gitops: GitOpsCheck | None = None,
-        cluster_rollbacks: ClusterRollbacks | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
@@ -86,12 +82,7 @@ class Decider:
         self.gitops = gitops
         self.sleep = sleep
         self.effects = Effects(cluster=cluster, clock=clock)
-        self.cluster_rollbacks = cluster_rollbacks or ClusterRollbacks(
-            cluster=cluster, settings=settings, clock=clock
-        )
-        self.gate: Gate = gate or InProcessGate(
-            settings=settings, ledger=audit, elsewhere=self.cluster_rollbacks.count_since
-        )
+        self.gate = gate
 
     def decide(self, alert: Alert, request: Request) -> Decision:
         """Exactly one Decision for `alert`; cluster trouble is an outcome, never raised."""

@@ -132,8 +132,6 @@ class Service:
         self.decider = Decider(
             settings=settings,
             cluster=cluster,
-            audit=audit,
-            cluster_rollbacks=rollbacks,
             gate=DurableGate(settings=settings, audit=audit, elsewhere=rollbacks.count_since),
             evidence=evidence if evidence is not None else evidence_sources(prometheus),
             clock=clock,

@@ -1,6 +1,7 @@
-"""The durable gate and decisions that read the same Deployment at the same resourceVersion: one
-slot between them, and once one's rollback has landed the others are decided again, never
-admitted with a slot of their own (on both stores).
+"""The gate (webhook.durable_gate on the audit store, both stores): breaker slots reserved while
+written and freed when the write does not happen, dry-run duplicates, and decisions that read the
+same Deployment at the same resourceVersion: one slot between them, and once one's rollback has
+landed the others are decided again, never admitted with a slot of their own.
 
 Such a decision's write is conditional on a resourceVersion that is gone, so it can only meet a
 409; admitted, its slot counted that one rollback twice for as long as it lasted, and other
@@ -26,15 +27,15 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(max_rollbacks=2)
 
 
-def claim(decision_id: str, deployment: str = "web") -> Claim:
+def claim(decision_id: str, deployment: str = "web", *, dry_run: bool = False) -> Claim:
     return Claim(
         namespace="shop",
         deployment=deployment,
         from_replicaset=f"{deployment}-2",
         decision_id=decision_id,
         at=NOW,
-        dry_run=False,
-        counts_dry_run=False,
+        dry_run=dry_run,
+        counts_dry_run=dry_run,
         record={"source": "alertmanager"},
     )
 
@@ -103,3 +104,32 @@ def test_a_write_still_in_flight_is_raced_not_waited_for(make_store: MakeStore) 
     assert isinstance(other, Act) and other_slot is not None, other
     third, _ = gate.admit(claim("d-third", deployment="db"), judge)
     assert isinstance(third, Skip) and third.reason == "circuit_open"
+
+
+def test_slots_in_flight_count_and_a_released_one_is_free_again(make_store: MakeStore) -> None:
+    gate = DurableGate(settings=SETTINGS, audit=make_store())
+    first, held_a = gate.admit(claim("d-a", "a"), judge)
+    second, held_b = gate.admit(claim("d-b", "b"), judge)
+    assert isinstance(first, Act) and isinstance(second, Act)
+    assert held_a is not None and held_b is not None
+    third, _ = gate.admit(claim("d-c", "c"), judge)
+    assert isinstance(third, Skip) and third.reason == "circuit_open"  # two in flight
+    held_b.release()  # b's write met a 409
+    fourth, held_c = gate.admit(claim("d-c", "c"), judge)
+    assert isinstance(fourth, Act) and held_c is not None
+    held_a.commit()
+    held_c.commit()  # written: their intents count until their records close them
+    fifth, _ = gate.admit(claim("d-d", "d"), judge)
+    assert isinstance(fifth, Skip) and fifth.reason == "circuit_open"
+
+
+def test_a_dry_run_claim_makes_the_next_one_a_duplicate(make_store: MakeStore) -> None:
+    gate = DurableGate(settings=SETTINGS, audit=make_store())
+
+    def preview(state: GateState) -> Result:
+        return decide(Table(gate=state, dry_run=True, settings=SETTINGS))
+
+    first, _ = gate.admit(claim("d-a", "web", dry_run=True), preview)
+    again, _ = gate.admit(claim("d-again", "web", dry_run=True), preview)
+    assert isinstance(first, Act)
+    assert isinstance(again, Skip) and again.reason == "duplicate" and "d-a" in again.detail
