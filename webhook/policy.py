@@ -257,23 +257,16 @@ def decide(facts: Facts) -> Result:
         # newest one. Otherwise the Deployment we read is older than the ReplicaSets we
         # listed (someone rolled it meanwhile), or the controller has not re-numbered a
         # re-adopted ReplicaSet yet.
-        named = resolution.replicaset
-        if (
-            named is not None
-            and named != current.name
-            and (deployment.controller_behind or not facts.patient)
-        ):
+        if deployment.controller_behind or not facts.patient:
             # The template read is at least as new as the controller's work (or this is the
-            # last attempt): it no longer runs the alert's ReplicaSet, whatever the numbering
-            # says. The usual case is a repeat of the alert just after a rollback, before the
-            # controller has re-numbered the ReplicaSet rolled back to.
-            implicated = _implicated(revisions, current, named)
-            if isinstance(implicated, str):
-                return Skip(
-                    SkipReason.NOT_CURRENT_REVISION,
-                    f"{implicated} (the controller has yet to re-number it)",
-                    found,
-                )
+            # last attempt). Two rows need no numbering, only which ReplicaSet the template
+            # runs: the usual repeat of an alert just after a rollback, before the controller
+            # has re-numbered the ReplicaSet rolled back to, is settled by one of them.
+            settled = _settled_before_renumbering(
+                revisions, current, resolution.replicaset, last_action(raw), found
+            )
+            if settled is not None:
+                return settled
         return Redecide("a newer revision than the Deployment read", lagging, found)
     found = Found(
         deployment=found.deployment,
@@ -429,6 +422,35 @@ def _other_cluster(labels: Mapping[str, str], settings: Settings) -> str:
     if value != name:
         return f"label {label}={value!r} names another cluster (this is cluster {name!r})"
     return ""
+
+
+def _settled_before_renumbering(
+    revisions: Sequence[Revision],
+    current: Revision,
+    replicaset: str | None,
+    action: Mapping[str, object] | None,
+    found: Found,
+) -> Skip | None:
+    """What an alert comes to while the template's ReplicaSet awaits its new number, when that
+    does not depend on the number: the alert names a ReplicaSet the template no longer runs
+    (not_current_revision), or it implicates the one this service rolled back to
+    (rollback_of_rollback). None: wait for the controller."""
+    implicated = _implicated(revisions, current, replicaset)
+    if isinstance(implicated, str):
+        return Skip(
+            SkipReason.NOT_CURRENT_REVISION,
+            f"{implicated} (the controller has yet to re-number it)",
+            found,
+        )
+    if action and action.get("to_replicaset") == implicated.name:
+        return Skip(
+            SkipReason.ROLLBACK_OF_ROLLBACK,
+            f"{implicated.name} is the ReplicaSet this service rolled back to (audit "
+            f"{action.get('audit_id', '?')}; the controller has yet to re-number it); never "
+            "auto-rolled-back again",
+            found,
+        )
+    return None
 
 
 def _implicated(

@@ -281,8 +281,9 @@ def test_a_repeat_just_after_a_rollback_is_not_current_revision_before_the_renum
     """The controller-manager paused right after an automatic rollback: the Deployment runs
     revision 1's template again, but that ReplicaSet is not yet re-numbered as revision 3. A
     repeat of the alert for revision 2 (Alertmanager's next delivery, or another alert of the
-    same group) is not_current_revision from that template at once, not failed/conflict once
-    the wait for the controller runs out (which a storm on the real control plane showed)."""
+    same group) is not_current_revision from that template at once, and one naming only the
+    Deployment rollback_of_rollback, not failed/conflict once the wait for the controller runs
+    out (which a storm on the real control plane showed)."""
     healthy_first_revision(controlplane, namespace, replicas=1)
     set_template(controlplane, namespace, "web", "web:2", None)
     rollout_status(controlplane, namespace, "web")
@@ -296,6 +297,11 @@ def test_a_repeat_just_after_a_rollback_is_not_current_revision_before_the_renum
     try:
         [first] = harness.post_alerts(alert)
         [repeat] = harness.post_alerts(alert)
+        # Another rule's alert that names only the Deployment: it implicates revision 1's
+        # ReplicaSet, which the template runs and last-action says was rolled back to.
+        [by_deployment] = harness.post_alerts(
+            harness.alert(namespace=namespace, deployment="web", started_ago=timedelta(0))
+        )
         lagging = get_json(controlplane, "-n", namespace, "deployment", "web")
     finally:
         os.kill(manager, signal.SIGCONT)
@@ -304,6 +310,10 @@ def test_a_repeat_just_after_a_rollback_is_not_current_revision_before_the_renum
     assert lagging["status"]["observedGeneration"] < lagging["metadata"]["generation"]
     assert (repeat["outcome"], repeat["reason"]) == ("skipped", "not_current_revision"), repeat
     assert bad in repeat["detail"] and "re-number" in repeat["detail"], repeat
+    assert (by_deployment["outcome"], by_deployment["reason"]) == (
+        "skipped",
+        "rollback_of_rollback",
+    ), by_deployment
     rollout_status(controlplane, namespace, "web")
     assert [
         rs["metadata"]["annotations"][REV] for rs in replicasets(controlplane, namespace, "web")

@@ -288,6 +288,19 @@ def test_a_repeat_for_the_revision_just_rolled_back_from_is_not_current_while_re
     assert "target" not in facts.asked and "confirmation" not in facts.asked
 
 
+def test_a_deployment_only_repeat_just_after_a_rollback_is_rollback_of_rollback_at_once() -> None:
+    # The same moment, for an alert that names only the Deployment: it implicates the
+    # template's ReplicaSet, which last-action says this service rolled back to.
+    annotations = {
+        "auto-rollback/enabled": "true",
+        "auto-rollback/last-action": last_action(to_replicaset="web-1", age="1s"),
+    }
+    lagging = world(TWO_REVISIONS + f"current: 1\nbehind: true\nannotations: {annotations!r}\n")
+    facts = Table(alert=alert(namespace="shop", deployment="web"), cluster=lagging)
+    detail = skip(facts, SkipReason.ROLLBACK_OF_ROLLBACK).detail
+    assert "web-1" in detail and "re-number" in detail, detail
+
+
 def test_the_last_attempt_settles_a_stale_read_for_a_revision_the_template_no_longer_runs() -> None:
     stale = world(TWO_REVISIONS + "current: 1\n")
     skip(Table(cluster=stale, patient=False), SkipReason.NOT_CURRENT_REVISION)
