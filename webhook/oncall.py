@@ -14,6 +14,10 @@ credential gets 403 here, as an on-call token does on the receiver.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 from flask import Flask, Response, jsonify, request
 
 from webhook import jsontext
@@ -69,42 +73,41 @@ def install(app: Flask, service: Service, credentials: Credentials) -> None:
             return error(503, f"audit store unavailable: {exc}")
         return jsonify(result.as_dict())
 
+    def on_call_read(view: Callable[..., Response]) -> Callable[..., Response]:
+        """An on-call read: the token checked first, then the answers every read shares for
+        a refused token, a bad filter and an unavailable audit store."""
+
+        @functools.wraps(view)
+        def answered(*args: Any, **kwargs: Any) -> Response:
+            try:
+                oncall_actor()
+                return view(*args, **kwargs)
+            except AuthError as exc:
+                return error(exc.status, str(exc))
+            except FilterError as exc:
+                return error(400, str(exc))
+            except AuditUnavailable as exc:
+                return error(503, f"audit store unavailable: {exc}")
+
+        return answered
+
     @app.get("/api/v1/audit")
+    @on_call_read
     def audit_list() -> Response:
-        try:
-            oncall_actor()
-            filters = parse_filters(request.args, now=service.clock())
-            page, next_before = audit_page(service.audit, filters)
-        except AuthError as exc:
-            return error(exc.status, str(exc))
-        except FilterError as exc:
-            return error(400, str(exc))
-        except AuditUnavailable as exc:
-            return error(503, f"audit store unavailable: {exc}")
+        filters = parse_filters(request.args, now=service.clock())
+        page, next_before = audit_page(service.audit, filters)
         return jsonify({"decisions": page, "count": len(page), "next_before": next_before})
 
     @app.get("/api/v1/audit/<decision_id>")
+    @on_call_read
     def audit_one(decision_id: str) -> Response:
-        try:
-            oncall_actor()
-            detail = decision_detail(service.audit, decision_id)
-        except AuthError as exc:
-            return error(exc.status, str(exc))
-        except AuditUnavailable as exc:
-            return error(503, f"audit store unavailable: {exc}")
+        detail = decision_detail(service.audit, decision_id)
         if detail is None:
             return error(404, f"no decision {decision_id!r}")
         return jsonify(detail)
 
     @app.get("/api/v1/logins")
+    @on_call_read
     def logins() -> Response:
-        try:
-            oncall_actor()
-            attempts = login_attempts(service.audit, request.args, now=service.clock())
-        except AuthError as exc:
-            return error(exc.status, str(exc))
-        except FilterError as exc:
-            return error(400, str(exc))
-        except AuditUnavailable as exc:
-            return error(503, f"audit store unavailable: {exc}")
+        attempts = login_attempts(service.audit, request.args, now=service.clock())
         return jsonify({"attempts": attempts, "count": len(attempts)})
