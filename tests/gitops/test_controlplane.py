@@ -46,8 +46,8 @@ from tests.gitops.controlplane_support import (
     recorded_receiver,
 )
 from tests.gitops.support import FullApp, events
+from tests.tracker.support import tracker_for
 from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
-from webhook.tracker import HealthTracker
 
 pytestmark = pytest.mark.controlplane
 
@@ -193,13 +193,7 @@ class Bench:
             time.sleep(0.5)
 
     def tracker_round(self) -> None:
-        HealthTracker(
-            self.h.service.cluster,
-            self.h.settings,
-            self.h.service.audit,
-            self.h.service.clock,
-            record=self.h.service.record,
-        ).resync_once()
+        tracker_for(self.h, self.h.service.clock, record=self.h.service.record).resync_once()
 
     def reported_revert(self) -> list[dict[str, Any]]:
         """Tracker rounds (as the 60 s resync would run them) until one reports the revert."""

@@ -17,11 +17,11 @@ import pytest
 
 from lab.receiver_harness import SERVICE_TOKEN, Harness, hours, minutes
 from tests.gitops.support import ARGOCD_TRACKED, FLUX_KUSTOMIZATION, deploy_owned, events, manifest
+from tests.tracker.support import tracker_for
 from webhook.gitops import FLUX_RECONCILE, pause_record
 from webhook.history import build_history
 from webhook.service import evidence_sources
 from webhook.stayput import ANNOTATION_REVERTED_AT
-from webhook.tracker import HealthTracker
 
 WRITES = {"create", "update", "patch", "delete"}
 
@@ -131,13 +131,7 @@ def test_a_revert_to_the_bad_revision_is_reported_once_and_never_rolled_back_aga
     )
     rolled = alert_for(harness, v2)
     assert rolled["outcome"] == "rolled_back"
-    tracker = HealthTracker(
-        harness.service.cluster,
-        harness.settings,
-        harness.service.audit,
-        harness.service.clock,
-        record=harness.service.record,
-    )
+    tracker = tracker_for(harness, harness.service.clock, record=harness.service.record)
     tracker.resync_once()
     assert events(harness, "AutoRollbackReverted") == []  # rolled back, not reverted
 
@@ -223,13 +217,7 @@ def test_a_rollback_landing_mid_round_is_not_mistaken_for_a_revert(harness: Harn
         listed, revisions_of(listed, harness.replicasets("shop", "web"))
     )
     assert stale_current is not None and stale_current.bad_mark is not None  # looks reverted
-    tracker = HealthTracker(
-        harness.service.cluster,
-        harness.settings,
-        harness.service.audit,
-        harness.service.clock,
-        record=harness.service.record,
-    )
+    tracker = tracker_for(harness, harness.service.clock, record=harness.service.record)
 
     tracker._stay_put(listed, stale_current)
 

@@ -40,7 +40,7 @@ class FakeClock:
             self._now = when
 
 
-def tracker_for(harness: Harness, clock: FakeClock, **kwargs: Any) -> HealthTracker:
+def tracker_for(harness: Harness, clock: Callable[[], datetime], **kwargs: Any) -> HealthTracker:
     """A tracker sharing the receiver's cluster, settings and audit, on the injected clock."""
     service = harness.service
     return HealthTracker(service.cluster, service.settings, service.audit, clock, **kwargs)
