@@ -250,6 +250,13 @@ def real_side(
                 if not p["metadata"].get("deletionTimestamp")
             ]
             found = families(text)
+            wanted = (
+                "kube_pod_container_status_restarts_total",
+                "kube_pod_container_status_last_terminated_reason",
+                "kube_replicaset_spec_replicas",
+            )
+            if any(name not in found for name in wanted):
+                return None  # a store kube-state-metrics has yet to sync exports no family
             restarts = in_namespace(found["kube_pod_container_status_restarts_total"], namespace)
             reasons = in_namespace(
                 found["kube_pod_container_status_last_terminated_reason"], namespace
