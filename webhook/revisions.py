@@ -161,12 +161,19 @@ def revisions_of(deployment: Obj, replicasets: list[Obj]) -> list[Revision]:
 
 
 def _without_hash(template: Obj) -> Obj:
-    clean = copy.deepcopy(template)
-    labels = clean.get("metadata", {}).get("labels")
-    if isinstance(labels, dict):
-        labels.pop(contract.POD_TEMPLATE_HASH, None)
-        if not labels:
-            clean["metadata"].pop("labels")
+    """The template without the pod-template-hash label (and without a metadata or labels left
+    empty by that): copies of the three dicts it changes, the rest shared, never changed."""
+    clean = dict(template)
+    meta = clean.get("metadata")
+    if isinstance(meta, dict):
+        meta = clean["metadata"] = dict(meta)
+        labels = meta.get("labels")
+        if isinstance(labels, dict):
+            kept = {k: v for k, v in labels.items() if k != contract.POD_TEMPLATE_HASH}
+            if kept:
+                meta["labels"] = kept
+            else:
+                meta.pop("labels")
     if clean.get("metadata") == {}:
         clean.pop("metadata")
     return clean
