@@ -39,6 +39,7 @@ from webhook.evidence import (
     RevisionHealthQuery,
     StampEvidence,
 )
+from webhook.fanout import Fanout, by_target
 from webhook.gitops_check import gitops_check
 from webhook.gitops_metrics import PausedOwnersCollector
 from webhook.inventory import deployments_in_scope
@@ -129,6 +130,7 @@ class Service:
         # intents included); other replicas' last-action annotations count too.
         rollbacks = ClusterRollbacks(cluster=cluster, settings=settings, clock=clock)
         self.cluster_rollbacks = rollbacks
+        self.fanout = Fanout()
         self.decider = Decider(
             settings=settings,
             cluster=cluster,
@@ -199,21 +201,28 @@ class Service:
 
         A decision that wrote to the cluster (rolled_back) or failed is recorded the moment it is
         made. The others are recorded together before the answer: until then nothing is
-        accepted (no 2xx), so a crash only means Alertmanager sends the payload again.
+        accepted (no 2xx), so a crash only means Alertmanager sends the payload again. Alerts
+        are decided per target (webhook.fanout): one target's alerts in payload order, the
+        targets side by side; the decisions are answered, recorded and logged in payload order.
         """
-        decisions: list[Decision] = []
-        pending: list[Decision] = []
-        texts: dict[int, str] = {}
         if payload.truncated_alerts:
             request = replace(request, truncated_alerts=payload.truncated_alerts)
-        for alert in payload.alerts:
-            decision = self.decider.decide(alert, request)
-            decisions.append(decision)
-            if decision.outcome in (contract.ROLLED_BACK, contract.FAILED):
-                texts.update(self._record([decision]))
-            else:
-                pending.append(decision)
-        texts.update(self._record(pending))
+        alerts = payload.alerts
+        made: dict[int, Decision] = {}
+        texts: dict[int, str] = {}
+
+        def decide_group(indexes: list[int]) -> None:
+            for index in indexes:
+                decision = self.decider.decide(alerts[index], request)
+                made[index] = decision
+                if decision.outcome in (contract.ROLLED_BACK, contract.FAILED):
+                    texts.update(self._record([decision]))
+
+        groups, others = by_target(alerts)
+        decide_group(others)  # nothing to read in the cluster: decided here, first
+        self.fanout.map(decide_group, groups)
+        decisions = [made[index] for index in range(len(alerts))]
+        texts.update(self._record([d for d in decisions if id(d) not in texts]))
         return decisions, [texts[id(decision)] for decision in decisions]
 
     def record(self, decision: Decision) -> None:
