@@ -8,6 +8,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -39,21 +40,29 @@ def test_logout_in_chromium_ends_the_session_on_the_server(
     browser: Any,  # noqa: F811
 ) -> None:
     def at(path: str) -> bool:
-        return bool(browser.current_url.endswith(path))
+        loaded = browser.execute_script("return document.readyState") == "complete"
+        return loaded and bool(browser.current_url.endswith(path))
+
+    def wait_at(path: str) -> None:
+        # Polls made while the page is replaced may be answered with an error ("Node ... does
+        # not belong to the document", seen in CI under load): asked again.
+        WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(
+            lambda _: at(path)
+        )
 
     with live_server(oncall.app) as url:
         browser.get(url + "/login")
         browser.find_element(By.CSS_SELECTOR, "#name").send_keys("alice")
         browser.find_element(By.CSS_SELECTOR, "#token").send_keys(ALICE)
         browser.find_element(By.CSS_SELECTOR, "#login").click()
-        WebDriverWait(browser, 20).until(lambda _: at("/"))
+        wait_at("/")
         assert browser.find_element(By.CSS_SELECTOR, "#actor").text == "alice"
         copied = browser.get_cookie(SESSION_COOKIE)
         assert copied is not None and copied["httpOnly"] and copied["secure"]
         assert status_with_cookie(url + "/", copied["value"])[0] == 200
 
         browser.find_element(By.CSS_SELECTOR, "#logout").click()
-        WebDriverWait(browser, 20).until(lambda _: at("/login"))
+        wait_at("/login")
         assert browser.get_cookie(SESSION_COOKIE) is None
 
         # The browser is given its old cookie back: still logged out.
@@ -68,7 +77,7 @@ def test_logout_in_chromium_ends_the_session_on_the_server(
             }
         )
         browser.get(url + "/")
-        WebDriverWait(browser, 20).until(lambda _: at("/login"))
+        wait_at("/login")
         # And anyone replaying the copied cookie over HTTP is sent to the login page.
         status, location = status_with_cookie(url + "/", copied["value"])
         assert status == 302 and location.endswith("/login")

@@ -57,23 +57,32 @@ def oncall(sandbox: SandboxHandle, tmp_path: Path) -> OnCall:
     return OnCall(Harness(sandbox, tmp_path, kubernetes={"timeout_seconds": 15}))
 
 
+def _wait(driver: Any, condition: Any) -> Any:
+    """WebDriverWait for `condition`, asking again when chromedriver answers a poll made while
+    a page is replaced with an error ("Node ... does not belong to the document", seen in CI
+    under load) instead of an answer."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    return WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(condition)
+
+
+def _complete(driver: Any) -> bool:
+    return bool(driver.execute_script("return document.readyState") == "complete")
+
+
 def _login(driver: Any, url: str) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.wait import WebDriverWait
 
     driver.get(url + "/login")
     driver.find_element(By.CSS_SELECTOR, "#token").send_keys(ALICE)
     driver.find_element(By.CSS_SELECTOR, "#login").click()
-    WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#actor"))
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#actor") and _complete(d))
 
 
 def _open(driver: Any, url: str) -> None:
-    from selenium.webdriver.support.wait import WebDriverWait
-
     driver.get(url)
-    WebDriverWait(driver, 20).until(
-        lambda d: d.execute_script("return document.readyState") == "complete"
-    )
+    _wait(driver, _complete)
 
 
 def full_shot(driver: Any, name: str, *, width: int) -> None:
@@ -192,7 +201,6 @@ def test_deployment_page_timeline_and_phone_width(oncall: OnCall, browser: Any) 
 
 def test_the_resume_button_hands_a_paused_flux_owner_back(oncall: OnCall, browser: Any) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.wait import WebDriverWait
 
     from tests.gitops.support import FLUX_KUSTOMIZATION, deploy_owned, events
     from webhook.gitops import ANNOTATION_GITOPS_PAUSED
@@ -220,8 +228,8 @@ def test_the_resume_button_hands_a_paused_flux_owner_back(oncall: OnCall, browse
         _open(browser, f"{url}/deployments/shop/web")
         browser.find_element(By.CSS_SELECTOR, "#resume-reason").send_keys("Git reverted to 1.0")
         browser.find_element(By.CSS_SELECTOR, "#resume").click()
-        WebDriverWait(browser, 20).until(
-            lambda d: d.find_elements(By.CSS_SELECTOR, "#resume-outcome")
+        _wait(
+            browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#resume-outcome") and _complete(d)
         )
         outcome = browser.find_element(By.CSS_SELECTOR, "#resume-outcome").text
         assert outcome.startswith("resumed by alice: alice: Git reverted to 1.0 | resumed Flux")
