@@ -79,7 +79,12 @@ def test_a_write_landing_after_the_client_timeout_is_settled_as_rolled_back_once
     [intent] = harness.service.audit.open_intents()
     assert (intent.id, intent.state) == (decision["id"], IntentState.OPEN)
     assert harness.client.get("/readyz").status_code == 200
-    time.sleep(2.5)  # the late write lands
+    # The late write lands (3.5 s after it was sent, 1.5 s or so from now).
+    deadline = time.monotonic() + 30
+    while template_images(harness.deployment("shop", "web")) != ["web:1"]:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert template_images(harness.deployment("shop", "web")) == ["web:1"]
     assert rollback_of(harness)["audit_id"] == decision["id"]
     report = reconcile(harness)
