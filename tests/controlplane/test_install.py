@@ -15,7 +15,7 @@ import yaml
 
 from lab.controlplane import ControlPlane
 from tests.binaries import require_binary
-from tests.controlplane.support import SERVICE_ACCOUNT, can_i, kubectl
+from tests.controlplane.support import SERVICE_ACCOUNT, can_i, kubectl, wait_until
 from tests.deploy.test_install_walkthrough import INSTALL, site_overlay
 
 pytestmark = pytest.mark.controlplane
@@ -105,6 +105,15 @@ def test_steps_two_and_three_on_a_real_api_server(controlplane: ControlPlane, tm
         def can(verb: str, resource: str, *extra: str) -> bool:
             return can_i(controlplane, SERVICE_ACCOUNT, verb, resource, *extra)
 
+        # The apiserver's authorizer reads RBAC from its informers: bindings just created take
+        # effect a moment later (each kind of binding on its own watch).
+        wait_until(
+            "the RBAC to take effect",
+            lambda: (
+                can("get", "deployments.apps", "-n", "shop")
+                and can("create", "leases.coordination.k8s.io", "-n", "rollback-webhook")
+            ),
+        )
         # The dry-run overlay: reads everywhere, writes no rollback, stamps and marks only.
         assert can("get", "deployments.apps", "-n", "shop")
         assert not can("update", "deployments.apps", "-n", "shop")
@@ -153,6 +162,14 @@ def test_the_helm_chart_on_a_real_api_server(controlplane: ControlPlane) -> None
         def can(verb: str, resource: str, *extra: str) -> bool:
             return can_i(controlplane, account, verb, resource, *extra)
 
+        # As above: the new bindings reach the authorizer a moment after the apply.
+        wait_until(
+            "the RBAC to take effect",
+            lambda: (
+                can("update", "deployments.apps", "-n", "shop")
+                and can("create", "leases.coordination.k8s.io", "-n", namespace)
+            ),
+        )
         assert can("update", "deployments.apps", "-n", "shop")
         assert can("create", "leases.coordination.k8s.io", "-n", namespace)
         assert not can("get", "secrets", "-n", namespace)
