@@ -34,6 +34,7 @@ from tests.controlplane.support import (
     set_template,
     wait_until,
 )
+from webhook.contract import ANNOTATION_MIN_HEALTHY_SECONDS as MIN_HEALTHY
 from webhook.leader import LeaderElector
 from webhook.tracker import HealthTracker
 
@@ -94,7 +95,14 @@ def every_path_works(
     assert "AutoRollback" in harness.event_reasons(namespace)
 
     # no_healthy_revision: an Event for humans and alerted-at on the current ReplicaSet.
-    apply(plane, deployment_manifest("fresh", namespace, "fresh:1", replicas=1))
+    # Revision 1 never proves itself by age, however slow the machine is between the two
+    # revisions; and it exists before revision 2 is made (a controller seeing both templates at
+    # once would make revision 2 only).
+    fresh_1 = deployment_manifest(
+        "fresh", namespace, "fresh:1", replicas=1, annotations={MIN_HEALTHY: "1h"}
+    )
+    apply(plane, fresh_1)
+    wait_until("fresh revision 1", lambda: replicasets(plane, namespace, "fresh"))
     set_template(plane, namespace, "fresh", "fresh:2", None)
     fresh = wait_until("fresh revision 2", lambda: len(replicasets(plane, namespace, "fresh")) == 2)
     assert fresh
