@@ -92,7 +92,14 @@ def test_crash_looping_surge_pod_with_max_unavailable_0_rolls_back_while_old_pod
                 for p in pods
                 for c in p.get("status", {}).get("containerStatuses") or []
             ]
-            return sets if restarts and min(restarts) >= 1 else None
+            if not restarts or min(restarts) < 1:
+                return None
+            # The controller writes the Deployment's status after the ReplicaSets': wait until
+            # it counts the surge pod too, then judge the status below.
+            deployment = get_json(controlplane, "-n", namespace, "deployment", "web")
+            status = deployment.get("status") or {}
+            observed = status.get("observedGeneration") == deployment["metadata"]["generation"]
+            return sets if observed and status.get("updatedReplicas") else None
 
         old, new = wait_until("the surge pod to restart", surge_pod_restarted)[-2:]
         # Mid-rollout: two active ReplicaSets, the old one still serving all replicas.
