@@ -4,6 +4,7 @@ each listed in docs/sandbox.md ("Known differences", checked against the real co
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -32,6 +33,7 @@ NAMES = [
 ACCEPTED: list[tuple[re.Pattern[str], str]] = []
 
 Step = tuple[str, list[str]]
+REVISION = "deployment.kubernetes.io/revision"
 
 
 def normalise(text: str) -> str:
@@ -103,21 +105,43 @@ class Backend:
 
     def settle(self, name: str) -> None:
         """Until the controller observed the Deployment's generation and, unless paused, the
-        rollout completed (immediate on the sandbox, stepwise on the control plane)."""
+        rollout completed (immediate on the sandbox, stepwise on the control plane) and the
+        old revisions past revisionHistoryLimit are pruned."""
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
+            # Every settle follows a successful write of an existing Deployment: a failed get
+            # is the apiserver being slow, asked again.
             found = self.run("get", "deployment", name, "-o", "json", check=False)
             if found.returncode != 0:
-                return
+                time.sleep(0.2)
+                continue
             deployment = json.loads(found.stdout)
             status = deployment.get("status") or {}
             if status.get("observedGeneration") == deployment["metadata"]["generation"]:
                 if deployment["spec"].get("paused"):
                     return
                 self.run("rollout", "status", f"deployment/{name}", "--timeout=90s")
+                self.until_gone(functools.partial(self.pruned, deployment))
                 return
             time.sleep(0.2)
         raise AssertionError(f"{self.name}: deployment {name} never observed")
+
+    def pruned(self, deployment: dict[str, Any]) -> bool:
+        """No more scaled-down old ReplicaSets than revisionHistoryLimit. The real controller
+        prunes in the sync after the one that saw the rollout complete, a moment after `rollout
+        status` returned; a backend that never prunes shows in the next table, after a minute."""
+        limit = deployment["spec"].get("revisionHistoryLimit", 10)
+        revision = (deployment["metadata"].get("annotations") or {}).get(REVISION, "0")
+        if int(revision) - 1 <= limit:
+            return True  # fewer old revisions than the limit: nothing to prune, nothing to list
+        uid = deployment["metadata"]["uid"]
+        old = [
+            rs
+            for rs in self.replicasets()
+            if any(r.get("uid") == uid for r in rs["metadata"].get("ownerReferences") or [])
+            and not rs["spec"].get("replicas")
+        ]
+        return len(old) <= limit
 
     def until_gone(self, what: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 60
