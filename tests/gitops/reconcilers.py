@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 Obj = dict[str, Any]
 
@@ -76,9 +77,12 @@ class Reconciler:
             try:
                 self.tick()
             except ApiException as exc:
-                # A 409 (someone wrote meanwhile) is retried next tick, as the tools do.
-                if exc.status != 409:
+                # A 409 (someone wrote meanwhile) is retried next tick, as the tools do; so is
+                # an apiserver too busy to answer (429, 5xx) on a loaded machine.
+                if exc.status != 409 and exc.status != 429 and exc.status < 500:
                     self.errors.append(f"{exc.status} {exc.reason}")
+            except (HTTPError, OSError):
+                pass  # the connection failed (reset, timed out): next tick, as the tools do
 
     def tick(self) -> None:
         live: Obj = self.apps.api_client.sanitize_for_serialization(

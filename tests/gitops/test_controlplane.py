@@ -464,9 +464,9 @@ def argocd_without_enabled(controlplane: ControlPlane, overlay: BoundOverlay) ->
     # The apiserver picks a CRD's new schema up asynchronously: wait until a strict write of
     # the field is refused, as it will be for the service.
     probe = application("probe", automated={"enabled": False})
-    wait_until(
-        "the older Application schema to be served",
-        lambda: (
+
+    def accepted() -> bool:
+        return (
             kubectl(
                 controlplane,
                 "create",
@@ -477,13 +477,17 @@ def argocd_without_enabled(controlplane: ControlPlane, overlay: BoundOverlay) ->
                 stdin=json.dumps(probe),
                 check=False,
             ).returncode
-            != 0
-        ),
-    )
+            == 0
+        )
+
+    wait_until("the older Application schema to be served", lambda: not accepted())
     try:
         yield
     finally:
         install_crds(controlplane)
+        # Established already (it never stopped being): wait for the restored schema itself,
+        # or the next test's strict write of automated.enabled would meet the older one.
+        wait_until("the current Application schema to be served again", accepted)
 
 
 def test_argocd_without_automated_enabled_removes_automated_and_resume_restores_it(
