@@ -117,8 +117,11 @@ def explore(
         "RECEIVER_TOKEN_FILE": str(receiver_token_file),
         "CONSOLE_URL": base_url + "/",
     }
+    # Renamed into place whole: a script polling for the file never sources half of it.
     env_file = workdir / "explore.env"
-    env_file.write_text("".join(f"export {k}={q(v)}\n" for k, v in environment.items()))
+    partial = workdir / "explore.env.partial"
+    partial.write_text("".join(f"export {k}={q(v)}\n" for k, v in environment.items()))
+    partial.replace(env_file)
     printer.section(
         "explore it (the sandbox and the receiver keep running; Ctrl-C here stops them)",
         "\n".join(
