@@ -3,7 +3,7 @@
 Status codes Alertmanager relies on (it retries 5xx and transport errors, never 4xx):
 2xx once decisions are recorded (skips included); 400 invalid JSON or schema, naming the field;
 401/403 credentials; 413 over max_body_bytes; 415 not JSON; 503 when the Kubernetes API or the
-audit store failed, so the delivery is retried. The raw payload is stored before deciding.
+audit store failed, so the delivery is retried. The raw payload is stored before the answer.
 """
 
 from __future__ import annotations

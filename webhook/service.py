@@ -1,7 +1,8 @@
 """The service: settings wired to the cluster, the audit, the evidence and the decider.
 
-`Service.receive` is what both the HTTP receiver and replays call: store the raw payload first,
-then decide each alert, record each decision, log it as one JSON line and count it.
+`Service.receive` is what both the HTTP receiver and replays call: decide each alert, record each
+decision, log it as one JSON line and count it; the raw payload is stored with the first record
+that names it (webhook.audit.payloads), always before the answer.
 
 Each decision is serialised once: the JSON text written to the decision log is the text the
 HTTP answer carries (`Received.serialised`), and the log line is queued for a writer thread
@@ -148,9 +149,17 @@ class Service:
         self.cluster_rollbacks.start()
 
     def store(
-        self, body: str, *, source: str, remote: str = "", actor: str = "", document: Any = None
+        self,
+        body: str,
+        *,
+        source: str,
+        remote: str = "",
+        actor: str = "",
+        document: Any = None,
+        deferred: bool = False,
     ) -> str:
-        """Store a raw payload durably (AuditUnavailable when that is impossible)."""
+        """Store a raw payload durably (AuditUnavailable when that is impossible); `deferred`:
+        with the first row that names it, or by `audit.flush_payload` (webhook.audit.payloads)."""
         self.prune_if_due()
         if document is None:
             try:
@@ -176,6 +185,7 @@ class Service:
             actor=actor,
             group_key=group_key,
             truncated_alerts=truncated,
+            deferred=deferred,
         )
 
     def prune_if_due(self) -> None:
@@ -259,13 +269,20 @@ class Service:
             # Stored all the same: what Alertmanager sent is kept even when it is not JSON.
             self.store(body, source=source, remote=remote, actor=actor)
             raise PayloadError(str(exc)) from exc
-        payload_id = self.store(body, source=source, remote=remote, actor=actor, document=document)
-        payload = parse_payload(document)
-        request = Request(
-            source=source,
-            actor=actor,
-            payload_id=payload_id,
-            group_key=payload.group_key,
+        # Stored with the first row that names it (an intent or the decisions), at the latest
+        # by flush_payload below: always before the answer, one transaction fewer per payload.
+        payload_id = self.store(
+            body, source=source, remote=remote, actor=actor, document=document, deferred=True
         )
-        decisions, texts = self.decide_texts(payload, request)
+        try:
+            payload = parse_payload(document)
+            request = Request(
+                source=source,
+                actor=actor,
+                payload_id=payload_id,
+                group_key=payload.group_key,
+            )
+            decisions, texts = self.decide_texts(payload, request)
+        finally:
+            self.audit.flush_payload(payload_id)
         return Received(payload_id, decisions, texts)

@@ -240,3 +240,42 @@ def test_a_store_newer_than_the_code_is_refused_with_a_clear_message(
     later = make_store()
     with pytest.raises(SchemaTooNew, match=f"schema version {SCHEMA_VERSION + 5}, newer"):
         later.store_payload("{}", received_at=START, source="alertmanager")
+
+
+# ---- a payload stored with the first row that names it ------------------------------------
+def deferred(store: AuditStore) -> str:
+    return store.store_payload(
+        '{"alerts": []}', received_at=START, source="alertmanager", deferred=True
+    )
+
+
+def test_a_deferred_payload_is_stored_with_the_decisions_that_name_it(store: AuditStore) -> None:
+    payload_id = deferred(store)
+    assert store.payload(payload_id) is None  # nothing written yet: not answered yet either
+    store.record_many([decision(1, payload_id=payload_id), decision(2, payload_id=payload_id)])
+    stored = store.payload(payload_id)
+    assert stored is not None and stored.body == '{"alerts": []}'
+    store.flush_payload(payload_id)  # already stored: nothing more
+    assert [p.id for p in store.payloads(limit=10)] == [payload_id]
+
+
+def test_a_deferred_payload_is_stored_with_the_intent_that_names_it(store: AuditStore) -> None:
+    payload_id = deferred(store)
+    d = decision(1, outcome="rolled_back")
+    claimed = IntentRow(**{**intent(d).__dict__, "decision": {"payload_id": payload_id}})
+    assert store.begin_intent(claimed, rule()).admitted
+    # The write-ahead record and the payload it came from are one commit: a reconciler that
+    # settles the intent after a crash links a decision to a stored payload.
+    assert store.payload(payload_id) is not None
+
+
+def test_a_deferred_payload_whose_gate_rolled_back_is_stored_by_flush(store: AuditStore) -> None:
+    payload_id = deferred(store)
+    d = decision(1, outcome="rolled_back")
+    claimed = IntentRow(**{**intent(d).__dict__, "decision": {"payload_id": payload_id}})
+    with pytest.raises(RuntimeError), store.gate(rule(), ("shop", "app1", "web-2")) as ticket:
+        ticket.claim(claimed)
+        raise RuntimeError("the gate's transaction rolls back")
+    assert store.payload(payload_id) is None
+    store.flush_payload(payload_id)  # the answer's last step: no row carried it
+    assert store.payload(payload_id) is not None

@@ -1,4 +1,4 @@
-"""The durable record: every payload (raw, before deciding), every decision, the write-ahead
+"""The durable record: every payload (raw, before its answer), every decision, the write-ahead
 intent of every decision that will act, and the console's sessions and login attempts, in
 SQLite or PostgreSQL.
 

@@ -189,7 +189,7 @@ def from_record(row: type, record: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class PayloadRow:
-    """A raw payload, stored before anything is decided about it."""
+    """A raw payload, stored with the first record that names it, before its answer."""
 
     TABLE = "payloads"
 

@@ -22,6 +22,7 @@ from webhook import contract
 from webhook.audit.console import ConsoleRecords
 from webhook.audit.errors import AuditUnavailable
 from webhook.audit.intents import GateAnswer, GateRule, SettledBy
+from webhook.audit.payloads import INSERT_PAYLOAD, PendingPayloads
 from webhook.audit.rows import (
     DecisionRow,
     Dialect,
@@ -112,6 +113,7 @@ class AuditStore(ConsoleRecords):
         self._prepared_pid = 0
         self._broken: str | None = None  # why the store failed its integrity check
         self._integrity_at = 0.0  # time.monotonic() of the last integrity check
+        self._pending = PendingPayloads()
 
     # -- what a backend provides ---------------------------------------------------------------
     @abstractmethod
@@ -240,8 +242,13 @@ class AuditStore(ConsoleRecords):
         actor: str = "",
         group_key: str = "",
         truncated_alerts: int = 0,
+        deferred: bool = False,
     ) -> str:
-        """Store a raw payload durably and return its id (before anything is decided)."""
+        """Store a raw payload durably and return its id.
+
+        `deferred`: store it with the first row that names it (webhook.audit.payloads); the
+        caller then calls `flush_payload` before it answers.
+        """
         self._writable()
         row = PayloadRow(
             id="p" + new_id(received_at)[1:],
@@ -253,13 +260,28 @@ class AuditStore(ConsoleRecords):
             truncated_alerts=truncated_alerts,
             body=body,
         )
-        names = column_names(PayloadRow)
-        with self._transaction() as tx:
-            tx.execute(
-                f"INSERT INTO payloads ({', '.join(names)}) VALUES ({_marks(names)})",  # noqa: S608
-                to_params(row),
-            )
+        self._pending.add(row)
+        if not deferred:
+            self.flush_payload(row.id)
         return row.id
+
+    def flush_payload(self, payload_id: str) -> None:
+        """Store a deferred payload if no row has carried it yet (a no-op once one has)."""
+        rows = self._pending.rows_for([payload_id])
+        if not rows:
+            return
+        try:
+            with self._transaction() as tx:
+                self._carry(tx, rows)
+        except AuditUnavailable:
+            self._pending.forget(payload_id)  # unanswered: Alertmanager sends it again
+            raise
+        self._pending.stored(rows)
+
+    @staticmethod
+    def _carry(tx: Tx, rows: list[PayloadRow]) -> None:
+        for row in rows:
+            tx.execute(INSERT_PAYLOAD, to_params(row))
 
     def record(self, decision: Decision) -> None:
         """Store one decision."""
@@ -279,7 +301,9 @@ class AuditStore(ConsoleRecords):
         waiting = set(mark_pending)
         chunks = [rows[i : i + _ROWS_PER_INSERT] for i in range(0, len(rows), _ROWS_PER_INSERT)]
         now = iso(datetime.now().astimezone())
+        carried = self._pending.rows_for(d.payload_id for d in decisions)
         with self._transaction() as tx:
+            self._carry(tx, carried)
             for chunk in chunks:
                 tx.execute(_insert_decisions_sql(len(chunk)), [v for row in chunk for v in row])
             for state, ids in (
@@ -292,6 +316,7 @@ class AuditStore(ConsoleRecords):
                         f"WHERE state = ? AND id IN ({_marks(ids)})",
                         (state, now, SettledBy.WORKER, IntentState.OPEN, *ids),
                     )
+        self._pending.stored(carried)
 
     def prune(self, *, retention_days: int, now: datetime) -> int:
         """Delete decisions, payloads, settled intents and login attempts older than the
@@ -344,7 +369,9 @@ class AuditStore(ConsoleRecords):
             earlier = None
             if rule.duplicate_since is not None and counted < rule.max_rollbacks:
                 earlier = self._previous_dry_run(tx, key, iso(rule.duplicate_since))
-            yield GateTicket(tx, counted=counted, duplicate_of=earlier)
+            ticket = GateTicket(tx, counted=counted, duplicate_of=earlier, pending=self._pending)
+            yield ticket
+        self._pending.stored(ticket.carried)
 
     def begin_intent(self, intent: IntentRow | None, rule: GateRule) -> GateAnswer:
         """Count, check duplicates and (admitted, with an intent) record it: one transaction
@@ -526,8 +553,12 @@ class AuditStore(ConsoleRecords):
 class GateTicket:
     """The gate's counts inside its transaction, and the one write it allows."""
 
-    def __init__(self, tx: Tx, *, counted: int, duplicate_of: str | None) -> None:
+    def __init__(
+        self, tx: Tx, *, counted: int, duplicate_of: str | None, pending: PendingPayloads
+    ) -> None:
         self._tx = tx
+        self._pending = pending
+        self.carried: list[PayloadRow] = []  # deferred payloads this transaction stores
         self.counted = counted
         self.duplicate_of = duplicate_of
 
@@ -543,6 +574,9 @@ class GateTicket:
         return str(rows[0]["id"]) if rows else None
 
     def claim(self, intent: IntentRow) -> None:
+        """Record the intent (and the deferred payload it names, in the same transaction)."""
+        self.carried = self._pending.rows_for([intent.decision.get("payload_id")])
+        AuditStore._carry(self._tx, self.carried)
         self._tx.execute(
             f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "  # noqa: S608
             f"VALUES ({_marks(_INTENT_COLUMNS)})",
