@@ -157,7 +157,15 @@ def test_dry_run_receiver_records_the_rollback_it_would_write(run: Run) -> None:
 @pytest.mark.pipeline
 def test_alertmanager_retries_after_a_503_and_the_rollback_happens_once(run: Run) -> None:
     sandbox = run.pipeline.sandbox
-    run.wait_for("pl-retry rolled back", lambda: RETRY.images(sandbox) == [V1])
+    # The rolled_back row is recorded after the Deployment write (and the mark and Event that
+    # follow it): wait for both, not for the template alone.
+    run.wait_for(
+        "pl-retry rolled back and recorded",
+        lambda: (
+            RETRY.images(sandbox) == [V1]
+            and any(r["outcome"] == contract.ROLLED_BACK for r in run.decisions(RETRY))
+        ),
+    )
     rows = run.decisions(RETRY)
     outcomes = _outcomes(rows)
     assert outcomes[0] == (contract.FAILED, "api_error"), outcomes
