@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -29,8 +30,20 @@ def kubeconfig_text(*, server: str, token: str, namespace: str = "default") -> s
 
 
 def write_kubeconfig(path: Path, *, server: str, token: str, namespace: str = "default") -> Path:
-    """Write the kubeconfig (mode 0600, as kubectl writes its own) and return its path."""
+    """Write the kubeconfig (mode 0600, as kubectl writes its own) and return its path.
+
+    Made 0600 from the start and renamed into place whole: whoever waits for the file to
+    appear (a script, `sandbox --kubeconfig-out`'s caller) never reads half of it, nor a
+    moment when its token is readable by others."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(kubeconfig_text(server=server, token=token, namespace=namespace))
-    path.chmod(0o600)
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(kubeconfig_text(server=server, token=token, namespace=namespace))
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path
