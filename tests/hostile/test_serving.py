@@ -1,6 +1,7 @@
 """The real `rollback-webhook serve`: 200 slow clients (a header line every 2 s, never
-finishing) leave deliveries and /healthz answering within a second, and chunked bodies are
-capped there exactly as Content-Length ones are."""
+finishing) leave /healthz answering within a second and deliveries well within the header
+deadline a starved request would wait for, and chunked bodies are capped there exactly as
+Content-Length ones are."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from lab.receiver_harness import Harness, hours, minutes, template_images
 from sandbox.testing import SandboxHandle
 from tests.hostile.serving import Served, serve
+from webhook.commands.serve import HEADER_SECONDS
 
 SLOW_CLIENTS = 200
 DRIP_SECONDS = 2.0
@@ -100,7 +102,10 @@ def test_slow_clients_do_not_starve_deliveries_or_healthz(served: Served, harnes
     finally:
         slow.close()
     assert max(healthz) < 1.0, healthz
-    assert max(deliveries) < 1.0, deliveries
+    # A starved delivery waits for a slow client's header deadline (HEADER_SECONDS); a rollback
+    # delivery also makes its API requests to the sandbox in this process beside 200 dripping
+    # sockets (0.16 s here at load 1, ten times that on two cores at load 25): half the deadline.
+    assert max(deliveries) < HEADER_SECONDS / 2, deliveries
     assert len(healthz) >= 10
     # The server ended the drips at its header deadline; the clients came straight back.
     assert slow.cut_off >= SLOW_CLIENTS, slow.cut_off
