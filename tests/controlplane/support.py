@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -295,9 +296,22 @@ class BoundOverlay:
     def can(self, verb: str, resource: str, namespace: str) -> bool:
         return can_i(self.plane, SERVICE_ACCOUNT, verb, resource, "-n", namespace)
 
+    def _active(self, namespace: str) -> bool:
+        """Whether the namespace is Active; made again when it is gone."""
+        phase = kubectl(
+            self.plane, "get", "namespace", namespace, "-o", "jsonpath={.status.phase}", check=False
+        )
+        if phase.returncode != 0:
+            kubectl(self.plane, "create", "namespace", namespace, check=False)
+            return False
+        return phase.stdout.strip() == "Active"
+
     def __enter__(self) -> BoundOverlay:
         for namespace in self.namespaces:
             kubectl(self.plane, "create", "namespace", namespace, check=False)
+            # Still terminating after a test deleted it (--wait=false): no new content until it
+            # is gone and made again.
+            wait_until(f"namespace {namespace} to be active", partial(self._active, namespace))
         apply(self.plane, *self.rbac)
         self.token = kubectl(
             self.plane, "-n", "rollback-webhook", "create", "token", "rollback-webhook"
