@@ -187,7 +187,12 @@ def test_serve_rolls_back_over_http_and_stops_cleanly_on_sigterm(
     holder = wait_for(
         lambda: lease_spec(harness).get("holderIdentity"), seconds=10, what="the Lease held"
     )
-    assert f"health tracker started as {holder} " in served.stderr, "not the master's tracker"
+    # Logged by the tracker process once its loop runs (the Lease may be taken first).
+    wait_for(
+        lambda: f"health tracker started as {holder} " in served.stderr,
+        seconds=10,
+        what="the master's tracker naming the Lease holder",
+    )
 
     # Each worker (not the master) reads every replica's rollbacks for the circuit breaker.
     started = re.search(r"circuit breaker: reading .* in worker pid (\d+)", served.stderr)
