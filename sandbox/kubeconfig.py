@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -36,14 +37,13 @@ def write_kubeconfig(path: Path, *, server: str, token: str, namespace: str = "d
     appear (a script, `sandbox --kubeconfig-out`'s caller) never reads half of it, nor a
     moment when its token is readable by others."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.unlink(missing_ok=True)
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # mkstemp: mode 0600, and a name of its own beside any other writer of the same path.
+    descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "w") as file:
             file.write(kubeconfig_text(server=server, token=token, namespace=namespace))
-        partial.replace(path)
+        os.replace(partial, path)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        Path(partial).unlink(missing_ok=True)
         raise
     return path
