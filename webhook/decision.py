@@ -10,7 +10,10 @@ from typing import Any
 
 def new_id(now: datetime) -> str:
     """Sortable unique id: UTC time to the millisecond, then randomness."""
-    return f"d-{now.strftime('%Y%m%dT%H%M%S')}{now.microsecond // 1000:03d}-{secrets.token_hex(4)}"
+    return (
+        f"d-{now.year:04d}{now.month:02d}{now.day:02d}T{now.hour:02d}{now.minute:02d}"
+        f"{now.second:02d}{now.microsecond // 1000:03d}-{secrets.token_hex(4)}"
+    )
 
 
 @dataclass

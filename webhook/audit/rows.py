@@ -142,6 +142,7 @@ def columns(row: type) -> tuple[ColumnSpec, ...]:
     return tuple(specs)
 
 
+@functools.cache
 def column_names(row: type) -> tuple[str, ...]:
     return tuple(c.name for c in columns(row))
 
@@ -324,11 +325,13 @@ class LoginAttemptRow:
     detail: str = column(Kind.TEXT, default="")
 
 
+_EMPTY_AS_OBJECT = tuple(column_names(DecisionRow).index(n) for n in ("labels", "overrides"))
+
+
 def decision_row_params(row: DecisionRow) -> tuple[Any, ...]:
     params = list(to_params(row))
     # labels / overrides default to {} (a None there means "no value", stored as '{}').
-    for name in ("labels", "overrides"):
-        index = column_names(DecisionRow).index(name)
+    for index in _EMPTY_AS_OBJECT:
         if params[index] is None or params[index] == "null":
             params[index] = "{}"
     return tuple(params)
