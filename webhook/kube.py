@@ -162,6 +162,10 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
+# Connections kept open to the API server per process.
+POOL_CONNECTIONS = 32
+
+
 class Cluster:
     """The calls the service makes. Every write that replaces an object is conditional."""
 
@@ -174,9 +178,14 @@ class Cluster:
     ) -> None:
         # No urllib3 retries: a retried PUT after a read timeout would be a second write.
         api.configuration.retries = False
+        # Kept connections: enough for a worker's payloads decided side by side (the client's
+        # default, 5 per CPU, closed the surplus after each answer, and every new one is a TLS
+        # handshake with a real API server).
+        api.configuration.connection_pool_maxsize = POOL_CONNECTIONS
         pool_manager = getattr(api.rest_client, "pool_manager", None)
         if pool_manager is not None:
             pool_manager.connection_pool_kw["retries"] = False
+            pool_manager.connection_pool_kw["maxsize"] = POOL_CONNECTIONS
             pool_manager.clear()
         self._api = api
         self._timeout = timeout_seconds

@@ -11,6 +11,7 @@ import pytest
 from lab.receiver_harness import Harness, hours, minutes, template_images
 from webhook.alerts import Alert
 from webhook.fanout import Fanout, by_target
+from webhook.kube import Cluster
 
 
 def alert(status: str = "firing", **labels: str) -> Alert:
@@ -128,3 +129,31 @@ def test_one_deployments_alerts_are_decided_in_order_and_the_breaker_stays_exact
             assert first["reason"] == second["reason"] == "circuit_open"
     for decision in decisions:
         assert harness.audit_row(decision["id"])["outcome"] == decision["outcome"]
+
+
+def test_requests_side_by_side_keep_their_connections_for_the_next_ones(sandbox: Any) -> None:
+    # 24 requests in flight at once (each served 0.5 s late), twice: the second burst finds
+    # the first one's connections kept. A pool smaller than the concurrency closes the surplus
+    # after each answer, and every new connection to a real API server is a TLS handshake.
+    cluster = Cluster(sandbox.api_client("t"), timeout_seconds=20)
+    in_flight = 24
+
+    def burst() -> None:
+        sandbox.controls.fault(
+            method="GET", path="^/version$", action="delay", delay=0.5, count=in_flight
+        )
+        threads = [threading.Thread(target=cluster.version) for _ in range(in_flight)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+
+    burst()
+    made = connections_made(cluster)
+    burst()
+    assert connections_made(cluster) == made, "the second burst opened new connections"
+
+
+def connections_made(cluster: Cluster) -> int:
+    pools = cluster._api.rest_client.pool_manager.pools  # the client's own count
+    return sum(pools[key].num_connections for key in pools.keys())
