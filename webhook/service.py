@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from typing import Any
 from webhook import contract, jsontext
 from webhook.alerts import MAX_COUNT, Alert, Payload, PayloadError, parse_payload
 from webhook.ask import Request
-from webhook.audit import AuditStore
+from webhook.audit import AuditStore, AuditUnavailable
 from webhook.circuit import ClusterRollbacks
 from webhook.config import Settings
 from webhook.contract import Confirmation
@@ -213,20 +214,28 @@ class Service:
         made. The others are recorded together before the answer: until then nothing is
         accepted (no 2xx), so a crash only means Alertmanager sends the payload again. Alerts
         are decided per target (webhook.fanout): one target's alerts in payload order, the
-        targets side by side; the decisions are answered, recorded and logged in payload order.
+        targets side by side. The answer and the batch of skips keep payload order; a rollback
+        or failure is recorded and logged when it is made, so those follow the order groups end.
         """
         if payload.truncated_alerts:
             request = replace(request, truncated_alerts=payload.truncated_alerts)
         alerts = payload.alerts
         made: dict[int, Decision] = {}
         texts: dict[int, str] = {}
+        audit_down = threading.Event()  # the payload's 503 is decided: the other groups stop
 
         def decide_group(indexes: list[int]) -> None:
             for index in indexes:
+                if audit_down.is_set():
+                    return
                 decision = self.decider.decide(alerts[index], request)
                 made[index] = decision
                 if decision.outcome in (contract.ROLLED_BACK, contract.FAILED):
-                    texts.update(self._record([decision]))
+                    try:
+                        texts.update(self._record([decision]))
+                    except AuditUnavailable:
+                        audit_down.set()
+                        raise
 
         groups, others = by_target(alerts)
         decide_group(others)  # nothing to read in the cluster: decided here, first
@@ -283,6 +292,12 @@ class Service:
                 group_key=payload.group_key,
             )
             decisions, texts = self.decide_texts(payload, request)
-        finally:
-            self.audit.flush_payload(payload_id)
+        except AuditUnavailable:
+            # Answered 503 and sent again: waiting on the store once more would only delay that.
+            self.audit.forget_payload(payload_id)
+            raise
+        except BaseException:
+            self.audit.flush_payload(payload_id)  # a refused payload is kept all the same
+            raise
+        self.audit.flush_payload(payload_id)
         return Received(payload_id, decisions, texts)

@@ -201,3 +201,17 @@ def test_audit_retention_is_applied_as_payloads_arrive(make_harness: Any, tmp_pa
     harness.post(harness.payload(harness.alert(status="resolved", namespace="shop")))
     stored = audit.payloads()
     assert len(stored) == 1 and stored[0].received_at > old.isoformat()
+
+
+def test_a_payload_without_alerts_and_a_refused_one_are_stored_all_the_same(
+    harness: Harness,
+) -> None:
+    # Neither has a decision to carry its raw body into the audit: each is stored on its own
+    # before the answer (a 200 for the empty one, a 400 naming the field for the other).
+    empty = harness.post(harness.payload())
+    assert empty.status_code == 200 and empty.get_json()["decisions"] == []
+    refused = harness.post({**harness.payload(), "alerts": "not a list"})
+    assert refused.status_code == 400 and "alerts" in refused.get_json()["error"]
+    bodies = [json.loads(p.body)["alerts"] for p in harness.service.audit.payloads()]
+    assert sorted(map(str, bodies)) == ["[]", "not a list"]
+    assert harness.service.audit.payload(empty.get_json()["payload_id"]) is not None

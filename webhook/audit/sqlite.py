@@ -76,12 +76,22 @@ class SqliteStore(AuditStore):
 
     @contextmanager
     def _transaction(self, *, gate: bool = False) -> Iterator[_Conn]:
-        with self._write_lock:
+        # One deadline for the whole wait, this process's other writers included: writers
+        # queued behind one that polls a locked file each fail by BUSY_TIMEOUT_SECONDS from
+        # their own start, not one after another (a payload's Deployments decided side by
+        # side would otherwise wait that long each before their 503).
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        if not self._write_lock.acquire(timeout=BUSY_TIMEOUT_SECONDS):
+            raise AuditUnavailable(
+                f"{self.describe()}: database is locked (this process's writes queued "
+                f"{BUSY_TIMEOUT_SECONDS:.0f}s)"
+            )
+        try:
             if self._write_db is None or self._write_pid != os.getpid():
                 db = self._open(shared=True, timeout=LOCK_POLL_SECONDS)
                 self._write_db, self._write_pid = db, os.getpid()
             db = self._write_db
-            self._begin(db)
+            self._begin(db, max(0.0, deadline - time.monotonic()))
             try:
                 yield _Conn(db)
                 db.execute("COMMIT")
@@ -91,6 +101,8 @@ class SqliteStore(AuditStore):
             except BaseException:
                 _rollback(db)
                 raise
+        finally:
+            self._write_lock.release()
 
     def _begin(self, db: sqlite3.Connection, seconds: float | None = None) -> None:
         """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_SECONDS for another process's write lock

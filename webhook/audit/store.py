@@ -278,6 +278,10 @@ class AuditStore(ConsoleRecords):
             raise
         self._pending.stored(rows)
 
+    def forget_payload(self, payload_id: str) -> None:
+        """Drop a deferred payload no row has carried (its delivery was refused with a 503)."""
+        self._pending.forget(payload_id)
+
     @staticmethod
     def _carry(tx: Tx, rows: list[PayloadRow]) -> None:
         for row in rows:
