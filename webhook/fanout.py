@@ -76,11 +76,9 @@ class Fanout:
         if len(groups) <= 1 or self.workers <= 1:
             return [work(group) for group in groups]
         futures = [self._executor().submit(work, group) for group in groups]
-        for future in futures:
-            error = future.exception()  # waits for it
+        errors = [f.exception() for f in futures]  # waits for every group
+        for error in errors:
             if error is not None:
-                for rest in futures:
-                    rest.exception()
                 raise error
         return [f.result() for f in futures]
 

@@ -225,17 +225,17 @@ class Service:
         audit_down = threading.Event()  # the payload's 503 is decided: the other groups stop
 
         def decide_group(indexes: list[int]) -> None:
-            for index in indexes:
-                if audit_down.is_set():
-                    return
-                decision = self.decider.decide(alerts[index], request)
-                made[index] = decision
-                if decision.outcome in (contract.ROLLED_BACK, contract.FAILED):
-                    try:
+            try:
+                for index in indexes:
+                    if audit_down.is_set():
+                        return
+                    decision = self.decider.decide(alerts[index], request)  # gate: may raise
+                    made[index] = decision
+                    if decision.outcome in (contract.ROLLED_BACK, contract.FAILED):
                         texts.update(self._record([decision]))
-                    except AuditUnavailable:
-                        audit_down.set()
-                        raise
+            except AuditUnavailable:
+                audit_down.set()
+                raise
 
         groups, others = by_target(alerts)
         decide_group(others)  # nothing to read in the cluster: decided here, first
@@ -296,8 +296,6 @@ class Service:
             # Answered 503 and sent again: waiting on the store once more would only delay that.
             self.audit.forget_payload(payload_id)
             raise
-        except BaseException:
-            self.audit.flush_payload(payload_id)  # a refused payload is kept all the same
-            raise
-        self.audit.flush_payload(payload_id)
+        finally:
+            self.audit.flush_payload(payload_id)  # a no-op once carried (or forgotten)
         return Received(payload_id, decisions, texts)

@@ -91,7 +91,7 @@ class SqliteStore(AuditStore):
                 db = self._open(shared=True, timeout=LOCK_POLL_SECONDS)
                 self._write_db, self._write_pid = db, os.getpid()
             db = self._write_db
-            self._begin(db, max(0.0, deadline - time.monotonic()))
+            self._begin(db, deadline)
             try:
                 yield _Conn(db)
                 db.execute("COMMIT")
@@ -104,11 +104,10 @@ class SqliteStore(AuditStore):
         finally:
             self._write_lock.release()
 
-    def _begin(self, db: sqlite3.Connection, seconds: float | None = None) -> None:
-        """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_SECONDS for another process's write lock
-        in short polls with time.sleep, which yields under gevent (SQLite's own busy handler
+    def _begin(self, db: sqlite3.Connection, deadline: float) -> None:
+        """BEGIN IMMEDIATE, waiting until `deadline` (time.monotonic()) for another process's write
+        lock in short polls with time.sleep, which yields under gevent (SQLite's own busy handler
         would block every greenlet of the worker, /healthz included)."""
-        deadline = time.monotonic() + (BUSY_TIMEOUT_SECONDS if seconds is None else seconds)
         while True:
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -169,7 +168,7 @@ class SqliteStore(AuditStore):
                 )
         db = self._open(timeout=LOCK_POLL_SECONDS)
         try:
-            self._begin(db, READY_TIMEOUT_SECONDS)
+            self._begin(db, time.monotonic() + READY_TIMEOUT_SECONDS)
             db.execute(
                 "INSERT INTO probe (id, written_at, writer) VALUES (1, datetime('now'), ?) "
                 "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at, "
