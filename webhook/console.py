@@ -28,7 +28,6 @@ from typing import Any
 from flask import Flask, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from webhook.ask import Overrides
 from webhook.audit import AuditStore, AuditUnavailable
 from webhook.audit.rows import LoginOutcome
 from webhook.audit_query import FilterError, audit_page, decision_detail, parse_filters
@@ -43,9 +42,9 @@ from webhook.login_guard import LoginCsrf, LoginGuard
 from webhook.replay import (
     MAX_REASON_CHARS,
     OVERRIDE_KEYS,
-    ReplayAsk,
     ReplayError,
     find_alert,
+    parse_ask,
     run_replay,
 )
 from webhook.service import Service
@@ -353,18 +352,18 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
         if not csrf_ok(session):
             return _problem(403, "CSRF token missing or invalid: reload the page", session)
         form = request.form
-        audit_id = form.get("audit_id", "").strip()
         execute = form.get("action") == "execute"
-        overrides = Overrides(**{k: form.get(k) == "on" for k in OVERRIDE_KEYS})
-        ask = ReplayAsk(
-            reason=form.get("reason", "").strip(),
-            audit_id=audit_id,
-            dry_run=not execute,
-            overrides=overrides,
-        )
-        if not ask.reason:
-            return _problem(400, "reason: required, say why this alert is replayed", session)
         try:
+            # The form is the API's body (POST /api/v1/replay), validated by the same parse_ask:
+            # the same limits, and the same 400 naming the field (an empty audit_id included).
+            ask = parse_ask(
+                {
+                    "audit_id": form.get("audit_id", ""),
+                    "reason": form.get("reason", ""),
+                    "dry_run": not execute,
+                    "overrides": {k: form.get(k) == "on" for k in OVERRIDE_KEYS},
+                }
+            )
             result = run_replay(service, ask, actor=session.name)
         except ReplayError as exc:
             return _problem(exc.status, str(exc), session)
@@ -378,8 +377,8 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             "preview.html",
             session=session,
             result=result,
-            audit_id=audit_id,
-            overrides=overrides.as_dict(),
+            audit_id=ask.audit_id,
+            overrides=ask.overrides.as_dict(),
             can_confirm=bool(result.decisions) and not result.refusals,
             watch_only=service.settings.dry_run,
         )

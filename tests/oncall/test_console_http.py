@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from sandbox.testing import SandboxHandle
 from tests.oncall.support import ALICE, BOB, RECEIVER, OnCall
 from webhook.auth import Credentials
 from webhook.console import Sessions
+from webhook.replay import MAX_REASON_CHARS
 
 
 def csrf_of(oncall: OnCall, path: str) -> str:
@@ -156,3 +158,26 @@ def test_logout_needs_csrf_and_ends_the_session(oncall: OnCall) -> None:
     response = oncall.client.post("/logout", data={"csrf_token": csrf})
     assert response.status_code == 302 and response.headers["Location"].endswith("/login")
     assert oncall.client.get("/").status_code == 302
+
+
+def test_replay_form_is_validated_like_the_api(oncall: OnCall) -> None:
+    rs = oncall.h.deploy("web", [("web:1", hours(3)), ("web:2", hours(2))])
+    [skip] = oncall.h.post_alerts(
+        oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    csrf = login(oncall)
+    cases = [
+        ({"audit_id": skip["id"], "reason": "x" * (MAX_REASON_CHARS + 1)}, "reason: longer than"),
+        ({"audit_id": "", "reason": "look"}, "audit_id: "),
+        ({"audit_id": "  ", "reason": "look"}, "audit_id: "),
+        ({"audit_id": skip["id"], "reason": " "}, "reason: required"),
+    ]
+    for fields, named in cases:
+        status, answer = oncall.replay(fields)  # the API's answer to the same ask
+        assert status == 400 and answer["error"].startswith(named), (fields, answer)
+        form = {"csrf_token": csrf, "action": "preview", **fields}
+        page = oncall.client.post("/replay", data=form)
+        assert page.status_code == 400, (fields, page.status_code)
+        assert answer["error"] in html.unescape(page.get_data(as_text=True)), fields
+    assert oncall.h.service.audit.replays_of(skip["id"]) == []
+    assert [p.source for p in oncall.h.service.audit.payloads()] == ["alertmanager"]
