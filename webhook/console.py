@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -206,6 +207,13 @@ def _problem(status: int, message: str, session: Session | None = None) -> BaseR
     return _page("message.html", status, title=f"{status}", message=message, session=session)
 
 
+def _unavailable(exc: AuditUnavailable, session: Session | None, what: str = "") -> BaseResponse:
+    """The console's answer when the audit store fails: 503, naming the store and its error."""
+    log.warning("console %s %s: audit store unavailable: %s", request.method, request.path, exc)
+    done = f", {what}" if what else ""
+    return _problem(503, f"audit store unavailable{done}, try again shortly: {exc}", session)
+
+
 def _alert_of(detail: dict[str, Any]) -> dict[str, Any] | None:
     """The raw alert of the decision's stored payload (for its annotations)."""
     return find_alert(detail["decision"], (detail.get("payload") or {}).get("body"))
@@ -233,6 +241,23 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
     def to_login() -> BaseResponse:
         return _secure(redirect(url_for("console_login")))
 
+    def session_page(view: Callable[..., BaseResponse]) -> Callable[..., BaseResponse]:
+        """A page of a logged-in person (the view gets the session first): no session goes to
+        the login page, and an audit store that fails while the page is made is the answer every
+        page shares, a 503 naming the store (as the on-call API's on_call_read), never a 500."""
+
+        @functools.wraps(view)
+        def answered(*args: Any, **kwargs: Any) -> BaseResponse:
+            session = current()
+            if session is None:
+                return to_login()
+            try:
+                return view(session, *args, **kwargs)
+            except AuditUnavailable as exc:
+                return _unavailable(exc, session)
+
+        return answered
+
     def login_page(status: int, error: str | None, csrf: str | None = None) -> BaseResponse:
         token = csrf or login_csrf.issue()
         response = _page("login.html", status, csrf_token=token, session=None, error=error)
@@ -253,8 +278,7 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             return checked_login(cookie)
         except AuditUnavailable as exc:
             # The limit cannot be counted nor the session recorded: no login, and say why.
-            log.warning("console login not possible: %s", exc)
-            return _problem(503, f"audit store unavailable, try again shortly: {exc}")
+            return _unavailable(exc, None)
 
     def checked_login(cookie: str) -> BaseResponse:
         client = request.remote_addr or ""
@@ -283,16 +307,15 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
         return response
 
     @app.post("/logout")
-    def logout() -> BaseResponse:
-        session = current()
-        if session is None:
-            return to_login()
+    @session_page
+    def logout(session: Session) -> BaseResponse:
         if not csrf_ok(session):
             return _problem(403, "CSRF token missing or invalid", session)
         try:
             sessions.end(session)  # on the server: a copy of the cookie no longer works either
         except AuditUnavailable as exc:
-            return _problem(503, f"audit store unavailable, not logged out: {exc}", session)
+            # Said apart from the shared answer: the cookie still opens the console.
+            return _unavailable(exc, session, "not logged out")
         response = to_login()
         response.delete_cookie(
             SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict"
@@ -300,17 +323,13 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
         return response
 
     @app.get("/", endpoint="console_index")
-    def index() -> BaseResponse:
-        session = current()
-        if session is None:
-            return to_login()
+    @session_page
+    def index(session: Session) -> BaseResponse:
         try:
             filters = parse_filters(request.args, now=service.clock(), strict=False)
             rows, next_before = audit_page(service.audit, filters)
         except FilterError as exc:
             return _problem(400, str(exc), session)
-        except AuditUnavailable as exc:
-            return _problem(503, f"audit store unavailable: {exc}", session)
         args = {k: v for k, v in request.args.items() if k != "before" and v}
         rows, previews = split_previews(rows)
         return _page(
@@ -323,10 +342,8 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
         )
 
     @app.get("/decisions/<decision_id>", endpoint="console_decision")
-    def decision(decision_id: str) -> BaseResponse:
-        session = current()
-        if session is None:
-            return to_login()
+    @session_page
+    def decision(session: Session, decision_id: str) -> BaseResponse:
         detail = decision_detail(service.audit, decision_id)
         if detail is None:
             return _problem(404, f"no decision {decision_id!r}", session)
@@ -345,10 +362,8 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
         )
 
     @app.post("/replay", endpoint="console_replay")
-    def replay() -> BaseResponse:
-        session = current()
-        if session is None:
-            return to_login()
+    @session_page
+    def replay(session: Session) -> BaseResponse:
         if not csrf_ok(session):
             return _problem(403, "CSRF token missing or invalid: reload the page", session)
         form = request.form
@@ -367,8 +382,6 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             result = run_replay(service, ask, actor=session.name)
         except ReplayError as exc:
             return _problem(exc.status, str(exc), session)
-        except AuditUnavailable as exc:
-            return _problem(503, f"audit store unavailable: {exc}", session)
         if execute and result.decisions:
             return _secure(
                 redirect(url_for("console_decision", decision_id=result.decisions[0].id))

@@ -6,9 +6,12 @@ import html
 import re
 from pathlib import Path
 
+import pytest
+
 from lab.receiver_harness import Harness, hours, minutes, template_images
 from sandbox.testing import SandboxHandle
 from tests.oncall.support import ALICE, BOB, RECEIVER, OnCall
+from webhook.audit import SqliteStore
 from webhook.auth import Credentials
 from webhook.console import Sessions
 from webhook.replay import MAX_REASON_CHARS
@@ -181,3 +184,30 @@ def test_replay_form_is_validated_like_the_api(oncall: OnCall) -> None:
         assert answer["error"] in html.unescape(page.get_data(as_text=True)), fields
     assert oncall.h.service.audit.replays_of(skip["id"]) == []
     assert [p.source for p in oncall.h.service.audit.payloads()] == ["alertmanager"]
+
+
+def test_console_pages_answer_503_naming_the_store_when_it_is_down(
+    oncall: OnCall, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rs = oncall.h.deploy("web", [("web:1", hours(3)), ("web:2", hours(2))])
+    [skip] = oncall.h.post_alerts(
+        oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    csrf = login(oncall)
+    # The store goes down after the session was checked (the sessions keep the store they were
+    # built with): what each page reads next cannot be opened, as its directory is a file.
+    (tmp_path / "not-a-directory").write_text("")
+    broken = SqliteStore(tmp_path / "not-a-directory" / "audit.sqlite")
+    monkeypatch.setattr(oncall.h.service, "audit", broken)
+    form = {"csrf_token": csrf, "audit_id": skip["id"], "reason": "look", "action": "preview"}
+    answers = {
+        "decision page": oncall.client.get(f"/decisions/{skip['id']}"),
+        "list": oncall.client.get("/"),
+        "deployment page": oncall.client.get("/deployments/shop/web"),
+        "replay": oncall.client.post("/replay", data=form),
+    }
+    for page, answer in answers.items():
+        text = answer.get_data(as_text=True)
+        assert answer.status_code == 503, (page, answer.status_code, text[:300])
+        assert "audit store unavailable" in text and "not-a-directory" in text, page
+        assert answer.mimetype == "text/html", page  # the console's page, not the API's JSON
