@@ -24,6 +24,9 @@ RULES_MANIFEST = "rollback-rules.yaml"
 # The self-monitoring alerts; they read the receivers' /metrics, scraped as this job.
 MONITORING_MANIFEST = "rollback-webhook-monitoring.yaml"
 RECEIVER_JOB = "rollback-webhook"
+# The kube-state-metrics series (the sandbox's /metrics, or real kube-state-metrics on the
+# control plane) are scraped as the job they have on a cluster; the rules aggregate `job` away.
+KSM_JOB = "kube-state-metrics"
 ALERTMANAGER_FRAGMENT = "alertmanager.yaml"
 RECEIVER_NAME = "rollback-webhook"
 DRY_RUN_RECEIVER_NAME = "rollback-webhook-dry-run"
@@ -79,8 +82,9 @@ def prometheus_config(
     receiver_targets: tuple[str, ...] = (),
     monitoring_rule_file: Path | None = None,
 ) -> dict[str, Any]:
-    """prometheus.yml: scrape the sandbox with honor_labels (its series carry `namespace` and
-    `pod` that must survive), evaluate the rule file, send to the one Alertmanager; with
+    """prometheus.yml: scrape the sandbox as job kube-state-metrics with honor_labels (its series
+    carry `namespace` and `pod` that must survive; its request-duration histogram comes with
+    them, under the same job), evaluate the rule file, send to the one Alertmanager; with
     `receiver_targets`, also scrape the receivers' /metrics as job rollback-webhook (what the
     self-monitoring alerts and the dashboard read) and evaluate `monitoring_rule_file`."""
     interval = prom_duration(timing.scrape_interval)
@@ -98,7 +102,7 @@ def prometheus_config(
         },
         "scrape_configs": [
             {
-                "job_name": "sandbox",
+                "job_name": KSM_JOB,
                 "honor_labels": True,
                 "static_configs": [{"targets": [sandbox_target]}],
             }

@@ -101,6 +101,7 @@ def test_promtool_accepts_prometheus_config_and_the_rendered_rules(tmp_path: Pat
     ))
     scrape = yaml.safe_load(config.read_text())["scrape_configs"]
     assert scrape[0]["honor_labels"] is True
+    assert scrape[0]["job_name"] == "kube-state-metrics"  # the job its series have on a cluster
     assert scrape[1]["job_name"] == "rollback-webhook"
     check = subprocess.run(
         [promtool, "check", "config", str(config)], capture_output=True, text=True,
