@@ -194,8 +194,12 @@ class Service:
         now = self.clock()
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
             return
-        self._pruned_at = now
-        removed = self.audit.prune(retention_days=self.settings.audit.retention_days, now=now)
+        previous, self._pruned_at = self._pruned_at, now  # one prune at a time, not one each
+        try:
+            removed = self.audit.prune(retention_days=self.settings.audit.retention_days, now=now)
+        except AuditUnavailable:
+            self._pruned_at = previous  # tried again with the next payload, not in an hour
+            raise
         if removed:
             log.info(
                 "audit: removed %d rows older than %d days",

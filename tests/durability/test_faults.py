@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,9 @@ def test_a_held_write_lock_is_503_ready_false_and_nothing_is_written_to_the_clus
 ) -> None:
     monkeypatch.setattr("webhook.audit.sqlite.BUSY_TIMEOUT_SECONDS", 1.0)
     harness.service.audit.prepare()
+    # Pruned first: the hourly prune would otherwise meet the lock and answer the 503 before
+    # the alert reached the gate, and "nothing written to the cluster" would hold trivially.
+    harness.service.prune_if_due()
     other = sqlite3.connect(harness.tmp_path / "audit.sqlite", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
@@ -165,6 +169,31 @@ def test_a_held_write_lock_is_503_ready_false_and_nothing_is_written_to_the_clus
     retry = harness.post(payload)
     assert retry.get_json()["decisions"][0]["outcome"] == "rolled_back"
     assert harness.client.get("/readyz").status_code == 200
+
+
+def test_a_prune_that_meets_a_held_lock_is_tried_again_with_the_next_payload(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("webhook.audit.sqlite.BUSY_TIMEOUT_SECONDS", 1.0)
+    audit = harness.service.audit
+    audit.prepare()
+    old = harness.service.clock() - timedelta(days=audit_days(harness) + 1)
+    audit.store_payload("{}", received_at=old, source="alertmanager")
+    resolved = harness.payload(harness.alert(status="resolved", namespace="shop"))
+    other = sqlite3.connect(harness.tmp_path / "audit.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the first payload's prune meets the lock
+    try:
+        assert harness.post(resolved).status_code == 503
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert harness.post(resolved).status_code == 200
+    # The payload past retention is gone now, not an hour later.
+    assert [p.received_at > old.isoformat() for p in audit.payloads()] == [True]
+
+
+def audit_days(harness: Harness) -> int:
+    return harness.service.settings.audit.retention_days
 
 
 @pytest.fixture
