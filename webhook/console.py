@@ -38,7 +38,7 @@ from webhook.console_deployment import (
     install_deployment_pages,
     split_previews,
 )
-from webhook.console_resume import install_resume_form
+from webhook.console_resume import install_resume_form, raw_field_problem
 from webhook.login_guard import LoginCsrf, LoginGuard
 from webhook.replay import (
     MAX_REASON_CHARS,
@@ -364,8 +364,13 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
     @app.post("/replay", endpoint="console_replay")
     @session_page
     def replay(session: Session) -> BaseResponse:
+        # Before request.form (it reads the cached body): the form parser keeps bytes that are
+        # not UTF-8 re-quoted, where the API refuses such text naming the field.
+        bad = raw_field_problem("reason") or raw_field_problem("audit_id")
         if not csrf_ok(session):
             return _problem(403, "CSRF token missing or invalid: reload the page", session)
+        if bad:
+            return _problem(400, bad, session)
         form = request.form
         execute = form.get("action") == "execute"
         try:

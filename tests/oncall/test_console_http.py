@@ -16,6 +16,8 @@ from webhook.auth import Credentials
 from webhook.console import Sessions
 from webhook.replay import MAX_REASON_CHARS
 
+FORM = "application/x-www-form-urlencoded"
+
 
 def csrf_of(oncall: OnCall, path: str) -> str:
     """The CSRF token in the form of the page at `path`."""
@@ -184,6 +186,26 @@ def test_replay_form_is_validated_like_the_api(oncall: OnCall) -> None:
         assert answer["error"] in html.unescape(page.get_data(as_text=True)), fields
     assert oncall.h.service.audit.replays_of(skip["id"]) == []
     assert [p.source for p in oncall.h.service.audit.payloads()] == ["alertmanager"]
+
+
+def test_replay_form_refuses_text_that_is_not_unicode_as_the_api_does(oncall: OnCall) -> None:
+    rs = oncall.h.deploy("web", [("web:1", hours(3)), ("web:2", hours(2))])
+    [skip] = oncall.h.post_alerts(
+        oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    csrf = login(oncall)
+    status, answer = oncall.replay({"audit_id": skip["id"], "reason": "\ud800"})  # JSON-escaped
+    assert status == 400 and answer["error"].startswith("reason: not valid Unicode text")
+    # The form parser would keep these bytes re-quoted ("%ED%A0%80" as the reason), not refuse.
+    cases = (("reason", "%ED%A0%80"), ("reason", "ok%FF"), ("audit_id", "d%ED%A0%80"))
+    for field, value in cases:
+        fields = {"audit_id": skip["id"], "reason": "look", field: value}
+        body = "&".join(f"{k}={v}" for k, v in {"csrf_token": csrf, **fields}.items())
+        page = oncall.client.post("/replay", data=body, content_type=FORM)
+        text = html.unescape(page.get_data(as_text=True))
+        assert page.status_code == 400, (field, value, page.status_code)
+        assert f"{field}: not valid Unicode text" in text, (field, value)
+    assert oncall.h.service.audit.replays_of(skip["id"]) == []
 
 
 def test_console_pages_answer_503_naming_the_store_when_it_is_down(
