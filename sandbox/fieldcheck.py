@@ -10,6 +10,7 @@ for clients that send no fieldValidation.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -28,7 +29,10 @@ _LIST = re.compile(r"^List\[(.+)\]$")
 _DICT = re.compile(r"^Dict\[str, (.+)\]$")
 
 
+@functools.cache
 def _fields(model_name: str) -> dict[str, str] | None:
+    # Cached: the models are generated code, and a walk asks for the same few types at
+    # every node of every write.
     model = getattr(kubernetes.client, model_name, None)
     types = getattr(model, "openapi_types", None)
     names = getattr(model, "attribute_map", None)
@@ -37,20 +41,51 @@ def _fields(model_name: str) -> dict[str, str] | None:
     return {names[attribute]: kind for attribute, kind in types.items()}
 
 
-def _walk(value: Any, type_name: str, path: str, found: list[str], *, drop: bool) -> None:
+@functools.cache
+def _schema(type_name: str) -> tuple[str, Any]:
+    """What a type name means for the walk: ("list" | "dict", item type), ("model", its
+    fields) or ("leaf", None) for a primitive, IntOrString or a type the client lacks."""
     if list_match := _LIST.match(type_name):
+        return "list", list_match.group(1)
+    if dict_match := _DICT.match(type_name):
+        return "dict", dict_match.group(1)
+    fields = _fields(type_name) if type_name.startswith(("V1", "V2", "CoreV1")) else None
+    return ("leaf", None) if fields is None else ("model", fields)
+
+
+def preload() -> None:
+    """Import the client's models for every served kind and everything they contain now.
+    The client imports a model on first use (about 0.3 s for these), which would otherwise
+    land on the first write a sandbox serves."""
+    seen: set[str] = set()
+    pending = list(MODELS.values())
+    while pending:
+        type_name = pending.pop()
+        if type_name in seen:
+            continue
+        seen.add(type_name)
+        shape, detail = _schema(type_name)
+        if shape in {"list", "dict"}:
+            pending.append(detail)
+        elif shape == "model":
+            pending.extend(detail.values())
+
+
+def _walk(value: Any, type_name: str, path: str, found: list[str], *, drop: bool) -> None:
+    shape, detail = _schema(type_name)
+    if shape == "list":
         if isinstance(value, list):
             for index, item in enumerate(value):
-                _walk(item, list_match.group(1), f"{path}[{index}]", found, drop=drop)
+                _walk(item, detail, f"{path}[{index}]", found, drop=drop)
         return
-    if dict_match := _DICT.match(type_name):
+    if shape == "dict":
         if isinstance(value, dict):
             for key, item in value.items():
-                _walk(item, dict_match.group(1), f"{path}[{key}]", found, drop=drop)
+                _walk(item, detail, f"{path}[{key}]", found, drop=drop)
         return
-    fields = _fields(type_name) if type_name.startswith(("V1", "V2", "CoreV1")) else None
-    if fields is None or not isinstance(value, dict):
+    if shape == "leaf" or not isinstance(value, dict):
         return  # a primitive, IntOrString ("object"), or a type the client does not model
+    fields: dict[str, str] = detail
     for key in list(value):
         where = f"{path}.{key}" if path else key
         if key not in fields:

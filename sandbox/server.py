@@ -18,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sandbox import api, controls_api, discovery, metrics, openapi, reads, tables, watch
+from sandbox import api, controls_api, discovery, fieldcheck, metrics, openapi, reads, tables, watch
 from sandbox.apply import ensure_namespace
 from sandbox.controller import Controller
 from sandbox.errors import STATUS_REASONS, ApiError, path_not_found
@@ -52,6 +52,8 @@ class SandboxServer:
         self._httpd.sandbox = self
         self._thread: threading.Thread | None = None
         self._seed_namespaces()
+        # Now rather than inside the first write: the first rollback is not 0.3 s slower.
+        fieldcheck.preload()
 
     def _seed_namespaces(self) -> None:
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
