@@ -7,7 +7,7 @@ the app's own cost), under cProfile. Prints calls and CPU per request and the fu
 the most own time; `--areas` sums own time by module (parsing, schema validation, audit,
 logging, metrics, decide...).
 
-Run: nice python3 benchmarks/hotpath.py [--requests 2000] [--top 25]
+Run: nice python3 -m benchmarks.hotpath [--requests 2000] [--top 25]
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ read from the checkout's rules/ as it is when the benchmark runs. Only the laten
 not how fast one is noticed, and an hour of history per run is not affordable here. Triggers
 whose shipped timings differ run in pipelines of their own, at the same time.
 
-Run: python3 benchmarks/pipeline.py [--rounds 1] [--for 3] [--shipped] [--json]
+Run: python3 -m benchmarks.pipeline [--rounds 1] [--for 3] [--shipped] [--json]
 Needs prometheus and prometheus-alertmanager on PATH (Debian packages).
 """
 

@@ -15,7 +15,7 @@
    `rolled_back` decision (target <= 5) and a skip that needs the cluster,
    `not_current_revision` (target <= 2).
 
-Run: nice python3 benchmarks/receiver.py [--seconds 3] [--rounds 5] [--clients 4] [--threaded]
+Run: nice python3 -m benchmarks.receiver [--seconds 3] [--rounds 5] [--clients 4] [--threaded]
      [--store sqlite|postgresql]  (postgresql: a server of its own, started and stopped here)
      [--json]
 """

@@ -11,7 +11,7 @@ layer (in process, no HTTP, so the figure is the store's and controllers' own) a
 - clones: deep copies of stored objects per PATCH (`store.clone` top-level calls);
 - ms: wall time per PATCH, median of the rounds (indicative only on a shared machine).
 
-Run: nice python3 benchmarks/sandbox_writes.py [--sizes 10,100,500] [--patches 50] [--json]
+Run: nice python3 -m benchmarks.sandbox_writes [--sizes 10,100,500] [--patches 50] [--json]
 """
 
 from __future__ import annotations

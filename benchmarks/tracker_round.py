@@ -8,7 +8,7 @@ under cProfile, its audit queries and rows read are counted. The round should co
 O(Deployments + rows): `calls / (N + R)` stays flat as N grows, and the audit is queried once
 per namespace.
 
-Run: nice python3 benchmarks/tracker_round.py [--sizes 10,100,500] [--rows-per-deployment 20]
+Run: nice python3 -m benchmarks.tracker_round [--sizes 10,100,500] [--rows-per-deployment 20]
 """
 
 from __future__ import annotations
