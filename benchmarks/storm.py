@@ -21,7 +21,7 @@ controlplane.py: kube-apiserver, kube-controller-manager, etcd and the kubelet s
 fresh per case): the Deployments (one replica each) are server-side applied, rolled out by the
 real controller, and checked afterwards on the real objects (benchmarks/storm_controlplane.py).
 
-Run: nice python3 benchmarks/storm.py [--sizes 10,100,500] [--one-namespace 500] [--json]
+Run: nice python3 -m benchmarks.storm [--sizes 10,100,500] [--one-namespace 500] [--json]
      [--cluster sandbox|controlplane]
 """
 
@@ -122,6 +122,7 @@ class Result:
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     rss_mib: dict[str, float] = field(default_factory=dict)
     setup_seconds: float = 0.0  # starting the stack and laying the Deployments out
+    settle_seconds: float = 0.0  # then waiting for the receiver's processes to go quiet
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -362,6 +363,29 @@ class Stack:
         except OSError:
             return False
 
+    def settle(self, *, quiet: float = 0.05, window: float = 1.0, seconds: float = 60) -> float:
+        """Wait until the receiver's processes (master, worker, tracker) have started: their
+        CPU grows by less than `quiet` seconds over `window`. A storm meets a running service,
+        not one still importing its modules and making its first tracker round (at 10
+        Deployments the storm lasts about a second, and a tracker starting beside it took
+        0.3 s of the two cores: the small case's p99, the ratio's denominator, measured that).
+        Returns the seconds waited."""
+        started = time.monotonic()
+        roles = ("master", "worker", "tracker")
+        last = None
+        while time.monotonic() - started < seconds:
+            pids = [pid for role, pid in self.processes().items() if role.startswith(roles)]
+            used = sum(cpu_of(pid) for pid in pids)
+            if (
+                last is not None
+                and used - last < quiet
+                and any(role == "tracker" for role in self.processes())
+            ):
+                return round(time.monotonic() - started, 1)
+            last = used
+            time.sleep(window)
+        raise RuntimeError(f"the receiver's processes still busy after {seconds}s")
+
     def processes(self) -> dict[str, int]:
         """Every process of the stack by role, and this script's own (the clients)."""
         assert self.serve is not None
@@ -531,6 +555,7 @@ def run_case(case: Case, *, workdir: Path, keep: Path | None = None, plane: Any 
         bad = stack.cluster.lay_out(case)
         setup_seconds = time.monotonic() - setup_started
         payloads = storm_payloads(case, bad, starts_at=stack.cluster.alerts_start())
+        settle_seconds = stack.settle()
         stack.cluster.start_counting()
         processes = stack.processes()
         cpu_before = {role: cpu_of(pid) for role, pid in processes.items()}
@@ -550,6 +575,7 @@ def run_case(case: Case, *, workdir: Path, keep: Path | None = None, plane: Any 
     result = judge(case, payloads, answers, seconds, observed, bad, workdir, cpu, rss)
     result.retried = stack.retried
     result.setup_seconds = round(setup_seconds, 1)
+    result.settle_seconds = settle_seconds
     result.load_average = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return result
 
@@ -759,7 +785,8 @@ def main() -> int:
         print()
         for r in results:
             print(
-                f"{r.cluster}, {r.case}: set up in {r.setup_seconds} s, storm {r.seconds} s, "
+                f"{r.cluster}, {r.case}: set up in {r.setup_seconds} s, settled in "
+                f"{r.settle_seconds} s, storm {r.seconds} s, "
                 f"{r.retried} deliveries retried, outcomes {r.outcomes}"
             )
             for failure in r.failures:
