@@ -19,7 +19,6 @@ The pure helpers live in `deployment_util`, the ReplicaSet controller's half in
 
 from __future__ import annotations
 
-import copy
 import threading
 from typing import Any, Final
 
@@ -43,7 +42,7 @@ from sandbox.deployment_util import (
 )
 from sandbox.events import record_event
 from sandbox.selectors import SelectorError, labels_match, selector_from_label_selector
-from sandbox.store import Change, NotFound, Store, format_time, parse_time
+from sandbox.store import Change, NotFound, Store, clone, format_time, parse_time
 from webhook import contract
 
 MAX_INT32: Final = 2**31 - 1
@@ -91,15 +90,17 @@ class Controller:
             if resource == "namespaces":
                 _empty_namespace(self._store, name)
                 continue
-            try:
-                obj = self._store.get(resource, namespace, name)
-            except NotFound:
+            # The stored object, not a copy: each sync only reads it and copies what it writes.
+            obj = self._store.peek(resource, namespace, name)
+            if obj is None:
                 continue
             if resource == "replicasets":
                 replicasets.sync_replicaset(self._store, obj)
             elif resource == "pods":
                 pods.start_pod(self._store, obj)
-                pods.sync_behaviour(self._store, self._store.get(resource, namespace, name))
+                started = self._store.peek(resource, namespace, name)
+                if started is not None:
+                    pods.sync_behaviour(self._store, started)
             else:
                 _reconcile_deployment(self._store, obj)
 
@@ -163,16 +164,23 @@ def _selects(deployment: dict[str, Any], obj: dict[str, Any]) -> bool:
     return bool(requirements) and labels_match(requirements, obj)
 
 
-def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
-    """One pass of DeploymentController.syncDeployment for `deployment` (immediate rollout)."""
-    meta, spec = deployment["metadata"], deployment.get("spec") or {}
+def _reconcile_deployment(store: Store, stored: dict[str, Any]) -> None:
+    """One pass of DeploymentController.syncDeployment for the `stored` Deployment
+    (immediate rollout); `stored` is read-only (Store.peek)."""
+    # What this pass changes is its annotations and status: only the path to them is copied
+    # (store.update copies the whole object it stores).
+    deployment = dict(stored)
+    meta = deployment["metadata"] = dict(stored["metadata"])
+    if isinstance(meta.get("annotations"), dict):
+        meta["annotations"] = dict(meta["annotations"])
+    spec = deployment.get("spec") or {}
     if meta.get("deletionTimestamp"):
         return
     now = format_time(store.now())
     owned = _claim_replicasets(store, deployment)
     owned.sort(key=lambda rs: (rs["metadata"].get("creationTimestamp", ""), rs["metadata"]["name"]))
     old_status: dict[str, Any] = deployment.get("status") or {}
-    status = copy.deepcopy(old_status)
+    status = clone(old_status)
     paused = bool(spec.get("paused"))
     deadline = spec.get("progressDeadlineSeconds", 600)
     has_deadline = deadline is not None and int(deadline) != MAX_INT32
@@ -188,13 +196,13 @@ def _reconcile_deployment(store: Store, deployment: dict[str, Any]) -> None:
     annotations = meta.setdefault("annotations", {})
     before = dict(annotations)
     if new_rs is not None:
-        rs_copy = copy.deepcopy(new_rs)
+        rs_copy = clone(new_rs)
         changed = set_new_replicaset_annotations(deployment, rs_copy, new_revision, exists=True)
         min_ready = int(spec.get("minReadySeconds", 0))
         if changed or int(rs_copy["spec"].get("minReadySeconds", 0)) != min_ready:
             set_min_ready(rs_copy, min_ready)
             # Upstream returns here too: the Deployment's revision follows on the next pass.
-            new_rs = store.update("replicasets", rs_copy)
+            new_rs = store.update("replicasets", rs_copy, adopt=True)
         else:
             annotations[contract.REVISION] = rs_copy["metadata"]["annotations"][contract.REVISION]
             if has_deadline and get_condition(status, "Progressing") is None:
@@ -264,10 +272,11 @@ def _claim_replicasets(store: Store, deployment: dict[str, Any]) -> list[dict[st
     # select, adopt orphans we select.
     # Only what this Deployment controls and the namespace's orphans are read (the store
     # indexes both), so the cost follows the Deployment, not the size of its namespace.
+    # The stored ReplicaSets themselves (read-only): what is released or adopted is copied.
     meta = deployment["metadata"]
-    controlled = store.owned_by(meta["uid"], "replicasets", controller=True)
+    controlled = store.owned_by(meta["uid"], "replicasets", controller=True, copy=False)
     items = [rs for rs in controlled if rs["metadata"]["namespace"] == meta["namespace"]]
-    items.extend(store.uncontrolled("replicasets", meta["namespace"]))
+    items.extend(store.uncontrolled("replicasets", meta["namespace"], copy=False))
     items.sort(key=lambda rs: rs["metadata"]["name"])
     owned = []
     for rs in items:
@@ -277,10 +286,12 @@ def _claim_replicasets(store: Store, deployment: dict[str, Any]) -> list[dict[st
         if controller == meta["uid"] and selected:
             owned.append(rs)
         elif controller == meta["uid"]:
+            rs = clone(rs)
             rs["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != meta["uid"]]
             store.update("replicasets", rs)
         elif controller is None and selected and not rs["metadata"].get("deletionTimestamp"):
             ref = replicasets.controller_ref(deployment, kind="Deployment", api_version="apps/v1")
+            rs = clone(rs)
             rs["metadata"]["ownerReferences"] = [*refs, ref]
             owned.append(store.update("replicasets", rs))
     return owned
@@ -291,21 +302,19 @@ def _create_replicaset(
 ) -> dict[str, Any]:
     # DeploymentController.getNewReplicaSet, creation branch.
     meta, spec = deployment["metadata"], deployment["spec"]
-    template = copy.deepcopy(spec.get("template") or {})
+    template = clone(spec.get("template") or {})
     collisions = status.get("collisionCount")
     while True:
         pod_hash = compute_hash(template, collisions)
         name = f"{meta['name']}-{pod_hash}"
-        try:
-            store.get("replicasets", meta["namespace"], name)
-        except NotFound:
+        if store.peek("replicasets", meta["namespace"], name) is None:
             break
         collisions = int(collisions or 0) + 1  # a different template took the name
         status["collisionCount"] = collisions
     tmeta = template.setdefault("metadata", {})
     labels = {**(tmeta.get("labels") or {}), contract.POD_TEMPLATE_HASH: pod_hash}
     tmeta["labels"] = labels
-    selector = copy.deepcopy(spec.get("selector") or {})
+    selector = clone(spec.get("selector") or {})
     selector.setdefault("matchLabels", {})[contract.POD_TEMPLATE_HASH] = pod_hash
     rs: dict[str, Any] = {
         "apiVersion": "apps/v1",
@@ -327,7 +336,8 @@ def _create_replicaset(
     }
     set_min_ready(rs, int(spec.get("minReadySeconds", 0)))
     set_new_replicaset_annotations(deployment, rs, new_revision, exists=False)
-    created = store.create("replicasets", rs)
+    # Everything in `rs` was built or copied here, so the store may keep it as it is.
+    created = store.create("replicasets", rs, adopt=True)
     if rs["spec"]["replicas"] > 0:
         record_event(
             store,
@@ -342,11 +352,11 @@ def _scale(
     store: Store, deployment: dict[str, Any], rs: dict[str, Any], replicas: int
 ) -> dict[str, Any]:
     # DeploymentController.scaleReplicaSet: the size and the desired/max-replicas annotations.
-    rs = copy.deepcopy(rs)
+    rs = clone(rs)
     before = int(rs["spec"].get("replicas", 1))
     rs["spec"]["replicas"] = replicas
     set_replicas_annotations(deployment, rs)
-    updated = store.update("replicasets", rs)
+    updated = store.update("replicasets", rs, adopt=True)
     direction = "up" if before < replicas else "down"
     record_event(
         store,

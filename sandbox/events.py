@@ -17,7 +17,7 @@ def record_event(store: Store, obj: dict[str, Any], *, reason: str, message: str
     # The recorder names events <object>.<unix nanos in hex>; the resourceVersion keeps
     # names unique when as_of pins the time.
     suffix = f"{int(now.timestamp() * 1e9) + store.resource_version:x}"
-    store.create(
+    store.create(  # a new dict of strings: the store may keep it as it is
         "events",
         {
             "apiVersion": "v1",
@@ -42,4 +42,5 @@ def record_event(store: Store, obj: dict[str, Any], *, reason: str, message: str
             "reportingComponent": "deployment-controller",
             "reportingInstance": "",
         },
+        adopt=True,
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sandbox.store import Store, format_time, parse_time
+from sandbox.store import Store, clone, format_time, parse_time
 
 FAULT_ANNOTATION: Final = "sandbox.auto-rollback/fault"
 LATENCY_ANNOTATION: Final = "sandbox.auto-rollback/latency-seconds"
@@ -347,6 +347,7 @@ def sync_behaviour(store: Store, pod: dict[str, Any]) -> None:
     current = current_fault(pod, now)
     fault, latency = behaviour_from_annotations(annotations)
     if (fault, latency) != (current.fault, current.latency_seconds):
+        pod = clone(pod)  # `pod` may be the stored object (Store.peek)
         _append_segment(pod, fault, latency, now)
         store.update("pods", pod)
 
@@ -388,6 +389,7 @@ def start_pod(store: Store, pod: dict[str, Any]) -> None:
         "deletionTimestamp"
     ):
         return
+    pod = clone(pod)  # `pod` may be the stored object (Store.peek)
     pod["spec"]["nodeName"] = pod["spec"].get("nodeName") or NODE_NAME
     pod["status"] = {}
     start_containers(pod, store.now())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox import pods
-from sandbox.store import NotFound, Store, clone, format_time
+from sandbox.store import Store, clone, format_time
 
 
 def controller_of(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -48,9 +48,7 @@ def _new_pod_name(store: Store, rs: dict[str, Any]) -> str:
         alphabet = pods.SAFE_ALPHABET
         suffix = "".join(alphabet[(seed >> (5 * i)) % len(alphabet)] for i in range(5))
         name = f"{base}-{suffix}"
-        try:
-            store.get("pods", namespace, name)
-        except NotFound:
+        if store.peek("pods", namespace, name) is None:
             return name
         attempt += 1
 
@@ -74,7 +72,8 @@ def new_pod(store: Store, rs: dict[str, Any]) -> dict[str, Any]:
     now = store.now()
     meta["creationTimestamp"] = format_time(now)
     pods.start_containers(pod, now)
-    return store.create("pods", pod)
+    # Everything in `pod` was built or copied here, so the store may keep it as it is.
+    return store.create("pods", pod, adopt=True)
 
 
 def _deletion_rank(pod: dict[str, Any]) -> tuple[int, str, str]:
@@ -91,9 +90,8 @@ def _negate(text: str) -> str:
 def accepts_new_content(store: Store, namespace: str) -> bool:
     """Whether objects may be created in `namespace`: it exists and is not terminating (the
     apiserver's NamespaceLifecycle admission refuses both)."""
-    try:
-        found = store.get("namespaces", None, namespace)
-    except NotFound:
+    found = store.peek("namespaces", None, namespace)
+    if found is None:
         return False
     terminating = (found.get("status") or {}).get("phase") == "Terminating"
     return not terminating and not found["metadata"].get("deletionTimestamp")
@@ -102,7 +100,7 @@ def accepts_new_content(store: Store, namespace: str) -> bool:
 def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
     """Create or delete pods until the ReplicaSet owns spec.replicas of them, then write its
     status (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
-    observedGeneration), as the ReplicaSet controller does."""
+    observedGeneration), as the ReplicaSet controller does. `rs` is read-only (Store.peek)."""
     meta = rs["metadata"]
     if meta.get("deletionTimestamp"):
         return
@@ -110,8 +108,8 @@ def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
     # The store's owner index: only this ReplicaSet's pods are read, whatever else the
     # namespace holds.
     owned = [
-        pod
-        for pod in store.owned_by(uid, "pods", controller=True)
+        pod  # the stored pods (read-only): only counted, sorted and deleted by name
+        for pod in store.owned_by(uid, "pods", controller=True, copy=False)
         if pod["metadata"]["namespace"] == meta["namespace"]
     ]
     want = int(rs["spec"].get("replicas", 1))
@@ -141,9 +139,9 @@ def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
         if value:
             status[key] = value
     status["observedGeneration"] = meta.get("generation", 1)
-    current = store.get("replicasets", meta["namespace"], meta["name"])
-    if current["metadata"]["uid"] != uid:
+    current = store.peek("replicasets", meta["namespace"], meta["name"])
+    if current is None or current["metadata"]["uid"] != uid:
         return
     if current.get("status") != status:
-        current["status"] = status
-        store.update("replicasets", current)
+        # A new top level suffices: store.update stores a copy of what it is given.
+        store.update("replicasets", {**current, "status": status})

@@ -9,6 +9,11 @@ Objects are indexed by namespace, by the uids their ownerReferences name and by 
 a controller reads inside a write (a Deployment's ReplicaSets, a ReplicaSet's pods, an owner's
 dependents) and a namespaced list by an equality label selector (what kubectl and the receiver
 send) cost what they return, not what else the namespace holds.
+
+A stored object is never changed in place: every write stores a new one. So the history a
+watch replays holds the stored objects themselves, and the controllers inside a write read
+them without copying (`peek`, `copy=False`) and hand over what they built (`adopt`); every
+other reader gets its own deep copy, so no client can change what is stored.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ class Change:
 
     type: str  # "ADDED" | "MODIFIED" | "DELETED"
     resource: str  # plural resource name, e.g. "deployments"
-    obj: dict[str, Any]  # deep copy of the object after the write
+    # The object after the write: the stored object itself, not a copy, so treat it as
+    # read-only (the store never changes a stored object in place; a write stores a new one).
+    obj: dict[str, Any]
     # The object before a MODIFIED write (watches with selectors need it to turn a change
     # that leaves or enters the selection into DELETED or ADDED). Treat as read-only.
     old: dict[str, Any] | None = None
@@ -150,6 +157,13 @@ class Store:
                 raise _not_found(resource, namespace, name)
             return clone(obj)
 
+    def peek(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The stored object itself (None when missing), for a reader inside the store lock
+        that only reads it: it must not be changed (copy it with `clone` to write it back),
+        and a later write replaces it rather than changing it."""
+        with self.lock:
+            return self._lookup(_key(resource, namespace, name))
+
     def list(
         self,
         resource: str,
@@ -178,33 +192,41 @@ class Store:
             return items, str(self._rv)
 
     def owned_by(
-        self, uid: str, resource: str, *, controller: bool = False
+        self, uid: str, resource: str, *, controller: bool = False, copy: bool = True
     ) -> builtins.list[dict[str, Any]]:
         """Copies of the `resource` objects with an ownerReference to `uid` (only where that
         reference is the controller one, with `controller`), sorted by namespace then name.
-        Costs what it returns: an index, not a scan."""
+        Costs what it returns: an index, not a scan. Without `copy`, the stored objects
+        themselves, read-only as `peek`'s."""
         with self.lock:
             keys = sorted(key for key in self._owned.get(uid, {}) if key[0] == resource)
             items = (self._objects[resource][key[1:]] for key in keys)
-            return [clone(obj) for obj in items if not controller or (_controller_uid(obj) == uid)]
+            found = [obj for obj in items if not controller or (_controller_uid(obj) == uid)]
+            return [clone(obj) for obj in found] if copy else found
 
-    def uncontrolled(self, resource: str, namespace: str) -> builtins.list[dict[str, Any]]:
+    def uncontrolled(
+        self, resource: str, namespace: str, *, copy: bool = True
+    ) -> builtins.list[dict[str, Any]]:
         """Copies of the `resource` objects in `namespace` that no controller owns (what a
-        controller may adopt), sorted by name."""
+        controller may adopt), sorted by name. Without `copy`, the stored objects
+        themselves, read-only as `peek`'s."""
         with self.lock:
             names = self._uncontrolled.get((resource, namespace), {})
             objects = self._objects.get(resource, {})
-            return [clone(objects[(namespace, name)]) for name in sorted(names)]
+            found = [objects[(namespace, name)] for name in sorted(names)]
+            return [clone(obj) for obj in found] if copy else found
 
     # ---- writes -----------------------------------------------------------------------
     def create(
-        self, resource: str, obj: dict[str, Any], *, dry_run: bool = False
+        self, resource: str, obj: dict[str, Any], *, dry_run: bool = False, adopt: bool = False
     ) -> dict[str, Any]:
         """Store a new object: sets uid, creationTimestamp, resourceVersion and (for
         objects with a spec) generation 1; a generateName gets a random suffix.
-        With `dry_run`, return what would be stored (no resourceVersion) and store nothing."""
+        With `dry_run`, return what would be stored (no resourceVersion) and store nothing.
+        With `adopt`, `obj` itself is stored and returned, not copies: the caller gives it up
+        (nothing may change it or its parts afterwards) and reads the result only."""
         with self.lock:
-            new = clone(obj)
+            new = obj if adopt else clone(obj)
             meta = new.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
@@ -227,7 +249,7 @@ class Store:
             if dry_run:
                 meta.pop("resourceVersion", None)
                 return new
-            return self._commit("ADDED", resource, key, new)
+            return self._commit("ADDED", resource, key, new, adopt=adopt)
 
     def update(
         self,
@@ -236,13 +258,15 @@ class Store:
         *,
         check_rv: bool = True,
         dry_run: bool = False,
+        adopt: bool = False,
     ) -> dict[str, Any]:
         """Replace a whole object. With `check_rv`, a metadata.resourceVersion that is not
         the stored one raises Conflict (an empty one is accepted, as PUT without a
         precondition is). generation grows when the spec changed; uid and
-        creationTimestamp are kept. With `dry_run`, return the result and store nothing."""
+        creationTimestamp are kept. With `dry_run`, return the result and store nothing.
+        `adopt` as for `create`."""
         with self.lock:
-            new = clone(obj)
+            new = obj if adopt else clone(obj)
             meta = new.setdefault("metadata", {})
             name = meta.get("name", "")
             namespace = None if resource in CLUSTER_SCOPED else meta.get("namespace")
@@ -267,7 +291,7 @@ class Store:
             if dry_run:
                 meta["resourceVersion"] = old_meta["resourceVersion"]
                 return new
-            return self._commit("MODIFIED", resource, key, new, old=current)
+            return self._commit("MODIFIED", resource, key, new, old=current, adopt=adopt)
 
     def delete(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
         """Remove an object and return it as last stored (with a new resourceVersion,
@@ -277,7 +301,10 @@ class Store:
             current = self._lookup(key)
             if current is None:
                 raise _not_found(resource, namespace, name)
-            return self._commit("DELETED", resource, key, clone(current))
+            # A new top level and metadata for the new resourceVersion; the rest is shared
+            # with `current`, which nothing changes.
+            gone = dict(current, metadata=dict(current["metadata"]))
+            return self._commit("DELETED", resource, key, gone)
 
     def _commit(
         self,
@@ -287,6 +314,7 @@ class Store:
         obj: dict[str, Any],
         *,
         old: dict[str, Any] | None = None,
+        adopt: bool = False,
     ) -> dict[str, Any]:
         self._rv += 1
         rv = self._rv
@@ -300,14 +328,15 @@ class Store:
         else:
             objects[key[1:]] = obj
             self._index(key, obj)
-        # `old` left the store just now and nobody else holds it, so it needs no copy.
-        change = Change(type=kind, resource=resource, obj=clone(obj), old=old)
+        # Neither `obj` nor `old` is copied: a stored object is never changed in place (every
+        # write stores a new one), and readers outside the store get copies.
+        change = Change(type=kind, resource=resource, obj=obj, old=old)
         self._history.append((rv, change))
         with self._changed:
             self._changed.notify_all()
         for callback in list(self._subscribers):
             callback(change)
-        return clone(obj)
+        return obj if adopt else clone(obj)
 
     def _lookup(self, key: Key) -> dict[str, Any] | None:
         return self._objects.get(key[0], {}).get(key[1:])
