@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import secrets
 import signal
@@ -83,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    # What is loaded by now (modules, the client's models: ~100k objects) lives as long as
+    # the process; out of the collector's sight, a full collection no longer walks it inside
+    # whichever write triggers it (70-80 ms of one PUT in a 60-rollback storm, ~4 ms with it).
+    gc.collect()
+    gc.freeze()
     server.start()
     print(f"sandbox cluster serving at {server.url} (Kubernetes {args.kube_version})", flush=True)
     print(f"kubeconfig: {kubeconfig}   try: kubectl --kubeconfig {kubeconfig} get ns", flush=True)
