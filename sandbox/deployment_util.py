@@ -7,12 +7,12 @@ Nothing here reads or writes the store; `controller` does that and calls these.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from typing import Any, Final
 
 from sandbox import pods
+from sandbox.store import clone
 from webhook import contract
 
 DESIRED_REPLICAS: Final = "deployment.kubernetes.io/desired-replicas"
@@ -283,7 +283,7 @@ def calculate_status(
     if status.get("collisionCount") is not None:
         new_status["collisionCount"] = status["collisionCount"]
     if status.get("conditions"):
-        new_status["conditions"] = copy.deepcopy(status["conditions"])
+        new_status["conditions"] = clone(status["conditions"])
     replicas = int(deployment["spec"].get("replicas", 1))
     _, max_unavailable = fenceposts(deployment)
     if available >= replicas - max_unavailable:

@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from sandbox.store import clone
 
 # Patch merge keys from the `patchMergeKey` struct tags of k8s.io/api (core/v1, apps/v1,
 # meta/v1). Lists not named here are replaced whole, as for atomic lists.
@@ -116,7 +117,7 @@ def apply_json_patch(doc: dict[str, Any], operations: Any) -> dict[str, Any]:
     """Apply an RFC 6902 patch to a copy of `doc`; all operations or none."""
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a JSON array of operations", status=400)
-    result = copy.deepcopy(doc)
+    result = clone(doc)
     for number, operation in enumerate(operations):
         if not isinstance(operation, dict) or "op" not in operation or "path" not in operation:
             raise PatchError(f"operation {number} needs 'op' and 'path': {operation!r}", status=400)
@@ -124,17 +125,17 @@ def apply_json_patch(doc: dict[str, Any], operations: Any) -> dict[str, Any]:
         if op in {"add", "replace", "test"} and "value" not in operation:
             raise PatchError(f"operation {number} ({op} {path}) has no 'value'", status=400)
         if op == "add":
-            _add(result, path, copy.deepcopy(operation["value"]))
+            _add(result, path, clone(operation["value"]))
         elif op == "remove":
             _remove(result, path)
         elif op == "replace":
             _remove(result, path)
-            _add(result, path, copy.deepcopy(operation["value"]))
+            _add(result, path, clone(operation["value"]))
         elif op == "move":
             value = _remove(result, _from(operation, number))
             _add(result, path, value)
         elif op == "copy":
-            _add(result, path, copy.deepcopy(_get(result, _from(operation, number))))
+            _add(result, path, clone(_get(result, _from(operation, number))))
         elif op == "test":
             try:
                 actual = _get(result, path)
@@ -158,14 +159,21 @@ def _from(operation: dict[str, Any], number: int) -> str:
 def apply_merge_patch(doc: Any, patch: Any) -> Any:
     """Apply an RFC 7386 merge patch: objects merge, null deletes, anything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(doc) if isinstance(doc, dict) else {}
+        return clone(patch)
+    result = clone(doc) if isinstance(doc, dict) else {}
+    _merge_into(result, patch)
+    return result
+
+
+def _merge_into(result: dict[str, Any], patch: dict[str, Any]) -> None:
+    # `result` is already a copy: merged in place, so no level of it is copied twice.
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            _merge_into(result[key], value)
         else:
-            result[key] = apply_merge_patch(result.get(key), value)
-    return result
+            result[key] = apply_merge_patch(None, value)
 
 
 # ---- strategic merge patch -------------------------------------------------------------
@@ -182,10 +190,10 @@ def _smp_map(original: Any, patch: dict[str, Any]) -> Any:
     if directive == "delete":
         return None
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: clone(v) for k, v in patch.items() if k != "$patch"}
     if directive not in (None, "merge"):
         raise PatchError(f"unknown patch type: {directive!r}", status=400)
-    result = copy.deepcopy(original) if isinstance(original, dict) else {}
+    result = clone(original) if isinstance(original, dict) else {}
     retain = patch.get("$retainKeys")
     for key, value in patch.items():
         if key in {"$patch", "$retainKeys"} or key.startswith("$setElementOrder/"):
@@ -206,7 +214,7 @@ def _smp_map(original: Any, patch: dict[str, Any]) -> Any:
         elif isinstance(value, list):
             result[key] = _smp_list(key, result.get(key), value)
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = clone(value)
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
     for key, value in patch.items():
@@ -218,14 +226,14 @@ def _smp_map(original: Any, patch: dict[str, Any]) -> Any:
 
 
 def _smp_list(key: str, original: Any, patch: list[Any]) -> list[Any]:
-    current = copy.deepcopy(original) if isinstance(original, list) else []
+    current = clone(original) if isinstance(original, list) else []
     if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
-        return [copy.deepcopy(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
+        return [clone(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
     if key in MERGED_PRIMITIVE_LISTS:
-        return current + [copy.deepcopy(item) for item in patch if item not in current]
+        return current + [clone(item) for item in patch if item not in current]
     merge_key = MERGE_KEYS.get(key)
     if merge_key is None or not all(isinstance(item, dict) for item in patch):
-        return copy.deepcopy(patch)
+        return clone(patch)
     for item in patch:
         if merge_key not in item:
             raise PatchError(
@@ -243,7 +251,7 @@ def _smp_list(key: str, original: Any, patch: list[Any]) -> list[Any]:
             if position is not None:
                 current.pop(position)
         elif position is None:
-            current.append({k: copy.deepcopy(v) for k, v in item.items() if k != "$patch"})
+            current.append({k: clone(v) for k, v in item.items() if k != "$patch"})
         else:
             current[position] = _smp_map(current[position], item)
     return current
