@@ -29,7 +29,7 @@ from sandbox.deployment_util import (
     compute_hash,
     deployment_complete,
     deployment_progressing,
-    equal_ignore_hash,
+    equal_ignore_hash_to,
     get_condition,
     is_scaling_event,
     paused_conditions,
@@ -188,9 +188,8 @@ def _reconcile_deployment(store: Store, stored: dict[str, Any]) -> None:
         paused_conditions(status, paused=paused, now=now)
     replicas = int(spec.get("replicas", 1))
     template = spec.get("template") or {}
-    new_rs = next(
-        (rs for rs in owned if equal_ignore_hash(rs["spec"].get("template"), template)), None
-    )
+    same_template = equal_ignore_hash_to(template)
+    new_rs = next((rs for rs in owned if same_template(rs["spec"].get("template"))), None)
     old = [rs for rs in owned if rs is not new_rs]
     new_revision = max((revision(rs) for rs in old), default=0) + 1
     annotations = meta.setdefault("annotations", {})
@@ -264,7 +263,9 @@ def _reconcile_deployment(store: Store, stored: dict[str, Any]) -> None:
         )
     if new_status != old_status or annotations != before:
         deployment["status"] = new_status
-        store.update("deployments", deployment)
+        # A whole copy of our own (`deployment` shares all but its top level, metadata and
+        # annotations with the stored object) for the store to keep; the answer is unused.
+        store.update("deployments", clone(deployment), adopt=True)
 
 
 def _claim_replicasets(store: Store, deployment: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 from sandbox import pods
@@ -57,6 +58,13 @@ def _without_hash(template: dict[str, Any] | None) -> Any:
 def equal_ignore_hash(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     """util.EqualIgnoreHash: pod templates equal once pod-template-hash is dropped."""
     return bool(_without_hash(a) == _without_hash(b))
+
+
+def equal_ignore_hash_to(template: dict[str, Any] | None) -> Callable[[Any], bool]:
+    """`equal_ignore_hash` with `template` on one side, which is pruned once, not once per
+    ReplicaSet it is compared with."""
+    wanted = _without_hash(template)
+    return lambda other: bool(_without_hash(other) == wanted)
 
 
 def compute_hash(template: dict[str, Any], collision_count: int | None) -> str:

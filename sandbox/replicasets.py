@@ -143,5 +143,5 @@ def sync_replicaset(store: Store, rs: dict[str, Any]) -> None:
     if current is None or current["metadata"]["uid"] != uid:
         return
     if current.get("status") != status:
-        # A new top level suffices: store.update stores a copy of what it is given.
-        store.update("replicasets", {**current, "status": status})
+        # A whole copy of our own for the store to keep (the answer is unused).
+        store.update("replicasets", clone({**current, "status": status}), adopt=True)
