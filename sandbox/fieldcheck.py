@@ -74,12 +74,12 @@ def preload() -> None:
 def _walk(value: Any, type_name: str, path: str, found: list[str], *, drop: bool) -> None:
     shape, detail = _schema(type_name)
     if shape == "list":
-        if isinstance(value, list):
+        if isinstance(value, list) and _schema(detail)[0] != "leaf":
             for index, item in enumerate(value):
                 _walk(item, detail, f"{path}[{index}]", found, drop=drop)
         return
     if shape == "dict":
-        if isinstance(value, dict):
+        if isinstance(value, dict) and _schema(detail)[0] != "leaf":
             for key, item in value.items():
                 _walk(item, detail, f"{path}[{key}]", found, drop=drop)
         return
@@ -87,13 +87,12 @@ def _walk(value: Any, type_name: str, path: str, found: list[str], *, drop: bool
         return  # a primitive, IntOrString ("object"), or a type the client does not model
     fields: dict[str, str] = detail
     for key in list(value):
-        where = f"{path}.{key}" if path else key
         if key not in fields:
-            found.append(where)
+            found.append(f"{path}.{key}" if path else key)
             if drop:
                 del value[key]
-        else:
-            _walk(value[key], fields[key], where, found, drop=drop)
+        elif _schema(fields[key])[0] != "leaf":  # a leaf has nothing to find: not visited
+            _walk(value[key], fields[key], f"{path}.{key}" if path else key, found, drop=drop)
 
 
 def unknown_fields(kind: str, obj: dict[str, Any], *, drop: bool = False) -> list[str]:
