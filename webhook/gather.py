@@ -85,9 +85,7 @@ class ClusterFacts:
     gate: GateState | None = None
 
     @classmethod
-    def first(
-        cls, *, shared: dict[str, Any] | None = None, **values: Any
-    ) -> ClusterFacts:
+    def first(cls, *, shared: dict[str, Any] | None = None, **values: Any) -> ClusterFacts:
         """Facts for one attempt; pass the same `shared` dict to every attempt of a decision."""
         return cls(memo=_Memo(shared if shared is not None else {}), **values)
 
@@ -146,6 +144,22 @@ class ClusterFacts:
             )
 
         value: list[Obj] = self._once("replicasets", read)
+        return value
+
+    def deployment_unmoved(self) -> bool:
+        def read() -> bool:
+            seen = self.deployment()
+            if seen is None:
+                return False
+            try:
+                fresh = self.cluster.get_deployment(self.namespace, self.resolution().deployment)
+            except NotFound:
+                return False
+            # generation, not resourceVersion: the controller's status writes move the latter
+            # every few seconds while pods roll, a spec write always moves the former.
+            return bool(fresh["metadata"].get("generation") == seen["metadata"].get("generation"))
+
+        value: bool = self._once("deployment_unmoved", read)
         return value
 
     def gitops(self) -> GitOpsFact | None:

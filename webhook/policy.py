@@ -101,6 +101,12 @@ class Facts(Protocol):
     def deployment(self) -> Obj | None: ...
     def namespace_opt_in(self) -> str | None: ...
     def replicasets(self) -> Sequence[Obj]: ...
+    def deployment_unmoved(self) -> bool:
+        """Whether a fresh read of the Deployment still shows the spec this attempt read (its
+        generation): the ReplicaSets are listed after the Deployment is read, so a write that
+        lands in between pairs the old template with newer ReplicaSets."""
+        ...
+
     def gitops(self) -> GitOpsFact | None: ...
     def target(
         self, *, current: Revision, revisions: Sequence[Revision], min_healthy: int
@@ -316,6 +322,11 @@ def decide(facts: Facts) -> Result:
         )
     reverted = revert_note(raw, implicated)
     if reverted and not overrides.ignore_cooldown:
+        if facts.patient and not facts.deployment_unmoved():
+            # A rollback that landed between the two reads (its PUT, then the bad mark on the
+            # revision it left) pairs the old template with the new mark: that looks like a
+            # revert and is not one. The stay-put watch checks the same (tracker._unchanged).
+            return Redecide("the Deployment changed after it was read", found=found)
         # Someone (GitOps self-heal, a person) made the revision rolled back from current
         # again: rolling back again would start a loop. Held until a human acts.
         return skip(

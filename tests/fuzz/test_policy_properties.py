@@ -91,7 +91,7 @@ class Facts:
     def _cluster(self, *_: Any, **__: Any) -> Any:
         raise ReachedTheCluster
 
-    resolution = deployment = namespace_opt_in = replicasets = _cluster
+    resolution = deployment = namespace_opt_in = replicasets = deployment_unmoved = _cluster
     gitops = target = confirmation = _cluster
 
 

@@ -309,6 +309,26 @@ def test_the_last_attempt_settles_a_stale_read_for_a_revision_the_template_no_lo
     assert isinstance(decide(named_current), Redecide)
 
 
+REVERTED_TO_BAD = """
+revisions:
+  - {image: "web:1", age: 2h}
+  - {image: "web:2", age: 3m, annotations: {"auto-rollback/bad-revision": '{"audit_id": "d-0"}'}}
+"""
+
+
+def test_a_bad_marked_current_revision_is_a_revert_only_if_the_deployment_stayed_as_read() -> None:
+    # The ReplicaSets are listed after the Deployment is read. A rollback landing in between
+    # (its PUT, then the bad mark on the revision it left) pairs the old template with the new
+    # mark, before the controller re-numbers anything: a revert to all appearances.
+    held = skip(Table(cluster=world(REVERTED_TO_BAD)), SkipReason.COOLDOWN)
+    assert "reverted to since" in held.detail, held.detail
+    moved = Table(cluster=world(REVERTED_TO_BAD), moved=True)
+    assert isinstance(decide(moved), Redecide)
+    assert moved.asked[-1] == "deployment_unmoved"
+    # The last attempt decides on what it reads: held, the safe side of a loop.
+    skip(Table(cluster=world(REVERTED_TO_BAD), moved=True, patient=False), SkipReason.COOLDOWN)
+
+
 def test_the_policy_never_swallows_a_failed_read() -> None:
     class Unreachable(Table):
         def replicasets(self) -> list[dict[str, object]]:

@@ -71,8 +71,12 @@ def world(text: str = TWO_REVISIONS) -> tuple[Obj, list[Obj]]:
                     "creationTimestamp": format_k8s_time(ago(rev["age"])),
                     "annotations": annotations,
                     "ownerReferences": [
-                        {"kind": "Deployment", "name": "web", "uid": DEPLOYMENT_UID,
-                         "controller": True}
+                        {
+                            "kind": "Deployment",
+                            "name": "web",
+                            "uid": DEPLOYMENT_UID,
+                            "controller": True,
+                        }
                     ],
                 },
                 "spec": {"template": _template(rev["image"], f"h{number}")},
@@ -103,19 +107,21 @@ def world(text: str = TWO_REVISIONS) -> tuple[Obj, list[Obj]]:
 
 
 def last_action(*, to_replicaset: str, age: str) -> str:
-    return json.dumps({"to_replicaset": to_replicaset, "time": format_k8s_time(ago(age)),
-                       "audit_id": "d-earlier"})
+    return json.dumps(
+        {"to_replicaset": to_replicaset, "time": format_k8s_time(ago(age)), "audit_id": "d-earlier"}
+    )
 
 
-def alert(
-    *, status: str = "firing", started: str = "1m", ahead: str = "", **labels: str
-) -> Alert:
+def alert(*, status: str = "firing", started: str = "1m", ahead: str = "", **labels: str) -> Alert:
     """An alert that started `started` ago (or `ahead` from now); labels name web-2 by default."""
     chosen = labels or {"namespace": "shop", "deployment": "web", "replicaset": "web-2"}
     return Alert(
         status=status,
-        labels={"alertname": "RolloutRestartRateHigh", "rollback_trigger": "restart_rate",
-                **chosen},
+        labels={
+            "alertname": "RolloutRestartRateHigh",
+            "rollback_trigger": "restart_rate",
+            **chosen,
+        },
         annotations={},
         starts_at=NOW + (NOW - ago(ahead)) if ahead else ago(started),
         ends_at=None,
@@ -140,6 +146,7 @@ class Table:
     namespace_label: str | None = None
     owner: GitOpsFact | None = None
     confirmed: ConfirmResult | None = None
+    moved: bool = False  # the Deployment changed between its read and the ReplicaSet list
     asked: list[str] = field(default_factory=list)
 
     def resolution(self) -> Resolution:
@@ -160,6 +167,10 @@ class Table:
     def replicasets(self) -> Sequence[Obj]:
         self.asked.append("replicasets")
         return self.cluster[1] if self.cluster else []
+
+    def deployment_unmoved(self) -> bool:
+        self.asked.append("deployment_unmoved")
+        return not self.moved
 
     def gitops(self) -> GitOpsFact | None:
         self.asked.append("gitops")

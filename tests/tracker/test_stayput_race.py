@@ -1,4 +1,5 @@
-"""The tracker reports a stay-put revert only for a Deployment still as its round listed it.
+"""A stay-put revert is reported (tracker) or held (decision) only for a Deployment still as it
+was read: the tracker's round and a decision both read the Deployment, then its ReplicaSets.
 
 A round lists Deployments, then ReplicaSets. A rollback landing in between (its PUT, then the
 bad mark on the revision it left) paired the old template with the new mark: the storm at 500
@@ -54,3 +55,44 @@ def test_a_deployment_that_moved_after_the_round_listed_it_is_not_reported(
     tracker_for(harness, clock).resync_once()
     assert ANNOTATION_REVERTED_AT not in rs_annotations(harness, rs[1])
     assert "AutoRollbackReverted" not in harness.event_reasons("shop")
+
+
+def deployment_gets(harness: Harness) -> int:
+    return len(
+        [
+            r
+            for r in harness.sandbox.controls.requests()
+            if r["method"] == "GET" and r["path"].endswith("/deployments/web")
+        ]
+    )
+
+
+def test_an_alert_for_a_bad_marked_current_revision_reads_the_deployment_again_to_hold_it(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # The decision's side of the same race (policy: a revert only for a Deployment unmoved
+    # since it was read). The storm on the real control plane met it: one repeat in 2,000 was
+    # held as a revert 23 ms after the rollback it repeated, the controller not yet having
+    # re-numbered anything. The sandbox's controller re-numbers within the write, so there the
+    # race shows as a newer revision (tests/policy has the race itself); this shows the read.
+    harness = make_harness()
+    rs = bad_current(harness)
+    harness.sandbox.controls.clear_requests()
+    [decision] = harness.post_alerts(harness.alert(namespace="shop", replicaset=rs[1]))
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "cooldown")
+    assert "reverted to since" in decision["detail"], decision["detail"]
+    assert deployment_gets(harness) == 2  # the read, and the fresh one that confirms it
+    # A spec write between the two reads (generation moves, no new revision): decided again
+    # from fresh reads, then held.
+    harness.sandbox.controls.interleave(
+        method="GET",
+        path=r"/apis/apps/v1/namespaces/shop/replicasets$",
+        resource="deployments",
+        namespace="shop",
+        name="web",
+        merge_patch={"spec": {"minReadySeconds": 1}},
+    )
+    harness.sandbox.controls.clear_requests()
+    [again] = harness.post_alerts(harness.alert(namespace="shop", replicaset=rs[1]))
+    assert (again["outcome"], again["reason"]) == ("skipped", "cooldown")
+    assert deployment_gets(harness) == 4  # two attempts, each confirming
