@@ -8,7 +8,8 @@ with N two-replica Deployments, then PATCHes ReplicaSets of a few of them throug
 layer (in process, no HTTP, so the figure is the store's and controllers' own) and prints:
 - calls: Python function calls per PATCH, counted with cProfile (deterministic: unaffected by
   the load of a shared machine, so this is the column to compare);
-- clones: deep copies of stored objects per PATCH (`store.clone` top-level calls);
+- clones: deep copies per PATCH (`store.clone` top-level calls: of objects, and since the
+  patch code copies with clone too, of the patch document and its values);
 - ms: wall time per PATCH, median of the rounds (indicative only on a shared machine).
 
 Run: nice python3 -m benchmarks.sandbox_writes [--sizes 10,100,500] [--patches 50] [--json]
