@@ -52,6 +52,7 @@ from webhook.stayput_metrics import RevertsCollector
 log = logging.getLogger(__name__)
 __all__ = ["DECISION_LOG", "Received", "Service"]
 PRUNE_EVERY = timedelta(hours=1)
+PRUNE_RETRY = timedelta(minutes=1)  # after a prune that failed
 
 
 def utc_now() -> datetime:
@@ -143,7 +144,7 @@ class Service:
             gitops=gitops_check(cluster),
         )
         self._log = decision_logger()
-        self._pruned_at: datetime | None = None
+        self._prune_due: datetime | None = None  # None: on the first payload
 
     def start_cluster_view(self) -> None:
         """Start re-reading every replica's rollbacks for the breaker (in each serving worker)."""
@@ -190,22 +191,29 @@ class Service:
         )
 
     def prune_if_due(self) -> None:
-        """Apply audit.retention_days, at most once an hour (on the first payload, then hourly)."""
+        """Apply audit.retention_days, at most once an hour (on the first payload, then hourly).
+
+        A prune that fails (a locked or full store, a DELETE of a long backlog cut off by the
+        statement timeout) is logged and tried again a minute later: it never refuses the
+        payload, which is stored or refused on its own merits, and it is not put off an hour.
+        """
         now = self.clock()
-        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+        if self._prune_due is not None and now < self._prune_due:
             return
-        previous, self._pruned_at = self._pruned_at, now  # one prune at a time, not one each
+        self._prune_due = now + PRUNE_RETRY  # set first: one prune at a time, not one each
+        retention = self.settings.audit.retention_days
         try:
-            removed = self.audit.prune(retention_days=self.settings.audit.retention_days, now=now)
-        except AuditUnavailable:
-            self._pruned_at = previous  # tried again with the next payload, not in an hour
-            raise
-        if removed:
-            log.info(
-                "audit: removed %d rows older than %d days",
-                removed,
-                self.settings.audit.retention_days,
+            removed = self.audit.prune(retention_days=retention, now=now)
+        except AuditUnavailable as exc:
+            log.warning(
+                "audit: pruning rows older than %d days failed, again in 1 minute: %s",
+                retention,
+                exc,
             )
+            return
+        self._prune_due = now + PRUNE_EVERY
+        if removed:
+            log.info("audit: removed %d rows older than %d days", removed, retention)
 
     def decide_payload(self, payload: Payload, request: Request) -> list[Decision]:
         """Decide, record, log and count every alert of a parsed payload (see decide_texts)."""
