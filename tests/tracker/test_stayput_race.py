@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from lab.receiver_harness import Harness, hours, minutes
+from lab.receiver_harness import SERVICE_TOKEN, Harness, hours, minutes
 from tests.tracker.support import FakeClock, rs_annotations, tracker_for
 from webhook.stayput import ANNOTATION_REVERTED_AT
 
@@ -62,7 +62,9 @@ def deployment_gets(harness: Harness) -> int:
         [
             r
             for r in harness.sandbox.controls.requests()
-            if r["method"] == "GET" and r["path"].endswith("/deployments/web")
+            if r["token"] == SERVICE_TOKEN
+            and r["method"] == "GET"
+            and r["path"].endswith("/deployments/web")
         ]
     )
 
