@@ -372,16 +372,14 @@ class Stack:
         Returns the seconds waited."""
         started = time.monotonic()
         roles = ("master", "worker", "tracker")
-        last = None
+        last: dict[int, float] = {}
         while time.monotonic() - started < seconds:
-            pids = [pid for role, pid in self.processes().items() if role.startswith(roles)]
-            used = sum(cpu_of(pid) for pid in pids)
-            if (
-                last is not None
-                and used - last < quiet
-                and any(role == "tracker" for role in self.processes())
-            ):
-                return round(time.monotonic() - started, 1)
+            found = self.processes()
+            used = {pid: cpu_of(pid) for role, pid in found.items() if role.startswith(roles)}
+            # The same processes both times (a restarted one is not quiet), the tracker among them.
+            if "tracker" in found and used.keys() == last.keys():
+                if sum(used.values()) - sum(last.values()) < quiet:
+                    return round(time.monotonic() - started, 1)
             last = used
             time.sleep(window)
         raise RuntimeError(f"the receiver's processes still busy after {seconds}s")
@@ -805,7 +803,10 @@ def main() -> int:
         print(f"load average (1 min) before and after each case: {load}")
     ok = all(not r.failures and not r.lost and not r.double for r in results)
     ok = ok and (ratio is None or ratio <= P99_RATIO_TARGET)
-    print("targets met" if ok else "TARGETS MISSED", file=sys.stderr)
+    verdict = "targets met" if ok else "TARGETS MISSED"
+    if ok and ratio is None:
+        verdict += " (exactly once and none lost; the p99 ratio not checked)"
+    print(verdict, file=sys.stderr)
     return 0 if ok else 1
 
 
