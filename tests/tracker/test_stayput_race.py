@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from lab.receiver_harness import SERVICE_TOKEN, Harness, hours, minutes
 from tests.tracker.support import FakeClock, rs_annotations, tracker_for
@@ -23,6 +24,18 @@ def bad_current(harness: Harness) -> list[str]:
     rs = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
     harness.service.cluster.annotate_replicaset("shop", rs[1], dict(BAD_MARK))
     return rs
+
+
+def before_the_replicaset_list(harness: Harness, merge_patch: dict[str, Any]) -> None:
+    """The Deployment web is merge-patched just before the next ReplicaSet LIST is answered."""
+    harness.sandbox.controls.interleave(
+        method="GET",
+        path=r"/apis/apps/v1/namespaces/shop/replicasets$",
+        resource="deployments",
+        namespace="shop",
+        name="web",
+        merge_patch=merge_patch,
+    )
 
 
 def test_a_deployment_still_on_its_bad_revision_is_reported(
@@ -44,14 +57,7 @@ def test_a_deployment_that_moved_after_the_round_listed_it_is_not_reported(
     template = deployment["spec"]["template"]
     template["spec"]["containers"][0]["image"] = "web:1"
     # Just before the round's ReplicaSet LIST: the Deployment goes back to revision 1.
-    harness.sandbox.controls.interleave(
-        method="GET",
-        path=r"/apis/apps/v1/namespaces/shop/replicasets$",
-        resource="deployments",
-        namespace="shop",
-        name="web",
-        merge_patch={"spec": {"template": template}},
-    )
+    before_the_replicaset_list(harness, {"spec": {"template": template}})
     tracker_for(harness, clock).resync_once()
     assert ANNOTATION_REVERTED_AT not in rs_annotations(harness, rs[1])
     assert "AutoRollbackReverted" not in harness.event_reasons("shop")
@@ -86,14 +92,7 @@ def test_an_alert_for_a_bad_marked_current_revision_reads_the_deployment_again_t
     assert deployment_gets(harness) == 2  # the read, and the fresh one that confirms it
     # A spec write between the two reads (generation moves, no new revision): decided again
     # from fresh reads, then held.
-    harness.sandbox.controls.interleave(
-        method="GET",
-        path=r"/apis/apps/v1/namespaces/shop/replicasets$",
-        resource="deployments",
-        namespace="shop",
-        name="web",
-        merge_patch={"spec": {"minReadySeconds": 1}},
-    )
+    before_the_replicaset_list(harness, {"spec": {"minReadySeconds": 1}})
     harness.sandbox.controls.clear_requests()
     [again] = harness.post_alerts(harness.alert(namespace="shop", replicaset=rs[1]))
     assert (again["outcome"], again["reason"]) == ("skipped", "cooldown")
