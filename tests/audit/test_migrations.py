@@ -94,6 +94,29 @@ def test_an_upgraded_audit_has_the_columns_of_a_fresh_one(
     fresh.close()
 
 
+def test_an_old_audit_held_by_another_process_is_upgraded_once_it_is_free(
+    tmp_path: Path,
+) -> None:
+    # A file written before WAL must be had alone to switch to WAL. Another process that holds
+    # it (opening or upgrading it too) used to make the write connection's short busy timeout
+    # give up at once: "database is locked", an unavailable audit, in one worker of several
+    # starting together (CI met it through the test below).
+    store = v1_sqlite(tmp_path / "audit.sqlite")
+    other = sqlite3.connect(
+        tmp_path / "audit.sqlite", isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        assert store.prepare() == 1  # waited for the file, then upgraded it
+    finally:
+        release.join()
+        other.close()
+    assert store.schema_version() == SCHEMA_VERSION
+    store.close()
+
+
 def test_two_processes_opening_an_old_audit_at_once_upgrade_it_once(
     old_store: AuditStore,
 ) -> None:

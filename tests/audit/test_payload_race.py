@@ -60,10 +60,10 @@ class WatchedSqlite(SqliteStore):
         self._pending = WatchedPending()
         self.beginning = threading.Event()
 
-    def _begin(self, db: sqlite3.Connection, deadline: float) -> None:
-        if threading.current_thread().name == "first":
+    def _when_unlocked(self, db: sqlite3.Connection, sql: str, deadline: float) -> None:
+        if sql == "BEGIN IMMEDIATE" and threading.current_thread().name == "first":
             self.beginning.set()
-        super()._begin(db, deadline)
+        super()._when_unlocked(db, sql, deadline)
 
 
 class WatchedPostgres(PostgresStore):

@@ -58,8 +58,14 @@ class SqliteStore(AuditStore):
         return f"audit store {self.path}"
 
     def _open(
-        self, *, shared: bool = False, timeout: float = BUSY_TIMEOUT_SECONDS
+        self,
+        *,
+        shared: bool = False,
+        timeout: float = BUSY_TIMEOUT_SECONDS,
+        deadline: float | None = None,
     ) -> sqlite3.Connection:
+        if deadline is None:
+            deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -68,10 +74,20 @@ class SqliteStore(AuditStore):
             )
             db.row_factory = sqlite3.Row
             db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(f"{self.describe()}: {exc}") from exc
+        # Turning a file that is not in WAL mode yet (a new one, or one written before WAL)
+        # to WAL needs it to itself: another process opening or upgrading it at the same time
+        # holds it for longer than a write connection's short busy timeout.
+        try:
+            self._when_unlocked(db, "PRAGMA journal_mode=WAL", deadline)
+            db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            db.close()
+            raise AuditUnavailable(f"{self.describe()}: {exc}") from exc
+        except AuditUnavailable:
+            db.close()
+            raise
         return db
 
     @contextmanager
@@ -88,10 +104,10 @@ class SqliteStore(AuditStore):
             )
         try:
             if self._write_db is None or self._write_pid != os.getpid():
-                db = self._open(shared=True, timeout=LOCK_POLL_SECONDS)
+                db = self._open(shared=True, timeout=LOCK_POLL_SECONDS, deadline=deadline)
                 self._write_db, self._write_pid = db, os.getpid()
             db = self._write_db
-            self._begin(db, deadline)
+            self._when_unlocked(db, "BEGIN IMMEDIATE", deadline)
             try:
                 yield _Conn(db)
                 db.execute("COMMIT")
@@ -104,13 +120,14 @@ class SqliteStore(AuditStore):
         finally:
             self._write_lock.release()
 
-    def _begin(self, db: sqlite3.Connection, deadline: float) -> None:
-        """BEGIN IMMEDIATE, waiting until `deadline` (time.monotonic()) for another process's write
-        lock in short polls with time.sleep, which yields under gevent (SQLite's own busy handler
-        would block every greenlet of the worker, /healthz included)."""
+    def _when_unlocked(self, db: sqlite3.Connection, sql: str, deadline: float) -> None:
+        """Run `sql` (BEGIN IMMEDIATE, the switch to WAL), waiting until `deadline`
+        (time.monotonic()) for another process's lock in short polls with time.sleep, which
+        yields under gevent (SQLite's own busy handler would block every greenlet of the
+        worker, /healthz included)."""
         while True:
             try:
-                db.execute("BEGIN IMMEDIATE")
+                db.execute(sql)
                 return
             except sqlite3.OperationalError as exc:
                 busy = "locked" in str(exc) or "busy" in str(exc)
@@ -166,9 +183,10 @@ class SqliteStore(AuditStore):
                     f"{self.describe()}: its filesystem is full ({free} bytes free, "
                     f"below {MIN_FREE_BYTES})"
                 )
-        db = self._open(timeout=LOCK_POLL_SECONDS)
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        db = self._open(timeout=LOCK_POLL_SECONDS, deadline=deadline)
         try:
-            self._begin(db, time.monotonic() + READY_TIMEOUT_SECONDS)
+            self._when_unlocked(db, "BEGIN IMMEDIATE", deadline)
             db.execute(
                 "INSERT INTO probe (id, written_at, writer) VALUES (1, datetime('now'), ?) "
                 "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at, "
