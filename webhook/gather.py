@@ -20,7 +20,7 @@ from webhook.config import Settings
 from webhook.evidence import Confirmer, ConfirmResult, EvidenceSource, TargetChoice, choose_target
 from webhook.kube import Cluster, NotFound
 from webhook.policy import GateState, GitOpsFact, Resolution
-from webhook.revisions import Revision, controller_of, same_spec
+from webhook.revisions import Revision, controller_of
 from webhook.views import Meta, Obj, label_selector
 
 GitOpsCheck = Callable[[Obj, Settings], GitOpsFact | None]
@@ -149,16 +149,7 @@ class ClusterFacts:
     def deployment_unmoved(self) -> bool:
         def read() -> bool:
             seen = self.deployment()
-            if seen is None:
-                return False
-            try:
-                fresh = self.cluster.get_deployment(self.namespace, self.resolution().deployment)
-            except NotFound:
-                return False
-            # generation, not resourceVersion: the controller's status writes move the latter
-            # every few seconds while pods roll, a spec write always moves the former. The uid:
-            # a Deployment deleted and made again restarts its generation.
-            return same_spec(fresh, seen)
+            return seen is not None and self.cluster.unmoved(seen)
 
         value: bool = self._once("deployment_unmoved", read)
         return value

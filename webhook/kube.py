@@ -255,6 +255,18 @@ class Cluster:
     def get_deployment(self, namespace: str, name: str) -> Obj:
         return self._call("GET", f"{APPS}/namespaces/{_ns(namespace)}/deployments/{_name(name)}")
 
+    def unmoved(self, seen: Obj) -> bool:
+        """Whether a fresh read shows the Deployment `seen` was, with the spec it had: the same
+        uid (one deleted and made again restarts its generation) and generation (a spec write
+        always moves it; the controller's status writes, every few seconds while pods roll,
+        move only resourceVersion). False when it is gone."""
+        meta = seen["metadata"]
+        try:
+            fresh = self.get_deployment(meta["namespace"], meta["name"])["metadata"]
+        except NotFound:
+            return False
+        return all(fresh.get(key) == meta.get(key) for key in ("uid", "generation"))
+
     def list_deployments(self, namespace: str | None = None) -> list[Obj]:
         path = (
             f"{APPS}/namespaces/{_ns(namespace)}/deployments"
@@ -352,21 +364,15 @@ class Cluster:
             "lastTimestamp": now,
             "count": 1,
         }
-        return self._call(
-            "POST", f"{CORE}/namespaces/{_ns(meta['namespace'])}/events", body=event
-        )
+        return self._call("POST", f"{CORE}/namespaces/{_ns(meta['namespace'])}/events", body=event)
 
     # -- leases (leader election) -----------------------------------------------------------
     def get_lease(self, namespace: str, name: str) -> Obj:
-        return self._call(
-            "GET", f"{COORDINATION}/namespaces/{_ns(namespace)}/leases/{_name(name)}"
-        )
+        return self._call("GET", f"{COORDINATION}/namespaces/{_ns(namespace)}/leases/{_name(name)}")
 
     def create_lease(self, lease: Obj) -> Obj:
         namespace = lease["metadata"]["namespace"]
-        return self._call(
-            "POST", f"{COORDINATION}/namespaces/{_ns(namespace)}/leases", body=lease
-        )
+        return self._call("POST", f"{COORDINATION}/namespaces/{_ns(namespace)}/leases", body=lease)
 
     def replace_lease(self, lease: Obj) -> Obj:
         meta = lease["metadata"]

@@ -193,13 +193,6 @@ def current_revision(deployment: Obj, revisions: list[Revision]) -> Revision | N
     return min(matches, key=lambda r: (r.created, r.name))
 
 
-def same_spec(fresh: Obj, seen: Obj) -> bool:
-    """Whether `fresh` is the object `seen` was, with the same spec: same uid and generation (a
-    spec write always moves generation; the controller's status writes do not)."""
-    a, b = fresh["metadata"], seen["metadata"]
-    return bool(a.get("uid") == b.get("uid") and a.get("generation") == b.get("generation"))
-
-
 def last_action(deployment: Obj) -> dict[str, Any] | None:
     """The service's own `auto-rollback/last-action` record on the Deployment, if any."""
     annotations = deployment["metadata"].get("annotations") or {}

@@ -50,7 +50,6 @@ from webhook.revisions import (
     current_revision,
     format_k8s_time,
     revisions_of,
-    same_spec,
 )
 from webhook.stayput import detect_revert
 from webhook.stayput_report import report_revert
@@ -338,15 +337,9 @@ class HealthTracker:
         """Whether the Deployment is still as listed. The round lists Deployments first and
         ReplicaSets after: a rollback landing in between (its PUT, then the bad mark on the
         revision it left) pairs the old template with the new mark and looks like a revert.
-        A revert is only reported when a fresh read shows the spec unmoved (revisions.same_spec:
-        the controller's status writes change resourceVersion every few seconds while pods
-        roll, never generation); else the next round judges it."""
-        meta = deployment["metadata"]
-        try:
-            fresh = self.cluster.get_deployment(meta["namespace"], meta["name"])
-        except NotFound:
-            return False
-        return same_spec(fresh, deployment)
+        A revert is only reported when a fresh read shows the spec unmoved (Cluster.unmoved);
+        else the next round judges it."""
+        return self.cluster.unmoved(deployment)
 
     def _stamp(
         self, current: Revision, *, since: datetime, observe: Callable[[str, str], Observation]
