@@ -81,11 +81,8 @@ class SqliteStore(AuditStore):
         # holds it for longer than a write connection's short busy timeout.
         try:
             self._when_unlocked(db, "PRAGMA journal_mode=WAL", deadline)
-            db.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as exc:
-            db.close()
-            raise AuditUnavailable(f"{self.describe()}: {exc}") from exc
-        except AuditUnavailable:
+            self._when_unlocked(db, "PRAGMA synchronous=NORMAL", deadline)
+        except AuditUnavailable:  # every sqlite3.Error, as _when_unlocked raises them
             db.close()
             raise
         return db
