@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import html
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from lab.receiver_harness import Harness, hours, minutes, template_images
 from sandbox.testing import SandboxHandle
+from tests.fuzz.test_openapi import spec
 from tests.oncall.support import ALICE, BOB, RECEIVER, OnCall
 from webhook.audit import SqliteStore
 from webhook.auth import Credentials
-from webhook.console import Sessions
+from webhook.console import SESSION_COOKIE, Sessions
 from webhook.replay import MAX_REASON_CHARS
 
 FORM = "application/x-www-form-urlencoded"
@@ -223,13 +225,50 @@ def test_console_pages_answer_503_naming_the_store_when_it_is_down(
     monkeypatch.setattr(oncall.h.service, "audit", broken)
     form = {"csrf_token": csrf, "audit_id": skip["id"], "reason": "look", "action": "preview"}
     answers = {
-        "decision page": oncall.client.get(f"/decisions/{skip['id']}"),
-        "list": oncall.client.get("/"),
-        "deployment page": oncall.client.get("/deployments/shop/web"),
-        "replay": oncall.client.post("/replay", data=form),
+        ("/decisions/{decision_id}", "get"): oncall.client.get(f"/decisions/{skip['id']}"),
+        ("/", "get"): oncall.client.get("/"),
+        ("/deployments/{namespace}/{name}", "get"): oncall.client.get("/deployments/shop/web"),
+        ("/replay", "post"): oncall.client.post("/replay", data=form),
     }
     for page, answer in answers.items():
         text = answer.get_data(as_text=True)
         assert answer.status_code == 503, (page, answer.status_code, text[:300])
         assert "audit store unavailable" in text and "not-a-directory" in text, page
         assert answer.mimetype == "text/html", page  # the console's page, not the API's JSON
+        assert 503 in documented(*page), page
+
+
+def documented(path: str, method: str) -> set[int]:
+    """The status codes docs/openapi.yaml gives for a route."""
+    return {int(code) for code in spec()["paths"][path][method]["responses"]}
+
+
+def test_login_and_logout_answer_503_when_the_store_refuses_the_session_write(
+    oncall: OnCall,
+) -> None:
+    # A store that still reads but refuses to record or end a session (a full disk, a lost
+    # primary): no login without its session row, and a logout that did not happen says so.
+    db = sqlite3.connect(oncall.h.tmp_path / "audit.sqlite", isolation_level=None)
+    csrf = login(oncall)
+    db.execute(
+        "CREATE TRIGGER no_end BEFORE DELETE ON console_sessions "
+        "BEGIN SELECT RAISE(ABORT, 'x'); END"
+    )
+    out = oncall.client.post("/logout", data={"csrf_token": csrf})
+    text = out.get_data(as_text=True)
+    assert out.status_code == 503, (out.status_code, text[:300])
+    assert "audit store unavailable, not logged out" in text
+    assert oncall.client.get("/").status_code == 200  # the session is still open: it was said
+    db.execute("DROP TRIGGER no_end")
+    db.execute(
+        "CREATE TRIGGER no_open BEFORE INSERT ON console_sessions "
+        "BEGIN SELECT RAISE(ABORT, 'x'); END"
+    )
+    login_csrf = csrf_of(oncall, "/login")
+    refused = oncall.client.post("/login", data={"csrf_token": login_csrf, "token": BOB})
+    assert refused.status_code == 503, refused.get_data(as_text=True)[:300]
+    assert "audit store unavailable" in refused.get_data(as_text=True)
+    assert SESSION_COOKIE not in refused.headers.get("Set-Cookie", "")  # no session given
+    db.close()
+    for path in ("/login", "/logout"):
+        assert 503 in documented(path, "post"), path
