@@ -9,11 +9,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from webhook import __version__, contract
 from webhook.decision import Decision
 
+_ACTED = frozenset({contract.ROLLED_BACK, contract.DRY_RUN})
+
 
 @dataclass(frozen=True)
 class Metrics:
     registry: CollectorRegistry
     decisions: Counter
+    rollbacks: Counter
     payloads: Counter
     decision_seconds: Histogram
     dry_run: Gauge
@@ -37,6 +40,15 @@ class Metrics:
                 "rollback_webhook_decisions",
                 "Decisions by outcome, reason and trigger",
                 ["outcome", "reason", "trigger", "source"],
+                registry=registry,
+            ),
+            # Which Deployments: one series per Deployment rolled back (or, in dry-run, that
+            # would have been) since the process started. Its names come from the cluster, never
+            # from a payload, so the series are bounded by the Deployments in scope.
+            rollbacks=Counter(
+                "rollback_webhook_rollbacks",
+                "Rollbacks written (rolled_back) or, in dry-run, announced (dry_run)",
+                ["deployment_namespace", "deployment", "outcome", "trigger"],
                 registry=registry,
             ),
             payloads=Counter(
@@ -63,4 +75,11 @@ class Metrics:
             trigger=trigger,
             source=decision.source,
         ).inc()
+        if decision.outcome in _ACTED and decision.deployment:
+            self.rollbacks.labels(
+                deployment_namespace=decision.namespace,
+                deployment=decision.deployment,
+                outcome=decision.outcome,
+                trigger=trigger,
+            ).inc()
         self.decision_seconds.observe(decision.duration_ms / 1000)

@@ -6,6 +6,7 @@ alert; the receiver decides with its default policy and reads the real Prometheu
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.request
 
@@ -197,10 +198,22 @@ def _firing(run: Run, alertname: str, **labels: str) -> bool:
 def test_self_monitoring_alerts_fire_for_a_rollback_and_a_failed_decision(run: Run) -> None:
     # The pipeline's Prometheus scrapes the receivers and evaluates the shipped monitoring rules:
     # the rollbacks above and pl-retry's first decision (a 500 from the API: failed api_error).
-    run.wait_for(
-        "RollbackWebhookRolledBack firing",
-        lambda: _firing(run, "RollbackWebhookRolledBack", outcome="rolled_back"),
-    )
+    # One alert per Deployment, naming it (pl-retry/web was rolled back; pl-dryrun/web only
+    # announced by the watch-only receiver).
+    def rolled_back(workload: Workload, outcome: str) -> bool:
+        return _firing(
+            run,
+            "RollbackWebhookRolledBack",
+            outcome=outcome,
+            deployment_namespace=workload.namespace,
+            deployment=workload.name,
+        )
+
+    for workload, outcome in ((RETRY, "rolled_back"), (DRY_RUN, "dry_run")):
+        run.wait_for(
+            f"RollbackWebhookRolledBack firing for {workload.namespace}/{workload.name}",
+            functools.partial(rolled_back, workload, outcome),
+        )
     run.wait_for(
         "RollbackWebhookDecisionFailed firing",
         lambda: _firing(run, "RollbackWebhookDecisionFailed", reason="api_error"),

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lab.receiver_harness import Harness, hours, minutes, template_images
 from sandbox.testing import api_client_for
@@ -183,11 +184,23 @@ def test_health_readiness_and_metrics(harness: Harness, rs: list[str]) -> None:
     assert harness.client.get("/healthz").status_code == 200
     assert harness.client.get("/readyz").status_code == 200
     harness.post_alerts(harness.alert(namespace="shop", deployment="web", replicaset=rs[1]))
+    # A repeat (skipped, not_current_revision) counts as a decision, not as a rollback.
+    harness.post_alerts(harness.alert(namespace="shop", deployment="web", replicaset=rs[1]))
     metrics = harness.client.get("/metrics").get_data(as_text=True)
     assert (
         'rollback_webhook_decisions_total{outcome="rolled_back",reason="",source="alertmanager",'
         'trigger="restart_rate"} 1.0' in metrics
     )
+    rollbacks = [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "rollback_webhook_rollbacks"
+        for sample in family.samples
+        if sample.name == "rollback_webhook_rollbacks_total"
+    ]
+    # Which Deployment was rolled back, for the RollbackWebhookRolledBack alert to name it.
+    labels = {"deployment_namespace": "shop", "deployment": "web", "outcome": "rolled_back"}
+    assert rollbacks == [({**labels, "trigger": "restart_rate"}, 1.0)]
     harness.sandbox.controls.fault(method="GET", path="^/version$", status=500)
     ready = harness.client.get("/readyz")
     assert ready.status_code == 503 and "kubernetes" in ready.get_json()["error"]

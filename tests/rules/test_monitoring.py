@@ -36,12 +36,26 @@ def _decisions(s: Scenario, outcome: str, reason: str, trigger: str, counts: Val
     s.series("rollback_webhook_decisions_total", labels, counts, job="rollback-webhook")
 
 
+def _rollbacks(s: Scenario, namespace: str, deployment: str, trigger: str, counts: Values) -> None:
+    labels = {
+        **SERVICE,
+        "deployment_namespace": namespace,
+        "deployment": deployment,
+        "outcome": "rolled_back",
+        "trigger": trigger,
+    }
+    s.series("rollback_webhook_rollbacks_total", labels, counts, job="rollback-webhook")
+
+
 def _scenario() -> Scenario:
     s = Scenario(minutes=40)
     s.series("up", SERVICE, steps((0, 1), (20 * M, 0)), job="rollback-webhook")
     # A rollback at 5m; a failed decision (forbidden) at 8m; circuit_open skips at 12m.
     # prometheus_client exports a labelled counter only once it counts: it appears at 1.
     _decisions(s, "rolled_back", "", "restart_rate", steps((5 * M, 1)))
+    _rollbacks(s, "shop", "web", "restart_rate", steps((5 * M, 1)))
+    # shop/api: rolled back at 2m, and again at 30m (its series already there, at 1).
+    _rollbacks(s, "shop", "api", "oomkilled", steps((2 * M, 1), (30 * M, 2)))
     _decisions(s, "failed", "forbidden", "oomkilled", steps((8 * M, 1)))
     _decisions(s, "skipped", "circuit_open", "oomkilled", steps((0, 0), (12 * M, 2)))
     _decisions(s, "skipped", "not_opted_in", "p99_latency", steps((0, 0), (3 * M, 5)))
@@ -85,10 +99,49 @@ def _scenario() -> Scenario:
         )
         s.expect(at, query, 1 if yes else None)
 
-    fires(4 * M, "RollbackWebhookRolledBack", yes=False)
-    fires(6 * M, "RollbackWebhookRolledBack", ', outcome="rolled_back", trigger="restart_rate"')
-    fires(19 * M, "RollbackWebhookRolledBack", ', outcome="rolled_back"')
-    fires(22 * M, "RollbackWebhookRolledBack", yes=False)
+    # One alert per Deployment rolled back, naming it, for 15 minutes.
+    web = ', deployment_namespace="shop", deployment="web"'
+    api = ', deployment_namespace="shop", deployment="api"'
+    fires(4 * M, "RollbackWebhookRolledBack", web, yes=False)
+    fires(
+        6 * M, "RollbackWebhookRolledBack", web + ', outcome="rolled_back", trigger="restart_rate"'
+    )
+    fires(19 * M, "RollbackWebhookRolledBack", web + ', outcome="rolled_back"')
+    fires(22 * M, "RollbackWebhookRolledBack", web, yes=False)
+    fires(3 * M, "RollbackWebhookRolledBack", api + ', trigger="oomkilled"')
+    fires(18 * M, "RollbackWebhookRolledBack", api, yes=False)
+    fires(31 * M, "RollbackWebhookRolledBack", api)
+    s.expect(10 * M, 'count(ALERTS{alertname="RollbackWebhookRolledBack", alertstate="firing"})', 2)
+    s.expect(
+        22 * M, 'count(ALERTS{alertname="RollbackWebhookRolledBack", alertstate="firing"})', None
+    )
+    runbook = "https://github.com/rollback-webhook/rollback-webhook/blob/main/docs/runbook.md"
+    s.alert_rule_test(
+        6 * M,
+        "RollbackWebhookRolledBack",
+        [
+            {
+                "exp_labels": {
+                    "severity": "info",
+                    "cluster": "eu-1",
+                    "deployment_namespace": "shop",
+                    "deployment": name,
+                    "outcome": "rolled_back",
+                    "trigger": trigger,
+                },
+                "exp_annotations": {
+                    "summary": f"rollback-webhook: rolled_back shop/{name} on a {trigger} alert",
+                    "description": (
+                        f"Deployment shop/{name}: 1 automatic rollback decision(s) (rolled_back,"
+                        f" trigger {trigger}) in the last 15 minutes. The revisions and the alert:"
+                        f" `rollback-webhook history shop/{name}`."
+                    ),
+                    "runbook_url": f"{runbook}#rollbackwebhookrolledback",
+                },
+            }
+            for name, trigger in (("api", "oomkilled"), ("web", "restart_rate"))
+        ],
+    )
     fires(7 * M, "RollbackWebhookDecisionFailed", yes=False)
     fires(9 * M, "RollbackWebhookDecisionFailed", ', reason="forbidden", trigger="oomkilled"')
     fires(13 * M, "RollbackWebhookCircuitOpen")
