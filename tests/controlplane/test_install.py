@@ -97,6 +97,8 @@ def test_steps_two_and_three_on_a_real_api_server(controlplane: ControlPlane, tm
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "deployment.apps/rollback-webhook created" in result.stdout, result.stdout
+        # Step 2 made the Namespace the apply then takes over, without kubectl's warning.
+        assert "last-applied-configuration" not in result.stderr, result.stderr
         secrets = kubectl(controlplane, "get", "secrets", "-n", "rollback-webhook", "-o", "name")
         assert {"secret/rollback-webhook-receiver", "secret/rollback-webhook-oncall"} <= set(
             secrets.stdout.split()
