@@ -401,16 +401,13 @@ def install_console(app: Flask, service: Service, credentials: Credentials) -> N
             watch_only=service.settings.dry_run,
         )
 
-    install_deployment_pages(
-        app, service, current=current, page=_page, problem=_problem, to_login=to_login
-    )
+    install_deployment_pages(app, service, session_page=session_page, page=_page, problem=_problem)
     install_resume_form(
         app,
         service,
-        current=current,
+        session_page=session_page,
         csrf_ok=csrf_ok,
         problem=_problem,
-        to_login=to_login,
         secure=_secure,
         max_reason=MAX_REASON_CHARS,
     )

@@ -24,7 +24,6 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
 from webhook import contract
-from webhook.audit import AuditUnavailable
 from webhook.console_resume import resume_note
 from webhook.gitops import ownership
 from webhook.history import History, build_history
@@ -333,18 +332,15 @@ def install_deployment_pages(
     app: Flask,
     service: Service,
     *,
-    current: Callable[[], Any],
+    session_page: Callable[[Callable[..., BaseResponse]], Callable[..., BaseResponse]],
     page: Callable[..., BaseResponse],
     problem: Callable[..., BaseResponse],
-    to_login: Callable[[], BaseResponse],
 ) -> None:
     """GET /deployments/<namespace>/<name> (endpoint console_deployment)."""
 
     @app.get("/deployments/<namespace>/<name>", endpoint="console_deployment")
-    def deployment_page(namespace: str, name: str) -> BaseResponse:
-        session = current()
-        if session is None:
-            return to_login()
+    @session_page
+    def deployment_page(session: Any, namespace: str, name: str) -> BaseResponse:
         try:
             context = deployment_context(
                 service, namespace, name, window=request.args.get("window")
@@ -355,12 +351,6 @@ def install_deployment_pages(
             return problem(404, str(exc), session)
         except KubeError as exc:
             return problem(503, f"cannot read {namespace}/{name}: {exc}", session)
-        except AuditUnavailable as exc:
-            return problem(503, f"audit store unavailable: {exc}", session)
-        try:
-            note = resume_note(
-                service.audit, request.args.get("resume"), namespace=namespace, name=name
-            )
-        except AuditUnavailable as exc:
-            return problem(503, f"audit store unavailable: {exc}", session)
+        resumed = request.args.get("resume")
+        note = resume_note(service.audit, resumed, namespace=namespace, name=name)
         return page("deployment.html", session=session, resume_note=note, **context)

@@ -21,7 +21,7 @@ from flask import Flask, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from webhook import contract
-from webhook.audit import AuditStore, AuditUnavailable
+from webhook.audit import AuditStore
 from webhook.jsontext import unencodable_field
 from webhook.resume import ResumeError, parse_target, run_resume
 from webhook.service import Service
@@ -77,20 +77,17 @@ def install_resume_form(
     app: Flask,
     service: Service,
     *,
-    current: Callable[[], Any],
+    session_page: Callable[[Callable[..., BaseResponse]], Callable[..., BaseResponse]],
     csrf_ok: Callable[[Any], bool],
     problem: Callable[..., BaseResponse],
-    to_login: Callable[[], BaseResponse],
     secure: Callable[[BaseResponse], BaseResponse],
     max_reason: int,
 ) -> None:
     """POST /deployments/<namespace>/<name>/resume (see module doc)."""
 
     @app.post("/deployments/<namespace>/<name>/resume", endpoint="console_resume")
-    def resume_form(namespace: str, name: str) -> BaseResponse:
-        session = current()
-        if session is None:
-            return to_login()
+    @session_page
+    def resume_form(session: Any, namespace: str, name: str) -> BaseResponse:
         bad = raw_field_problem("reason")  # before request.form: it reads the cached body
         if not csrf_ok(session):
             return problem(403, "CSRF token missing or invalid: reload the page", session)
@@ -113,7 +110,5 @@ def install_resume_form(
             if exc.status != 409:
                 return problem(exc.status, str(exc), session)
             outcome = NOTHING
-        except AuditUnavailable as exc:
-            return problem(503, f"audit store unavailable: {exc}", session)
         target = url_for("console_deployment", namespace=namespace, name=name, resume=outcome)
         return secure(redirect(target, code=303))

@@ -8,7 +8,7 @@ The seam (all keyword-only, the cluster injected):
 - `unpause_owner(cluster, record)`: undoes exactly what the record says (also the compensation
   when the rollback write itself fails after the pause).
 - `resume(cluster, namespace, name) -> Resumed`: owner handed back, the Deployment's pause
-  annotations removed in one conditional write.
+  annotations removed in one conditional write (`deployment=` the copy just read, if any).
 
 Every owner write is a merge patch conditional on the resourceVersion read; a 409 is raised
 to the caller (the decision is taken again from a fresh read).
@@ -198,10 +198,13 @@ def _drop_pause(
                 return
 
 
-def resume(cluster: Cluster, namespace: str, name: str) -> Resumed:
-    """Undo the pause recorded on the Deployment; Conflict only when the Deployment kept
-    changing through every re-read (see _drop_pause)."""
-    deployment = cluster.get_deployment(namespace, name)
+def resume(
+    cluster: Cluster, namespace: str, name: str, *, deployment: Obj | None = None
+) -> Resumed:
+    """Undo the pause recorded on the Deployment (`deployment` as just read, else read here);
+    Conflict only when the Deployment kept changing through every re-read (see _drop_pause)."""
+    if deployment is None:
+        deployment = cluster.get_deployment(namespace, name)
     record = pause_record(deployment["metadata"].get("annotations") or {})
     if record is None:
         return Resumed(None, f"Deployment {namespace}/{name} has no pause by rollback-webhook")

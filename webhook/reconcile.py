@@ -9,7 +9,9 @@ it is older than `audit.settle_after_seconds` (longer than any write can still b
 - otherwise the write never landed: a `failed` record says so (the delivery was not answered
   2xx, so Alertmanager sends it again and a new decision is taken);
 - a dry-run claim is stored as its dry_run record (it was decided, just not recorded);
-- a rollback recorded with its mark missing (the mark's PATCH failed) gets the mark.
+- a rollback recorded with its mark missing (the mark's PATCH failed) gets the mark;
+- a resume (webhook.resume) is recorded `resumed` when the Deployment no longer carries the pause
+  it undid, else `failed`.
 
 Each settlement is conditional on the intent's state in the store (UPDATE ... WHERE state =),
 so two reconcilers (workers, replicas) never both store a record; a mark already on the
@@ -38,6 +40,7 @@ from webhook.audit import (
 )
 from webhook.audit.rows import DECISION_FIELDS
 from webhook.config import Namespaces
+from webhook.gitops import pause_record
 from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster, KubeError, NotFound
 from webhook.revisions import last_action, last_action_time, parse_k8s_time
@@ -53,6 +56,7 @@ class Report:
     rolled_back: list[str] = field(default_factory=list)  # recorded from what the cluster shows
     never_landed: list[str] = field(default_factory=list)  # recorded as failed
     dry_run: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # resumes recorded from the Deployment
     marked: list[str] = field(default_factory=list)  # bad-revision marks written
     # last-action audit ids (recent) with neither a record nor an intent in this store
     unrecorded: list[str] = field(default_factory=list)
@@ -136,6 +140,9 @@ class Reconciler:
             if self.audit.settle(intent, record=_row(intent), state=IntentState.DONE):
                 report.dry_run.append(intent.id)
             return
+        if intent.kind == IntentKind.RESUME:
+            self._settle_resume(intent, report)
+            return
         try:
             deployment = self.cluster.get_deployment(intent.namespace, intent.deployment)
         except NotFound:
@@ -171,6 +178,35 @@ class Reconciler:
             ),
         )
         if self.audit.settle(intent, record=record, state=IntentState.DONE):
+            report.never_landed.append(intent.id)
+
+    def _settle_resume(self, intent: IntentRow, report: Report) -> None:
+        """A resume whose record is missing: it landed when the Deployment no longer carries
+        the pause it undid (its record drops the pause annotations in the last write)."""
+        try:
+            deployment = self.cluster.get_deployment(intent.namespace, intent.deployment)
+        except NotFound:
+            deployment = None
+        pause = (intent.planned or {}).get("pause_audit_id", "")
+        record = None
+        if deployment is not None:
+            record = pause_record(deployment["metadata"].get("annotations") or {})
+        if deployment is not None and (record is None or record.audit_id != pause):
+            row = _row(intent, note="recorded by the reconciler: the pause is off the Deployment")
+            if self.audit.settle(intent, record=row, state=IntentState.DONE):
+                report.resumed.append(intent.id)
+            return
+        where = "the Deployment is gone" if deployment is None else "it still carries the pause"
+        row = _row(
+            intent,
+            outcome=contract.FAILED,
+            reason=contract.FailReason.TIMEOUT,
+            detail=(
+                f"the resume of the pause of audit {pause} never finished ({where}); "
+                "settled by the reconciler"
+            ),
+        )
+        if self.audit.settle(intent, record=row, state=IntentState.DONE):
             report.never_landed.append(intent.id)
 
     def _mark(self, intent: IntentRow) -> bool:

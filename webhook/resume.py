@@ -1,10 +1,14 @@
 """Handing a paused GitOps owner back: `rollback-webhook resume NS/DEPLOY`, POST /api/v1/resume.
 
-`run_resume(service, namespace=, deployment=, actor=, reason=) -> Decision` undoes the pause
+`run_resume(service, namespace=, deployment=, actor=, reason=) -> Decision` reads the
+Deployment, writes a write-ahead intent of the resume into the audit (nothing is written to the
+cluster without it: a store that cannot take it is AuditUnavailable, a 503), undoes the pause
 recorded on the Deployment (webhook.gitops_pause.resume), then records it like any decision
-(source `resume`, outcome `resumed`, the on-call actor and reason) and posts an
-`AutoRollbackResumed` Event. A Kubernetes failure is recorded as `failed` with its reason; a
-Deployment with nothing paused is a ResumeError (409), not a record.
+(source `resume`, outcome `resumed`, the on-call actor and reason; the record closes the intent)
+and posts an `AutoRollbackResumed` Event. A Kubernetes failure is recorded as `failed` with its
+reason; a Deployment with nothing paused is a ResumeError (409), not a record. A record that
+cannot be stored after the writes is a ResumeError (503) saying the resume was written: the
+intent stays open and the reconciler stores the record from what the Deployment shows.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from webhook.audit import AuditUnavailable, IntentKind, IntentRow, IntentState
+from webhook.audit.rows import iso
 from webhook.contract import EventReason, FailReason, Outcome, Source
 from webhook.decision import Decision, new_id
+from webhook.gitops import pause_record
 from webhook.gitops_pause import resume
 from webhook.kube import Conflict, Forbidden, InvalidName, KubeError, NotFound, Transient
 from webhook.service import Service
@@ -64,22 +71,38 @@ def run_resume(
         deployment=deployment,
     )
     try:
-        done = resume(service.cluster, namespace, deployment)
+        current = service.cluster.get_deployment(namespace, deployment)
     except NotFound as exc:
         raise ResumeError(404, f"Deployment {namespace}/{deployment}: {exc}") from None
     except InvalidName as exc:  # a name no Deployment can have (a dotted namespace): none there
         raise ResumeError(404, str(exc)) from None
     except KubeError as exc:
-        decision.outcome = Outcome.FAILED
-        decision.reason = _fail_reason(exc)
-        decision.detail = f"{actor}: {reason} | resume failed: {exc}"
+        return _failed(service, decision, exc, actor=actor, reason=reason)
+    paused = pause_record(current["metadata"].get("annotations") or {})
+    if paused is None:
+        raise ResumeError(
+            409, f"Deployment {namespace}/{deployment} has no pause by rollback-webhook"
+        )
+    decision.labels = {"owner": paused.owner.describe()}
+    decision.detail = (
+        f"{actor}: {reason} | resumed {paused.owner.describe()} (the pause of audit "
+        f"{paused.audit_id})"
+    )
+    service.audit.open_intent(_intent(decision, current, paused.audit_id))  # before any write
+    try:
+        done = resume(service.cluster, namespace, deployment, deployment=current)
+    except KubeError as exc:
+        return _failed(service, decision, exc, actor=actor, reason=reason)
+    if done.record is not None:
+        decision.detail = f"{actor}: {reason} | {done.detail}"
+    try:
         service.record(decision)
-        return decision
-    if done.record is None:
-        raise ResumeError(409, done.detail)
-    decision.labels = {"owner": done.record.owner.describe()}
-    decision.detail = f"{actor}: {reason} | {done.detail}"
-    service.record(decision)
+    except AuditUnavailable as exc:
+        raise ResumeError(
+            503,
+            f"resumed {paused.owner.describe()}, but its record could not be stored ({exc}): "
+            f"the reconciler stores it from the Deployment (audit id {decision.id})",
+        ) from None
     try:
         involved = service.cluster.get_deployment(namespace, deployment)
         service.cluster.create_event(
@@ -90,6 +113,33 @@ def run_resume(
     except KubeError:
         pass  # the record stands; the Event is best effort
     return decision
+
+
+def _failed(
+    service: Service, decision: Decision, exc: KubeError, *, actor: str, reason: str
+) -> Decision:
+    decision.outcome = Outcome.FAILED
+    decision.reason = _fail_reason(exc)
+    decision.detail = f"{actor}: {reason} | resume failed: {exc}"
+    service.record(decision)
+    return decision
+
+
+def _intent(decision: Decision, deployment: dict[str, Any], pause_audit_id: str) -> IntentRow:
+    """The resume's write-ahead record: what the reconciler stores if the writes land."""
+    meta = deployment["metadata"]
+    return IntentRow(
+        id=decision.id,
+        time=iso(decision.time),
+        kind=IntentKind.RESUME,
+        state=IntentState.OPEN,
+        namespace=decision.namespace,
+        deployment=decision.deployment,
+        source=Source.RESUME,
+        resource_version=str(meta.get("resourceVersion", "")),
+        planned={"pause_audit_id": pause_audit_id},
+        decision=decision.as_dict(),
+    )
 
 
 def _fail_reason(exc: KubeError) -> FailReason:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from lab.receiver_harness import Harness, hours, minutes
 from tests.gitops.support import FLUX_KUSTOMIZATION, deploy_owned, events
 from tests.oncall.support import ALICE, BOB, RECEIVER, OnCall
+from webhook.audit import SqliteStore
 from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
 
 PAGE = "/deployments/shop/web"
@@ -156,3 +160,28 @@ def test_bad_fields_are_a_400_naming_the_field(harness: Harness) -> None:
     assert dotted.status_code == 404  # no Deployment can live there: nothing recorded
     assert ANNOTATION_GITOPS_PAUSED in harness.deployment("shop", "web")["metadata"]["annotations"]
     assert resumes(harness) == []
+
+
+def test_an_audit_store_down_is_a_503_and_the_owner_stays_paused(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paused_by_a_rollback(harness)
+    oncall = OnCall(harness)
+    login(oncall)
+    csrf = csrf_of(oncall, PAGE)
+    # The store goes down after the session was checked (the sessions keep their own store).
+    (tmp_path / "not-a-directory").write_text("")
+    broken = SqliteStore(tmp_path / "not-a-directory" / "audit.sqlite")
+    monkeypatch.setattr(harness.service, "audit", broken)
+    harness.sandbox.controls.clear_requests()
+
+    answer = oncall.client.post(ACTION, data={"csrf_token": csrf, "reason": "Git reverted"})
+
+    text = html.unescape(answer.get_data(as_text=True))
+    assert answer.status_code == 503, (answer.status_code, text[:300])
+    assert "audit store unavailable" in text and "not-a-directory" in text
+    # No record, no write: the owner is still paused, by the record on the Deployment.
+    annotations = harness.deployment("shop", "web")["metadata"]["annotations"]
+    assert ANNOTATION_GITOPS_PAUSED in annotations and FLUX_RECONCILE in annotations
+    writes = [r for r in harness.sandbox.controls.requests() if r["verb"] in {"update", "patch"}]
+    assert writes == []

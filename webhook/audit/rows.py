@@ -250,6 +250,7 @@ DECISION_FIELDS = tuple(n for n in column_names(DecisionRow) if n != "settled_by
 class IntentKind(StrEnum):
     ROLLBACK = "rollback"  # a Deployment write is planned
     DRY_RUN = "dry_run"  # no write: a claim against duplicates and the circuit breaker
+    RESUME = "resume"  # a paused GitOps owner handed back (owner and Deployment writes)
 
 
 class IntentState(StrEnum):

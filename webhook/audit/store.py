@@ -48,8 +48,10 @@ _DECISION_COLUMNS = column_names(DecisionRow)
 _INTENT_COLUMNS = column_names(IntentRow)
 # Older SQLite allows 999 bound values per statement: rows per multi-row INSERT.
 _ROWS_PER_INSERT = 999 // len(_DECISION_COLUMNS)
-# Outcomes whose decisions may have passed the gate (and so hold an intent to close).
-_GATED = frozenset({contract.ROLLED_BACK, contract.DRY_RUN, contract.FAILED})
+# Outcomes whose decisions may hold a write-ahead intent to close (passed the gate, or a resume).
+_GATED = frozenset(
+    {contract.ROLLED_BACK, contract.DRY_RUN, contract.FAILED, contract.Outcome.RESUMED}
+)
 # /readyz runs the integrity check again when the last one is older than this.
 INTEGRITY_MAX_AGE_SECONDS = 60.0
 # An intent `l` whose rollback write landed: recorded rolled_back (its bad mark written, or
@@ -412,6 +414,16 @@ class AuditStore(ConsoleRecords):
             ),
         )
         return str(rows[0]["id"]) if rows else None
+
+    def open_intent(self, intent: IntentRow) -> None:
+        """Record an intent outside the gate (a resume: no limit counts it), before its write."""
+        self._writable()
+        with self._transaction() as tx:
+            tx.execute(
+                f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "  # noqa: S608
+                f"VALUES ({_marks(_INTENT_COLUMNS)})",
+                to_params(intent),
+            )
 
     def cancel_intent(self, intent_id: str) -> None:
         """The planned write definitely did not happen (409): forget the open intent."""

@@ -1,0 +1,144 @@
+"""A resume changes the cluster only with a durable record: its write-ahead intent is stored
+before the owner or the Deployment is written, and the reconciler settles one whose record was
+lost, from what the Deployment shows (the same mechanism as a rollback's)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.receiver_harness import Harness, hours, minutes
+from tests.gitops.support import FLUX_KUSTOMIZATION, deploy_owned
+from tests.gitops.test_resume import pause_as_a_rollback_did, resume
+from webhook.audit import IntentKind, IntentState, SqliteStore
+from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
+from webhook.reconcile import Reconciler
+
+BODY = {"namespace": "shop", "deployment": "web", "reason": "Git fixed"}
+WRITES = {"create", "update", "patch", "delete"}
+
+
+def paused(harness: Harness) -> None:
+    deploy_owned(harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION)
+    pause_as_a_rollback_did(harness, "web")
+    harness.sandbox.controls.clear_requests()
+
+
+def still_paused(harness: Harness) -> bool:
+    annotations = harness.deployment("shop", "web")["metadata"]["annotations"]
+    return ANNOTATION_GITOPS_PAUSED in annotations and FLUX_RECONCILE in annotations
+
+
+def writes(harness: Harness) -> list[dict[str, Any]]:
+    return [r for r in harness.sandbox.controls.requests() if r["verb"] in WRITES]
+
+
+def refuse_resume_records(harness: Harness) -> sqlite3.Connection:
+    """The store takes the intent but refuses the resume's record (a disk that fills up, a
+    primary lost between the two commits)."""
+    harness.service.audit.prepare()
+    db = sqlite3.connect(harness.tmp_path / "audit.sqlite", isolation_level=None)
+    db.execute(
+        "CREATE TRIGGER no_resume_record BEFORE INSERT ON decisions WHEN NEW.source = 'resume' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    return db
+
+
+def reconcile(harness: Harness) -> Any:
+    service = harness.service
+    return Reconciler(
+        audit=service.audit, cluster=service.cluster, clock=service.clock, settle_after_seconds=0
+    ).run_once()
+
+
+def test_no_store_no_resume_and_nothing_written(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paused(harness)
+    (tmp_path / "not-a-directory").write_text("")
+    broken = SqliteStore(tmp_path / "not-a-directory" / "audit.sqlite")
+    monkeypatch.setattr(harness.service, "audit", broken)
+
+    answer = resume(harness, BODY)
+
+    assert answer.status_code == 503, answer.get_json()
+    assert "audit store unavailable" in answer.get_json()["error"]
+    assert still_paused(harness) and writes(harness) == []
+
+
+def test_a_record_lost_after_the_writes_is_a_503_saying_so_and_the_reconciler_stores_it(
+    harness: Harness,
+) -> None:
+    paused(harness)
+    db = refuse_resume_records(harness)
+
+    answer = resume(harness, BODY)
+
+    assert answer.status_code == 503, answer.get_json()
+    error = answer.get_json()["error"]
+    owner = "Flux Kustomization flux-system/apps"
+    assert f"resumed {owner}, but its record could not be stored" in error
+    assert not still_paused(harness)  # the writes landed
+    [intent] = harness.service.audit.open_intents()
+    assert intent.kind == IntentKind.RESUME and intent.state == IntentState.OPEN
+    assert intent.id in error
+    assert harness.service.audit.get(intent.id) is None
+    db.execute("DROP TRIGGER no_resume_record")
+
+    report = reconcile(harness)
+
+    assert report.resumed == [intent.id] and report.errors == []
+    row = harness.audit_row(intent.id)
+    assert row["outcome"] == "resumed" and row["source"] == "resume" and row["actor"] == "alice"
+    assert row["settled_by"] == "reconciler"
+    assert "the pause is off the Deployment" in row["detail"]
+    assert row["labels"] == {"owner": "Flux Kustomization flux-system/apps"}
+    assert harness.service.audit.open_intents() == []
+    assert reconcile(harness).resumed == []  # settled once
+
+
+def test_a_resume_that_never_reached_the_cluster_is_settled_as_failed(harness: Harness) -> None:
+    paused(harness)
+    db = refuse_resume_records(harness)
+    # The Deployment write fails and so does its failed record: the intent stays open.
+    harness.sandbox.controls.fault(
+        method="PUT", path=r"^/apis/apps/v1/namespaces/shop/deployments/web$", status=500
+    )
+
+    answer = resume(harness, BODY)
+
+    assert answer.status_code == 503, answer.get_json()
+    assert still_paused(harness)
+    [intent] = harness.service.audit.open_intents()
+    db.execute("DROP TRIGGER no_resume_record")
+    harness.sandbox.controls.clear_faults()
+
+    report = reconcile(harness)
+
+    assert report.never_landed == [intent.id] and report.resumed == []
+    row = harness.audit_row(intent.id)
+    assert row["outcome"] == "failed" and row["settled_by"] == "reconciler"
+    assert "never finished (it still carries the pause)" in row["detail"]
+    assert still_paused(harness)  # the reconciler records; it never resumes by itself
+
+
+def test_a_resume_intent_never_counts_against_the_circuit_breaker(harness: Harness) -> None:
+    paused(harness)
+    db = refuse_resume_records(harness)
+    assert resume(harness, BODY).status_code == 503
+    [intent] = harness.service.audit.open_intents()
+    db.close()
+    rs = harness.deploy("api", [("api:1", hours(3)), ("api:2", minutes(3))])
+    # Default breaker: 5 rollbacks. Five alerts roll back five Deployments despite the open intent.
+    names = ["api"] + [f"w{i}" for i in range(4)]
+    alerts = [harness.alert(namespace="shop", deployment="api", replicaset=rs[1])]
+    for name in names[1:]:
+        their = harness.deploy(name, [(f"{name}:1", hours(3)), (f"{name}:2", minutes(3))])
+        alerts.append(harness.alert(namespace="shop", deployment=name, replicaset=their[1]))
+    decisions = [harness.post_alerts(a)[0] for a in alerts]
+    assert [d["outcome"] for d in decisions] == ["rolled_back"] * 5, decisions
+    assert intent.id in [i.id for i in harness.service.audit.open_intents()]
