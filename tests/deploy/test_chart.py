@@ -128,10 +128,15 @@ def test_values_select_the_image_and_the_rule_selector_label() -> None:
         labels = only(objects, kind, "rollback-webhook")["metadata"]["labels"]
         assert labels["release"] == "kube-prometheus-stack", kind
     renamed = template("monitoring.selectorLabels.release=my-monitoring")
-    assert only(renamed, "PrometheusRule")["metadata"]["labels"]["release"] == "my-monitoring"
-    # The rule bundle is rules/rollback-rules.yaml itself (the promtool-tested file).
-    shipped = yaml.safe_load((REPO / "rules" / "rollback-rules.yaml").read_text())
-    assert only(objects, "PrometheusRule")["spec"] == shipped["spec"]
+    bundles = {"rollback-webhook": "rollback-rules", "rollback-webhook-monitoring": None}
+    for name, file in bundles.items():
+        labels = only(renamed, "PrometheusRule", name)["metadata"]["labels"]
+        assert labels["release"] == "my-monitoring", name
+        # Each bundle is the promtool-tested file of rules/ itself: the triggers and the
+        # alerts on the service.
+        shipped = yaml.safe_load((REPO / "rules" / f"{file or name}.yaml").read_text())
+        assert only(objects, "PrometheusRule", name)["spec"] == shipped["spec"], name
+    assert len(find(objects, "PrometheusRule")) == 2
 
 
 def test_monitoring_toggles() -> None:

@@ -37,16 +37,26 @@ def site_overlay(tmp_path: Path, *, extra: str = "") -> Path:
 
 
 def release_labels(objects: list[dict[str, Any]]) -> dict[str, str | None]:
+    """The release label of every monitoring object, by kind and name (all of them: a rule
+    bundle Prometheus does not select is an alert that never fires)."""
     return {
-        kind: only(objects, kind, "rollback-webhook")["metadata"]["labels"].get("release")
-        for kind in MONITORING
+        f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["labels"].get("release")
+        for o in objects
+        if o["kind"] in MONITORING
     }
+
+
+WATCHED = (
+    "PrometheusRule/rollback-webhook",
+    "PrometheusRule/rollback-webhook-monitoring",
+    "ServiceMonitor/rollback-webhook",
+)
 
 
 def test_the_site_overlay_of_the_page_sets_your_image_and_the_release_label(tmp_path: Path):
     objects = render(site_overlay(tmp_path))
     assert webhook_container(objects)["image"] == IMAGE
-    assert release_labels(objects) == {k: "kube-prometheus-stack" for k in MONITORING}
+    assert release_labels(objects) == {k: "kube-prometheus-stack" for k in WATCHED}
     # Still the dry-run overlay underneath.
     assert config_of(objects)["dry_run"] is True
 
@@ -54,7 +64,7 @@ def test_the_site_overlay_of_the_page_sets_your_image_and_the_release_label(tmp_
 def test_another_release_name_is_the_patch_the_page_shows(tmp_path: Path) -> None:
     [patch] = [b for b in yaml_blocks(INSTALL.read_text()) if b.startswith("patches:")]
     objects = render(site_overlay(tmp_path, extra=patch))
-    assert release_labels(objects) == {k: "my-monitoring" for k in MONITORING}
+    assert release_labels(objects) == {k: "my-monitoring" for k in WATCHED}
 
 
 def test_the_shipped_overlays_name_a_placeholder_image_the_page_warns_about() -> None:

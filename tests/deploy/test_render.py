@@ -114,7 +114,9 @@ def test_crd_schema_rejects_a_bad_scrape_interval(rendered: dict[str, list[Obj]]
 
 @pytest.mark.kubectl
 def test_crd_schema_rejects_a_non_string_rule_label(rendered: dict[str, list[Obj]]):
-    rule: dict[str, Any] = copy.deepcopy(only(rendered["dry-run"], "PrometheusRule"))
+    rule: dict[str, Any] = copy.deepcopy(
+        only(rendered["dry-run"], "PrometheusRule", "rollback-webhook")
+    )
     alerting = next(r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r)
     alerting.setdefault("labels", {})["priority"] = 1  # YAML int: the CRD wants strings
     with pytest.raises(jsonschema.ValidationError):
