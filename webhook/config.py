@@ -148,7 +148,9 @@ class GitOps:
     flux_kustomization: GitOpsHandling = GitOpsHandling.PAUSE
     flux_helmrelease: GitOpsHandling = GitOpsHandling.REFUSE
     helm: GitOpsHandling = GitOpsHandling.REFUSE
-    argocd_instance_label: str = "app.kubernetes.io/instance"
+    # The label Argo CD tracks by (its `application.instanceLabelKey`); null: Argo CD tracks
+    # by annotation only (its default since 3.0), and the label names no owner.
+    argocd_instance_label: str | None = "app.kubernetes.io/instance"
     argocd_namespace: str = "argocd"
     allow_managed_applications: bool = False
 

@@ -133,10 +133,11 @@ def detect_owner(
         if marks.get(name_key):
             owner_namespace = marks.get(namespace_key) or namespace
             return Owner(kind, marks[name_key], owner_namespace, f"{where} {name_key}")
-    instance = labels.get(settings.argocd_instance_label, "")
+    key = settings.argocd_instance_label
+    instance = labels.get(key, "") if key else ""
     if instance:
         app_ns, app_name = split_app(instance, settings.argocd_namespace)
-        return Owner(OwnerKind.ARGOCD, app_name, app_ns, f"label {settings.argocd_instance_label}")
+        return Owner(OwnerKind.ARGOCD, app_name, app_ns, f"label {key}")
     if labels.get(MANAGED_BY) == "Helm":
         return Owner(OwnerKind.HELM, "?", namespace, f"label {MANAGED_BY}: Helm")
     return None

@@ -52,8 +52,9 @@ def application_facts(app: Mapping[str, Any] | None, *, settings: GitOps) -> App
     if managed_by is None:
         # An app-of-apps parent tracks its children like any resource it applies.
         tracking = (meta.get("annotations") or {}).get(ARGOCD_TRACKING_ID, "")
-        parent = tracking.partition(":")[0] or (meta.get("labels") or {}).get(
-            settings.argocd_instance_label, ""
+        key = settings.argocd_instance_label
+        parent = tracking.partition(":")[0] or (
+            (meta.get("labels") or {}).get(key, "") if key else ""
         )
         if parent:
             parent_ns, parent_name = split_app(parent, settings.argocd_namespace)

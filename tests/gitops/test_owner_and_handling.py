@@ -101,6 +101,15 @@ def test_a_configured_instance_label_replaces_the_default_one() -> None:
     assert found == ("argocd", "argocd", "shop-app")
 
 
+def test_no_instance_label_means_argo_cd_is_known_by_its_tracking_annotation_only() -> None:
+    # Argo CD 3 tracks by annotation by default; kustomize and Helm charts set the instance
+    # label on plain Deployments too, which must then name no owner.
+    labels = {"app.kubernetes.io/instance": "web"}
+    assert owner_of(labels, {}, argocd_instance_label=None) is None
+    tracked = {"argocd.argoproj.io/tracking-id": "shop-app:apps/Deployment:shop/web"}
+    assert owner_of(labels, tracked, argocd_instance_label=None) == ("argocd", "argocd", "shop-app")
+
+
 ARGO = Owner(OwnerKind.ARGOCD, "shop-app", "argocd", "annotation")
 KUST = Owner(OwnerKind.FLUX_KUSTOMIZATION, "apps", "flux-system", "label")
 HR = Owner(OwnerKind.FLUX_HELMRELEASE, "web", "shop", "label")

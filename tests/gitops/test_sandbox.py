@@ -122,6 +122,24 @@ def test_argocd_tracked_deployment_is_refused_by_default_with_the_steps(harness:
     assert harness.audit_row(decision["id"])["reason"] == "gitops_managed"
 
 
+@pytest.mark.parametrize(("label", "outcome"), [("default", "skipped"), (None, "rolled_back")])
+def test_the_instance_label_names_an_argo_cd_owner_unless_it_is_turned_off(
+    make_harness, label: str | None, outcome: str
+) -> None:
+    # A plain Deployment whose chart or kustomization sets the common instance label.
+    settings = {} if label == "default" else {"gitops": {"argocd_instance_label": label}}
+    harness = make_harness(**settings)
+    labelled = {"labels": {"app.kubernetes.io/instance": "web"}, "annotations": {}}
+    _, v2 = deploy_owned(harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], labelled)
+
+    decision = alert_for(harness, v2)
+
+    assert decision["outcome"] == outcome, decision
+    if outcome == "skipped":
+        assert decision["reason"] == "gitops_managed"
+        assert "Argo CD Application argocd/web" in decision["detail"]
+
+
 def test_a_revert_to_the_bad_revision_is_reported_once_and_never_rolled_back_again(
     make_harness,
 ) -> None:
