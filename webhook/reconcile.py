@@ -167,15 +167,18 @@ class Reconciler:
             if deployment
             else "the Deployment is gone"
         )
-        record = _row(
+        self._never_landed(
             intent,
-            outcome=contract.FAILED,
-            reason=contract.FailReason.TIMEOUT,
-            detail=(
-                f"the planned write ({intent.from_replicaset} -> {intent.to_replicaset}, "
-                f"conditional on resourceVersion {intent.resource_version}) never reached the "
-                f"cluster ({where}, last-action audit id {seen}); settled by the reconciler"
-            ),
+            report,
+            f"the planned write ({intent.from_replicaset} -> {intent.to_replicaset}, "
+            f"conditional on resourceVersion {intent.resource_version}) never reached the "
+            f"cluster ({where}, last-action audit id {seen}); settled by the reconciler",
+        )
+
+    def _never_landed(self, intent: IntentRow, report: Report, detail: str) -> None:
+        """Store the intent's record as failed: its writes never (all) reached the cluster."""
+        record = _row(
+            intent, outcome=contract.FAILED, reason=contract.FailReason.TIMEOUT, detail=detail
         )
         if self.audit.settle(intent, record=record, state=IntentState.DONE):
             report.never_landed.append(intent.id)
@@ -197,17 +200,12 @@ class Reconciler:
                 report.resumed.append(intent.id)
             return
         where = "the Deployment is gone" if deployment is None else "it still carries the pause"
-        row = _row(
+        self._never_landed(
             intent,
-            outcome=contract.FAILED,
-            reason=contract.FailReason.TIMEOUT,
-            detail=(
-                f"the resume of the pause of audit {pause} never finished ({where}); "
-                "settled by the reconciler"
-            ),
+            report,
+            f"the resume of the pause of audit {pause} never finished ({where}); "
+            "settled by the reconciler",
         )
-        if self.audit.settle(intent, record=row, state=IntentState.DONE):
-            report.never_landed.append(intent.id)
 
     def _mark(self, intent: IntentRow) -> bool:
         """Write the planned bad-revision mark unless the ReplicaSet already carries one."""
