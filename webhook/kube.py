@@ -132,7 +132,7 @@ def api_client_from_settings(
     if not kubeconfig and not Path(path).is_file():
         raise ConfigError(
             f"{key}: not in a pod (no service account) and no kubeconfig at {path}: "
-            "set kubernetes.kubeconfig or pass --kubeconfig"
+            "set kubernetes.kubeconfig (or $KUBECONFIG)"
         )
     try:
         Path(path).read_bytes()

@@ -140,7 +140,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", help="show one decision with its payload and its replays")
     parser.add_argument("--namespace", help="only this namespace")
     parser.add_argument("--deployment", help="only this Deployment")
-    parser.add_argument("--outcome", help="rolled_back, dry_run, skipped or failed")
+    parser.add_argument(
+        "--outcome", help="rolled_back, dry_run, skipped, failed, reverted or resumed"
+    )
     parser.add_argument("--since", help="RFC 3339 time or a duration such as 2h")
     parser.add_argument("--limit", type=int, help="decisions per page (1-500, default 50)")
     parser.add_argument("--before", help="page past this decision id (printed after a page)")
