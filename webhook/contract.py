@@ -126,6 +126,9 @@ PREFIX: Final = "auto-rollback/"
 # Cluster annotations and labels written or read by the service.
 ANNOTATION_ENABLED: Final = "auto-rollback/enabled"
 ANNOTATION_LAST_ACTION: Final = "auto-rollback/last-action"
+# The audit id of the last resume that handed the Deployment's GitOps owner back (written in the
+# write that drops the pause): the reconciler's proof that a resume's write landed.
+ANNOTATION_LAST_RESUME: Final = "auto-rollback/last-resume"
 ANNOTATION_BAD_REVISION: Final = "auto-rollback/bad-revision"
 ANNOTATION_HEALTHY_SINCE: Final = "auto-rollback/healthy-since"
 # When a trigger alert for a revision was first received while it was current (any replica):

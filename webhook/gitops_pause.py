@@ -7,8 +7,9 @@ The seam (all keyword-only, the cluster injected):
   rollback's own write (Flux's per-object annotation); the record then goes on the Deployment.
 - `unpause_owner(cluster, record)`: undoes exactly what the record says (also the compensation
   when the rollback write itself fails after the pause).
-- `resume(cluster, namespace, name) -> Resumed`: owner handed back, the Deployment's pause
-  annotations removed in one conditional write (`deployment=` the copy just read, if any).
+- `resume(cluster, namespace, name, audit_id=) -> Resumed`: owner handed back, the Deployment's
+  pause annotations removed in one conditional write that also sets `auto-rollback/last-resume`
+  to the resume's audit id (`deployment=` the copy just read, if any).
 
 Every owner write is a merge patch conditional on the resourceVersion read; a 409 is raised
 to the caller (the decision is taken again from a fresh read).
@@ -24,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from webhook.config import GitOps
+from webhook.contract import ANNOTATION_LAST_RESUME
 from webhook.gitops import (
     ANNOTATION_GITOPS_PAUSED,
     FLUX_RECONCILE,
@@ -164,12 +166,15 @@ class Resumed:
     detail: str
 
 
-def without_pause(deployment: Obj) -> Obj:
-    """The Deployment with this service's pause annotations removed (for a conditional PUT)."""
+def without_pause(deployment: Obj, *, resumed_by: str = "") -> Obj:
+    """The Deployment with this service's pause annotations removed (for a conditional PUT),
+    and `resumed_by`, the resume's audit id, as its last resume."""
     body = copy.deepcopy(deployment)
     annotations = body["metadata"].get("annotations") or {}
     annotations.pop(ANNOTATION_GITOPS_PAUSED, None)
     annotations.pop(FLUX_RECONCILE, None)
+    if resumed_by:
+        annotations[ANNOTATION_LAST_RESUME] = resumed_by
     body["metadata"]["annotations"] = annotations
     body.pop("status", None)
     return body
@@ -180,7 +185,12 @@ DROP_PAUSE_ATTEMPTS = 5
 
 
 def _drop_pause(
-    cluster: Cluster, namespace: str, name: str, deployment: Obj, record: PauseRecord
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    deployment: Obj,
+    record: PauseRecord,
+    resumed_by: str,
 ) -> None:
     """Remove the pause annotations in a write conditional on what was read. The owner is
     handed back by then and may reconcile the Deployment at once (its first sync after a
@@ -188,7 +198,7 @@ def _drop_pause(
     A copy that no longer carries this same pause (another resume, a newer pause) is left."""
     for attempt in range(1, DROP_PAUSE_ATTEMPTS + 1):
         try:
-            cluster.replace_deployment(without_pause(deployment))
+            cluster.replace_deployment(without_pause(deployment, resumed_by=resumed_by))
             return
         except Conflict:
             if attempt == DROP_PAUSE_ATTEMPTS:
@@ -199,17 +209,23 @@ def _drop_pause(
 
 
 def resume(
-    cluster: Cluster, namespace: str, name: str, *, deployment: Obj | None = None
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    *,
+    audit_id: str,
+    deployment: Obj | None = None,
 ) -> Resumed:
-    """Undo the pause recorded on the Deployment (`deployment` as just read, else read here);
-    Conflict only when the Deployment kept changing through every re-read (see _drop_pause)."""
+    """Undo the pause recorded on the Deployment (`deployment` as just read, else read here),
+    the write naming `audit_id` as its last resume; Conflict only when the Deployment kept
+    changing through every re-read (see _drop_pause)."""
     if deployment is None:
         deployment = cluster.get_deployment(namespace, name)
     record = pause_record(deployment["metadata"].get("annotations") or {})
     if record is None:
         return Resumed(None, f"Deployment {namespace}/{name} has no pause by rollback-webhook")
     untouched = unpause_owner(cluster, record)
-    _drop_pause(cluster, namespace, name, deployment, record)
+    _drop_pause(cluster, namespace, name, deployment, record, audit_id)
     paused = describe_pause(record, namespace=namespace, deployment=name).split(";")[0]
     return Resumed(
         record,

@@ -10,8 +10,8 @@ it is older than `audit.settle_after_seconds` (longer than any write can still b
   2xx, so Alertmanager sends it again and a new decision is taken);
 - a dry-run claim is stored as its dry_run record (it was decided, just not recorded);
 - a rollback recorded with its mark missing (the mark's PATCH failed) gets the mark;
-- a resume (webhook.resume) is recorded `resumed` when the Deployment no longer carries the pause
-  it undid, else `failed`.
+- a resume (webhook.resume) is recorded `resumed` when the Deployment's last-resume annotation
+  names it, else `failed`.
 
 Each settlement is conditional on the intent's state in the store (UPDATE ... WHERE state =),
 so two reconcilers (workers, replicas) never both store a record; a mark already on the
@@ -184,27 +184,32 @@ class Reconciler:
             report.never_landed.append(intent.id)
 
     def _settle_resume(self, intent: IntentRow, report: Report) -> None:
-        """A resume whose record is missing: it landed when the Deployment no longer carries
-        the pause it undid (its record drops the pause annotations in the last write)."""
+        """A resume whose record is missing: it landed when the Deployment's last-resume names
+        it (the write that drops the pause sets it); anything else is not this resume's doing."""
         try:
             deployment = self.cluster.get_deployment(intent.namespace, intent.deployment)
         except NotFound:
             deployment = None
-        pause = (intent.planned or {}).get("pause_audit_id", "")
-        record = None
-        if deployment is not None:
-            record = pause_record(deployment["metadata"].get("annotations") or {})
-        if deployment is not None and (record is None or record.audit_id != pause):
-            row = _row(intent, note="recorded by the reconciler: the pause is off the Deployment")
+        annotations = (deployment["metadata"].get("annotations") or {}) if deployment else {}
+        if annotations.get(contract.ANNOTATION_LAST_RESUME) == intent.id:
+            row = _row(intent, note="recorded by the reconciler: the Deployment names this resume")
             if self.audit.settle(intent, record=row, state=IntentState.DONE):
                 report.resumed.append(intent.id)
             return
-        where = "the Deployment is gone" if deployment is None else "it still carries the pause"
+        pause = (intent.planned or {}).get("pause_audit_id", "")
+        if deployment is None:
+            where = "the Deployment is gone"
+        elif pause_record(annotations) is not None:
+            where = "the Deployment still carries a pause"
+        else:
+            where = "the pause was removed by something else"
         self._never_landed(
             intent,
             report,
-            f"the resume of the pause of audit {pause} never finished ({where}); "
-            "settled by the reconciler",
+            f"the resume of the pause of audit {pause} never finished ({where}; its last-resume "
+            f"is {annotations.get(contract.ANNOTATION_LAST_RESUME) or 'none'}); an owner handed "
+            "back before the Deployment write (HelmRelease, Application) stays handed back: run "
+            "resume again to finish; settled by the reconciler",
         )
 
     def _mark(self, intent: IntentRow) -> bool:

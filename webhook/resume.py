@@ -7,8 +7,11 @@ recorded on the Deployment (webhook.gitops_pause.resume), then records it like a
 (source `resume`, outcome `resumed`, the on-call actor and reason; the record closes the intent)
 and posts an `AutoRollbackResumed` Event. A Kubernetes failure is recorded as `failed` with its
 reason; a Deployment with nothing paused is a ResumeError (409), not a record. A record that
-cannot be stored after the writes is a ResumeError (503) saying the resume was written: the
-intent stays open and the reconciler stores the record from what the Deployment shows.
+cannot be stored after the writes is a ResumeError (503) saying the resume was written, and a
+write without an answer (a timeout, a reset) one saying it may have landed: the intent stays
+open and the reconciler records the resume when the Deployment's `auto-rollback/last-resume`
+names its id (the write that drops the pause sets it), else `failed`. One resume of a
+Deployment runs at a time: another while its intent is open is a ResumeError (409).
 """
 
 from __future__ import annotations
@@ -88,9 +91,29 @@ def run_resume(
         f"{actor}: {reason} | resumed {paused.owner.describe()} (the pause of audit "
         f"{paused.audit_id})"
     )
-    service.audit.open_intent(_intent(decision, current, paused.audit_id))  # before any write
+    # Before any write; one resume of a Deployment at a time (every replica on the store).
+    running = service.audit.open_intent(_intent(decision, current, paused.audit_id))
+    if running is not None:
+        raise ResumeError(
+            409,
+            f"a resume of {namespace}/{deployment} is in progress (audit id {running}); "
+            "a stalled one is settled by the reconciler within minutes",
+        )
     try:
-        done = resume(service.cluster, namespace, deployment, deployment=current)
+        done = resume(
+            service.cluster, namespace, deployment, audit_id=decision.id, deployment=current
+        )
+    except Transient as exc:
+        if exc.timeout or not exc.status:
+            # No answer: the write may still land. The intent stays open and the reconciler
+            # records the resume from the Deployment (its last-resume names this id), or not.
+            raise ResumeError(
+                503,
+                f"resuming {paused.owner.describe()}: no answer from the API server ({exc}); "
+                f"the write may have landed: the reconciler records the outcome (audit id "
+                f"{decision.id})",
+            ) from None
+        return _failed(service, decision, exc, actor=actor, reason=reason)
     except KubeError as exc:
         return _failed(service, decision, exc, actor=actor, reason=reason)
     if done.record is not None:

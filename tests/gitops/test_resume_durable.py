@@ -5,6 +5,7 @@ lost, from what the Deployment shows (the same mechanism as a rollback's)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from lab.receiver_harness import Harness, hours, minutes
 from tests.gitops.support import FLUX_KUSTOMIZATION, deploy_owned
 from tests.gitops.test_resume import pause_as_a_rollback_did, resume
 from webhook.audit import IntentKind, IntentState, SqliteStore
+from webhook.contract import ANNOTATION_LAST_RESUME
 from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
 from webhook.reconcile import Reconciler
 
@@ -95,7 +97,9 @@ def test_a_record_lost_after_the_writes_is_a_503_saying_so_and_the_reconciler_st
     row = harness.audit_row(intent.id)
     assert row["outcome"] == "resumed" and row["source"] == "resume" and row["actor"] == "alice"
     assert row["settled_by"] == "reconciler"
-    assert "the pause is off the Deployment" in row["detail"]
+    assert "the Deployment names this resume" in row["detail"]
+    last = harness.deployment("shop", "web")["metadata"]["annotations"][ANNOTATION_LAST_RESUME]
+    assert last == intent.id
     assert row["labels"] == {"owner": "Flux Kustomization flux-system/apps"}
     assert harness.service.audit.open_intents() == []
     assert reconcile(harness).resumed == []  # settled once
@@ -122,7 +126,7 @@ def test_a_resume_that_never_reached_the_cluster_is_settled_as_failed(harness: H
     assert report.never_landed == [intent.id] and report.resumed == []
     row = harness.audit_row(intent.id)
     assert row["outcome"] == "failed" and row["settled_by"] == "reconciler"
-    assert "never finished (it still carries the pause)" in row["detail"]
+    assert "never finished (the Deployment still carries a pause" in row["detail"]
     assert still_paused(harness)  # the reconciler records; it never resumes by itself
 
 
@@ -142,3 +146,75 @@ def test_a_resume_intent_never_counts_against_the_circuit_breaker(harness: Harne
     decisions = [harness.post_alerts(a)[0] for a in alerts]
     assert [d["outcome"] for d in decisions] == ["rolled_back"] * 5, decisions
     assert intent.id in [i.id for i in harness.service.audit.open_intents()]
+
+
+# The harness's Kubernetes client times out after 2 s.
+PUT = r"^/apis/apps/v1/namespaces/shop/deployments/web$"
+
+
+def test_a_write_answered_too_late_is_left_to_the_reconciler_which_finds_it_landed(
+    harness: Harness,
+) -> None:
+    paused(harness)
+    harness.sandbox.controls.fault(method="PUT", path=PUT, action="delay", delay=3)
+
+    answer = resume(harness, BODY)
+
+    assert answer.status_code == 503, answer.get_json()
+    assert "the write may have landed" in answer.get_json()["error"]
+    [intent] = harness.service.audit.open_intents()
+    assert harness.service.audit.get(intent.id) is None  # not recorded failed: unknown
+    deadline = time.monotonic() + 10
+    while still_paused(harness) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the sandbox serves the delayed write after the client gave up
+    assert not still_paused(harness)
+
+    report = reconcile(harness)
+
+    assert report.resumed == [intent.id]
+    assert harness.audit_row(intent.id)["outcome"] == "resumed"
+
+
+def test_one_resume_at_a_time_and_a_stalled_one_is_settled_failed_not_credited(
+    harness: Harness,
+) -> None:
+    paused(harness)
+    # Alice's write gets no answer and never lands: her intent stays open.
+    harness.sandbox.controls.fault(method="PUT", path=PUT, action="hang", delay=3)
+    assert resume(harness, BODY).status_code == 503
+    [alices] = harness.service.audit.open_intents()
+    harness.sandbox.controls.clear_faults()
+
+    # Bob, meanwhile: refused while hers is open, with its id; nothing written.
+    harness.sandbox.controls.clear_requests()
+    refused = resume(harness, {**BODY, "reason": "me too"})
+    assert refused.status_code == 409 and alices.id in refused.get_json()["error"]
+    assert still_paused(harness) and writes(harness) == []
+
+    report = reconcile(harness)
+
+    assert report.never_landed == [alices.id]
+    assert harness.audit_row(alices.id)["outcome"] == "failed"
+    again = resume(harness, {**BODY, "reason": "Git fixed, again"})
+    assert again.status_code == 200 and again.get_json()["decision"]["outcome"] == "resumed"
+    assert not still_paused(harness)
+
+
+def test_a_stalled_resume_is_not_credited_with_a_pause_removed_by_something_else(
+    harness: Harness,
+) -> None:
+    paused(harness)
+    harness.sandbox.controls.fault(method="PUT", path=PUT, action="hang", delay=3)
+    assert resume(harness, BODY).status_code == 503
+    [intent] = harness.service.audit.open_intents()
+    # A human drops the pause annotations by hand (kubectl edit): not this resume's write.
+    deployment = harness.deployment("shop", "web")
+    for key in (ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE):
+        deployment["metadata"]["annotations"].pop(key)
+    harness.official().replace_namespaced_deployment("web", "shop", deployment)  # type: ignore[arg-type]
+
+    report = reconcile(harness)
+
+    assert report.never_landed == [intent.id] and report.resumed == []
+    row = harness.audit_row(intent.id)
+    assert row["outcome"] == "failed" and "the pause was removed by something else" in row["detail"]

@@ -415,15 +415,25 @@ class AuditStore(ConsoleRecords):
         )
         return str(rows[0]["id"]) if rows else None
 
-    def open_intent(self, intent: IntentRow) -> None:
-        """Record an intent outside the gate (a resume: no limit counts it), before its write."""
+    def open_intent(self, intent: IntentRow) -> str | None:
+        """Record an intent no limit counts (a resume), before its write, unless an intent of
+        the same kind for the same Deployment is still open: then that one's id, and nothing
+        is recorded. Under the store-wide gate lock, so two replicas never both record one."""
         self._writable()
-        with self._transaction() as tx:
+        with self._transaction(gate=True) as tx:
+            rows = tx.query(
+                "SELECT id FROM intents WHERE namespace = ? AND deployment = ? AND kind = ? "
+                "AND state = ? LIMIT 1",
+                (intent.namespace, intent.deployment, intent.kind, IntentState.OPEN),
+            )
+            if rows:
+                return str(rows[0]["id"])
             tx.execute(
                 f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "  # noqa: S608
                 f"VALUES ({_marks(_INTENT_COLUMNS)})",
                 to_params(intent),
             )
+        return None
 
     def cancel_intent(self, intent_id: str) -> None:
         """The planned write definitely did not happen (409): forget the open intent."""
