@@ -163,12 +163,13 @@ def test_a_version_2_audit_gains_the_console_tables_and_keeps_its_rows(
 ) -> None:
     as_version_2(old_store)
     assert old_store.prepare() == 2
-    assert old_store.schema_version() == SCHEMA_VERSION == 3
+    assert old_store.schema_version() == SCHEMA_VERSION == 4
     assert old_store.get(ROLLED_BACK) is not None
     with old_store._reader() as db:
         applied = db.query(f"SELECT * FROM {SchemaVersionRow.TABLE} ORDER BY version")
-    assert [r["version"] for r in applied] == [1, 2, 3]
-    assert "console" in applied[-1]["description"]
+    assert [r["version"] for r in applied] == [1, 2, 3, 4]
+    assert "console" in applied[2]["description"]
+    assert "resume intents" in applied[3]["description"]
     # and the console's state is kept there
     now = datetime.now(UTC)
     old_store.open_session(

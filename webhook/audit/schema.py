@@ -114,9 +114,16 @@ def _v3(dialect: Dialect, columns_of: ColumnsOf) -> list[str]:
     ]
 
 
+def _v4(dialect: Dialect, columns_of: ColumnsOf) -> list[str]:
+    # No table changes: intents of kind `resume`, which a release before them would settle as
+    # rollbacks (recording a resume that landed as a failed rollback), so those refuse it.
+    return []
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "write-ahead intents, decisions.settled_by, readiness probe row", _v2),
     Migration(3, "console sessions and login attempts, shared by every replica", _v3),
+    Migration(4, "resume intents (kind resume), unknown to the reconciler of version 3", _v4),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
