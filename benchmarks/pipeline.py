@@ -20,9 +20,9 @@ Per trigger, in one pipeline and at the same time (each in its own namespace):
 With `--shipped`, the timings are the shipped ones instead: a 30 s scrape (the interval the
 README assumes; kube-prometheus-stack's default), each rule group's shipped evaluation interval,
 each alert's shipped `for:`, the shipped route's group_wait/group_interval/repeat_interval, all
-read from the checkout's rules/ as it is when the benchmark runs. Only the latency baseline's
-`offset 1h` is shortened (to 10 min): it sets how much history must exist before a regression,
-not how fast one is noticed, and an hour of history per run is not affordable here. Triggers
+read from the checkout's rules/ as it is when the benchmark runs. The latency alert's baseline
+is the replaced revision's recorded P99, so the run waits (10 min at most) for that revision to
+have one before the regression: history to exist, not part of how fast one is noticed. Triggers
 whose shipped timings differ run in pipelines of their own, at the same time.
 
 Run: python3 -m benchmarks.pipeline [--rounds 1] [--for 3] [--shipped] [--json]
@@ -59,7 +59,8 @@ TIMEOUT_SECONDS = 180.0
 # old as its pods, so its rate is (requests so far) / 300 s until the window fills.
 RATE_WINDOW_SECONDS = 300.0
 REPLICAS = {"p99_latency": 4}
-# --shipped: the scrape interval the README assumes, and the latency baseline's look-back.
+# --shipped: the scrape interval the README assumes, and the longest wait for the latency
+# baseline (the replaced revision's P99 recorded) before the regression starts.
 SHIPPED_SCRAPE_SECONDS = 30.0
 SHIPPED_BASELINE_OFFSET_SECONDS = 600.0
 
@@ -166,7 +167,7 @@ def one_round(
     for workload in workloads.values():
         workload.deploy_v1(sandbox, image=V1)
     if "p99_latency" in workloads:
-        # Its baseline is the Deployment's P99 `baseline_offset` ago: wait for that history.
+        # Its baseline is the replaced revision's recorded P99: wait for it (baseline_offset).
         slow = workloads["p99_latency"]
 
         def baseline_ready() -> bool:
@@ -177,7 +178,7 @@ def one_round(
 
         if not wait_until(
             baseline_ready,
-            # The offset's history, plus the 5m rate's first samples and the recording's ticks.
+            # That history, plus the rate window's first samples and the recording's ticks.
             timeout=pipeline.timing.baseline_offset
             + rate_window()
             + 5 * (pipeline.timing.scrape_interval + pipeline.timing.evaluation_interval),
