@@ -9,7 +9,8 @@ The seam (all keyword-only, the cluster injected):
   when the rollback write itself fails after the pause).
 - `resume(cluster, namespace, name, audit_id=) -> Resumed`: owner handed back, the Deployment's
   pause annotations removed in one conditional write that also sets `auto-rollback/last-resume`
-  to the resume's audit id (`deployment=` the copy just read, if any).
+  to the resume's audit id (`deployment=` the copy just read, if any); OwnerHandedBack when
+  the owner's own write landed and the Deployment's did not.
 
 Every owner write is a merge patch conditional on the resourceVersion read; a 409 is raised
 to the caller (the decision is taken again from a fresh read).
@@ -45,7 +46,7 @@ from webhook.gitops_facts import (
     application_facts,
     helmrelease_facts,
 )
-from webhook.kube import Cluster, Conflict, Invalid, NotFound, Obj
+from webhook.kube import Cluster, Conflict, Invalid, KubeError, NotFound, Obj
 from webhook.revisions import format_k8s_time
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,19 @@ def unpause_owner(cluster: Cluster, record: PauseRecord) -> str:
     return ""
 
 
+class OwnerHandedBack(Exception):
+    """The owner was handed back (its own write landed, or someone had already), but the
+    Deployment's pause record could not be dropped: `cause` says why. Running resume again
+    finishes it (the owner, already handed back, is left as it is)."""
+
+    def __init__(self, owner: str, cause: KubeError) -> None:
+        super().__init__(
+            f"{owner} handed back, but the Deployment still carries the pause: {cause}"
+        )
+        self.owner = owner
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class Resumed:
     """What resume did: the record it undid (None: nothing was paused) and a line for humans."""
@@ -225,7 +239,12 @@ def resume(
     if record is None:
         return Resumed(None, f"Deployment {namespace}/{name} has no pause by rollback-webhook")
     untouched = unpause_owner(cluster, record)
-    _drop_pause(cluster, namespace, name, deployment, record, audit_id)
+    try:
+        _drop_pause(cluster, namespace, name, deployment, record, audit_id)
+    except KubeError as exc:
+        if record.mechanism == Mechanism.FLUX_RECONCILE_ANNOTATION:
+            raise  # that pause is the Deployment's own annotation: nothing was handed back
+        raise OwnerHandedBack(record.owner.describe(), exc) from exc
     paused = describe_pause(record, namespace=namespace, deployment=name).split(";")[0]
     return Resumed(
         record,

@@ -24,7 +24,7 @@ from webhook.audit.rows import iso
 from webhook.contract import EventReason, FailReason, Outcome, Source
 from webhook.decision import Decision, new_id
 from webhook.gitops import pause_record
-from webhook.gitops_pause import resume
+from webhook.gitops_pause import OwnerHandedBack, resume
 from webhook.kube import Conflict, Forbidden, InvalidName, KubeError, NotFound, Transient
 from webhook.service import Service
 
@@ -80,7 +80,7 @@ def run_resume(
     except InvalidName as exc:  # a name no Deployment can have (a dotted namespace): none there
         raise ResumeError(404, str(exc)) from None
     except KubeError as exc:
-        return _failed(service, decision, exc, actor=actor, reason=reason)
+        return _failed(service, decision, exc, detail=f"{actor}: {reason} | resume failed: {exc}")
     paused = pause_record(current["metadata"].get("annotations") or {})
     if paused is None:
         raise ResumeError(
@@ -103,19 +103,19 @@ def run_resume(
         done = resume(
             service.cluster, namespace, deployment, audit_id=decision.id, deployment=current
         )
-    except Transient as exc:
-        if exc.timeout or not exc.status:
+    except (KubeError, OwnerHandedBack) as exc:
+        cause = exc.cause if isinstance(exc, OwnerHandedBack) else exc
+        if isinstance(cause, Transient) and (cause.timeout or not cause.status):
             # No answer: the write may still land. The intent stays open and the reconciler
             # records the resume from the Deployment (its last-resume names this id), or not.
             raise ResumeError(
                 503,
-                f"resuming {paused.owner.describe()}: no answer from the API server ({exc}); "
+                f"resuming {paused.owner.describe()}: no answer from the API server ({cause}); "
                 f"the write may have landed: the reconciler records the outcome (audit id "
                 f"{decision.id})",
             ) from None
-        return _failed(service, decision, exc, actor=actor, reason=reason)
-    except KubeError as exc:
-        return _failed(service, decision, exc, actor=actor, reason=reason)
+        what = f"{exc}; run resume again to finish" if cause is not exc else f"resume failed: {exc}"
+        return _failed(service, decision, cause, detail=f"{actor}: {reason} | {what}")
     if done.record is not None:
         decision.detail = f"{actor}: {reason} | {done.detail}"
     try:
@@ -138,12 +138,10 @@ def run_resume(
     return decision
 
 
-def _failed(
-    service: Service, decision: Decision, exc: KubeError, *, actor: str, reason: str
-) -> Decision:
+def _failed(service: Service, decision: Decision, exc: KubeError, *, detail: str) -> Decision:
     decision.outcome = Outcome.FAILED
     decision.reason = _fail_reason(exc)
-    decision.detail = f"{actor}: {reason} | resume failed: {exc}"
+    decision.detail = detail
     service.record(decision)
     return decision
 

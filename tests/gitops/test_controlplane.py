@@ -350,6 +350,109 @@ def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespa
     assert pauses_and_undos(b.service_writes("helmreleases"))
 
 
+def keep_the_pause(plane: ControlPlane, namespace: str) -> Callable[[], None]:
+    """A ValidatingAdmissionPolicy that refuses any update of the namespace's Deployments which
+    drops the pause record (the real apiserver's own definite refusal); returns its removal."""
+    name = f"keep-pause-{namespace}"
+    paused = "'auto-rollback/gitops-paused'"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["UPDATE"],
+                        "resources": ["deployments"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": (
+                        f"!has(oldObject.metadata.annotations) || !({paused} in "
+                        "oldObject.metadata.annotations) || (has(object.metadata.annotations) "
+                        f"&& {paused} in object.metadata.annotations)"
+                    ),
+                    "message": "the pause record stays (test policy)",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    apply(plane, policy, binding)
+
+    def remove() -> None:
+        kubectl(plane, "delete", "validatingadmissionpolicybinding", name)
+        kubectl(plane, "delete", "validatingadmissionpolicy", name)
+
+    return remove
+
+
+def test_an_owner_handed_back_whose_deployment_write_fails_is_recorded_so_and_resumed_again(
+    bench: Any, namespace: str
+) -> None:
+    b: Bench = bench(flux_helmrelease="pause")
+    create(b.plane, helmrelease("web", namespace, interval="2s"))
+    labels = {
+        "helm.toolkit.fluxcd.io/name": "web",
+        "helm.toolkit.fluxcd.io/namespace": namespace,
+        "app.kubernetes.io/managed-by": "Helm",
+    }
+    _, _, bad = b.helmrelease_bad_revision(labels, {"meta.helm.sh/release-name": "web"})
+    assert b.alert(bad)["outcome"] == "rolled_back"
+    remove = keep_the_pause(b.plane, namespace)
+    apps = kubernetes.client.AppsV1Api(b.admin)
+
+    def refused() -> bool:  # the policy is in force once a dry run of the drop is denied
+        body = b.deployment()
+        body["metadata"]["annotations"].pop(ANNOTATION_GITOPS_PAUSED)
+        try:
+            apps.replace_namespaced_deployment("web", namespace, body, dry_run="All")
+        except kubernetes.client.ApiException as exc:
+            return exc.status in (400, 403, 422) and "pause record stays" in str(exc.body)
+        return False
+
+    try:
+        wait_until("the admission policy to be in force", refused, timeout=60)
+        answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "x"})
+    finally:
+        remove()
+
+    assert answer.status_code == 200, answer.get_json()
+    decision = answer.get_json()["decision"]
+    assert decision["outcome"] == "failed", decision
+    owner = f"Flux HelmRelease {namespace}/web"
+    assert f"{owner} handed back, but the Deployment still carries the pause" in decision["detail"]
+    assert "run resume again to finish" in decision["detail"]
+    release = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
+    assert release["spec"]["suspend"] is False
+    assert ANNOTATION_GITOPS_PAUSED in b.deployment()["metadata"]["annotations"]
+
+    # Once the Deployment takes writes again, resume finishes (the owner is left as it is).
+    def finished() -> bool:
+        again = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "y"})
+        return again.status_code == 200 and again.get_json()["decision"]["outcome"] == "resumed"
+
+    wait_until("the policy removed and resume finished", finished, timeout=60, interval=1.0)
+    assert ANNOTATION_GITOPS_PAUSED not in b.deployment()["metadata"]["annotations"]
+
+
 def test_refuse_writes_nothing_and_the_event_names_the_steps(bench: Any, namespace: str) -> None:
     b: Bench = bench(argocd="refuse")  # the default
     app = b.argocd_app(automated={"selfHeal": True})
