@@ -133,8 +133,9 @@ def _scenario() -> Scenario:
                     "summary": f"rollback-webhook: rolled_back shop/{name} on a {trigger} alert",
                     "description": (
                         f"Deployment shop/{name}: 1 automatic rollback decision(s) (rolled_back,"
-                        f" trigger {trigger}) in the last 15 minutes. The revisions and the alert:"
-                        f" `rollback-webhook history shop/{name}`."
+                        f" trigger {trigger}) in the last 15 minutes. Its revisions and marks:"
+                        f" `rollback-webhook history shop/{name}`; the decision: `rollback-webhook"
+                        f" audit --namespace shop --deployment {name}`."
                     ),
                     "runbook_url": f"{runbook}#rollbackwebhookrolledback",
                 },
