@@ -329,7 +329,8 @@ def test_argocd_pause_disables_automated_sync_and_resume_enables_it(
     assert pauses_and_undos(b.service_writes("applications"))
 
 
-def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespace: str) -> None:
+def helmrelease_owned(bench: Any, namespace: str) -> tuple[Bench, str]:
+    """A HelmRelease-owned Deployment (pause on) with a bad current revision: (bench, its RS)."""
     b: Bench = bench(flux_helmrelease="pause")
     create(b.plane, helmrelease("web", namespace, interval="2s"))
     labels = {
@@ -338,6 +339,11 @@ def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespa
         "app.kubernetes.io/managed-by": "Helm",
     }
     _, _, bad = b.helmrelease_bad_revision(labels, {"meta.helm.sh/release-name": "web"})
+    return b, bad
+
+
+def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespace: str) -> None:
+    b, bad = helmrelease_owned(bench, namespace)
 
     decision = b.alert(bad)
 
@@ -407,14 +413,7 @@ def keep_the_pause(plane: ControlPlane, namespace: str) -> Callable[[], None]:
 def test_an_owner_handed_back_whose_deployment_write_fails_is_recorded_so_and_resumed_again(
     bench: Any, namespace: str
 ) -> None:
-    b: Bench = bench(flux_helmrelease="pause")
-    create(b.plane, helmrelease("web", namespace, interval="2s"))
-    labels = {
-        "helm.toolkit.fluxcd.io/name": "web",
-        "helm.toolkit.fluxcd.io/namespace": namespace,
-        "app.kubernetes.io/managed-by": "Helm",
-    }
-    _, _, bad = b.helmrelease_bad_revision(labels, {"meta.helm.sh/release-name": "web"})
+    b, bad = helmrelease_owned(bench, namespace)
     assert b.alert(bad)["outcome"] == "rolled_back"
     remove = keep_the_pause(b.plane, namespace)
     apps = kubernetes.client.AppsV1Api(b.admin)
@@ -423,7 +422,7 @@ def test_an_owner_handed_back_whose_deployment_write_fails_is_recorded_so_and_re
         body = b.deployment()
         body["metadata"]["annotations"].pop(ANNOTATION_GITOPS_PAUSED)
         try:
-            apps.replace_namespaced_deployment("web", namespace, body, dry_run="All")
+            apps.replace_namespaced_deployment("web", namespace, body, dry_run="All")  # type: ignore[arg-type]
         except kubernetes.client.ApiException as exc:
             return exc.status in (400, 403, 422) and "pause record stays" in str(exc.body)
         return False

@@ -14,13 +14,15 @@ import pytest
 from lab.receiver_harness import Harness, hours, minutes
 from tests.gitops.support import FLUX_KUSTOMIZATION, deploy_owned
 from tests.gitops.test_resume import pause_as_a_rollback_did, resume
-from webhook.audit import IntentKind, IntentState, SqliteStore
+from webhook.audit import IntentKind, IntentRow, IntentState, SqliteStore
 from webhook.contract import ANNOTATION_LAST_RESUME
 from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
 from webhook.reconcile import Reconciler
 
 BODY = {"namespace": "shop", "deployment": "web", "reason": "Git fixed"}
 WRITES = {"create", "update", "patch", "delete"}
+# The Deployment's PUT; the harness's Kubernetes client times out after 2 s.
+PUT = r"^/apis/apps/v1/namespaces/shop/deployments/web$"
 
 
 def paused(harness: Harness) -> None:
@@ -48,6 +50,15 @@ def refuse_resume_records(harness: Harness) -> sqlite3.Connection:
         "BEGIN SELECT RAISE(ABORT, 'refused'); END"
     )
     return db
+
+
+def stalled(harness: Harness) -> IntentRow:
+    """A resume whose Deployment write gets no answer and never lands: its intent, open."""
+    harness.sandbox.controls.fault(method="PUT", path=PUT, action="hang", delay=3)
+    assert resume(harness, BODY).status_code == 503
+    [intent] = harness.service.audit.open_intents()
+    harness.sandbox.controls.clear_faults()
+    return intent
 
 
 def reconcile(harness: Harness) -> Any:
@@ -110,7 +121,7 @@ def test_a_resume_that_never_reached_the_cluster_is_settled_as_failed(harness: H
     db = refuse_resume_records(harness)
     # The Deployment write fails and so does its failed record: the intent stays open.
     harness.sandbox.controls.fault(
-        method="PUT", path=r"^/apis/apps/v1/namespaces/shop/deployments/web$", status=500
+        method="PUT", path=PUT, status=500
     )
 
     answer = resume(harness, BODY)
@@ -148,10 +159,6 @@ def test_a_resume_intent_never_counts_against_the_circuit_breaker(harness: Harne
     assert intent.id in [i.id for i in harness.service.audit.open_intents()]
 
 
-# The harness's Kubernetes client times out after 2 s.
-PUT = r"^/apis/apps/v1/namespaces/shop/deployments/web$"
-
-
 def test_a_write_answered_too_late_is_left_to_the_reconciler_which_finds_it_landed(
     harness: Harness,
 ) -> None:
@@ -179,11 +186,7 @@ def test_one_resume_at_a_time_and_a_stalled_one_is_settled_failed_not_credited(
     harness: Harness,
 ) -> None:
     paused(harness)
-    # Alice's write gets no answer and never lands: her intent stays open.
-    harness.sandbox.controls.fault(method="PUT", path=PUT, action="hang", delay=3)
-    assert resume(harness, BODY).status_code == 503
-    [alices] = harness.service.audit.open_intents()
-    harness.sandbox.controls.clear_faults()
+    alices = stalled(harness)
 
     # Bob, meanwhile: refused while hers is open, with its id; nothing written.
     harness.sandbox.controls.clear_requests()
@@ -204,9 +207,7 @@ def test_a_stalled_resume_is_not_credited_with_a_pause_removed_by_something_else
     harness: Harness,
 ) -> None:
     paused(harness)
-    harness.sandbox.controls.fault(method="PUT", path=PUT, action="hang", delay=3)
-    assert resume(harness, BODY).status_code == 503
-    [intent] = harness.service.audit.open_intents()
+    intent = stalled(harness)
     # A human drops the pause annotations by hand (kubectl edit): not this resume's write.
     deployment = harness.deployment("shop", "web")
     for key in (ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE):
