@@ -192,8 +192,7 @@ def after_failed_write(cluster: Cluster, plan: Plan, decision_id: str, exc: Tran
     """Whether a write that failed transiently landed: the Deployment is read again, and its
     last-action names this decision when it did. Without an answer (a timeout, a reset) and
     without that proof, the write may still land: UNKNOWN, and the reconciler settles it."""
-    # A 5xx answer other than a 504 (the apiserver's own timeout) ends the request.
-    over = bool(exc.status) and not exc.timeout
+    over = exc.ended
     meta = plan.deployment["metadata"]
     try:
         deployment = cluster.get_deployment(str(meta["namespace"]), str(meta["name"]))

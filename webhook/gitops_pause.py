@@ -7,10 +7,10 @@ The seam (all keyword-only, the cluster injected):
   rollback's own write (Flux's per-object annotation); the record then goes on the Deployment.
 - `unpause_owner(cluster, record)`: undoes exactly what the record says (also the compensation
   when the rollback write itself fails after the pause).
-- `resume(cluster, namespace, name, audit_id=) -> Resumed`: owner handed back, the Deployment's
-  pause annotations removed in one conditional write that also sets `auto-rollback/last-resume`
-  to the resume's audit id (`deployment=` the copy just read, if any); OwnerHandedBack when
-  the owner's own write landed and the Deployment's did not.
+- `resume(cluster, deployment, record, audit_id=) -> str`: the owner of the pause `record`
+  the Deployment (as read) carries handed back, its pause annotations removed in one
+  conditional write that also sets `auto-rollback/last-resume` to the resume's audit id;
+  OwnerHandedBack when the owner's own write landed and the Deployment's did not.
 
 Every owner write is a merge patch conditional on the resourceVersion read; a 409 is raised
 to the caller (the decision is taken again from a fresh read).
@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -172,23 +171,14 @@ class OwnerHandedBack(Exception):
         self.cause = cause
 
 
-@dataclass(frozen=True)
-class Resumed:
-    """What resume did: the record it undid (None: nothing was paused) and a line for humans."""
-
-    record: PauseRecord | None
-    detail: str
-
-
-def without_pause(deployment: Obj, *, resumed_by: str = "") -> Obj:
+def without_pause(deployment: Obj, *, resumed_by: str) -> Obj:
     """The Deployment with this service's pause annotations removed (for a conditional PUT),
     and `resumed_by`, the resume's audit id, as its last resume."""
     body = copy.deepcopy(deployment)
     annotations = body["metadata"].get("annotations") or {}
     annotations.pop(ANNOTATION_GITOPS_PAUSED, None)
     annotations.pop(FLUX_RECONCILE, None)
-    if resumed_by:
-        annotations[ANNOTATION_LAST_RESUME] = resumed_by
+    annotations[ANNOTATION_LAST_RESUME] = resumed_by
     body["metadata"]["annotations"] = annotations
     body.pop("status", None)
     return body
@@ -222,22 +212,11 @@ def _drop_pause(
                 return
 
 
-def resume(
-    cluster: Cluster,
-    namespace: str,
-    name: str,
-    *,
-    audit_id: str,
-    deployment: Obj | None = None,
-) -> Resumed:
-    """Undo the pause recorded on the Deployment (`deployment` as just read, else read here),
-    the write naming `audit_id` as its last resume; Conflict only when the Deployment kept
-    changing through every re-read (see _drop_pause)."""
-    if deployment is None:
-        deployment = cluster.get_deployment(namespace, name)
-    record = pause_record(deployment["metadata"].get("annotations") or {})
-    if record is None:
-        return Resumed(None, f"Deployment {namespace}/{name} has no pause by rollback-webhook")
+def resume(cluster: Cluster, deployment: Obj, record: PauseRecord, *, audit_id: str) -> str:
+    """Undo `record`, the pause the Deployment (as just read) carries, the write naming
+    `audit_id` as its last resume; returns a line for humans. Conflict only when the Deployment
+    kept changing through every re-read (see _drop_pause)."""
+    namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
     untouched = unpause_owner(cluster, record)
     try:
         _drop_pause(cluster, namespace, name, deployment, record, audit_id)
@@ -246,9 +225,8 @@ def resume(
             raise  # that pause is the Deployment's own annotation: nothing was handed back
         raise OwnerHandedBack(record.owner.describe(), exc) from exc
     paused = describe_pause(record, namespace=namespace, deployment=name).split(";")[0]
-    return Resumed(
-        record,
+    return (
         f"resumed {record.owner.describe()}: undid '{paused}' (paused {record.time}, audit "
         f"{record.audit_id}); it reconciles from Git again"
-        + (f" ({untouched})" if untouched else ""),
+        + (f" ({untouched})" if untouched else "")
     )

@@ -88,6 +88,12 @@ class Transient(KubeError):
         super().__init__(message, status=status, reason=reason)
         self.timeout = timeout
 
+    @property
+    def ended(self) -> bool:
+        """Whether the request is over: an answer other than a 504 (the apiserver's own
+        timeout). Without one (a timeout, a reset) a write may still land."""
+        return bool(self.status) and not self.timeout
+
 
 def _error_for(status: int, body: bytes, what: str) -> KubeError:
     reason, message = "", body[:300].decode("utf-8", "replace")

@@ -143,10 +143,7 @@ class Reconciler:
         if intent.kind == IntentKind.RESUME:
             self._settle_resume(intent, report)
             return
-        try:
-            deployment = self.cluster.get_deployment(intent.namespace, intent.deployment)
-        except NotFound:
-            deployment = None
+        deployment = self._deployment_of(intent)
         action = (last_action(deployment) or {}) if deployment else {}
         if action.get("audit_id") == intent.id:
             if self._mark(intent):
@@ -175,6 +172,13 @@ class Reconciler:
             f"cluster ({where}, last-action audit id {seen}); settled by the reconciler",
         )
 
+    def _deployment_of(self, intent: IntentRow) -> dict[str, Any] | None:
+        """The intent's Deployment as it is now (None: gone)."""
+        try:
+            return self.cluster.get_deployment(intent.namespace, intent.deployment)
+        except NotFound:
+            return None
+
     def _never_landed(self, intent: IntentRow, report: Report, detail: str) -> None:
         """Store the intent's record as failed: its writes never (all) reached the cluster."""
         record = _row(
@@ -186,10 +190,7 @@ class Reconciler:
     def _settle_resume(self, intent: IntentRow, report: Report) -> None:
         """A resume whose record is missing: it landed when the Deployment's last-resume names
         it (the write that drops the pause sets it); anything else is not this resume's doing."""
-        try:
-            deployment = self.cluster.get_deployment(intent.namespace, intent.deployment)
-        except NotFound:
-            deployment = None
+        deployment = self._deployment_of(intent)
         annotations = (deployment["metadata"].get("annotations") or {}) if deployment else {}
         if annotations.get(contract.ANNOTATION_LAST_RESUME) == intent.id:
             row = _row(intent, note="recorded by the reconciler: the Deployment names this resume")

@@ -100,12 +100,10 @@ def run_resume(
             "a stalled one is settled by the reconciler within minutes",
         )
     try:
-        done = resume(
-            service.cluster, namespace, deployment, audit_id=decision.id, deployment=current
-        )
+        done = resume(service.cluster, current, paused, audit_id=decision.id)
     except (KubeError, OwnerHandedBack) as exc:
         cause = exc.cause if isinstance(exc, OwnerHandedBack) else exc
-        if isinstance(cause, Transient) and (cause.timeout or not cause.status):
+        if isinstance(cause, Transient) and not cause.ended:
             # No answer: the write may still land. The intent stays open and the reconciler
             # records the resume from the Deployment (its last-resume names this id), or not.
             raise ResumeError(
@@ -116,8 +114,7 @@ def run_resume(
             ) from None
         what = f"{exc}; run resume again to finish" if cause is not exc else f"resume failed: {exc}"
         return _failed(service, decision, cause, detail=f"{actor}: {reason} | {what}")
-    if done.record is not None:
-        decision.detail = f"{actor}: {reason} | {done.detail}"
+    decision.detail = f"{actor}: {reason} | {done}"
     try:
         service.record(decision)
     except AuditUnavailable as exc:
@@ -131,7 +128,7 @@ def run_resume(
         service.cluster.create_event(
             involved=involved,
             reason=EventReason.RESUMED,
-            message=f"{done.detail} [by {actor}: {reason}; audit {decision.id}]",
+            message=f"{done} [by {actor}: {reason}; audit {decision.id}]",
         )
     except KubeError:
         pass  # the record stands; the Event is best effort

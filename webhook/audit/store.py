@@ -100,6 +100,13 @@ def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
+# A write-ahead intent, in the gate's transaction (a rollback) or its own (a resume).
+_INSERT_INTENT = (
+    f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({_marks(_INTENT_COLUMNS)})"
+)
+
+
 class AuditStore(ConsoleRecords):
     """The audit: payloads, decisions, write-ahead intents, and the console's sessions and
     login attempts (console.py). Safe to share between threads.
@@ -428,11 +435,7 @@ class AuditStore(ConsoleRecords):
             )
             if rows:
                 return str(rows[0]["id"])
-            tx.execute(
-                f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "  # noqa: S608
-                f"VALUES ({_marks(_INTENT_COLUMNS)})",
-                to_params(intent),
-            )
+            tx.execute(_INSERT_INTENT, to_params(intent))
         return None
 
     def cancel_intent(self, intent_id: str) -> None:
@@ -603,11 +606,7 @@ class GateTicket:
         """Record the intent (and the deferred payload it names, in the same transaction)."""
         self.carried = self._pending.rows_for([intent.decision.get("payload_id")])
         AuditStore._carry(self._tx, self.carried)
-        self._tx.execute(
-            f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "  # noqa: S608
-            f"VALUES ({_marks(_INTENT_COLUMNS)})",
-            to_params(intent),
-        )
+        self._tx.execute(_INSERT_INTENT, to_params(intent))
 
 
 def _intent(record: dict[str, Any]) -> IntentRow:
