@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -164,6 +165,43 @@ def api_client_from_settings(
     return kubernetes.client.ApiClient(configuration)
 
 
+# How often the client's credential refresh hook may run (see _RefreshAtMostEvery).
+CREDENTIAL_REFRESH_SECONDS = 1.0
+
+
+class _RefreshAtMostEvery:
+    """The credential refresh hook kubernetes.config installs, run at most once a `period`.
+
+    The client runs that hook before every API request. Each run checks the token's expiry
+    and sets the host, CA and proxy again, and setting the host looks the proxy up by scanning
+    the whole process environment (a pod's holds a few variables per Service of its
+    namespace): 7% of the worker's profile samples during an alert storm. What it refreshes
+    is renewed well before it is needed (a kubeconfig token 5 minutes before its expiry, the
+    in-cluster token file read again once a minute), so a second's delay changes nothing.
+    Each run of the hook installs a new one in its place: the newest is kept and wrapped.
+    """
+
+    def __init__(
+        self, hook: Callable[[Any], None], *, period: float, monotonic: Callable[[], float]
+    ) -> None:
+        self._hook = hook
+        self._period = period
+        self._monotonic = monotonic
+        self._due: float | None = None
+
+    def __call__(self, configuration: Any) -> None:
+        now = self._monotonic()
+        if self._due is not None and now < self._due:
+            return
+        # Set first: a request racing this one keeps the current credentials (still valid).
+        self._due = now + self._period
+        self._hook(configuration)
+        installed = configuration.refresh_api_key_hook
+        if installed is not self:
+            self._hook = installed
+            configuration.refresh_api_key_hook = self
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
@@ -181,7 +219,13 @@ class Cluster:
         *,
         timeout_seconds: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        hook = api.configuration.refresh_api_key_hook
+        if hook is not None and not isinstance(hook, _RefreshAtMostEvery):
+            api.configuration.refresh_api_key_hook = _RefreshAtMostEvery(
+                hook, period=CREDENTIAL_REFRESH_SECONDS, monotonic=monotonic
+            )
         # No urllib3 retries: a retried PUT after a read timeout would be a second write.
         api.configuration.retries = False
         # Kept connections: enough for a worker's payloads decided side by side (the client's
@@ -196,6 +240,7 @@ class Cluster:
         self._api = api
         self._timeout = timeout_seconds
         self._clock = clock
+        self._monotonic = monotonic
 
     def with_own_pool(self) -> Cluster:
         """The same cluster, credentials and timeout on a connection pool of its own.
@@ -206,7 +251,9 @@ class Cluster:
         the fork; the thread's pool is never touched by the child.
         """
         api = kubernetes.client.ApiClient(self._api.configuration)
-        return Cluster(api, timeout_seconds=self._timeout, clock=self._clock)
+        return Cluster(
+            api, timeout_seconds=self._timeout, clock=self._clock, monotonic=self._monotonic
+        )
 
     # -- transport -------------------------------------------------------------------------
     def _call(

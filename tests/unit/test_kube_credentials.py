@@ -1,0 +1,69 @@
+"""The client's credential refresh hook runs at most once a second, and a refreshed token is
+still what the next request after that second sends (tokens as the sandbox saw them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes.client
+
+from sandbox.testing import SandboxHandle
+from webhook.kube import CREDENTIAL_REFRESH_SECONDS, Cluster, api_client_from_settings
+
+
+class RotatingHook:
+    """Behaves as kubernetes.config's hooks do: each run sets the token and installs a new
+    hook in its own place. Each run hands out the next token."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def __call__(self, configuration: Any) -> None:
+        self.runs += 1
+        configuration.api_key = {"authorization": f"token-{self.runs}"}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        configuration.refresh_api_key_hook = lambda c: self(c)
+
+
+def tokens_seen(sandbox: SandboxHandle) -> list[str | None]:
+    return [e["token"] for e in sandbox.server.record.entries() if e["resource"] == "deployments"]
+
+
+def test_a_refreshed_token_is_used_after_a_second_and_the_hook_runs_once_a_second(
+    sandbox: SandboxHandle,
+) -> None:
+    now = [100.0]
+    hook = RotatingHook()
+    configuration = kubernetes.client.Configuration(host=sandbox.url)
+    # As a loader leaves it: the token it read, and its hook.
+    configuration.api_key = {"authorization": "token-0"}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    configuration.refresh_api_key_hook = hook
+    cluster = Cluster(kubernetes.client.ApiClient(configuration), monotonic=lambda: now[0])
+    for _ in range(5):
+        cluster.list_deployments("default")
+    now[0] += CREDENTIAL_REFRESH_SECONDS - 0.01
+    cluster.list_deployments("default")
+    now[0] += 0.01
+    for _ in range(3):
+        cluster.list_deployments("default")
+    # A pool of its own shares the configuration, and its hook: no second wrapper.
+    cluster.with_own_pool().list_deployments("default")
+
+    assert hook.runs == 2
+    assert tokens_seen(sandbox) == ["token-1"] * 6 + ["token-2"] * 4
+
+
+def test_the_kubeconfig_loaders_own_hook_keeps_authenticating_once_wrapped(
+    sandbox: SandboxHandle,
+) -> None:
+    # The library's hook replaces itself on every run; the newest must stay the one wrapped.
+    now = [0.0]
+    api = api_client_from_settings(kubeconfig=str(sandbox.kubeconfig), context=None)
+    assert api.configuration.refresh_api_key_hook is not None
+    cluster = Cluster(api, monotonic=lambda: now[0])
+    for _ in range(4):
+        cluster.list_deployments("default")
+        now[0] += 2 * CREDENTIAL_REFRESH_SECONDS
+    assert tokens_seen(sandbox) == [sandbox.token] * 4
+    assert type(api.configuration.refresh_api_key_hook).__name__ == "_RefreshAtMostEvery"
