@@ -266,10 +266,24 @@ class Service:
             return {}
         # An unsettled write is not recorded as failed: its intent stays open for the reconciler.
         recorded = [d for d in decisions if not d.unsettled]
-        self.audit.record_many(recorded, mark_pending=[d.id for d in recorded if d.mark_pending])
+        texts = {id(d): json.dumps(d.as_dict(), sort_keys=True) for d in decisions}
+        try:
+            self.audit.record_many(
+                recorded, mark_pending=[d.id for d in recorded if d.mark_pending]
+            )
+        except AuditUnavailable:
+            # Still logged, marked unrecorded: a rollback written just before the store went
+            # away is then in the pod's log at once, not only an open intent until the
+            # reconciler settles it. The payload is answered 503 and sent again.
+            self._log.error(
+                "\n".join(
+                    '{"event": "decision", "recorded": false, ' + texts[id(d)][1:]
+                    for d in decisions
+                )
+            )
+            raise
         for decision in decisions:
             self.metrics.observe(decision)
-        texts = {id(d): json.dumps(d.as_dict(), sort_keys=True) for d in decisions}
         # One JSON line per decision, queued in one call (one log record per batch); the line
         # is the decision's text with the event first.
         self._log.info("\n".join('{"event": "decision", ' + texts[id(d)][1:] for d in decisions))

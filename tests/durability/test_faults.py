@@ -22,7 +22,7 @@ import pytest
 
 from lab.receiver_harness import Harness, hours, minutes, template_images
 from tests.durability.mounts import mounted
-from webhook import contract
+from webhook import contract, decision_log
 from webhook.audit import IntentState
 from webhook.reconcile import Reconciler
 
@@ -142,6 +142,38 @@ def test_a_failed_bad_mark_is_answered_rolled_back_and_finished_by_the_reconcile
     assert bad_mark(harness, rs[1])["audit_id"] == decision["id"]  # type: ignore[index]
     assert harness.service.audit.open_intents() == []
     assert reconcile(harness).marked == []  # written once
+
+
+def test_a_rollback_whose_record_is_refused_is_logged_unrecorded_and_settled_once(
+    harness: Harness, rs: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness.service.audit.prepare()
+    db = sqlite3.connect(harness.tmp_path / "audit.sqlite", isolation_level=None)
+    # The store takes the intent, then refuses the decision that closes it.
+    db.execute(
+        "CREATE TRIGGER no_decisions BEFORE INSERT ON decisions "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    capsys.readouterr()
+    payload = alert_for(harness, rs)
+    response = harness.post(payload)
+    assert response.status_code == 503  # Alertmanager sends it again
+    assert template_images(harness.deployment("shop", "web")) == ["web:1"]  # the write landed
+    decision_log.flush()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [line] = [line for line in lines if line.get("event") == "decision"]
+    assert line["recorded"] is False
+    assert line["outcome"] == "rolled_back"
+    assert (line["namespace"], line["deployment"]) == ("shop", "web")
+    [intent] = harness.service.audit.open_intents()
+    assert intent.id == line["id"] == rollback_of(harness)["audit_id"]
+    db.execute("DROP TRIGGER no_decisions")
+    db.close()
+    assert reconcile(harness).rolled_back == [line["id"]]
+    retry = harness.post(payload)
+    assert retry.get_json()["decisions"][0]["reason"] == "not_current_revision"
+    [row] = rolled_back_rows(harness)
+    assert (row["id"], row["settled_by"]) == (line["id"], "reconciler")
 
 
 def test_a_held_write_lock_is_503_ready_false_and_nothing_is_written_to_the_cluster(
