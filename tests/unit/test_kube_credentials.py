@@ -34,7 +34,7 @@ def test_a_refreshed_token_is_used_after_a_second_and_the_hook_runs_once_a_secon
 ) -> None:
     now = [100.0]
     hook = RotatingHook()
-    configuration = kubernetes.client.Configuration(host=sandbox.url)
+    configuration: Any = kubernetes.client.Configuration(host=sandbox.url)
     # As a loader leaves it: the token it read, and its hook.
     configuration.api_key = {"authorization": "token-0"}
     configuration.api_key_prefix = {"authorization": "Bearer"}
