@@ -121,9 +121,7 @@ def handle(
             )
         if request.name is None:
             dry_run = _dry(request) or "All" in ((options or {}).get("dryRun") or [])
-            return _delete_collection(
-                store, info, request, policy=policy, dry_run=dry_run
-            )
+            return _delete_collection(store, info, request, policy=policy, dry_run=dry_run)
         return _delete(store, info, request, options=options or {}, policy=policy)
     raise method_not_allowed(method, info.kind)
 

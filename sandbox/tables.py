@@ -143,7 +143,11 @@ def _event(obj: dict[str, Any], now: datetime) -> Row:
     )
     target = f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
     return [
-        _ago(stamp, now), obj.get("type", ""), obj.get("reason", ""), target, obj.get("message", "")
+        _ago(stamp, now),
+        obj.get("type", ""),
+        obj.get("reason", ""),
+        target,
+        obj.get("message", ""),
     ]
 
 

@@ -6,6 +6,7 @@ bash scripts/bootstrap.sh
 PYTHON="${PYTHON:-python3}"
 echo "== ruff"
 "$PYTHON" -m ruff check webhook sandbox lab tests benchmarks rules scripts
+"$PYTHON" -m ruff format --check webhook sandbox lab tests benchmarks rules scripts
 echo "== mypy"
 "$PYTHON" -m mypy
 echo "== mypy --strict (the product package)"

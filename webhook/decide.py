@@ -205,9 +205,7 @@ class Decider:
             found,
         )
 
-    def _attempt(
-        self, facts: ClusterFacts, *, decision_id: str
-    ) -> Skip | Redecide | _Concluded:
+    def _attempt(self, facts: ClusterFacts, *, decision_id: str) -> Skip | Redecide | _Concluded:
         """One attempt: policy, gate, write. Redecide when the world changed meanwhile."""
         result = decide(facts)
         if isinstance(result, Skip | Redecide):

@@ -63,7 +63,5 @@ class Decision:
 
 
 _PUBLIC_FIELDS = tuple(
-    f.name
-    for f in fields(Decision)
-    if f.name not in {"transient", "unsettled", "mark_pending"}
+    f.name for f in fields(Decision) if f.name not in {"transient", "unsettled", "mark_pending"}
 )

@@ -143,9 +143,7 @@ class Effects:
         except KubeError as exc:
             log.warning("alerted-at mark on %s/%s failed: %s", mark.namespace, mark.replicaset, exc)
 
-    def announce(
-        self, involved: ObjectRef, *, outcome: Outcome, detail: str, suffix: str
-    ) -> None:
+    def announce(self, involved: ObjectRef, *, outcome: Outcome, detail: str, suffix: str) -> None:
         """Post the Event for a rolled_back, dry_run or failed decision (best effort)."""
         if outcome not in _EVENT_FOR:
             return

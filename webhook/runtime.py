@@ -23,9 +23,7 @@ log = logging.getLogger(__name__)
 AppExtension = Callable[[Flask, Service, Credentials], None]
 
 
-def build_prometheus(
-    settings: Settings, clock: Callable[[], datetime]
-) -> PrometheusSource | None:
+def build_prometheus(settings: Settings, clock: Callable[[], datetime]) -> PrometheusSource | None:
     """The Prometheus evidence client, or None when no URL is configured."""
     from webhook import prom
 

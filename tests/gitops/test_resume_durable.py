@@ -120,9 +120,7 @@ def test_a_resume_that_never_reached_the_cluster_is_settled_as_failed(harness: H
     paused(harness)
     db = refuse_resume_records(harness)
     # The Deployment write fails and so does its failed record: the intent stays open.
-    harness.sandbox.controls.fault(
-        method="PUT", path=PUT, status=500
-    )
+    harness.sandbox.controls.fault(method="PUT", path=PUT, status=500)
 
     answer = resume(harness, BODY)
 

@@ -61,7 +61,10 @@ def test_alertmanager_route_is_the_shipped_one_with_short_waits(tmp_path: Path) 
 def _routes_to(amtool: str, config: Path, *labels: str) -> str:
     result = subprocess.run(
         [amtool, "config", "routes", "test", f"--config.file={config}", *labels],
-        capture_output=True, text=True, check=False, timeout=30,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
     return result.stdout.strip()
 
@@ -73,7 +76,10 @@ def test_amtool_accepts_the_config_and_routes_staged_namespaces_to_the_dry_run_r
     amtool = require_binary("amtool")
     path = write_yaml(tmp_path / "alertmanager.yml", _config(tmp_path))
     check = subprocess.run(
-        [amtool, "check-config", str(path)], capture_output=True, text=True, check=False,
+        [amtool, "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
         timeout=30,
     )
     assert check.returncode == 0, check.stdout + check.stderr
@@ -95,17 +101,27 @@ def test_promtool_accepts_prometheus_config_and_the_rendered_rules(tmp_path: Pat
         assert all(rule["keep_firing_for"] == "3s" for rule in group["rules"] if "alert" in rule)
     monitoring = tmp_path / "monitoring.yaml"
     monitoring.write_text(render_monitoring_rule_file(TIMING))
-    config = write_yaml(tmp_path / "prometheus.yml", prometheus_config(
-        sandbox_target="127.0.0.1:1", alertmanager_target="127.0.0.1:2", rule_file=rules,
-        timing=TIMING, receiver_targets=("127.0.0.1:3",), monitoring_rule_file=monitoring,
-    ))
+    config = write_yaml(
+        tmp_path / "prometheus.yml",
+        prometheus_config(
+            sandbox_target="127.0.0.1:1",
+            alertmanager_target="127.0.0.1:2",
+            rule_file=rules,
+            timing=TIMING,
+            receiver_targets=("127.0.0.1:3",),
+            monitoring_rule_file=monitoring,
+        ),
+    )
     scrape = yaml.safe_load(config.read_text())["scrape_configs"]
     assert scrape[0]["honor_labels"] is True
     assert scrape[0]["job_name"] == "kube-state-metrics"  # the job its series have on a cluster
     assert scrape[1]["job_name"] == "rollback-webhook"
     check = subprocess.run(
-        [promtool, "check", "config", str(config)], capture_output=True, text=True,
-        check=False, timeout=30,
+        [promtool, "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
     assert check.returncode == 0, check.stdout + check.stderr
 

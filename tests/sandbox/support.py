@@ -60,8 +60,14 @@ class Kubectl:
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         # A cache per sandbox: kubectl keys ~/.kube/cache by host:port, and ports come back.
         cache = self.handle.kubeconfig.parent / "kube-cache"
-        command = [self.binary, "--kubeconfig", str(self.handle.kubeconfig),
-                   f"--cache-dir={cache}", "--request-timeout=10s", *args]
+        command = [
+            self.binary,
+            "--kubeconfig",
+            str(self.handle.kubeconfig),
+            f"--cache-dir={cache}",
+            "--request-timeout=10s",
+            *args,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
         if check and result.returncode != 0:
             pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")

@@ -18,8 +18,9 @@ from kubernetes.client.rest import ApiException
 from sandbox.testing import SandboxHandle
 
 
-def manifest(name: str, *, image: str = "nginx:1.25", labels: dict[str, str] | None = None,
-             replicas: int = 1) -> dict[str, Any]:
+def manifest(
+    name: str, *, image: str = "nginx:1.25", labels: dict[str, str] | None = None, replicas: int = 1
+) -> dict[str, Any]:
     """A Deployment as the JSON a user writes, for tests that edit it or send it raw."""
     labels = labels or {"app": name}
     return {
@@ -42,25 +43,36 @@ def as_deployment(body: dict[str, Any]) -> client.V1Deployment:
     return client.V1Deployment.model_validate(body)
 
 
-def deployment(name: str, *, image: str = "nginx:1.25", labels: dict[str, str] | None = None,
-               replicas: int = 1) -> client.V1Deployment:
+def deployment(
+    name: str, *, image: str = "nginx:1.25", labels: dict[str, str] | None = None, replicas: int = 1
+) -> client.V1Deployment:
     return as_deployment(manifest(name, image=image, labels=labels, replicas=replicas))
 
 
 def lease(name: str, holder: str, *, labels: dict[str, str] | None = None) -> client.V1Lease:
-    return client.V1Lease.model_validate({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15},
-    })
+    return client.V1Lease.model_validate(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15},
+        }
+    )
 
 
-def raw(sandbox: SandboxHandle, method: str, path: str, *, body: bytes = b"",
-        content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
+def raw(
+    sandbox: SandboxHandle,
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    content_type: str = "application/json",
+) -> tuple[int, dict[str, Any]]:
     """One HTTP request outside the client, for shapes the client cannot send."""
     request = urllib.request.Request(
-        sandbox.url + path, data=body or None, method=method,
+        sandbox.url + path,
+        data=body or None,
+        method=method,
         headers={"Content-Type": content_type, "Authorization": f"Bearer {sandbox.token}"},
     )
     try:
@@ -101,8 +113,11 @@ def test_create_sets_apiserver_bookkeeping(sandbox: SandboxHandle) -> None:
 
 def test_list_with_equality_and_set_based_label_selectors(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client())
-    for name, labels in [("a", {"tier": "web", "env": "prod"}),
-                         ("b", {"tier": "web", "env": "dev"}), ("c", {"tier": "db"})]:
+    for name, labels in [
+        ("a", {"tier": "web", "env": "prod"}),
+        ("b", {"tier": "web", "env": "dev"}),
+        ("c", {"tier": "db"}),
+    ]:
         apps.create_namespaced_deployment("default", deployment(name, labels=labels))
 
     def names(**kwargs: Any) -> list[str]:
@@ -155,8 +170,11 @@ def test_watch_streams_changes_after_a_resource_version(sandbox: SandboxHandle) 
     apps.delete_namespaced_deployment("web", "default")
     events = []
     for event in watch.Watch().stream(
-        apps.list_namespaced_deployment, "default", resource_version=start,
-        field_selector="metadata.name=web", timeout_seconds=5,
+        apps.list_namespaced_deployment,
+        "default",
+        resource_version=start,
+        field_selector="metadata.name=web",
+        timeout_seconds=5,
     ):
         events.append((event["type"], event["object"].metadata.labels.get("x")))
         if event["type"] == "DELETED":
@@ -227,7 +245,9 @@ def test_merge_patch_merges_maps_and_null_deletes(sandbox: SandboxHandle) -> Non
     body["metadata"]["annotations"] = {"keep": "1", "drop": "2"}
     apps.create_namespaced_deployment("default", as_deployment(body))
     apps.patch_namespaced_deployment(
-        "web", "default", {"metadata": {"annotations": {"drop": None, "new": "3"}}},
+        "web",
+        "default",
+        {"metadata": {"annotations": {"drop": None, "new": "3"}}},
         _content_type="application/merge-patch+json",
     )
     metadata = apps.read_namespaced_deployment("web", "default").metadata
@@ -244,10 +264,14 @@ def test_patch_carrying_a_stale_resource_version_is_a_conflict(sandbox: SandboxH
     assert created is not None and created.resource_version
     apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 2}})
     with pytest.raises(ApiException) as caught:
-        apps.patch_namespaced_deployment("web", "default", {
-            "metadata": {"resourceVersion": created.resource_version},
-            "spec": {"replicas": 3},
-        })
+        apps.patch_namespaced_deployment(
+            "web",
+            "default",
+            {
+                "metadata": {"resourceVersion": created.resource_version},
+                "spec": {"replicas": 3},
+            },
+        )
     assert caught.value.status == 409
 
 
@@ -257,9 +281,11 @@ def test_strategic_merge_patch_merges_containers_by_name(sandbox: SandboxHandle)
     body["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "busybox:1"})
     apps.create_namespaced_deployment("default", as_deployment(body))
     # The shape `kubectl set image deployment/web app=nginx:1.26` sends.
-    apps.patch_namespaced_deployment("web", "default", {
-        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}
-    })
+    apps.patch_namespaced_deployment(
+        "web",
+        "default",
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}},
+    )
     spec = apps.read_namespaced_deployment("web", "default").spec
     assert spec is not None and spec.template.spec is not None
     containers = spec.template.spec.containers
@@ -322,12 +348,20 @@ def test_lease_update_with_stale_resource_version_is_409(sandbox: SandboxHandle)
 
 def test_events_can_be_created_and_listed_by_involved_object(sandbox: SandboxHandle) -> None:
     core = client.CoreV1Api(sandbox.api_client())
-    core.create_namespaced_event("default", client.CoreV1Event.model_validate({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": "web."},
-        "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "default"},
-        "reason": "RolledBack", "message": "rolled back to revision 2", "type": "Normal",
-    }))
+    core.create_namespaced_event(
+        "default",
+        client.CoreV1Event.model_validate(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": "web."},
+                "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "default"},
+                "reason": "RolledBack",
+                "message": "rolled back to revision 2",
+                "type": "Normal",
+            }
+        ),
+    )
     events = core.list_namespaced_event(
         "default", field_selector="involvedObject.name=web,reason=RolledBack"
     ).items
@@ -342,18 +376,27 @@ def test_request_record_names_token_verb_and_resource(sandbox: SandboxHandle) ->
     with pytest.raises(ApiException):
         apps.read_namespaced_deployment("missing", "default")
     records = sandbox.controls.requests()
-    assert [(r["token"], r["verb"], r["group"], r["resource"], r["name"], r["status"])
-            for r in records] == [
+    assert [
+        (r["token"], r["verb"], r["group"], r["resource"], r["name"], r["status"]) for r in records
+    ] == [
         ("reader-token", "list", "apps", "deployments", None, 200),
         ("reader-token", "get", "apps", "deployments", "missing", 404),
     ]
 
 
 def test_body_of_another_kind_is_a_bad_request(sandbox: SandboxHandle) -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-           "spec": {"containers": [{"name": "c", "image": "i"}]}}
-    code, answer = raw(sandbox, "POST", "/apis/apps/v1/namespaces/default/deployments",
-                       body=json.dumps(pod).encode())
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "i"}]},
+    }
+    code, answer = raw(
+        sandbox,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        body=json.dumps(pod).encode(),
+    )
     assert (code, answer["reason"]) == (400, "BadRequest")
     assert "v1 Pod" in answer["message"] and "apps/v1 Deployment" in answer["message"]
 
@@ -368,9 +411,13 @@ def test_watch_with_label_selector_sees_objects_enter_and_leave(sandbox: Sandbox
     leases.patch_namespaced_lease("l", "default", {"spec": {"holderIdentity": "b"}})
     leases.patch_namespaced_lease("l", "default", {"metadata": {"labels": {"x": "no"}}})
     seen = []
-    for event in watch.Watch().stream(leases.list_namespaced_lease, "default",
-                                      label_selector="x=yes", resource_version=start,
-                                      timeout_seconds=5):
+    for event in watch.Watch().stream(
+        leases.list_namespaced_lease,
+        "default",
+        label_selector="x=yes",
+        resource_version=start,
+        timeout_seconds=5,
+    ):
         seen.append((event["type"], event["object"].spec.holder_identity))
         if event["type"] == "DELETED":
             break
@@ -387,10 +434,12 @@ def test_system_namespaces_cannot_be_deleted(sandbox: SandboxHandle) -> None:
     assert (caught.value.status, status_of(caught.value)["reason"]) == (403, "Forbidden")
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="scratch")))
     client.CoordinationV1Api(sandbox.api_client()).create_namespaced_lease(
-        "scratch", lease("l", "a"))
+        "scratch", lease("l", "a")
+    )
     core.delete_namespace("scratch")
-    assert client.CoordinationV1Api(sandbox.api_client()).list_namespaced_lease(
-        "scratch").items == []
+    assert (
+        client.CoordinationV1Api(sandbox.api_client()).list_namespaced_lease("scratch").items == []
+    )
 
 
 def test_unknown_fields_are_refused_under_strict_and_dropped_with_a_warning_otherwise(
@@ -400,8 +449,9 @@ def test_unknown_fields_are_refused_under_strict_and_dropped_with_a_warning_othe
     body["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
     path = "/apis/apps/v1/namespaces/default/deployments"
     # apiserver handlers with fieldValidation=Strict (kubectl's default): 400 naming the field.
-    code, answer = raw(sandbox, "POST", f"{path}?fieldValidation=Strict",
-                       body=json.dumps(body).encode())
+    code, answer = raw(
+        sandbox, "POST", f"{path}?fieldValidation=Strict", body=json.dumps(body).encode()
+    )
     assert (code, answer["reason"]) == (400, "BadRequest")
     assert answer["message"] == (
         'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
@@ -410,7 +460,9 @@ def test_unknown_fields_are_refused_under_strict_and_dropped_with_a_warning_othe
     # Without fieldValidation (Warn): stored without the field, and a Warning header.
     # (The official client refuses such a body itself, so this goes over plain HTTP.)
     request = urllib.request.Request(
-        sandbox.url + path, data=json.dumps(body).encode(), method="POST",
+        sandbox.url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -425,15 +477,20 @@ def test_unknown_fields_are_refused_under_strict_and_dropped_with_a_warning_othe
 def test_unknown_propagation_policy_is_refused_before_deleting(sandbox: SandboxHandle) -> None:
     apps = client.AppsV1Api(sandbox.api_client())
     apps.create_namespaced_deployment("default", deployment("web"))
-    code, answer = raw(sandbox, "DELETE", "/apis/apps/v1/namespaces/default/deployments/web"
-                       "?propagationPolicy=Bogus")
+    code, answer = raw(
+        sandbox,
+        "DELETE",
+        "/apis/apps/v1/namespaces/default/deployments/web?propagationPolicy=Bogus",
+    )
     assert (code, answer["reason"]) == (422, "Invalid")
     assert 'Unsupported value: "Bogus"' in answer["message"]
     assert name_of(apps.read_namespaced_deployment("web", "default").metadata) == "web"
     for policy, left in [("Orphan", 1), ("Background", 0)]:
         apps.create_namespaced_deployment("default", deployment(f"d-{policy.lower()}"))
-        apps.delete_namespaced_deployment(f"d-{policy.lower()}", "default",
-                                          propagation_policy=policy)
+        apps.delete_namespaced_deployment(
+            f"d-{policy.lower()}", "default", propagation_policy=policy
+        )
         remaining = apps.list_namespaced_replica_set(
-            "default", label_selector=f"app=d-{policy.lower()}").items
+            "default", label_selector=f"app=d-{policy.lower()}"
+        ).items
         assert len(remaining) == left

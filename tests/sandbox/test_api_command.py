@@ -30,9 +30,23 @@ def test_command_serves_seeds_and_writes_a_kubeconfig(tmp_path: Path) -> None:
     seed.write_text(SEED)
     kubeconfig = tmp_path / "out" / "sandbox.kubeconfig"
     process = subprocess.Popen(
-        [sys.executable, "-m", "webhook", "sandbox", "--port", "0", "--seed", str(seed),
-         "--kubeconfig-out", str(kubeconfig), "--kube-version", "v1.31.0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            "sandbox",
+            "--port",
+            "0",
+            "--seed",
+            str(seed),
+            "--kubeconfig-out",
+            str(kubeconfig),
+            "--kube-version",
+            "v1.31.0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20
@@ -56,9 +70,21 @@ def test_command_reports_a_bad_seed_and_exits_2(tmp_path: Path) -> None:
     seed = tmp_path / "seed.yaml"
     seed.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "webhook", "sandbox", "--port", "0", "--seed", str(seed),
-         "--kubeconfig-out", str(tmp_path / "k")],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            "sandbox",
+            "--port",
+            "0",
+            "--seed",
+            str(seed),
+            "--kubeconfig-out",
+            str(tmp_path / "k"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert f"--seed {seed}: document 1: the sandbox does not serve v1/ConfigMap" in result.stderr

@@ -37,9 +37,15 @@ def counter_of(metadata: client.V1ObjectMeta | None) -> dict[str, str]:
 
 def test_eight_threads_read_modify_replace_lose_no_update(sandbox: SandboxHandle) -> None:
     seed = client.AppsV1Api(sandbox.api_client())
-    seed.create_namespaced_deployment("default", client.V1Deployment.model_validate({
-        **deployment("web"), "metadata": {"name": "web", "annotations": {"counter": "0"}},
-    }))
+    seed.create_namespaced_deployment(
+        "default",
+        client.V1Deployment.model_validate(
+            {
+                **deployment("web"),
+                "metadata": {"name": "web", "annotations": {"counter": "0"}},
+            }
+        ),
+    )
     per_thread = 5
     successes: list[tuple[int, int]] = []  # (resourceVersion written, counter value)
     conflicts: list[int] = []

@@ -107,9 +107,7 @@ def test_injected_delay_slows_the_answer_and_trips_a_client_timeout(
     assert time.monotonic() - started >= 0.4
     sandbox.controls.fault(method="GET", path=f"{DEPLOYMENTS}/web", action="delay", delay=1.0)
     with pytest.raises(urllib3.exceptions.HTTPError):
-        no_retry_client(sandbox).read_namespaced_deployment(
-            "web", "shop", _request_timeout=0.2
-        )
+        no_retry_client(sandbox).read_namespaced_deployment("web", "shop", _request_timeout=0.2)
 
 
 def test_dropped_connection_reaches_the_client_as_a_connection_failure(
@@ -150,8 +148,12 @@ def test_interleaved_write_makes_a_stale_replace_conflict(sandbox: SandboxHandle
     apps = client.AppsV1Api(sandbox.api_client())
     ours = apps.read_namespaced_deployment("web", "shop")
     sandbox.controls.interleave(
-        method="PUT", path=f"{DEPLOYMENTS}/web$", resource="deployments", namespace="shop",
-        name="web", merge_patch={"metadata": {"annotations": {"human": "was-here"}}},
+        method="PUT",
+        path=f"{DEPLOYMENTS}/web$",
+        resource="deployments",
+        namespace="shop",
+        name="web",
+        merge_patch={"metadata": {"annotations": {"human": "was-here"}}},
     )
     ours.spec.replicas = 4
     with pytest.raises(ApiException) as caught:
@@ -203,7 +205,8 @@ def test_faulted_and_dropped_requests_are_recorded_with_their_outcome(
         raw_get(sandbox, f"{DEPLOYMENTS}/web")
     records: list[dict[str, Any]] = sandbox.controls.requests()
     assert [(r["verb"], r["status"], r["token"]) for r in records] == [
-        ("get", 500, sandbox.token), ("get", 0, sandbox.token),
+        ("get", 500, sandbox.token),
+        ("get", 0, sandbox.token),
     ]
 
 
@@ -211,12 +214,10 @@ def test_apply_as_of_builds_a_revision_history_with_past_times(sandbox: SandboxH
     now = datetime.now(UTC).replace(microsecond=0)
     two_hours_ago, three_minutes_ago = now - timedelta(hours=2), now - timedelta(minutes=3)
     sandbox.controls.apply(DEPLOYMENT, as_of=two_hours_ago)
-    sandbox.controls.apply(DEPLOYMENT.replace("nginx:1.25", "nginx:1.26"),
-                           as_of=three_minutes_ago)
+    sandbox.controls.apply(DEPLOYMENT.replace("nginx:1.25", "nginx:1.26"), as_of=three_minutes_ago)
     apps = client.AppsV1Api(sandbox.api_client())
     by_revision = {
-        revision_of(rs): metadata_of(rs)
-        for rs in apps.list_namespaced_replica_set("shop").items
+        revision_of(rs): metadata_of(rs) for rs in apps.list_namespaced_replica_set("shop").items
     }
     assert by_revision["1"].creation_timestamp == two_hours_ago
     assert by_revision["2"].creation_timestamp == three_minutes_ago

@@ -42,7 +42,8 @@ def namespace_body(name: str, *, extra: bytes = b"") -> bytes:
 
 def test_decode_namespace_drops_empty_go_fields_and_keeps_maps() -> None:
     assert decode(namespace_body("shop")) == {
-        "kind": "Namespace", "apiVersion": "v1",
+        "kind": "Namespace",
+        "apiVersion": "v1",
         "metadata": {"name": "shop", "labels": {"team": "a"}},
     }
 
@@ -60,7 +61,8 @@ def test_unknown_field_is_refused_with_its_place() -> None:
 
 def test_server_answers_415_for_an_undecodable_protobuf_body(sandbox: SandboxHandle) -> None:
     request = urllib.request.Request(
-        sandbox.url + "/api/v1/namespaces", method="POST",
+        sandbox.url + "/api/v1/namespaces",
+        method="POST",
         data=namespace_body("shop", extra=field(99, b"x")),
         headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
     )
@@ -72,7 +74,9 @@ def test_server_answers_415_for_an_undecodable_protobuf_body(sandbox: SandboxHan
 
 def test_server_creates_from_a_protobuf_body(sandbox: SandboxHandle) -> None:
     request = urllib.request.Request(
-        sandbox.url + "/api/v1/namespaces", method="POST", data=namespace_body("shop"),
+        sandbox.url + "/api/v1/namespaces",
+        method="POST",
+        data=namespace_body("shop"),
         headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:

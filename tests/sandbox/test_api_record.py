@@ -43,8 +43,10 @@ def first_container(pod: client.V1Pod) -> client.V1ContainerStatus:
 
 
 def verbs(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(r["token"], r["verb"], r["resource"], r["subresource"], r["namespace"], r["name"])
-            for r in records]
+    return [
+        (r["token"], r["verb"], r["resource"], r["subresource"], r["namespace"], r["name"])
+        for r in records
+    ]
 
 
 def test_record_uses_kubernetes_verbs_for_every_kind_of_request(sandbox: SandboxHandle) -> None:
@@ -56,8 +58,7 @@ def test_record_uses_kubernetes_verbs_for_every_kind_of_request(sandbox: Sandbox
     apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 2}})
     apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 3}})
     apps.read_namespaced_deployment_status("web", "default")
-    for _ in watch.Watch().stream(apps.list_namespaced_deployment, "default",
-                                  timeout_seconds=0):
+    for _ in watch.Watch().stream(apps.list_namespaced_deployment, "default", timeout_seconds=0):
         pass
     apps.delete_namespaced_deployment("web", "default")
     apps.delete_collection_namespaced_replica_set("default")
@@ -119,14 +120,16 @@ def test_watch_from_a_compacted_version_gets_410_expired(sandbox: SandboxHandle)
     from sandbox import store as store_module
 
     leases = client.CoordinationV1Api(sandbox.api_client())
-    leases.create_namespaced_lease("default", client.V1Lease(
-        metadata=client.V1ObjectMeta(name="l"), spec=client.V1LeaseSpec()))
+    leases.create_namespaced_lease(
+        "default", client.V1Lease(metadata=client.V1ObjectMeta(name="l"), spec=client.V1LeaseSpec())
+    )
     with sandbox.store.lock:
         current = sandbox.store.get("leases", "default", "l")
         for _ in range(store_module.HISTORY_LIMIT):
             current = sandbox.store.update("leases", current)
-    stream = watch.Watch().stream(leases.list_namespaced_lease, "default",
-                                  resource_version="1", timeout_seconds=2)
+    stream = watch.Watch().stream(
+        leases.list_namespaced_lease, "default", resource_version="1", timeout_seconds=2
+    )
     with pytest.raises(client.ApiException) as caught:
         next(iter(stream))
     assert caught.value.status == 410
@@ -163,8 +166,10 @@ def test_a_failure_inside_a_write_is_a_500_internal_error(sandbox: SandboxHandle
     sandbox.store.subscribe(broken_hook)
     leases = client.CoordinationV1Api(sandbox.api_client())
     with pytest.raises(client.ApiException) as caught:
-        leases.create_namespaced_lease("default", client.V1Lease(
-            metadata=client.V1ObjectMeta(name="l"), spec=client.V1LeaseSpec()))
+        leases.create_namespaced_lease(
+            "default",
+            client.V1Lease(metadata=client.V1ObjectMeta(name="l"), spec=client.V1LeaseSpec()),
+        )
     # As the apiserver's panic recovery answers: 500 InternalError, not a dropped connection.
     assert caught.value.status == 500
     assert caught.value.body is not None

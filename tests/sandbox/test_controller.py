@@ -84,9 +84,14 @@ def test_new_deployment_gets_hash_named_replicaset_at_revision_1_with_ready_pods
     assert rs["spec"]["selector"]["matchLabels"] == {"app": "web", "pod-template-hash": pod_hash}
     assert rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] == pod_hash
     ref = rs["metadata"]["ownerReferences"][0]
-    assert ref == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
-                   "uid": created["metadata"]["uid"], "controller": True,
-                   "blockOwnerDeletion": True}
+    assert ref == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "web",
+        "uid": created["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     annotations = rs["metadata"]["annotations"]
     assert annotations[REVISION] == "1"
     # desired = spec.replicas, max = replicas + maxSurge (25% of 3 rounded up)
@@ -101,8 +106,13 @@ def test_new_deployment_gets_hash_named_replicaset_at_revision_1_with_ready_pods
         assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
         assert pod["status"]["phase"] == "Running"
         assert pod["status"]["containerStatuses"][0]["ready"] is True
-    assert rs["status"] == {"replicas": 3, "fullyLabeledReplicas": 3, "readyReplicas": 3,
-                            "availableReplicas": 3, "observedGeneration": 1}
+    assert rs["status"] == {
+        "replicas": 3,
+        "fullyLabeledReplicas": 3,
+        "readyReplicas": 3,
+        "availableReplicas": 3,
+        "observedGeneration": 1,
+    }
 
 
 def test_settled_deployment_status_is_what_rollout_status_calls_successfully_rolled_out(
@@ -121,10 +131,16 @@ def test_settled_deployment_status_is_what_rollout_status_calls_successfully_rol
     rs_name = next(iter(replicasets(store).values()))["metadata"]["name"]
     available = condition(d, "Available")
     assert (available["status"], available["reason"], available["message"]) == (
-        "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+        "True",
+        "MinimumReplicasAvailable",
+        "Deployment has minimum availability.",
+    )
     progressing = condition(d, "Progressing")
     assert (progressing["status"], progressing["reason"], progressing["message"]) == (
-        "True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
+        "True",
+        "NewReplicaSetAvailable",
+        f'ReplicaSet "{rs_name}" has successfully progressed.',
+    )
 
 
 def test_set_image_twice_then_undo_readopts_revision_2_as_revision_4(store: Store) -> None:
@@ -134,7 +150,10 @@ def test_set_image_twice_then_undo_readopts_revision_2_as_revision_4(store: Stor
     by_revision = replicasets(store)
     assert sorted(by_revision) == [1, 2, 3]
     assert [image_of(by_revision[r]) for r in (1, 2, 3)] == [
-        "shop/web:1", "shop/web:2", "shop/web:3"]
+        "shop/web:1",
+        "shop/web:2",
+        "shop/web:3",
+    ]
     assert [by_revision[r]["spec"]["replicas"] for r in (1, 2, 3)] == [0, 0, 3]
     assert deployment(store)["metadata"]["annotations"][REVISION] == "3"
 
@@ -150,7 +169,8 @@ def test_set_image_twice_then_undo_readopts_revision_2_as_revision_4(store: Stor
     d = deployment(store)
     assert d["metadata"]["annotations"][REVISION] == "4"
     assert condition(d, "Progressing")["message"] == (
-        f'ReplicaSet "{readopted_name}" has successfully progressed.')
+        f'ReplicaSet "{readopted_name}" has successfully progressed.'
+    )
 
     # rollout undo --to-revision=1, then back to 2's template once more: history grows.
     change(store, image="shop/web:1")
@@ -191,7 +211,8 @@ def test_crashlooping_rollout_stays_progressing_and_unavailable(store: Store) ->
     create(store)
     obj = deployment(store)
     obj["spec"]["template"]["metadata"]["annotations"] = {
-        "sandbox.auto-rollback/fault": "crashloop"}
+        "sandbox.auto-rollback/fault": "crashloop"
+    }
     store.update("deployments", obj)
     d = deployment(store)
     new_rs = replicasets(store)[2]
@@ -200,7 +221,9 @@ def test_crashlooping_rollout_stays_progressing_and_unavailable(store: Store) ->
     assert d["status"]["unavailableReplicas"] == 3
     progressing = condition(d, "Progressing")
     assert (progressing["reason"], progressing["message"]) == (
-        "ReplicaSetUpdated", f'ReplicaSet "{new_rs["metadata"]["name"]}" is progressing.')
+        "ReplicaSetUpdated",
+        f'ReplicaSet "{new_rs["metadata"]["name"]}" is progressing.',
+    )
     assert condition(d, "Available")["reason"] == "MinimumReplicasUnavailable"
     assert replicasets(store)[1]["spec"]["replicas"] == 0  # immediate rollout
 
@@ -211,7 +234,8 @@ def test_progress_deadline_exceeded_after_progressDeadlineSeconds_without_progre
     create(store)
     obj = deployment(store)
     obj["spec"]["template"]["metadata"]["annotations"] = {
-        "sandbox.auto-rollback/fault": "oomkilled"}
+        "sandbox.auto-rollback/fault": "oomkilled"
+    }
     store.update("deployments", obj)
     clock.now += timedelta(seconds=601)
     change(store)  # any write makes the controller look again
@@ -224,7 +248,10 @@ def test_paused_deployment_does_not_roll_but_scales_and_resumes(store: Store) ->
     change(store, paused=True)
     progressing = condition(deployment(store), "Progressing")
     assert (progressing["status"], progressing["reason"], progressing["message"]) == (
-        "Unknown", "DeploymentPaused", "Deployment is paused")
+        "Unknown",
+        "DeploymentPaused",
+        "Deployment is paused",
+    )
     change(store, image="shop/web:2")
     assert sorted(replicasets(store)) == [1]
     assert deployment(store)["status"]["observedGeneration"] == 3
@@ -311,22 +338,35 @@ def test_scaling_is_reported_as_scalingreplicaset_events_on_the_deployment(
     by_revision = replicasets(store)
     events, _ = store.list("events", "shop")
     # sync.go getNewReplicaSet / scaleReplicaSet event messages
-    assert [(e["reason"], e["message"]) for e in events
-            if e["involvedObject"]["name"] == "web"] == [
-        ("ScalingReplicaSet", f"Scaled up replica set {by_revision[1]['metadata']['name']} "
-                              "from 0 to 3"),
-        ("ScalingReplicaSet", f"Scaled up replica set {by_revision[2]['metadata']['name']} "
-                              "from 0 to 3"),
-        ("ScalingReplicaSet", f"Scaled down replica set {by_revision[1]['metadata']['name']} "
-                              "from 3 to 0"),
+    assert [
+        (e["reason"], e["message"]) for e in events if e["involvedObject"]["name"] == "web"
+    ] == [
+        (
+            "ScalingReplicaSet",
+            f"Scaled up replica set {by_revision[1]['metadata']['name']} from 0 to 3",
+        ),
+        (
+            "ScalingReplicaSet",
+            f"Scaled up replica set {by_revision[2]['metadata']['name']} from 0 to 3",
+        ),
+        (
+            "ScalingReplicaSet",
+            f"Scaled down replica set {by_revision[1]['metadata']['name']} from 3 to 0",
+        ),
     ]
 
 
 def test_pod_created_directly_is_bound_and_started_like_a_kubelet_would(store: Store) -> None:
-    store.create("pods", {"apiVersion": "v1", "kind": "Pod",
-                          "metadata": {"name": "debug", "namespace": "shop"},
-                          "spec": {"containers": [{"name": "sh", "image": "busybox"}]},
-                          "status": {"phase": "Pending"}})
+    store.create(
+        "pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "debug", "namespace": "shop"},
+            "spec": {"containers": [{"name": "sh", "image": "busybox"}]},
+            "status": {"phase": "Pending"},
+        },
+    )
     pod = store.get("pods", "shop", "debug")
     assert pod["spec"]["nodeName"] == "sandbox-node"
     assert pod["status"]["phase"] == "Running"

@@ -38,19 +38,19 @@ def kubectl(sandbox: SandboxHandle, *args: str) -> subprocess.CompletedProcess[s
 
 def test_rollout_status_waits_on_a_crashlooping_revision(sandbox: SandboxHandle) -> None:
     sandbox.controls.apply(MANIFEST.replace("FAULT", "crashloop"))
-    result = kubectl(sandbox, "rollout", "status", "deployment/web", "-n", "shop",
-                     "--timeout=2s")
+    result = kubectl(sandbox, "rollout", "status", "deployment/web", "-n", "shop", "--timeout=2s")
     # kubectl polymorphichelpers/rollout_status.go: available < updated keeps it waiting,
     # and the timeout makes it exit non-zero.
     assert result.returncode != 0
-    assert 'Waiting for deployment "web" rollout to finish: 0 of 2 updated replicas are ' \
+    assert (
+        'Waiting for deployment "web" rollout to finish: 0 of 2 updated replicas are '
         "available..." in result.stdout
+    )
 
 
 def test_rollout_status_succeeds_on_a_slow_but_ready_revision(sandbox: SandboxHandle) -> None:
     sandbox.controls.apply(MANIFEST.replace("FAULT", "slow"))
-    result = kubectl(sandbox, "rollout", "status", "deployment/web", "-n", "shop",
-                     "--timeout=5s")
+    result = kubectl(sandbox, "rollout", "status", "deployment/web", "-n", "shop", "--timeout=5s")
     assert result.returncode == 0, result.stderr
     assert 'deployment "web" successfully rolled out' in result.stdout
 
@@ -60,8 +60,9 @@ def test_describe_shows_the_controllers_conditions_and_scaling_events(
 ) -> None:
     sandbox.controls.apply(MANIFEST.replace("FAULT", "oomkilled"))
     out = kubectl(sandbox, "describe", "deployment/web", "-n", "shop").stdout
-    rs_name = next(line.split()[1] for line in out.splitlines()
-                   if line.startswith("NewReplicaSet:"))
+    rs_name = next(
+        line.split()[1] for line in out.splitlines() if line.startswith("NewReplicaSet:")
+    )
     # kubectl describe (pkg/describe/describe.go) prints the conditions table and events;
     # reasons come from controller util/deployment_util.go, the event from sync.go.
     assert "Available      False   MinimumReplicasUnavailable" in out

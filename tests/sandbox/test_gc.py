@@ -69,19 +69,44 @@ def test_dependent_with_another_live_owner_only_loses_the_dangling_reference(
     store: Store,
 ) -> None:
     (rs,) = store.list("replicasets", "shop")[0]
-    lease = store.create("leases", {"metadata": {"name": "holder", "namespace": "shop",
-                                                 "ownerReferences": []}, "spec": {}})
+    lease = store.create(
+        "leases",
+        {"metadata": {"name": "holder", "namespace": "shop", "ownerReferences": []}, "spec": {}},
+    )
     pod = store.list("pods", "shop")[0][0]
     pod["metadata"]["ownerReferences"].append(
-        {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "name": "holder",
-         "uid": lease["metadata"]["uid"]})
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "name": "holder",
+            "uid": lease["metadata"]["uid"],
+        }
+    )
     store.update("pods", pod)
-    target = store.create("leases", {"metadata": {"name": "target", "namespace": "shop",
-                                                  "ownerReferences": [
-        {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"],
-         "uid": pod["metadata"]["uid"]},
-        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs["metadata"]["name"],
-         "uid": rs["metadata"]["uid"]}]}, "spec": {}})
+    target = store.create(
+        "leases",
+        {
+            "metadata": {
+                "name": "target",
+                "namespace": "shop",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": pod["metadata"]["name"],
+                        "uid": pod["metadata"]["uid"],
+                    },
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "name": rs["metadata"]["name"],
+                        "uid": rs["metadata"]["uid"],
+                    },
+                ],
+            },
+            "spec": {},
+        },
+    )
     delete(store, "pods", pod["metadata"]["name"], "Background")
     kept = store.get("leases", "shop", target["metadata"]["name"])
     assert [r["kind"] for r in kept["metadata"]["ownerReferences"]] == ["ReplicaSet"]

@@ -65,8 +65,7 @@ def create_web(kubectl: Kubectl, tmp_path: Path) -> None:
 
 def replicasets_by_revision(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
     items = kubectl.json("get", "rs", "-l", "app=web")["items"]
-    return {rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]: rs
-            for rs in items}
+    return {rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]: rs for rs in items}
 
 
 def image_of(obj: dict[str, Any]) -> str:
@@ -138,8 +137,10 @@ def test_paused_deployment_refuses_undo_with_kubectls_message(
     # kubectl/pkg/polymorphichelpers/rollback.go (DeploymentRollbacker.Rollback).
     refused = kubectl.run("rollout", "undo", "deployment/web", check=False)
     assert refused.returncode == 1
-    assert "you cannot rollback a paused deployment; resume it first with " \
+    assert (
+        "you cannot rollback a paused deployment; resume it first with "
         "'kubectl rollout resume' and try again" in refused.stderr
+    )
     kubectl.run("rollout", "resume", "deployment/web")
     assert sorted(replicasets_by_revision(kubectl), key=int) == ["1", "2", "3"]
 
@@ -192,23 +193,33 @@ def test_create_conflict_and_validation_errors_read_as_on_a_cluster(
     assert again.returncode == 1
     assert 'deployments.apps "web" already exists' in again.stderr
     broken = tmp_path / "broken.yaml"
-    broken.write_text(DEPLOYMENT.replace("name: web\n  labels", "name: other\n  labels")
-                      .replace("labels: {app: web}\n    spec", "labels: {app: nope}\n    spec"))
+    broken.write_text(
+        DEPLOYMENT.replace("name: web\n  labels", "name: other\n  labels").replace(
+            "labels: {app: web}\n    spec", "labels: {app: nope}\n    spec"
+        )
+    )
     invalid = kubectl.run("create", "-f", str(broken), check=False)
     assert invalid.returncode == 1
     assert "is invalid" in invalid.stderr and "does not match template" in invalid.stderr
     # kubectl validates strictly by default and leaves it to the server (fieldValidation).
     typo = tmp_path / "typo.yaml"
     misspelt = "image: nginx:1.25\n        imagePullPolicyy: Always"
-    typo.write_text(DEPLOYMENT.replace("name: web\n  labels", "name: typo\n  labels")
-                    .replace("image: nginx:1.25", misspelt))
+    typo.write_text(
+        DEPLOYMENT.replace("name: web\n  labels", "name: typo\n  labels").replace(
+            "image: nginx:1.25", misspelt
+        )
+    )
     refused = kubectl.run("create", "-f", str(typo), check=False)
     assert refused.returncode == 1
-    assert 'strict decoding error: unknown field "spec.template.spec.containers[0].' \
+    assert (
+        'strict decoding error: unknown field "spec.template.spec.containers[0].'
         'imagePullPolicyy"' in refused.stderr
+    )
     warned = kubectl.run("create", "-f", str(typo), "--validate=warn")
-    assert 'Warning: unknown field "spec.template.spec.containers[0].imagePullPolicyy"' in \
-        warned.stderr
+    assert (
+        'Warning: unknown field "spec.template.spec.containers[0].imagePullPolicyy"'
+        in warned.stderr
+    )
 
 
 def test_get_prints_the_columns_a_cluster_prints(kubectl: Kubectl, tmp_path: Path) -> None:
@@ -219,8 +230,16 @@ def test_get_prints_the_columns_a_cluster_prints(kubectl: Kubectl, tmp_path: Pat
     assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert lines[1].split()[:4] == ["web", "2/2", "2", "2"]
     wide = kubectl.run("get", "rs", "-o", "wide").stdout.splitlines()
-    assert wide[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS",
-                               "IMAGES", "SELECTOR"]
+    assert wide[0].split() == [
+        "NAME",
+        "DESIRED",
+        "CURRENT",
+        "READY",
+        "AGE",
+        "CONTAINERS",
+        "IMAGES",
+        "SELECTOR",
+    ]
     assert wide[1].split()[5:7] == ["app", "nginx:1.25"]
     pods = kubectl.run("get", "pods").stdout.splitlines()
     assert pods[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
@@ -232,10 +251,21 @@ def test_typed_client_creates_work_in_every_encoding(kubectl: Kubectl) -> None:
     # application/vnd.kubernetes.protobuf with no fallback to JSON; 1.30 sends JSON. Both
     # must give the same objects.
     kubectl.run("create", "namespace", "shop")
-    kubectl.run("create", "deployment", "api", "-n", "shop", "--image=api:1", "--replicas=2",
-                "--port=8080")
-    kubectl.run("run", "probe", "-n", "shop", "--image=busybox:1", "--labels=role=probe",
-                "--env=MODE=check", "--", "sleep", "10")
+    kubectl.run(
+        "create", "deployment", "api", "-n", "shop", "--image=api:1", "--replicas=2", "--port=8080"
+    )
+    kubectl.run(
+        "run",
+        "probe",
+        "-n",
+        "shop",
+        "--image=busybox:1",
+        "--labels=role=probe",
+        "--env=MODE=check",
+        "--",
+        "sleep",
+        "10",
+    )
     deployment = kubectl.json("get", "deployment", "api", "-n", "shop")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["selector"] == {"matchLabels": {"app": "api"}}
@@ -257,10 +287,13 @@ def test_server_dry_run_and_diff_change_nothing(kubectl: Kubectl, tmp_path: Path
     # kubectl diff is a server-side dry-run patch (kubectl/pkg/cmd/diff): exit 1 = differences.
     diff = kubectl.run("diff", "-f", str(changed), check=False)
     assert diff.returncode == 1 and "+  replicas: 5" in diff.stdout
-    assert "(server dry run)" in kubectl.run("scale", "deployment/web", "--replicas=7",
-                                             "--dry-run=server").stdout
-    assert "(server dry run)" in kubectl.run("delete", "deployment", "web",
-                                             "--dry-run=server").stdout
+    assert (
+        "(server dry run)"
+        in kubectl.run("scale", "deployment/web", "--replicas=7", "--dry-run=server").stdout
+    )
+    assert (
+        "(server dry run)" in kubectl.run("delete", "deployment", "web", "--dry-run=server").stdout
+    )
     after = kubectl.json("get", "deployment", "web")
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert after["spec"]["replicas"] == 2

@@ -46,7 +46,8 @@ def samples(store: Store) -> list[tuple[str, dict[str, str], float]]:
 
 def values(store: Store, name: str, **match: str) -> list[float]:
     return [
-        value for n, labels, value in samples(store)
+        value
+        for n, labels, value in samples(store)
         if n == name and all(labels.get(k) == v for k, v in match.items())
     ]
 
@@ -59,7 +60,8 @@ def pod_names(store: Store) -> list[str]:
 def p99(store: Store, pod: str) -> float:
     """histogram_quantile(0.99, ...) over one pod's cumulative buckets."""
     buckets = sorted(
-        (float(labels["le"]), value) for n, labels, value in samples(store)
+        (float(labels["le"]), value)
+        for n, labels, value in samples(store)
         if n == "http_request_duration_seconds_bucket" and labels["pod"] == pod
     )
     total = buckets[-1][1]
@@ -80,49 +82,88 @@ def test_join_labels_match_kube_state_metrics(store: Store) -> None:
     assert len(owners) == 2
     for labels, value in owners:
         assert value == 1
-        assert set(labels) == {"namespace", "pod", "uid", "owner_kind", "owner_name",
-                               "owner_is_controller"}
+        assert set(labels) == {
+            "namespace",
+            "pod",
+            "uid",
+            "owner_kind",
+            "owner_name",
+            "owner_is_controller",
+        }
         assert (labels["owner_kind"], labels["owner_name"], labels["owner_is_controller"]) == (
-            "ReplicaSet", rs_name, "true")
+            "ReplicaSet",
+            rs_name,
+            "true",
+        )
     (rs_owner,) = [labels for n, labels, _ in samples(store) if n == "kube_replicaset_owner"]
-    assert rs_owner == {"namespace": "shop", "replicaset": rs_name, "owner_kind": "Deployment",
-                        "owner_name": "web", "owner_is_controller": "true"}
+    assert rs_owner == {
+        "namespace": "shop",
+        "replicaset": rs_name,
+        "owner_kind": "Deployment",
+        "owner_name": "web",
+        "owner_is_controller": "true",
+    }
     created = rs["metadata"]["creationTimestamp"]
     assert values(store, "kube_replicaset_created", replicaset=rs_name) == [
-        datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()]
+        datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    ]
     assert values(store, "kube_replicaset_spec_replicas", replicaset=rs_name) == [2]
     assert values(store, "kube_replicaset_status_ready_replicas", replicaset=rs_name) == [2]
     assert values(store, "kube_deployment_status_replicas_available", deployment="web") == [2]
     assert values(store, "kube_deployment_status_replicas_updated", deployment="web") == [2]
     assert values(store, "kube_deployment_spec_replicas", deployment="web") == [2]
     generation = values(store, "kube_deployment_metadata_generation", deployment="web")
-    assert generation == values(store, "kube_deployment_status_observed_generation",
-                                deployment="web") == [1]
-
+    assert (
+        generation
+        == values(store, "kube_deployment_status_observed_generation", deployment="web")
+        == [1]
+    )
 
 
 def test_owner_series_follow_kube_state_metrics_v2_for_no_owner_and_several(store: Store) -> None:
     # v2 writes empty owner labels for an object nobody owns (v1 wrote "<none>"), and one series
     # per ownerReference; tests/controlplane/test_kube_state_metrics.py holds the real one to it.
-    pod = {"metadata": {"name": "bare", "namespace": "shop"},
-           "spec": {"containers": [{"name": "app", "image": "bare:1"}]}}
+    pod = {
+        "metadata": {"name": "bare", "namespace": "shop"},
+        "spec": {"containers": [{"name": "app", "image": "bare:1"}]},
+    }
     apply_defaults("pods", pod)
     store.create("pods", pod)
-    rs = {"metadata": {"name": "lone", "namespace": "shop", "ownerReferences": [
-              {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "u-a"},
-              {"apiVersion": "apps/v1", "kind": "Deployment", "name": "b", "uid": "u-b",
-               "controller": True}]},
-          "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "lone"}},
-                   "template": {"metadata": {"labels": {"app": "lone"}},
-                                "spec": {"containers": [{"name": "app", "image": "lone:1"}]}}}}
+    rs = {
+        "metadata": {
+            "name": "lone",
+            "namespace": "shop",
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "u-a"},
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "b",
+                    "uid": "u-b",
+                    "controller": True,
+                },
+            ],
+        },
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "lone"}},
+            "template": {
+                "metadata": {"labels": {"app": "lone"}},
+                "spec": {"containers": [{"name": "app", "image": "lone:1"}]},
+            },
+        },
+    }
     apply_defaults("replicasets", rs)
     store.create("replicasets", rs)
     [owner] = [labels for n, labels, _ in samples(store) if n == "kube_pod_owner"]
     assert (owner["owner_kind"], owner["owner_name"], owner["owner_is_controller"]) == ("", "", "")
     rs_owners = sorted(
         (labels["owner_kind"], labels["owner_name"], labels["owner_is_controller"])
-        for n, labels, _ in samples(store) if n == "kube_replicaset_owner")
+        for n, labels, _ in samples(store)
+        if n == "kube_replicaset_owner"
+    )
     assert rs_owners == [("ConfigMap", "a", "false"), ("Deployment", "b", "true")]
+
 
 def test_crashloop_restarts_grow_with_time_and_show_the_waiting_reason(
     store: Store, clock: Clock
@@ -133,10 +174,12 @@ def test_crashloop_restarts_grow_with_time_and_show_the_waiting_reason(
     clock.now += timedelta(seconds=60)
     later = values(store, "kube_pod_container_status_restarts_total", pod=pod, container="app")
     assert later[0] - first[0] == 60 / pods.RESTART_PERIOD_SECONDS
-    assert values(store, "kube_pod_container_status_waiting_reason", pod=pod,
-                  reason="CrashLoopBackOff") == [1]
-    assert values(store, "kube_pod_container_status_last_terminated_reason", pod=pod,
-                  reason="Error") == [1]
+    assert values(
+        store, "kube_pod_container_status_waiting_reason", pod=pod, reason="CrashLoopBackOff"
+    ) == [1]
+    assert values(
+        store, "kube_pod_container_status_last_terminated_reason", pod=pod, reason="Error"
+    ) == [1]
     assert values(store, "kube_pod_status_ready", pod=pod, condition="false") == [1]
     assert values(store, "kube_deployment_status_replicas_available", deployment="web") == [0]
 
@@ -144,8 +187,13 @@ def test_crashloop_restarts_grow_with_time_and_show_the_waiting_reason(
 def test_oomkilled_pod_reports_oomkilled_as_last_termination(store: Store) -> None:
     deploy(store, "oomkilled")
     pod = pod_names(store)[0]
-    assert values(store, "kube_pod_container_status_last_terminated_reason", pod=pod,
-                  container="app", reason="OOMKilled") == [1]
+    assert values(
+        store,
+        "kube_pod_container_status_last_terminated_reason",
+        pod=pod,
+        container="app",
+        reason="OOMKilled",
+    ) == [1]
     assert values(store, "kube_pod_container_status_restarts_total", pod=pod)[0] >= 1
 
 
@@ -166,8 +214,10 @@ def test_request_histogram_grows_and_slow_pods_have_a_higher_p99(
     healthy = pod_names(store)[0]
     clock.now += timedelta(seconds=30)
     count = values(store, "http_request_duration_seconds_count", pod=healthy)[0]
-    assert count == 30 * pods.REQUESTS_PER_SECOND * sum(
-        share for _, share in pods.LATENCY_SHAPE) / 1000
+    assert (
+        count
+        == 30 * pods.REQUESTS_PER_SECOND * sum(share for _, share in pods.LATENCY_SHAPE) / 1000
+    )
     clock.now += timedelta(seconds=30)
     assert values(store, "http_request_duration_seconds_count", pod=healthy)[0] > count
     healthy_p99 = p99(store, healthy)
@@ -184,7 +234,8 @@ def test_behaviour_change_keeps_counters_monotonic(store: Store, clock: Clock) -
     pod = pod_names(store)[0]
     clock.now += timedelta(seconds=40)
     before = {
-        (n, tuple(sorted(labels.items()))): v for n, labels, v in samples(store)
+        (n, tuple(sorted(labels.items()))): v
+        for n, labels, v in samples(store)
         if labels.get("pod") == pod and (n.endswith("_total") or n.startswith("http_"))
     }
     pods.set_behaviour(store, "shop", pod, "crashloop", None)
@@ -192,7 +243,8 @@ def test_behaviour_change_keeps_counters_monotonic(store: Store, clock: Clock) -
     pods.set_behaviour(store, "shop", pod, None, None)
     clock.now += timedelta(seconds=5)
     after = {
-        (n, tuple(sorted(labels.items()))): v for n, labels, v in samples(store)
+        (n, tuple(sorted(labels.items()))): v
+        for n, labels, v in samples(store)
         if labels.get("pod") == pod and (n.endswith("_total") or n.startswith("http_"))
     }
     for key, value in before.items():
@@ -235,14 +287,17 @@ def test_pod_as_served_reports_restarts_that_grew_since_the_last_write(
 
 
 @pytest.mark.promtool
-def test_promtool_accepts_the_exposition_without_lint_findings(
-    store: Store, clock: Clock
-) -> None:
+def test_promtool_accepts_the_exposition_without_lint_findings(store: Store, clock: Clock) -> None:
     promtool = require_binary("promtool")
     deploy(store, "oomkilled")
     clock.now += timedelta(seconds=30)
-    result = subprocess.run([promtool, "check", "metrics"], input=metrics.render(store),
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=metrics.render(store),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == ""
 
@@ -268,5 +323,6 @@ def test_annotating_a_running_pod_changes_its_behaviour_from_then_on(
     assert store.get("deployments", "shop", "web")["status"]["readyReplicas"] == 1
     clock.now += timedelta(seconds=30)
     assert values(store, "http_request_duration_seconds_count", pod=name) == [served]
-    assert values(store, "kube_pod_container_status_last_terminated_reason", pod=name,
-                  reason="OOMKilled") == [1]
+    assert values(
+        store, "kube_pod_container_status_last_terminated_reason", pod=name, reason="OOMKilled"
+    ) == [1]

@@ -20,4 +20,3 @@ def prom(sleeps: list[float]) -> Iterator[PrometheusEvidence]:
     evidence = PrometheusEvidence(PROM, clock=lambda: NOW, sleep=sleeps.append)
     yield evidence
     evidence.close()
-

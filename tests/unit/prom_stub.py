@@ -27,11 +27,11 @@ def vector(*samples: tuple[dict[str, str], str]) -> dict[str, object]:
     }
 
 
-
 def answer(query: str, body: dict[str, object]) -> None:
     responses.get(
-        QUERY_URL, json=body, match=[matchers.query_param_matcher({"query": query},
-                                                                  strict_match=False)]
+        QUERY_URL,
+        json=body,
+        match=[matchers.query_param_matcher({"query": query}, strict_match=False)],
     )
 
 
@@ -39,4 +39,3 @@ def sent_params(call_index: int) -> dict[str, str]:
     request = responses.calls[call_index].request
     assert request.url is not None
     return {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
-

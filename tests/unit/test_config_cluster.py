@@ -16,8 +16,10 @@ def test_defaults_serve_one_cluster_and_allow_five_minutes_of_skew() -> None:
 
 def test_cluster_settings_are_read() -> None:
     settings = settings_from_dict(
-        {"cluster": {"name": "prod-eu", "label": "k8s_cluster", "require_label": True},
-         "max_clock_skew": "90s"}
+        {
+            "cluster": {"name": "prod-eu", "label": "k8s_cluster", "require_label": True},
+            "max_clock_skew": "90s",
+        }
     )
     assert settings.cluster.name == "prod-eu" and settings.cluster.label == "k8s_cluster"
     assert settings.cluster.require_label and settings.max_clock_skew == 90

@@ -23,9 +23,9 @@ START = NOW - timedelta(minutes=20)
 _FRACTION = (
     'sum(max by (namespace, pod) (kube_pod_status_ready{namespace="shop", condition="true"})'
     " * on (namespace, pod) "
-    "max by (namespace, pod) (kube_pod_owner{namespace=\"shop\", owner_kind=\"ReplicaSet\", "
+    'max by (namespace, pod) (kube_pod_owner{namespace="shop", owner_kind="ReplicaSet", '
     'owner_name="web-7d9f"}))'
-    " / count(max by (namespace, pod) (kube_pod_owner{namespace=\"shop\", "
+    ' / count(max by (namespace, pod) (kube_pod_owner{namespace="shop", '
     'owner_kind="ReplicaSet", owner_name="web-7d9f"}))'
 )
 READY_Q = (
@@ -46,8 +46,11 @@ def readiness(worst: str, steps: str) -> dict[str, object]:
 
 def health(prom: PrometheusEvidence, **overrides: Any) -> Evidence:
     args: dict[str, Any] = {
-        "namespace": "shop", "deployment": "web", "replicaset": "web-7d9f",
-        "start": START, "end": END,
+        "namespace": "shop",
+        "deployment": "web",
+        "replicaset": "web-7d9f",
+        "start": START,
+        "end": END,
     }
     args.update(overrides)
     return prom.revision_health(**args)
@@ -90,8 +93,12 @@ def test_label_values_with_quotes_and_backslashes_are_escaped(
 
 
 def test_query_builders_scale_the_window_and_step() -> None:
-    assert readiness_query(namespace="a", replicaset="b", window_seconds=60,
-                           step_seconds=6).count(")[60s:6s])") == 2
+    assert (
+        readiness_query(namespace="a", replicaset="b", window_seconds=60, step_seconds=6).count(
+            ")[60s:6s])"
+        )
+        == 2
+    )
     assert alerts_query(namespace="a", replicaset="b", window_seconds=3600).endswith("[3600s]))")
 
 
@@ -121,8 +128,10 @@ def test_unready_pods_make_revision_unhealthy_without_asking_about_alerts(
 @responses.activate
 def test_firing_rollback_alert_makes_revision_unhealthy(prom: PrometheusEvidence) -> None:
     answer(READY_Q, readiness("1", "21"))
-    answer(ALERTS_Q, vector(({"alertname": "KubePodRestarting",
-                              "rollback_trigger": "restart_rate"}, "1")))
+    answer(
+        ALERTS_Q,
+        vector(({"alertname": "KubePodRestarting", "rollback_trigger": "restart_rate"}, "1")),
+    )
 
     evidence = health(prom)
 
@@ -167,18 +176,21 @@ def test_unready_pods_in_a_partly_covered_window_are_still_unhealthy(
 @responses.activate
 def test_firing_alert_is_unhealthy_even_without_readiness_data(prom: PrometheusEvidence) -> None:
     answer(READY_Q, vector())
-    answer(ALERTS_Q, vector(({"alertname": "PodOOMKilled", "rollback_trigger": "oomkilled"},
-                             "1")))
+    answer(ALERTS_Q, vector(({"alertname": "PodOOMKilled", "rollback_trigger": "oomkilled"}, "1")))
 
     assert health(prom).verdict == "unhealthy"
 
 
 @responses.activate
 def test_prometheus_5xx_is_retried_boundedly_then_unknown(
-    prom: PrometheusEvidence, sleeps: list[float],
+    prom: PrometheusEvidence,
+    sleeps: list[float],
 ) -> None:
-    responses.get(QUERY_URL, status=503, json={
-        "status": "error", "errorType": "unavailable", "error": "TSDB not ready"})
+    responses.get(
+        QUERY_URL,
+        status=503,
+        json={"status": "error", "errorType": "unavailable", "error": "TSDB not ready"},
+    )
 
     evidence = health(prom)
 
@@ -204,14 +216,15 @@ def test_transient_5xx_then_answer_is_healthy(prom: PrometheusEvidence) -> None:
     ("error", "phrase"),
     [
         (requests.exceptions.ReadTimeout("read timed out"), "no answer within 5s"),
-        (requests.exceptions.ConnectTimeout("connect timed out"),
-         "connecting timed out after 5s"),
+        (requests.exceptions.ConnectTimeout("connect timed out"), "connecting timed out after 5s"),
         (requests.exceptions.ConnectionError("refused"), "connection failed"),
     ],
 )
 @responses.activate
 def test_timeouts_and_connection_errors_after_retries_are_unknown(
-    prom: PrometheusEvidence, error: Exception, phrase: str,
+    prom: PrometheusEvidence,
+    error: Exception,
+    phrase: str,
 ) -> None:
     responses.get(QUERY_URL, body=error)
 
@@ -227,15 +240,22 @@ def test_timeouts_and_connection_errors_after_retries_are_unknown(
 @responses.activate
 def test_bad_request_is_not_retried(prom: PrometheusEvidence) -> None:
     # Prometheus 2.42's own answer to a query that does not parse.
-    responses.get(QUERY_URL, status=400, json={
-        "status": "error", "errorType": "bad_data",
-        "error": 'invalid parameter "query": 1:6: parse error: unexpected end of input'})
+    responses.get(
+        QUERY_URL,
+        status=400,
+        json={
+            "status": "error",
+            "errorType": "bad_data",
+            "error": 'invalid parameter "query": 1:6: parse error: unexpected end of input',
+        },
+    )
 
     evidence = health(prom)
 
     assert evidence.verdict == "unknown"
-    assert ('answered HTTP 400: invalid parameter "query": 1:6: parse error: unexpected end of '
-            "input") in evidence.detail
+    assert (
+        'answered HTTP 400: invalid parameter "query": 1:6: parse error: unexpected end of input'
+    ) in evidence.detail
     assert len(responses.calls) == 1
 
 
@@ -268,7 +288,9 @@ def test_window_ending_after_now_is_unknown_without_querying(prom: PrometheusEvi
     ],
 )
 def test_bad_arguments_are_rejected_by_name(
-    prom: PrometheusEvidence, overrides: dict[str, object], message: str,
+    prom: PrometheusEvidence,
+    overrides: dict[str, object],
+    message: str,
 ) -> None:
     with pytest.raises(ValueError, match=message):
         health(prom, **overrides)
@@ -287,14 +309,16 @@ def test_headers_go_with_every_query() -> None:
 @responses.activate
 def test_url_credentials_authenticate_but_stay_out_of_details() -> None:
     responses.get("http://prometheus.test:9090/prom/api/v1/query", status=503, body="")
-    prom = PrometheusEvidence("http://user:pw@prometheus.test:9090/prom/", retries=0,
-                              clock=lambda: NOW)
+    prom = PrometheusEvidence(
+        "http://user:pw@prometheus.test:9090/prom/", retries=0, clock=lambda: NOW
+    )
 
     evidence = health(prom)
 
     assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
     assert "Prometheus at http://prometheus.test:9090/prom failed after 1 attempt:" in (
-        evidence.detail)
+        evidence.detail
+    )
     assert "pw" not in evidence.detail
 
 
@@ -307,7 +331,10 @@ def test_url_credentials_authenticate_but_stay_out_of_details() -> None:
     ],
 )
 def test_bad_settings_are_rejected_by_name(
-    url: str, timeout: float, retries: int, message: str,
+    url: str,
+    timeout: float,
+    retries: int,
+    message: str,
 ) -> None:
     with pytest.raises(ValueError, match=message):
         PrometheusEvidence(url, timeout_seconds=timeout, retries=retries)

@@ -14,8 +14,13 @@ from webhook.promql import expr_from_generator_url
 
 EXPR = 'rate(kube_pod_container_status_restarts_total{namespace!~"kube-.*"}[5m]) > 0.1'
 GENERATOR_URL = f"http://prom-0:9090/graph?g0.expr={quote(EXPR, safe='')}&g0.tab=1"
-ALERT_LABELS = {"alertname": "KubePodRestarting", "rollback_trigger": "restart_rate",
-                "namespace": "shop", "pod": "web-7d9f-abcde", "severity": "critical"}
+ALERT_LABELS = {
+    "alertname": "KubePodRestarting",
+    "rollback_trigger": "restart_rate",
+    "namespace": "shop",
+    "pod": "web-7d9f-abcde",
+    "severity": "critical",
+}
 
 
 @responses.activate
@@ -59,8 +64,13 @@ def test_confirm_with_alert_labels_ignores_other_workloads_series(
 def test_confirm_with_alert_labels_counts_the_alerts_own_series(
     prom: PrometheusEvidence,
 ) -> None:
-    answer(EXPR, vector(({"namespace": "shop", "pod": "cart-55c4-xyz"}, "0.9"),
-                        ({"namespace": "shop", "pod": "web-7d9f-abcde"}, "0.4")))
+    answer(
+        EXPR,
+        vector(
+            ({"namespace": "shop", "pod": "cart-55c4-xyz"}, "0.9"),
+            ({"namespace": "shop", "pod": "web-7d9f-abcde"}, "0.4"),
+        ),
+    )
 
     confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW, labels=ALERT_LABELS)
 
@@ -70,12 +80,18 @@ def test_confirm_with_alert_labels_counts_the_alerts_own_series(
 
 @pytest.mark.parametrize(
     "url",
-    ["", "not a url", "http://prom:9090/graph?g0.tab=1", "http://prom:9090/graph?g0.expr=",
-     "http://[::1/graph?g0.expr=up"],
+    [
+        "",
+        "not a url",
+        "http://prom:9090/graph?g0.tab=1",
+        "http://prom:9090/graph?g0.expr=",
+        "http://[::1/graph?g0.expr=up",
+    ],
 )
 @responses.activate
 def test_confirm_without_an_expression_is_unknown_and_sends_nothing(
-    prom: PrometheusEvidence, url: str,
+    prom: PrometheusEvidence,
+    url: str,
 ) -> None:
     confirmation = prom.confirm(generator_url=url, at=NOW)
 
@@ -87,8 +103,9 @@ def test_confirm_without_an_expression_is_unknown_and_sends_nothing(
 
 @responses.activate
 def test_confirm_prometheus_5xx_is_unknown(prom: PrometheusEvidence) -> None:
-    responses.get(QUERY_URL, status=500, json={
-        "status": "error", "errorType": "internal", "error": "boom"})
+    responses.get(
+        QUERY_URL, status=500, json={"status": "error", "errorType": "internal", "error": "boom"}
+    )
 
     confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW)
 
@@ -100,8 +117,7 @@ def test_confirm_prometheus_5xx_is_unknown(prom: PrometheusEvidence) -> None:
 
 @responses.activate
 def test_confirm_proxy_error_page_is_retried_then_unknown(prom: PrometheusEvidence) -> None:
-    responses.get(QUERY_URL, status=502, body="<html>Bad Gateway</html>",
-                  content_type="text/html")
+    responses.get(QUERY_URL, status=502, body="<html>Bad Gateway</html>", content_type="text/html")
 
     confirmation = prom.confirm(generator_url=GENERATOR_URL, at=NOW)
 
@@ -111,8 +127,10 @@ def test_confirm_proxy_error_page_is_retried_then_unknown(prom: PrometheusEviden
 
 @responses.activate
 def test_confirm_scalar_expression_is_unknown(prom: PrometheusEvidence) -> None:
-    responses.get(QUERY_URL, json={"status": "success",
-                                   "data": {"resultType": "scalar", "result": [1.0, "1"]}})
+    responses.get(
+        QUERY_URL,
+        json={"status": "success", "data": {"resultType": "scalar", "result": [1.0, "1"]}},
+    )
 
     confirmation = prom.confirm(generator_url="http://p/graph?g0.expr=1", at=NOW)
 
