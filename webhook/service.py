@@ -53,6 +53,13 @@ log = logging.getLogger(__name__)
 __all__ = ["DECISION_LOG", "Received", "Service"]
 PRUNE_EVERY = timedelta(hours=1)
 PRUNE_RETRY = timedelta(minutes=1)  # after a prune that failed
+# Outcomes whose write reached the cluster when they are decided (not unsettled).
+_LANDED = frozenset({contract.ROLLED_BACK, contract.Outcome.RESUMED})
+
+
+def _line(text: str, *, recorded: bool) -> str:
+    """A decision's JSON text as its log line: the event first, then whether it is recorded."""
+    return '{"event": "decision", ' + ("" if recorded else '"recorded": false, ') + text[1:]
 
 
 def utc_now() -> datetime:
@@ -272,21 +279,22 @@ class Service:
                 recorded, mark_pending=[d.id for d in recorded if d.mark_pending]
             )
         except AuditUnavailable:
-            # Still logged, marked unrecorded: a rollback written just before the store went
-            # away is then in the pod's log at once, not only an open intent until the
-            # reconciler settles it. The payload is answered 503 and sent again.
-            self._log.error(
-                "\n".join(
-                    '{"event": "decision", "recorded": false, ' + texts[id(d)][1:]
-                    for d in decisions
-                )
-            )
+            # A decision that changed the cluster is still counted and logged, marked
+            # unrecorded: it is then in the pod's log and metrics at once, not only an open
+            # intent until the reconciler records it (which neither logs nor counts). The
+            # payload is answered 503 and sent again; the rest is decided again then.
+            landed = [d for d in decisions if d.outcome in _LANDED and not d.unsettled]
+            for decision in landed:
+                self.metrics.observe(decision)
+            if landed:
+                self._log.error("\n".join(_line(texts[id(d)], recorded=False) for d in landed))
             raise
         for decision in decisions:
             self.metrics.observe(decision)
         # One JSON line per decision, queued in one call (one log record per batch); the line
-        # is the decision's text with the event first.
-        self._log.info("\n".join('{"event": "decision", ' + texts[id(d)][1:] for d in decisions))
+        # is the decision's text with the event first (and "recorded": false when its write
+        # is unsettled: the intent stays open for the reconciler).
+        self._log.info("\n".join(_line(texts[id(d)], recorded=not d.unsettled) for d in decisions))
         return texts
 
     def receive(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lab.receiver_harness import Harness, hours, minutes, template_images
 from tests.durability.mounts import mounted
@@ -64,7 +65,7 @@ def alert_for(harness: Harness, rs: list[str]) -> dict[str, Any]:
 
 
 def test_a_write_landing_after_the_client_timeout_is_settled_as_rolled_back_once(
-    harness: Harness, rs: list[str]
+    harness: Harness, rs: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The PUT is served 3.5 s late; the client gives up after 2 s (kubernetes.timeout_seconds).
     harness.sandbox.controls.fault(
@@ -77,6 +78,9 @@ def test_a_write_landing_after_the_client_timeout_is_settled_as_rolled_back_once
     assert (decision["outcome"], decision["reason"]) == ("failed", "timeout")
     # Not recorded as failed: the write may still land, its intent is open.
     assert harness.service.audit.get(decision["id"]) is None
+    decision_log.flush()
+    [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (line["id"], line["recorded"]) == (decision["id"], False)  # and its line says so
     [intent] = harness.service.audit.open_intents()
     assert (intent.id, intent.state) == (decision["id"], IntentState.OPEN)
     assert harness.client.get("/readyz").status_code == 200
@@ -144,7 +148,7 @@ def test_a_failed_bad_mark_is_answered_rolled_back_and_finished_by_the_reconcile
     assert reconcile(harness).marked == []  # written once
 
 
-def test_a_rollback_whose_record_is_refused_is_logged_unrecorded_and_settled_once(
+def test_a_rollback_whose_record_is_refused_is_logged_counted_and_settled_once(
     harness: Harness, rs: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     harness.service.audit.prepare()
@@ -155,16 +159,23 @@ def test_a_rollback_whose_record_is_refused_is_logged_unrecorded_and_settled_onc
         "BEGIN SELECT RAISE(ABORT, 'refused'); END"
     )
     capsys.readouterr()
-    payload = alert_for(harness, rs)
+    payload = harness.payload(
+        harness.alert(namespace="shop", deployment="web", replicaset=rs[1]),
+        harness.alert(status="resolved", namespace="shop", deployment="other"),
+    )
     response = harness.post(payload)
     assert response.status_code == 503  # Alertmanager sends it again
     assert template_images(harness.deployment("shop", "web")) == ["web:1"]  # the write landed
+    # Sent again while the store still refuses: the skip decided anew each time, not logged.
+    assert harness.post(payload).status_code == 503
     decision_log.flush()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # Only the decision that changed the cluster, once: the resolved alert is decided again.
     [line] = [line for line in lines if line.get("event") == "decision"]
     assert line["recorded"] is False
     assert line["outcome"] == "rolled_back"
     assert (line["namespace"], line["deployment"]) == ("shop", "web")
+    assert rollbacks_counted(harness) == 1.0  # RollbackWebhookRolledBack still hears of it
     [intent] = harness.service.audit.open_intents()
     assert intent.id == line["id"] == rollback_of(harness)["audit_id"]
     db.execute("DROP TRIGGER no_decisions")
@@ -174,6 +185,17 @@ def test_a_rollback_whose_record_is_refused_is_logged_unrecorded_and_settled_onc
     assert retry.get_json()["decisions"][0]["reason"] == "not_current_revision"
     [row] = rolled_back_rows(harness)
     assert (row["id"], row["settled_by"]) == (line["id"], "reconciler")
+    assert rollbacks_counted(harness) == 1.0  # not again when recorded
+
+
+def rollbacks_counted(harness: Harness) -> float:
+    metrics = harness.client.get("/metrics").get_data(as_text=True)
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "rollback_webhook_rollbacks_total"
+    )
 
 
 def test_a_held_write_lock_is_503_ready_false_and_nothing_is_written_to_the_cluster(
