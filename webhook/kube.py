@@ -195,11 +195,26 @@ class _RefreshAtMostEvery:
             return
         # Set first: a request racing this one keeps the current credentials (still valid).
         self._due = now + self._period
-        self._hook(configuration)
-        installed = configuration.refresh_api_key_hook
-        if installed is not self:
-            self._hook = installed
-            configuration.refresh_api_key_hook = self
+        try:
+            self._hook(configuration)
+        finally:  # a hook that raised may have installed its successor all the same
+            installed = configuration.refresh_api_key_hook
+            if installed is not self and installed is not None:
+                self._hook = installed
+                configuration.refresh_api_key_hook = self
+
+
+def _throttle_refresh(configuration: Any, monotonic: Callable[[], float]) -> None:
+    """Wrap the configuration's refresh hook in _RefreshAtMostEvery, unless it is already.
+
+    Run before every request too: a thread that read the bare hook just before it was wrapped
+    again (real threads, not gevent's) would otherwise run it after, and install a bare one.
+    """
+    hook = configuration.refresh_api_key_hook
+    if hook is not None and not isinstance(hook, _RefreshAtMostEvery):
+        configuration.refresh_api_key_hook = _RefreshAtMostEvery(
+            hook, period=CREDENTIAL_REFRESH_SECONDS, monotonic=monotonic
+        )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -221,11 +236,7 @@ class Cluster:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        hook = api.configuration.refresh_api_key_hook
-        if hook is not None and not isinstance(hook, _RefreshAtMostEvery):
-            api.configuration.refresh_api_key_hook = _RefreshAtMostEvery(
-                hook, period=CREDENTIAL_REFRESH_SECONDS, monotonic=monotonic
-            )
+        _throttle_refresh(api.configuration, monotonic)
         # No urllib3 retries: a retried PUT after a read timeout would be a second write.
         api.configuration.retries = False
         # Kept connections: enough for a worker's payloads decided side by side (the client's
@@ -269,6 +280,7 @@ class Cluster:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
+        _throttle_refresh(self._api.configuration, self._monotonic)
         try:
             params = self._api.param_serialize(
                 method=method,

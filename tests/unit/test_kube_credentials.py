@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import kubernetes.client
+import pytest
 
 from sandbox.testing import SandboxHandle
 from webhook.kube import CREDENTIAL_REFRESH_SECONDS, Cluster, api_client_from_settings
@@ -67,3 +68,41 @@ def test_the_kubeconfig_loaders_own_hook_keeps_authenticating_once_wrapped(
         now[0] += 2 * CREDENTIAL_REFRESH_SECONDS
     assert tokens_seen(sandbox) == [sandbox.token] * 4
     assert type(api.configuration.refresh_api_key_hook).__name__ == "_RefreshAtMostEvery"
+
+
+class FailingOnceHook(RotatingHook):
+    """Installs its successor, then raises (a loader whose token file was empty)."""
+
+    def __call__(self, configuration: Any) -> None:
+        super().__call__(configuration)
+        if self.runs == 1:
+            raise RuntimeError("Token file exists but empty.")
+
+
+def sandbox_configuration(sandbox: SandboxHandle, hook: Any) -> Any:
+    configuration: Any = kubernetes.client.Configuration(host=sandbox.url)
+    configuration.api_key = {"authorization": "token-0"}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    configuration.refresh_api_key_hook = hook
+    return configuration
+
+
+def test_the_throttle_outlives_a_hook_that_raised_and_a_bare_hook_put_back(
+    sandbox: SandboxHandle,
+) -> None:
+    now = [0.0]
+    hook = FailingOnceHook()
+    configuration = sandbox_configuration(sandbox, hook)
+    cluster = Cluster(kubernetes.client.ApiClient(configuration), monotonic=lambda: now[0])
+    with pytest.raises(RuntimeError):
+        cluster.list_deployments("default")  # what the hook raised; the next request goes on
+    for _ in range(3):
+        cluster.list_deployments("default")
+    assert hook.runs == 1
+    # A thread that read the bare hook before it was wrapped again runs it late and puts a
+    # bare hook back: the next request wraps it again (one run for three requests).
+    configuration.refresh_api_key_hook = lambda c: hook(c)
+    for _ in range(3):
+        cluster.list_deployments("default")
+    assert hook.runs == 2
+    assert tokens_seen(sandbox) == ["token-1"] * 3 + ["token-2"] * 3
