@@ -112,6 +112,11 @@ def _as_table(
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a client opening more connections at once
+    # (the receiver's pool, 8 Deployments decided side by side) overflowed it, the kernel
+    # dropped the SYN, and that request waited out the 1 s SYN retransmit. As the Go
+    # apiserver does: the system's limit.
+    request_queue_size = socket.SOMAXCONN
     sandbox: SandboxServer
 
 
