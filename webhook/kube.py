@@ -85,15 +85,24 @@ def _name(name: str) -> str:
 class Transient(KubeError):
     """5xx, 429 or a transport failure: worth retrying later."""
 
-    def __init__(self, message: str, *, status: int = 0, reason: str = "", timeout: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        reason: str = "",
+        timeout: bool = False,
+        unsent: bool = False,
+    ):
         super().__init__(message, status=status, reason=reason)
         self.timeout = timeout
+        self.unsent = unsent  # failed before the request left: nothing can land
 
     @property
     def ended(self) -> bool:
-        """Whether the request is over: an answer other than a 504 (the apiserver's own
-        timeout). Without one (a timeout, a reset) a write may still land."""
-        return bool(self.status) and not self.timeout
+        """Whether the request is over: never sent, or an answer other than a 504 (the
+        apiserver's own timeout). Without one (a timeout, a reset) a write may still land."""
+        return self.unsent or (bool(self.status) and not self.timeout)
 
 
 def _error_for(status: int, body: bytes, what: str) -> KubeError:
@@ -290,6 +299,11 @@ class Cluster:
                 body=body,
                 auth_settings=["BearerToken"],
             )
+        except Exception as exc:
+            # The credential refresh hook runs here (an exec plugin that failed, an empty
+            # token file): nothing was sent, so the request is over, and a retry may succeed.
+            raise Transient(f"{what}: credentials: {_one_line(exc)}", unsent=True) from exc
+        try:
             response = self._api.call_api(*params, _request_timeout=self._timeout)
             data = response.read() or b""
         except urllib3.exceptions.NewConnectionError as exc:

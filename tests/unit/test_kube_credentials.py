@@ -9,7 +9,12 @@ import kubernetes.client
 import pytest
 
 from sandbox.testing import SandboxHandle
-from webhook.kube import CREDENTIAL_REFRESH_SECONDS, Cluster, api_client_from_settings
+from webhook.kube import (
+    CREDENTIAL_REFRESH_SECONDS,
+    Cluster,
+    Transient,
+    api_client_from_settings,
+)
 
 
 class RotatingHook:
@@ -94,8 +99,10 @@ def test_the_throttle_outlives_a_hook_that_raised_and_a_bare_hook_put_back(
     hook = FailingOnceHook()
     configuration = sandbox_configuration(sandbox, hook)
     cluster = Cluster(kubernetes.client.ApiClient(configuration), monotonic=lambda: now[0])
-    with pytest.raises(RuntimeError):
-        cluster.list_deployments("default")  # what the hook raised; the next request goes on
+    # Nothing sent: a Transient that says so (a 503 and a retry), not an unhandled error.
+    with pytest.raises(Transient, match="credentials: Token file exists but empty") as raised:
+        cluster.list_deployments("default")
+    assert raised.value.ended
     for _ in range(3):
         cluster.list_deployments("default")
     assert hook.runs == 1
