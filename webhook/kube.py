@@ -308,14 +308,16 @@ class Cluster:
             data = response.read() or b""
         except urllib3.exceptions.NewConnectionError as exc:
             # Checked first: urllib3 derives it from ConnectTimeoutError, but it is a refusal.
-            raise Transient(f"{what}: connection failed: {exc}") from exc
+            # No connection, so nothing was sent: the request is over (a write cannot land).
+            raise Transient(f"{what}: connection failed: {exc}", unsent=True) from exc
         except urllib3.exceptions.TimeoutError as exc:
             raise Transient(f"{what}: timed out after {self._timeout}s", timeout=True) from exc
         except urllib3.exceptions.MaxRetryError as exc:
             timeout = isinstance(exc.reason, urllib3.exceptions.TimeoutError) and not isinstance(
                 exc.reason, urllib3.exceptions.NewConnectionError
             )
-            raise Transient(f"{what}: {exc.reason}", timeout=timeout) from exc
+            unsent = isinstance(exc.reason, urllib3.exceptions.NewConnectionError)
+            raise Transient(f"{what}: {exc.reason}", timeout=timeout, unsent=unsent) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Transient(f"{what}: {type(exc).__name__}: {exc}") from exc
         except ApiException as exc:

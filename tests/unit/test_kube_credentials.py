@@ -113,3 +113,14 @@ def test_the_throttle_outlives_a_hook_that_raised_and_a_bare_hook_put_back(
         cluster.list_deployments("default")
     assert hook.runs == 2
     assert tokens_seen(sandbox) == ["token-1"] * 3 + ["token-2"] * 3
+
+
+def test_a_refused_connection_is_a_request_that_never_left() -> None:
+    # Nothing listens there: no connection, nothing sent, so a write cannot land later and
+    # the decision may be recorded failed at once (the retry decides anew).
+    configuration = kubernetes.client.Configuration(host="http://127.0.0.1:9")
+    cluster = Cluster(kubernetes.client.ApiClient(configuration), timeout_seconds=2)
+    deployment = {"metadata": {"namespace": "shop", "name": "web", "resourceVersion": "1"}}
+    with pytest.raises(Transient) as raised:
+        cluster.replace_deployment(deployment)
+    assert raised.value.ended and not raised.value.timeout
