@@ -53,8 +53,10 @@ log = logging.getLogger(__name__)
 __all__ = ["DECISION_LOG", "Received", "Service"]
 PRUNE_EVERY = timedelta(hours=1)
 PRUNE_RETRY = timedelta(minutes=1)  # after a prune that failed
-# Outcomes whose write reached the cluster when they are decided (not unsettled).
-_LANDED = frozenset({contract.ROLLED_BACK, contract.Outcome.RESUMED})
+# Outcomes that acted when decided (not unsettled): a rollback or a resume written, a dry
+# run's preview made. Each has an intent the reconciler records it from if its record is lost,
+# and a retry finds it done (not_current_revision, a dry-run duplicate), not decided again.
+_LANDED = frozenset({contract.ROLLED_BACK, contract.DRY_RUN, contract.Outcome.RESUMED})
 
 
 def _line(text: str, *, recorded: bool) -> str:

@@ -188,6 +188,34 @@ def test_a_rollback_whose_record_is_refused_is_logged_counted_and_settled_once(
     assert rollbacks_counted(harness) == 1.0  # not again when recorded
 
 
+def test_a_dry_run_whose_record_is_refused_is_logged_counted_and_stored_once(
+    make_harness: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness = make_harness(dry_run=True)
+    rs = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    harness.service.audit.prepare()
+    db = sqlite3.connect(harness.tmp_path / "audit.sqlite", isolation_level=None)
+    db.execute(
+        "CREATE TRIGGER no_decisions BEFORE INSERT ON decisions "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    capsys.readouterr()
+    payload = alert_for(harness, rs)
+    assert harness.post(payload).status_code == 503
+    assert harness.post(payload).status_code == 503  # the retry: a duplicate of the claim
+    decision_log.flush()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [line] = [line for line in lines if line.get("event") == "decision"]
+    assert (line["outcome"], line["recorded"]) == ("dry_run", False)
+    assert rollbacks_counted(harness) == 1.0  # the preview's alert still fires
+    assert template_images(harness.deployment("shop", "web")) == ["web:2"]  # a dry run
+    db.execute("DROP TRIGGER no_decisions")
+    db.close()
+    assert reconcile(harness).dry_run == [line["id"]]
+    assert harness.post(payload).status_code == 200
+    assert rollbacks_counted(harness) == 1.0
+
+
 def rollbacks_counted(harness: Harness) -> float:
     metrics = harness.client.get("/metrics").get_data(as_text=True)
     return sum(
