@@ -216,8 +216,9 @@ class _RefreshAtMostEvery:
 def _throttle_refresh(configuration: Any, monotonic: Callable[[], float]) -> None:
     """Wrap the configuration's refresh hook in _RefreshAtMostEvery, unless it is already.
 
-    Run before every request too: a thread that read the bare hook just before it was wrapped
-    again (real threads, not gevent's) would otherwise run it after, and install a bare one.
+    Run before every request: a loader may install a hook at any time, and a thread that read
+    the bare hook just before it was wrapped again (real threads, not gevent's) runs it after
+    and installs a bare one.
     """
     hook = configuration.refresh_api_key_hook
     if hook is not None and not isinstance(hook, _RefreshAtMostEvery):
@@ -245,7 +246,6 @@ class Cluster:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        _throttle_refresh(api.configuration, monotonic)
         # No urllib3 retries: a retried PUT after a read timeout would be a second write.
         api.configuration.retries = False
         # Kept connections: enough for a worker's payloads decided side by side (the client's

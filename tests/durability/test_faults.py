@@ -13,7 +13,7 @@ import os
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -78,8 +78,7 @@ def test_a_write_landing_after_the_client_timeout_is_settled_as_rolled_back_once
     assert (decision["outcome"], decision["reason"]) == ("failed", "timeout")
     # Not recorded as failed: the write may still land, its intent is open.
     assert harness.service.audit.get(decision["id"]) is None
-    decision_log.flush()
-    [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [line] = logged(capsys)
     assert (line["id"], line["recorded"]) == (decision["id"], False)  # and its line says so
     [intent] = harness.service.audit.open_intents()
     assert (intent.id, intent.state) == (decision["id"], IntentState.OPEN)
@@ -152,12 +151,7 @@ def test_a_rollback_whose_record_is_refused_is_logged_counted_and_settled_once(
     harness: Harness, rs: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     harness.service.audit.prepare()
-    db = sqlite3.connect(harness.tmp_path / "audit.sqlite", isolation_level=None)
-    # The store takes the intent, then refuses the decision that closes it.
-    db.execute(
-        "CREATE TRIGGER no_decisions BEFORE INSERT ON decisions "
-        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
-    )
+    allow = refuse_decisions(harness)  # takes the intent, refuses the record closing it
     capsys.readouterr()
     payload = harness.payload(
         harness.alert(namespace="shop", deployment="web", replicaset=rs[1]),
@@ -168,8 +162,7 @@ def test_a_rollback_whose_record_is_refused_is_logged_counted_and_settled_once(
     assert template_images(harness.deployment("shop", "web")) == ["web:1"]  # the write landed
     # Sent again while the store still refuses: the skip decided anew each time, not logged.
     assert harness.post(payload).status_code == 503
-    decision_log.flush()
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = logged(capsys)
     # Only the decision that changed the cluster, once: the resolved alert is decided again.
     [line] = [line for line in lines if line.get("event") == "decision"]
     assert line["recorded"] is False
@@ -178,8 +171,7 @@ def test_a_rollback_whose_record_is_refused_is_logged_counted_and_settled_once(
     assert rollbacks_counted(harness) == 1.0  # RollbackWebhookRolledBack still hears of it
     [intent] = harness.service.audit.open_intents()
     assert intent.id == line["id"] == rollback_of(harness)["audit_id"]
-    db.execute("DROP TRIGGER no_decisions")
-    db.close()
+    allow()
     assert reconcile(harness).rolled_back == [line["id"]]
     retry = harness.post(payload)
     assert retry.get_json()["decisions"][0]["reason"] == "not_current_revision"
@@ -194,26 +186,42 @@ def test_a_dry_run_whose_record_is_refused_is_logged_counted_and_stored_once(
     harness = make_harness(dry_run=True)
     rs = harness.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
     harness.service.audit.prepare()
+    allow = refuse_decisions(harness)
+    capsys.readouterr()
+    payload = alert_for(harness, rs)
+    assert harness.post(payload).status_code == 503
+    assert harness.post(payload).status_code == 503  # the retry: a duplicate of the claim
+    lines = logged(capsys)
+    [line] = [line for line in lines if line.get("event") == "decision"]
+    assert (line["outcome"], line["recorded"]) == ("dry_run", False)
+    assert rollbacks_counted(harness) == 1.0  # the preview's alert still fires
+    assert template_images(harness.deployment("shop", "web")) == ["web:2"]  # a dry run
+    allow()
+    assert reconcile(harness).dry_run == [line["id"]]
+    assert harness.post(payload).status_code == 200
+    assert rollbacks_counted(harness) == 1.0
+
+
+def refuse_decisions(harness: Harness) -> Callable[[], None]:
+    """Make the SQLite audit refuse every decision INSERT (intents, payloads and the rest are
+    still taken) until the returned function is called."""
     db = sqlite3.connect(harness.tmp_path / "audit.sqlite", isolation_level=None)
     db.execute(
         "CREATE TRIGGER no_decisions BEFORE INSERT ON decisions "
         "BEGIN SELECT RAISE(ABORT, 'refused'); END"
     )
-    capsys.readouterr()
-    payload = alert_for(harness, rs)
-    assert harness.post(payload).status_code == 503
-    assert harness.post(payload).status_code == 503  # the retry: a duplicate of the claim
+
+    def allow() -> None:
+        db.execute("DROP TRIGGER no_decisions")
+        db.close()
+
+    return allow
+
+
+def logged(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The JSON lines written on stdout since the last read (the decision log flushed first)."""
     decision_log.flush()
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    [line] = [line for line in lines if line.get("event") == "decision"]
-    assert (line["outcome"], line["recorded"]) == ("dry_run", False)
-    assert rollbacks_counted(harness) == 1.0  # the preview's alert still fires
-    assert template_images(harness.deployment("shop", "web")) == ["web:2"]  # a dry run
-    db.execute("DROP TRIGGER no_decisions")
-    db.close()
-    assert reconcile(harness).dry_run == [line["id"]]
-    assert harness.post(payload).status_code == 200
-    assert rollbacks_counted(harness) == 1.0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
 def rollbacks_counted(harness: Harness) -> float:
