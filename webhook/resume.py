@@ -16,7 +16,6 @@ Deployment runs at a time: another while its intent is open is a ResumeError (40
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from webhook.audit import AuditUnavailable, IntentKind, IntentRow, IntentState
@@ -26,10 +25,14 @@ from webhook.decision import Decision, new_id
 from webhook.gitops import pause_record
 from webhook.gitops_pause import OwnerHandedBack, resume
 from webhook.kube import Conflict, Forbidden, InvalidName, KubeError, NotFound, Transient
+from webhook.names import dns1123_label_problem, dns1123_subdomain_problem
+from webhook.replay import MAX_REASON_CHARS
+from webhook.scope import namespace_refusal
 from webhook.service import Service
 
-# A Kubernetes name: checked before it reaches an API path.
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# Checked before either reaches an API path: a namespace is a DNS-1123 label, a Deployment's
+# name a DNS-1123 subdomain (what the API server itself accepts).
+_NAME_PROBLEMS = {"namespace": dns1123_label_problem, "deployment": dns1123_subdomain_problem}
 
 
 class ResumeError(Exception):
@@ -50,9 +53,12 @@ def parse_target(body: Any) -> tuple[str, str, str]:
         if not isinstance(value, str) or not value.strip():
             raise ResumeError(400, f"{key}: required, a non-empty string")
         values[key] = value.strip()
-    for key in ("namespace", "deployment"):
-        if not _NAME.match(values[key]):
-            raise ResumeError(400, f"{key}: {values[key]!r} is not a Kubernetes name")
+    for key, problem_of in _NAME_PROBLEMS.items():
+        problem = problem_of(values[key])
+        if problem:
+            raise ResumeError(400, f"{key}: {values[key]!r} is {problem}")
+    if len(values["reason"]) > MAX_REASON_CHARS:
+        raise ResumeError(400, f"reason: longer than {MAX_REASON_CHARS} characters")
     unknown = sorted(set(body) - {"namespace", "deployment", "reason"})
     if unknown:
         raise ResumeError(400, f"{unknown[0]}: unknown key")
@@ -63,6 +69,11 @@ def run_resume(
     service: Service, *, namespace: str, deployment: str, actor: str, reason: str
 ) -> Decision:
     """Undo the recorded pause, record the outcome and announce it (see module doc)."""
+    # The same scope as every alert: a Deployment the policy keeps out of reach is never
+    # written, whatever its annotations say (a pause record is only an annotation).
+    refusal = namespace_refusal(namespace, service.settings.namespaces)
+    if refusal:
+        raise ResumeError(403, f"namespace: {refusal}")
     now = service.clock()
     decision = Decision(
         id=new_id(now),

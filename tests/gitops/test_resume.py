@@ -136,3 +136,47 @@ def test_resume_command_hands_back_then_says_nothing_is_paused(harness: Harness)
         assert again.returncode == 3, again.stderr
         assert "no pause by rollback-webhook" in again.stderr
         assert cli("shop", "--reason", "x").returncode == 2
+
+
+def test_resume_of_a_deployment_out_of_scope_is_refused_before_any_write(
+    harness: Harness,
+) -> None:
+    # kube-system is in namespaces.deny by default. A pause record there is only an
+    # annotation (anyone who may write the Deployment can write one): it must not make the
+    # service write where no alert could.
+    harness.deploy("coredns", [("dns:1", hours(2))], namespace="kube-system")
+    deployment = harness.deployment("kube-system", "coredns")
+    record = {
+        "owner": {"kind": "flux_kustomization", "name": "apps", "namespace": "flux-system"},
+        "mechanism": "flux_reconcile_annotation",
+        "previous": None,
+        "time": "2026-12-01T10:00:00Z",
+        "audit_id": "d-forged",
+    }
+    deployment["metadata"]["annotations"].update(
+        {FLUX_RECONCILE: "disabled", ANNOTATION_GITOPS_PAUSED: json.dumps(record)}
+    )
+    harness.official().replace_namespaced_deployment("coredns", "kube-system", deployment)  # type: ignore[arg-type]
+    harness.sandbox.controls.clear_requests()
+
+    answer = resume(harness, {"namespace": "kube-system", "deployment": "coredns", "reason": "x"})
+
+    assert answer.status_code == 403, answer.get_json()
+    assert answer.get_json()["error"] == "namespace: namespace kube-system is in namespaces.deny"
+    assert [r for r in harness.sandbox.controls.requests() if r["method"] != "GET"] == []
+    annotations = harness.deployment("kube-system", "coredns")["metadata"]["annotations"]
+    assert annotations[FLUX_RECONCILE] == "disabled"
+    assert harness.service.audit.query(limit=5) == []
+
+
+def test_resume_names_and_reason_are_checked_as_the_api_server_would(harness: Harness) -> None:
+    cases = [
+        ({"namespace": "a.b", "deployment": "web"}, "namespace: 'a.b' is not a DNS-1123 label"),
+        ({"namespace": "shop", "deployment": "web..x"}, "deployment: 'web..x' is not a DNS-1123"),
+        ({"namespace": "x" * 64, "deployment": "web"}, "is longer than 63 characters"),
+        ({"namespace": "shop", "deployment": "web", "reason": "r" * 2001}, "reason: longer than"),
+    ]
+    for fields, message in cases:
+        answer = resume(harness, {"reason": "Git fixed", **fields})
+        assert answer.status_code == 400, (fields, answer.get_json())
+        assert message in answer.get_json()["error"], (fields, answer.get_json())
