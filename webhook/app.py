@@ -17,7 +17,7 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from webhook import contract
+from webhook import contract, jsontext
 from webhook.alerts import PayloadError
 from webhook.audit import AuditUnavailable
 from webhook.auth import AuthError, Credentials
@@ -49,6 +49,13 @@ def error(
 
 # The paths whose answers rollback_webhook_payloads_total counts, by its endpoint label.
 _PAYLOAD_ENDPOINTS = {"/api/v1/alerts": "alerts", "/api/v1/replay": "replay"}
+
+
+_FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def _printable(key: str) -> str:
+    return ascii(key) if jsontext.NUL in key else key
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -86,6 +93,23 @@ def create_app(
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error(500, f"internal error ({type(exc).__name__}); see the server log")
 
+    @app.before_request
+    def refuse_nul() -> Response | None:
+        # A NUL character cannot be stored (PostgreSQL text) nor be any name the service looks
+        # up: refused here, naming where it is, for every route (a path id, a query filter, a
+        # form field), so no store answers it with a 5xx. JSON bodies: webhook.jsontext.
+        if jsontext.NUL in request.path:
+            return error(400, "path: contains a NUL character")
+        fields = [("query parameter", request.args)]
+        if request.mimetype in _FORMS:
+            request.get_data(cache=True)  # read once and kept: the routes read the raw body too
+            fields.append(("form field", request.form))
+        for what, values in fields:
+            for key, value in values.items(multi=True):
+                if jsontext.NUL in key or jsontext.NUL in value:
+                    return error(400, f"{_printable(key)}: {what} contains a NUL character")
+        return None
+
     @app.after_request
     def count_payload(response: Response) -> Response:
         # Every payload answered is counted by status, refusals (4xx) and failures included.
@@ -109,6 +133,8 @@ def create_app(
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
             return error(400, "body: not UTF-8")
+        if jsontext.NUL in body:  # not JSON, and not text the audit can store as it was sent
+            return error(400, "body: contains a NUL character")
         try:
             received = service.receive(
                 body,

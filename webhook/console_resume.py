@@ -47,7 +47,7 @@ def raw_field_problem(field: str) -> str | None:
     raw = request.get_data(cache=True).decode("utf-8", "surrogateescape")
     for key, value in parse_qsl(raw, keep_blank_values=True, errors="surrogateescape"):
         if key == field and unencodable_field(value) is not None:
-            return f"{field}: not valid Unicode text (invalid UTF-8 or a lone surrogate)"
+            return f"{field}: not text the audit can store (invalid UTF-8, a lone surrogate, a NUL)"
     return None
 
 

@@ -4,8 +4,10 @@ that every string of a document can be written as UTF-8.
 JSON may carry a lone surrogate as an escape (`"\\ud800"`): Python decodes it into a `str` that
 no UTF-8 store (SQLite, PostgreSQL) accepts. Such a document is refused up front, naming the
 field, before anything is decided or written to the cluster (the alternative, storing an escaped
-form, would audit a label value no Kubernetes object or Prometheus series can hold). Nesting
-deeper than the decoder's recursion limit is a ValueError too, not a RecursionError.
+form, would audit a label value no Kubernetes object or Prometheus series can hold). So is a
+NUL character (`"\\u0000"`): PostgreSQL text cannot hold one, and an alert carrying it would be
+answered 503 and sent again forever instead of refused once. Nesting deeper than the decoder's
+recursion limit is a ValueError too, not a RecursionError.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ def loads(text: str | bytes, *, where: str = "body") -> Any:
         raise JsonTextError(f"{where}: not valid JSON ({exc})") from None
 
 
+NUL = "\x00"
+
+
 def _encodable(text: str) -> bool:
+    """Whether `text` can be stored as it is: UTF-8, no NUL character."""
+    if NUL in text:
+        return False
     if text.isascii():
         return True
     try:
@@ -45,12 +53,15 @@ def _join(where: str, key: object) -> str:
 
 
 def unencodable_field(document: Any, *, root: str = "") -> str | None:
-    """The path (`alerts[0].labels.alertname`) of the first string or key that cannot be written
-    as UTF-8 (a lone surrogate), or None. Iterative: any depth json.loads returned is walked."""
+    """The path (`alerts[0].labels.alertname`) of the first string or key that cannot be stored
+    (a lone surrogate, a NUL character), or None. Iterative: any depth json.loads returned is
+    walked."""
     try:
-        # The fast path, in C: one encode of the whole document.
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
-        return None
+        # The fast path, in C: one encode of the whole document (a NUL is written as \u0000).
+        text = json.dumps(document, ensure_ascii=False)
+        text.encode("utf-8")
+        if "\\u0000" not in text:
+            return None
     except (UnicodeEncodeError, RecursionError, TypeError, ValueError):
         pass
     stack: list[tuple[str, Any]] = [(root, document)]
@@ -74,4 +85,6 @@ def require_encodable(document: Any, *, root: str = "") -> None:
     """JsonTextError naming the first field that cannot be stored as UTF-8."""
     where = unencodable_field(document, root=root)
     if where is not None:
-        raise JsonTextError(f"{where}: not valid Unicode text (a lone surrogate escape)")
+        raise JsonTextError(
+            f"{where}: not text the audit can store (a NUL character or a lone surrogate escape)"
+        )
