@@ -8,6 +8,7 @@ audit store failed, so the delivery is retried. The raw payload is stored before
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from collections.abc import Callable
@@ -54,6 +55,16 @@ _PAYLOAD_ENDPOINTS = {"/api/v1/alerts": "alerts", "/api/v1/replay": "replay"}
 _FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
+# The paths answered as JSON; the others are the console's, whose answers are pages.
+_JSON_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
+def _page(status: int, message: str) -> Response:
+    """A refusal on a console path, as a page (its answers are HTML, errors included)."""
+    text = f"<!doctype html><title>{status}</title><p>{html.escape(message)}</p>\n"
+    return Response(text, status=status, mimetype="text/html")
+
+
 def _printable(key: str) -> str:
     return ascii(key) if jsontext.NUL in key else key
 
@@ -98,8 +109,9 @@ def create_app(
         # A NUL character cannot be stored (PostgreSQL text) nor be any name the service looks
         # up: refused here, naming where it is, for every route (a path id, a query filter, a
         # form field), so no store answers it with a 5xx. JSON bodies: webhook.jsontext.
+        refuse = error if request.path.startswith(_JSON_PATHS) else _page
         if jsontext.NUL in request.path:
-            return error(400, "path: contains a NUL character")
+            return refuse(400, "path: contains a NUL character")
         fields = [("query parameter", request.args)]
         if request.mimetype in _FORMS:
             request.get_data(cache=True)  # read once and kept: the routes read the raw body too
@@ -107,7 +119,7 @@ def create_app(
         for what, values in fields:
             for key, value in values.items(multi=True):
                 if jsontext.NUL in key or jsontext.NUL in value:
-                    return error(400, f"{_printable(key)}: {what} contains a NUL character")
+                    return refuse(400, f"{_printable(key)}: {what} contains a NUL character")
         return None
 
     @app.after_request

@@ -157,7 +157,8 @@ def test_bad_fields_are_a_400_naming_the_field(harness: Harness) -> None:
     dotted = oncall.client.post(
         "/deployments/a.b/web/resume", data={"csrf_token": csrf, "reason": "r"}
     )
-    assert dotted.status_code == 404  # no Deployment can live there: nothing recorded
+    # No Deployment can live there: refused as the API server would, naming it, nothing recorded.
+    assert dotted.status_code == 400 and "namespace:" in dotted.get_data(as_text=True)
     assert ANNOTATION_GITOPS_PAUSED in harness.deployment("shop", "web")["metadata"]["annotations"]
     assert resumes(harness) == []
 
