@@ -251,7 +251,7 @@ class Decider:
                 plan, decision_id=decision_id, trigger=trigger, alertname=alertname, paused=paused
             )
         except Conflict:
-            self.effects.unpause(paused)
+            self.effects.unpause(plan, paused)
             reservation.release()
             return Redecide("409 Conflict on the rollback write", found=found)
         except Transient as exc:
@@ -260,15 +260,15 @@ class Decider:
             if written is Written.UNKNOWN:  # its intent stays open for the reconciler
                 return replace(failure_for(exc, found), alerted=admitted.alerted, unsettled=True)
             if written is Written.NO:
-                self.effects.unpause(paused)
+                self.effects.unpause(plan, paused)
                 reservation.release()
                 return replace(failure_for(exc, found), alerted=admitted.alerted)
         except KubeError as exc:
-            self.effects.unpause(paused)
+            self.effects.unpause(plan, paused)
             reservation.release()
             return replace(failure_for(exc, found), alerted=admitted.alerted)
         except BaseException:
-            self.effects.unpause(paused)
+            self.effects.unpause(plan, paused)
             reservation.release()
             raise
         reservation.commit()

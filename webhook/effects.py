@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from webhook import contract
 from webhook.contract import EventReason, Outcome
 from webhook.gitops import PauseRecord, pause_annotations
-from webhook.gitops_pause import pause_owner, unpause_owner
+from webhook.gitops_pause import NotOurPause, pause_owner, unpause_owner
 from webhook.kube import Cluster, KubeError
 from webhook.policy import AlertedMark, Plan
 from webhook.revisions import format_k8s_time, rollback_body
@@ -47,17 +47,25 @@ class Effects:
         fact = plan.gitops
         if fact is None or fact.pause is None:
             return None
+        namespace, deployment, _ = plan.key
         return pause_owner(
-            self.cluster, fact.pause, fact.pause_facts, clock=self.clock, audit_id=decision_id
+            self.cluster,
+            fact.pause,
+            fact.pause_facts,
+            clock=self.clock,
+            audit_id=decision_id,
+            namespace=namespace,
+            deployment=deployment,
         )
 
-    def unpause(self, record: PauseRecord | None) -> None:
+    def unpause(self, plan: Plan, record: PauseRecord | None) -> None:
         """Undo a pause whose rollback write failed (best effort, logged)."""
         if record is None:
             return
+        namespace, deployment, _ = plan.key
         try:
-            unpause_owner(self.cluster, record)
-        except KubeError as exc:
+            unpause_owner(self.cluster, record, namespace=namespace, deployment=deployment)
+        except (KubeError, NotOurPause) as exc:
             log.error("could not undo the pause of %s: %s", record.owner.describe(), exc)
 
     def refused(self, involved: ObjectRef, message: str) -> None:

@@ -6,6 +6,8 @@ read), values out. The seam the policy core calls:
 - `detect_owner(labels, annotations, namespace=, name=, settings=) -> Owner | None`
 - `handle(owner, settings, facts=None) -> Pause | Refuse | Ignore`
 - `pause_annotations(...)`, `pause_record(deployment) -> PauseRecord | None` (what resume undoes)
+- `owner_pause_annotation(...)`, `owner_pause_problem(...)`: the owner's own copy of a pause,
+  without which resume writes no owner
 
 Owner detection, strongest evidence first (each tool's own markers on the object it applies):
 
@@ -51,6 +53,10 @@ HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 # What this service wrote when it paused an owner: resume reads it back and undoes exactly that.
 ANNOTATION_GITOPS_PAUSED = "auto-rollback/gitops-paused"
+# The owner's own copy of that record, written on the Application or HelmRelease in the pause's
+# own write, naming the Deployment. Resume writes an owner only while it carries this copy: the
+# Deployment's record is only an annotation, which whoever can edit the Deployment can write.
+ANNOTATION_OWNER_PAUSE = "auto-rollback/paused-for"
 
 
 class OwnerKind(StrEnum):
@@ -307,6 +313,38 @@ def pause_record(annotations: Mapping[str, str]) -> PauseRecord | None:
         )
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def owner_pause_annotation(
+    record: PauseRecord, *, namespace: str, deployment: str
+) -> dict[str, str]:
+    """The annotation the owner's pause write sets: the record, and the Deployment it is for."""
+    copy = {**record.as_dict(), "deployment": f"{namespace}/{deployment}"}
+    return {ANNOTATION_OWNER_PAUSE: json.dumps(copy, sort_keys=True)}
+
+
+def owner_pause_problem(
+    owner_annotations: Mapping[str, str], record: PauseRecord, *, namespace: str, deployment: str
+) -> str:
+    """'' when the owner object carries this service's copy of `record` for this Deployment;
+    else why it is not a pause this service made (a record only on the Deployment proves
+    nothing: whoever can edit the Deployment can write one)."""
+    raw = owner_annotations.get(ANNOTATION_OWNER_PAUSE)
+    expected = owner_pause_annotation(record, namespace=namespace, deployment=deployment)
+    if raw is not None:
+        try:
+            if json.loads(raw) == json.loads(expected[ANNOTATION_OWNER_PAUSE]):
+                return ""
+        except ValueError:
+            pass
+    said = f"says {raw[:200]!r}" if raw else "is missing"
+    return (
+        f"{record.owner.describe()} does not carry the pause the Deployment's "
+        f"{ANNOTATION_GITOPS_PAUSED} names (audit {record.audit_id}): its {ANNOTATION_OWNER_PAUSE} "
+        f"{said}. This service writes that copy on the owner when it pauses it, so this is not "
+        "its pause, and resume writes nothing to the owner; hand the owner back with its own "
+        "tool if it should be, and remove the Deployment's annotation"
+    )
 
 
 def describe_pause(record: PauseRecord, *, namespace: str, deployment: str) -> str:

@@ -2,11 +2,16 @@
 
 The seam (all keyword-only, the cluster injected):
 - `read_facts(cluster, owner, settings) -> OwnerFacts | None`: the owner object a pause needs.
-- `pause_owner(cluster, pause, facts, clock=, audit_id=) -> PauseRecord`: writes the owner
-  (HelmRelease suspend, Application automated sync off) unless the mechanism rides in the
-  rollback's own write (Flux's per-object annotation); the record then goes on the Deployment.
-- `unpause_owner(cluster, record)`: undoes exactly what the record says (also the compensation
-  when the rollback write itself fails after the pause).
+- `pause_owner(cluster, pause, facts, clock=, audit_id=, namespace=, deployment=) -> PauseRecord`:
+  writes the owner (HelmRelease suspend, Application automated sync off, with its own copy of
+  the record in `auto-rollback/paused-for`) unless the mechanism rides in the rollback's own
+  write (Flux's per-object annotation); the record then goes on the Deployment.
+- `owner_check(cluster, record, namespace=, deployment=)`: NotOurPause when the owner is still
+  paused as the record says but does not carry this service's copy of it (a record written on
+  the Deployment by hand); resume checks before its intent, and again before the owner write.
+- `unpause_owner(cluster, record, namespace=, deployment=)`: undoes exactly what the record
+  says (also the compensation when the rollback write itself fails after the pause), dropping
+  the owner's copy in the same write.
 - `resume(cluster, deployment, record, audit_id=) -> str`: the owner of the pause `record`
   the Deployment (as read) carries handed back, its pause annotations removed in one
   conditional write that also sets `auto-rollback/last-resume` to the resume's audit id;
@@ -21,6 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +34,7 @@ from webhook.config import GitOps
 from webhook.contract import ANNOTATION_LAST_RESUME
 from webhook.gitops import (
     ANNOTATION_GITOPS_PAUSED,
+    ANNOTATION_OWNER_PAUSE,
     FLUX_RECONCILE,
     Mechanism,
     Owner,
@@ -36,6 +43,8 @@ from webhook.gitops import (
     PauseRecord,
     describe_pause,
     needs_facts,
+    owner_pause_annotation,
+    owner_pause_problem,
     pause_record,
 )
 from webhook.gitops_facts import (
@@ -75,86 +84,138 @@ def pause_owner(
     *,
     clock: Callable[[], datetime],
     audit_id: str,
+    namespace: str,
+    deployment: str,
 ) -> PauseRecord:
-    """Pause the owner (nothing to write for the Flux annotation); the record of what was done."""
+    """Pause the owner (nothing to write for the Flux annotation); the record of what was done.
+    The owner's write also sets its own copy of the record, for `namespace/deployment`."""
     owner = pause.owner
-    mechanism, previous = pause.mechanism, None
-    if mechanism == Mechanism.HELMRELEASE_SUSPEND:
+    record = PauseRecord(
+        owner=owner,
+        mechanism=pause.mechanism,
+        previous=None,
+        time=format_k8s_time(clock()),
+        audit_id=audit_id,
+    )
+
+    def marked(spec: dict[str, Any], done: PauseRecord) -> dict[str, Any]:
+        copy_of = owner_pause_annotation(done, namespace=namespace, deployment=deployment)
+        return {"metadata": {"annotations": copy_of}, "spec": spec}
+
+    if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
         if not isinstance(facts, HelmReleaseFacts):
             raise ValueError(f"pausing {owner.describe()} needs the HelmRelease as read")
         cluster.patch_helmrelease(
             owner.namespace,
             owner.name,
-            {"spec": {"suspend": True}},
+            marked({"suspend": True}, record),
             resource_version=facts.resource_version,
         )
-    elif mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
+    elif record.mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
         if not isinstance(facts, ApplicationFacts):
             raise ValueError(f"pausing {owner.describe()} needs the Application as read")
         try:
             cluster.patch_application(
                 owner.namespace,
                 owner.name,
-                {"spec": {"syncPolicy": {"automated": {"enabled": False}}}},
+                marked({"syncPolicy": {"automated": {"enabled": False}}}, record),
                 resource_version=facts.resource_version,
                 strict=True,
             )
         except Invalid as exc:
             # An Argo CD whose CRD has no automated.enabled: remove automated, keep its value.
             log.info("%s: no automated.enabled (%s): removing automated", owner.describe(), exc)
-            mechanism, previous = Mechanism.ARGOCD_AUTOMATED_REMOVED, facts.automated
+            record = replace(
+                record, mechanism=Mechanism.ARGOCD_AUTOMATED_REMOVED, previous=facts.automated
+            )
             cluster.patch_application(
                 owner.namespace,
                 owner.name,
-                {"spec": {"syncPolicy": {"automated": None}}},
+                marked({"syncPolicy": {"automated": None}}, record),
                 resource_version=facts.resource_version,
             )
-    return PauseRecord(
-        owner=owner,
-        mechanism=mechanism,
-        previous=previous,
-        time=format_k8s_time(clock()),
-        audit_id=audit_id,
-    )
+    return record
 
 
-def unpause_owner(cluster: Cluster, record: PauseRecord) -> str:
+class NotOurPause(Exception):
+    """The owner is paused as the Deployment's record says, but without this service's own copy
+    of that record on it: not a pause this service made, so nothing is written to the owner."""
+
+
+def _still_paused(owner: Obj, record: PauseRecord) -> str:
+    """'' when the owner object is still paused the way `record` says; else what it is now."""
+    spec = owner.get("spec") or {}
+    if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
+        if not spec.get("suspend"):
+            return f"{record.owner.describe()} is not suspended any more: left as it is"
+        return ""
+    current = (spec.get("syncPolicy") or {}).get("automated")
+    if record.mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
+        if not isinstance(current, dict) or current.get("enabled") is not False:
+            return f"{record.owner.describe()}'s automated sync was changed since: left as it is"
+        return ""
+    if current is not None:
+        return f"{record.owner.describe()} has automated sync again: left as it is"
+    return ""
+
+
+def _read_owner(cluster: Cluster, record: PauseRecord) -> Obj | None:
+    """The owner object a record's undo writes (None for the Flux annotation: no owner write)."""
+    owner = record.owner
+    if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
+        return cluster.get_helmrelease(owner.namespace, owner.name)
+    if record.mechanism in (
+        Mechanism.ARGOCD_AUTOMATED_DISABLED,
+        Mechanism.ARGOCD_AUTOMATED_REMOVED,
+    ):
+        return cluster.get_application(owner.namespace, owner.name)
+    return None
+
+
+def _check(owner: Obj, record: PauseRecord, *, namespace: str, deployment: str) -> None:
+    if _still_paused(owner, record):
+        return  # nothing will be written to it
+    annotations = owner.get("metadata", {}).get("annotations") or {}
+    problem = owner_pause_problem(annotations, record, namespace=namespace, deployment=deployment)
+    if problem:
+        raise NotOurPause(problem)
+
+
+def owner_check(cluster: Cluster, record: PauseRecord, *, namespace: str, deployment: str) -> None:
+    """NotOurPause when undoing `record` would write an owner that does not carry this
+    service's copy of it (see module doc); NotFound and other KubeErrors are raised."""
+    owner = _read_owner(cluster, record)
+    if owner is not None:
+        _check(owner, record, namespace=namespace, deployment=deployment)
+
+
+def unpause_owner(cluster: Cluster, record: PauseRecord, *, namespace: str, deployment: str) -> str:
     """Hand the owner back as it was (the Flux annotation is the Deployment's: see resume).
 
     Returns '' when it was handed back, else why nothing was written: someone already changed
     what the pause set (re-enabled, or disabled it their own way), and that is left as it is.
+    NotOurPause when the owner does not carry this service's copy of the record.
     """
     owner = record.owner
+    found = _read_owner(cluster, record)
+    if found is None:
+        return ""
+    untouched = _still_paused(found, record)
+    if untouched:
+        return untouched
+    _check(found, record, namespace=namespace, deployment=deployment)
     if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
-        release = cluster.get_helmrelease(owner.namespace, owner.name)
-        if not (release.get("spec") or {}).get("suspend"):
-            return f"{owner.describe()} is not suspended any more: left as it is"
-        cluster.patch_helmrelease(
-            owner.namespace,
-            owner.name,
-            {"spec": {"suspend": False}},
-            resource_version=release["metadata"]["resourceVersion"],
-        )
-    elif record.mechanism in (
-        Mechanism.ARGOCD_AUTOMATED_DISABLED,
-        Mechanism.ARGOCD_AUTOMATED_REMOVED,
-    ):
-        app = cluster.get_application(owner.namespace, owner.name)
-        current = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
-        if record.mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
-            if not isinstance(current, dict) or current.get("enabled") is not False:
-                return f"{owner.describe()}'s automated sync was changed since: left as it is"
-            automated: dict[str, Any] = {"enabled": True}
-        else:
-            if current is not None:
-                return f"{owner.describe()} has automated sync again: left as it is"
-            automated = record.previous or {}
-        cluster.patch_application(
-            owner.namespace,
-            owner.name,
-            {"spec": {"syncPolicy": {"automated": automated}}},
-            resource_version=app["metadata"]["resourceVersion"],
-        )
+        spec: dict[str, Any] = {"suspend": False}
+    elif record.mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
+        spec = {"syncPolicy": {"automated": {"enabled": True}}}
+    else:
+        spec = {"syncPolicy": {"automated": record.previous or {}}}
+    body = {"metadata": {"annotations": {ANNOTATION_OWNER_PAUSE: None}}, "spec": spec}
+    version = found["metadata"]["resourceVersion"]
+    if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
+        cluster.patch_helmrelease(owner.namespace, owner.name, body, resource_version=version)
+    else:
+        cluster.patch_application(owner.namespace, owner.name, body, resource_version=version)
     return ""
 
 
@@ -217,7 +278,7 @@ def resume(cluster: Cluster, deployment: Obj, record: PauseRecord, *, audit_id: 
     `audit_id` as its last resume; returns a line for humans. Conflict only when the Deployment
     kept changing through every re-read (see _drop_pause)."""
     namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
-    untouched = unpause_owner(cluster, record)
+    untouched = unpause_owner(cluster, record, namespace=namespace, deployment=name)
     try:
         _drop_pause(cluster, namespace, name, deployment, record, audit_id)
     except KubeError as exc:

@@ -6,7 +6,10 @@ cluster without it: a store that cannot take it is AuditUnavailable, a 503), und
 recorded on the Deployment (webhook.gitops_pause.resume), then records it like any decision
 (source `resume`, outcome `resumed`, the on-call actor and reason; the record closes the intent)
 and posts an `AutoRollbackResumed` Event. A Kubernetes failure is recorded as `failed` with its
-reason; a Deployment with nothing paused is a ResumeError (409), not a record. A record that
+reason; a Deployment with nothing paused is a ResumeError (409), not a record, and so is a
+pause record the owner itself does not carry (an Application or HelmRelease paused by this
+service carries its own copy, `auto-rollback/paused-for`; a record written on the Deployment by
+hand is refused before anything is written). A record that
 cannot be stored after the writes is a ResumeError (503) saying the resume was written, and a
 write without an answer (a timeout, a reset) one saying it may have landed: the intent stays
 open and the reconciler records the resume when the Deployment's `auto-rollback/last-resume`
@@ -23,7 +26,7 @@ from webhook.audit.rows import iso
 from webhook.contract import EventReason, FailReason, Outcome, Source
 from webhook.decision import Decision, new_id
 from webhook.gitops import pause_record
-from webhook.gitops_pause import OwnerHandedBack, resume
+from webhook.gitops_pause import NotOurPause, OwnerHandedBack, owner_check, resume
 from webhook.kube import Conflict, Forbidden, InvalidName, KubeError, NotFound, Transient
 from webhook.names import dns1123_label_problem, dns1123_subdomain_problem
 from webhook.replay import MAX_REASON_CHARS
@@ -97,6 +100,13 @@ def run_resume(
         raise ResumeError(
             409, f"Deployment {namespace}/{deployment} has no pause by rollback-webhook"
         )
+    try:
+        # Read only: a record hand-written on the Deployment never steers an owner write.
+        owner_check(service.cluster, paused, namespace=namespace, deployment=deployment)
+    except NotOurPause as exc:
+        raise ResumeError(409, str(exc)) from None
+    except KubeError as exc:
+        return _failed(service, decision, exc, detail=f"{actor}: {reason} | resume failed: {exc}")
     decision.labels = {"owner": paused.owner.describe()}
     decision.detail = (
         f"{actor}: {reason} | resumed {paused.owner.describe()} (the pause of audit "
@@ -112,6 +122,11 @@ def run_resume(
         )
     try:
         done = resume(service.cluster, current, paused, audit_id=decision.id)
+    except NotOurPause as exc:  # the owner changed since the check: nothing written
+        decision.outcome, decision.reason = Outcome.FAILED, FailReason.CONFLICT
+        decision.detail = f"{actor}: {reason} | resume failed: {exc}"
+        service.record(decision)
+        return decision
     except (KubeError, OwnerHandedBack) as exc:
         cause = exc.cause if isinstance(exc, OwnerHandedBack) else exc
         if isinstance(cause, Transient) and not cause.ended:

@@ -47,7 +47,7 @@ from tests.gitops.controlplane_support import (
 )
 from tests.gitops.support import FullApp, events
 from tests.tracker.support import tracker_for
-from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
+from webhook.gitops import ANNOTATION_GITOPS_PAUSED, ANNOTATION_OWNER_PAUSE, FLUX_RECONCILE
 
 pytestmark = pytest.mark.controlplane
 
@@ -249,6 +249,20 @@ def pauses_and_undos(patches: list[str]) -> bool:
     return len(patches) >= 2 and len(patches) % 2 == 0 and set(patches) == {"patch"}
 
 
+def owner_copy(owner: dict[str, Any]) -> dict[str, Any] | None:
+    """The owner object's own copy of this service's pause, parsed (None when it has none)."""
+    raw = (owner["metadata"].get("annotations") or {}).get(ANNOTATION_OWNER_PAUSE)
+    return json.loads(raw) if raw else None
+
+
+def carries_the_pause(owner: dict[str, Any], deployment: dict[str, Any]) -> bool:
+    """The owner's copy is the record on the Deployment, for that Deployment."""
+    on_deployment = json.loads(deployment["metadata"]["annotations"][ANNOTATION_GITOPS_PAUSED])
+    meta = deployment["metadata"]
+    expected = {**on_deployment, "deployment": f"{meta['namespace']}/{meta['name']}"}
+    return owner_copy(owner) == expected
+
+
 def flux_labels(name: str) -> dict[str, str]:
     return {
         "kustomize.toolkit.fluxcd.io/name": name,
@@ -321,10 +335,13 @@ def test_argocd_pause_disables_automated_sync_and_resume_enables_it(
     assert automated == {"enabled": False, "selfHeal": True, "prune": True}
     b.stays("web:1", seconds=5)  # self-heal would have reverted within a second
     assert ANNOTATION_GITOPS_PAUSED in b.deployment()["metadata"]["annotations"]
+    assert carries_the_pause(b.application(app), b.deployment())
+    assert owner_copy(b.application(app))["audit_id"] == decision["id"]  # type: ignore[index]
 
     b.resume("fixed")
     automated = b.application(app)["spec"]["syncPolicy"]["automated"]
     assert automated["enabled"] is True
+    assert owner_copy(b.application(app)) is None  # dropped in the same write
     wait_until("self-heal to take over again", lambda: image_of(b.deployment()) == "web:2")
     assert pauses_and_undos(b.service_writes("applications"))
 
@@ -348,11 +365,12 @@ def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespa
     decision = b.alert(bad)
 
     assert decision["outcome"] == "rolled_back", decision
-    assert get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")["spec"]["suspend"]
+    paused = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
+    assert paused["spec"]["suspend"] and carries_the_pause(paused, b.deployment())
     b.stays("web:1", seconds=5)
     b.resume("ok")
     release = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
-    assert release["spec"]["suspend"] is False
+    assert release["spec"]["suspend"] is False and owner_copy(release) is None
     assert pauses_and_undos(b.service_writes("helmreleases"))
 
 
@@ -615,6 +633,76 @@ def test_argocd_without_automated_enabled_removes_automated_and_resume_restores_
     # The removal and the restore took effect; the strict attempt was refused.
     assert pauses_and_undos(b.service_writes("applications"))
     assert "patch" in b.service_writes("applications", refused=True)
+
+
+def forged_record(owner: dict[str, str], mechanism: str, previous: Any) -> str:
+    """A pause record as this service writes it on a Deployment, written by hand instead."""
+    return json.dumps(
+        {
+            "owner": owner,
+            "mechanism": mechanism,
+            "previous": previous,
+            "time": "2026-12-01T10:00:00Z",
+            "audit_id": "d-20261201T100000000-0badc0de",
+        }
+    )
+
+
+def test_a_pause_record_written_by_hand_on_a_deployment_steers_no_owner_write(
+    bench: Any, namespace: str
+) -> None:
+    """Whoever can edit a Deployment can write a pause record on it. One naming an Application
+    synced by hand on purpose (automated absent), with a `previous` of prune and self-heal, and
+    one naming a HelmRelease someone suspended: resume refuses both with a 409 and writes
+    neither owner, nor the Deployment."""
+    b: Bench = bench(argocd="pause", flux_helmrelease="pause")
+    app = f"manual-{namespace}"
+    create(b.plane, application(app, automated=None))
+    release = create(b.plane, helmrelease("web", namespace))
+    kubectl(
+        b.plane,
+        "-n",
+        namespace,
+        "patch",
+        "helmrelease.helm.toolkit.fluxcd.io",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec": {"suspend": true}}',
+    )
+    records = {
+        "web": forged_record(
+            {"kind": "argocd", "name": app, "namespace": ARGOCD_NAMESPACE, "evidence": "hand"},
+            "argocd_automated_removed",
+            {"prune": True, "selfHeal": True},
+        ),
+        "api": forged_record(
+            {"kind": "flux_helmrelease", "name": "web", "namespace": namespace, "evidence": "x"},
+            "helmrelease_suspend",
+            None,
+        ),
+    }
+    for name, record in records.items():
+        manifest = deployment_manifest(name, namespace, f"{name}:1", replicas=1)
+        manifest["metadata"]["annotations"][ANNOTATION_GITOPS_PAUSED] = record
+        apply(b.plane, manifest)
+
+    for name, owner in (
+        ("web", f"Argo CD Application {ARGOCD_NAMESPACE}/{app}"),
+        ("api", f"Flux HelmRelease {namespace}/web"),
+    ):
+        answer = FullApp(b.h).resume({"namespace": namespace, "deployment": name, "reason": "x"})
+        assert answer.status_code == 409, answer.get_json()
+        error = answer.get_json()["error"]
+        assert owner in error and ANNOTATION_OWNER_PAUSE in error and "is missing" in error
+
+    assert "automated" not in (b.application(app)["spec"].get("syncPolicy") or {})
+    after = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
+    assert after["spec"]["suspend"] is True
+    assert after["metadata"]["generation"] == release["metadata"]["generation"] + 1  # ours only
+    assert b.service_writes("applications") == b.service_writes("helmreleases") == []
+    assert b.service_writes("deployments") == []
 
 
 def test_resume_leaves_alone_an_owner_someone_already_handed_back(
