@@ -14,9 +14,11 @@ from tests.oncall.support import live_server
 from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
 
 
-def pause_as_a_rollback_did(harness: Harness, name: str) -> None:
+def pause_as_a_rollback_did(
+    harness: Harness, name: str, namespace: str = "shop", audit_id: str = "d-earlier"
+) -> None:
     """The Deployment as a Flux pause leaves it (the annotations of the rollback's write)."""
-    deployment = harness.deployment("shop", name)
+    deployment = harness.deployment(namespace, name)
     record = {
         "owner": {
             "kind": "flux_kustomization",
@@ -27,12 +29,12 @@ def pause_as_a_rollback_did(harness: Harness, name: str) -> None:
         "mechanism": "flux_reconcile_annotation",
         "previous": None,
         "time": "2026-12-01T10:00:00Z",
-        "audit_id": "d-earlier",
+        "audit_id": audit_id,
     }
     deployment["metadata"]["annotations"].update(
         {FLUX_RECONCILE: "disabled", ANNOTATION_GITOPS_PAUSED: json.dumps(record)}
     )
-    harness.official().replace_namespaced_deployment(name, "shop", deployment)  # type: ignore[arg-type]
+    harness.official().replace_namespaced_deployment(name, namespace, deployment)  # type: ignore[arg-type]
 
 
 def resume(harness: Harness, body: object, token: str = ONCALL_TOKEN) -> Any:
@@ -145,18 +147,7 @@ def test_resume_of_a_deployment_out_of_scope_is_refused_before_any_write(
     # annotation (anyone who may write the Deployment can write one): it must not make the
     # service write where no alert could.
     harness.deploy("coredns", [("dns:1", hours(2))], namespace="kube-system")
-    deployment = harness.deployment("kube-system", "coredns")
-    record = {
-        "owner": {"kind": "flux_kustomization", "name": "apps", "namespace": "flux-system"},
-        "mechanism": "flux_reconcile_annotation",
-        "previous": None,
-        "time": "2026-12-01T10:00:00Z",
-        "audit_id": "d-forged",
-    }
-    deployment["metadata"]["annotations"].update(
-        {FLUX_RECONCILE: "disabled", ANNOTATION_GITOPS_PAUSED: json.dumps(record)}
-    )
-    harness.official().replace_namespaced_deployment("coredns", "kube-system", deployment)  # type: ignore[arg-type]
+    pause_as_a_rollback_did(harness, "coredns", namespace="kube-system", audit_id="d-forged")
     harness.sandbox.controls.clear_requests()
 
     answer = resume(harness, {"namespace": "kube-system", "deployment": "coredns", "reason": "x"})
