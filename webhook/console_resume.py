@@ -4,7 +4,9 @@
 `csrf_token` and `reason`, calls `webhook.resume.run_resume` with the session's name as the
 actor, then redirects (303) to the Deployment's page, which shows the outcome:
 `?resume=<decision id>` (the recorded `resumed` or `failed` decision) or `?resume=nothing`
-(no pause by this service on it any more: someone already resumed or changed it).
+(no pause by this service on it any more: someone already resumed or changed it). Any other
+refusal (a resume of it in progress; a pause record its owner does not carry) is a page with
+its status saying why.
 A bad field is a 400 page naming it; no session goes to the login page; a CSRF token that is
 not this session's is a 403. Registered by `install_console` with its session and CSRF checks,
 so login and session handling stay in webhook.console.
@@ -23,7 +25,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from webhook import contract
 from webhook.audit import AuditStore
 from webhook.jsontext import unencodable_field
-from webhook.resume import ResumeError, parse_target, run_resume
+from webhook.resume import NothingPaused, ResumeError, parse_target, run_resume
 from webhook.service import Service
 
 NOTHING = "nothing"
@@ -106,9 +108,9 @@ def install_resume_form(
                 service, namespace=namespace, deployment=name, actor=session.name, reason=reason
             )
             outcome = decision.id
+        except NothingPaused:
+            outcome = NOTHING  # the page says so; any other refusal is its own page
         except ResumeError as exc:
-            if exc.status != 409:
-                return problem(exc.status, str(exc), session)
-            outcome = NOTHING
+            return problem(exc.status, str(exc), session)
         target = url_for("console_deployment", namespace=namespace, name=name, resume=outcome)
         return secure(redirect(target, code=303))

@@ -251,8 +251,13 @@ class Decider:
                 plan, decision_id=decision_id, trigger=trigger, alertname=alertname, paused=paused
             )
         except Conflict:
-            self.effects.unpause(plan, paused)
+            left = self.effects.unpause(plan, paused)
             reservation.release()
+            if left:  # taken again, the owner would look paused by someone else: say so now
+                detail = f"409 Conflict on the rollback write; {left}"
+                return _Concluded(
+                    Outcome.FAILED, FailReason.CONFLICT, detail, found, admitted.alerted
+                )
             return Redecide("409 Conflict on the rollback write", found=found)
         except Transient as exc:
             # The write may have landed: read the Deployment again, never assume failure.
@@ -260,13 +265,13 @@ class Decider:
             if written is Written.UNKNOWN:  # its intent stays open for the reconciler
                 return replace(failure_for(exc, found), alerted=admitted.alerted, unsettled=True)
             if written is Written.NO:
-                self.effects.unpause(plan, paused)
+                left = self.effects.unpause(plan, paused)
                 reservation.release()
-                return replace(failure_for(exc, found), alerted=admitted.alerted)
+                return replace(_left_paused(exc, found, left), alerted=admitted.alerted)
         except KubeError as exc:
-            self.effects.unpause(plan, paused)
+            left = self.effects.unpause(plan, paused)
             reservation.release()
-            return replace(failure_for(exc, found), alerted=admitted.alerted)
+            return replace(_left_paused(exc, found, left), alerted=admitted.alerted)
         except BaseException:
             self.effects.unpause(plan, paused)
             reservation.release()
@@ -301,6 +306,12 @@ def _found_read(facts: ClusterFacts, fallback: Found) -> Found:
     if raw is None:
         return fallback
     return Found(deployment=facts.resolution().deployment, involved=DeploymentView.of(raw).ref())
+
+
+def _left_paused(exc: KubeError, found: Found, left: str) -> _Concluded:
+    """failure_for, saying in its detail that the pause made before the write stays."""
+    failed = failure_for(exc, found)
+    return replace(failed, detail=f"{failed.detail}; {left}") if left else failed
 
 
 def failure_for(exc: KubeError, found: Found) -> _Concluded:

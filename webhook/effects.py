@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from webhook import contract
 from webhook.contract import EventReason, Outcome
 from webhook.gitops import PauseRecord, pause_annotations
-from webhook.gitops_pause import NotOurPause, pause_owner, unpause_owner
+from webhook.gitops_pause import pause_owner, undo_pause
 from webhook.kube import Cluster, KubeError
 from webhook.policy import AlertedMark, Plan
 from webhook.revisions import format_k8s_time, rollback_body
@@ -58,15 +58,13 @@ class Effects:
             deployment=deployment,
         )
 
-    def unpause(self, plan: Plan, record: PauseRecord | None) -> None:
-        """Undo a pause whose rollback write failed (best effort, logged)."""
+    def unpause(self, plan: Plan, record: PauseRecord | None) -> str:
+        """Undo a pause whose rollback write failed; '' when undone (or nothing to undo), else
+        why the owner stays paused, for the decision's record (also logged)."""
         if record is None:
-            return
+            return ""
         namespace, deployment, _ = plan.key
-        try:
-            unpause_owner(self.cluster, record, namespace=namespace, deployment=deployment)
-        except (KubeError, NotOurPause) as exc:
-            log.error("could not undo the pause of %s: %s", record.owner.describe(), exc)
+        return undo_pause(self.cluster, record, namespace=namespace, deployment=deployment)
 
     def refused(self, involved: ObjectRef, message: str) -> None:
         """Tell humans why a GitOps-owned Deployment was left alone, and the steps instead."""

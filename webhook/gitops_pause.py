@@ -54,7 +54,7 @@ from webhook.gitops_facts import (
     application_facts,
     helmrelease_facts,
 )
-from webhook.kube import Cluster, Conflict, Invalid, KubeError, NotFound, Obj
+from webhook.kube import Cluster, Conflict, Invalid, KubeError, NotFound, Obj, Transient
 from webhook.revisions import format_k8s_time
 
 log = logging.getLogger(__name__)
@@ -102,44 +102,81 @@ def pause_owner(
         copy_of = owner_pause_annotation(done, namespace=namespace, deployment=deployment)
         return {"metadata": {"annotations": copy_of}, "spec": spec}
 
-    if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
-        if not isinstance(facts, HelmReleaseFacts):
-            raise ValueError(f"pausing {owner.describe()} needs the HelmRelease as read")
-        cluster.patch_helmrelease(
-            owner.namespace,
-            owner.name,
-            marked({"suspend": True}, record),
-            resource_version=facts.resource_version,
-        )
-    elif record.mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
-        if not isinstance(facts, ApplicationFacts):
-            raise ValueError(f"pausing {owner.describe()} needs the Application as read")
-        try:
-            cluster.patch_application(
+    try:
+        if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
+            if not isinstance(facts, HelmReleaseFacts):
+                raise ValueError(f"pausing {owner.describe()} needs the HelmRelease as read")
+            cluster.patch_helmrelease(
                 owner.namespace,
                 owner.name,
-                marked({"syncPolicy": {"automated": {"enabled": False}}}, record),
-                resource_version=facts.resource_version,
-                strict=True,
-            )
-        except Invalid as exc:
-            # An Argo CD whose CRD has no automated.enabled: remove automated, keep its value.
-            log.info("%s: no automated.enabled (%s): removing automated", owner.describe(), exc)
-            record = replace(
-                record, mechanism=Mechanism.ARGOCD_AUTOMATED_REMOVED, previous=facts.automated
-            )
-            cluster.patch_application(
-                owner.namespace,
-                owner.name,
-                marked({"syncPolicy": {"automated": None}}, record),
+                marked({"suspend": True}, record),
                 resource_version=facts.resource_version,
             )
+        elif record.mechanism == Mechanism.ARGOCD_AUTOMATED_DISABLED:
+            if not isinstance(facts, ApplicationFacts):
+                raise ValueError(f"pausing {owner.describe()} needs the Application as read")
+            try:
+                cluster.patch_application(
+                    owner.namespace,
+                    owner.name,
+                    marked({"syncPolicy": {"automated": {"enabled": False}}}, record),
+                    resource_version=facts.resource_version,
+                    strict=True,
+                )
+            except Invalid as exc:
+                # An Argo CD whose CRD has no automated.enabled: remove automated, keep its value.
+                log.info("%s: no automated.enabled (%s): removing automated", owner.describe(), exc)
+                record = replace(
+                    record, mechanism=Mechanism.ARGOCD_AUTOMATED_REMOVED, previous=facts.automated
+                )
+                cluster.patch_application(
+                    owner.namespace,
+                    owner.name,
+                    marked({"syncPolicy": {"automated": None}}, record),
+                    resource_version=facts.resource_version,
+                )
+    except Transient:
+        # No answer: the pause may have landed, and the caller has no record of it to undo.
+        # Undo it from what the owner shows (unpause writes only an owner carrying this copy).
+        undo_pause(cluster, record, namespace=namespace, deployment=deployment)
+        raise
     return record
 
 
 class NotOurPause(Exception):
     """The owner is paused as the Deployment's record says, but without this service's own copy
     of that record on it: not a pause this service made, so nothing is written to the owner."""
+
+
+# Attempts of a compensating unpause before it is left to a human (each reads the owner again).
+UNPAUSE_ATTEMPTS = 3
+
+
+def undo_pause(cluster: Cluster, record: PauseRecord, *, namespace: str, deployment: str) -> str:
+    """Undo a pause whose rollback did not happen: unpause_owner, again on a 409 (the tool's own
+    status writes move the owner's resourceVersion). '' when undone or nothing was left to undo,
+    else why it was not, for the decision's record."""
+    for attempt in range(1, UNPAUSE_ATTEMPTS + 1):
+        try:
+            unpause_owner(cluster, record, namespace=namespace, deployment=deployment)
+            return ""
+        except Conflict as exc:
+            if attempt == UNPAUSE_ATTEMPTS:
+                problem = str(exc)
+        except (KubeError, NotOurPause) as exc:
+            problem = str(exc)
+            break
+    log.error("could not undo the pause of %s: %s", record.owner.describe(), problem)
+    return (
+        f"{record.owner.describe()} stays paused ({problem}): hand it back with its own tool "
+        f"({describe_pause(record, namespace=namespace, deployment=deployment).split(';')[0]})"
+    )
+
+
+def _undo_quietly(
+    cluster: Cluster, record: PauseRecord, *, namespace: str, deployment: str
+) -> None:
+    undo_pause(cluster, record, namespace=namespace, deployment=deployment)
 
 
 def _still_paused(owner: Obj, record: PauseRecord) -> str:
@@ -181,6 +218,26 @@ def _check(owner: Obj, record: PauseRecord, *, namespace: str, deployment: str) 
         raise NotOurPause(problem)
 
 
+def _drop_stale_copy(
+    cluster: Cluster, found: Obj, record: PauseRecord, *, namespace: str, deployment: str
+) -> None:
+    """Someone handed the owner back: its copy of this pause goes too (a conditional write of
+    that annotation alone), or a later pause by hand would look like this service's."""
+    annotations = found.get("metadata", {}).get("annotations") or {}
+    if owner_pause_problem(annotations, record, namespace=namespace, deployment=deployment):
+        return  # no copy of this pause there: nothing to drop
+    body = {"metadata": {"annotations": {ANNOTATION_OWNER_PAUSE: None}}}
+    version = found["metadata"]["resourceVersion"]
+    owner = record.owner
+    try:
+        if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:
+            cluster.patch_helmrelease(owner.namespace, owner.name, body, resource_version=version)
+        else:
+            cluster.patch_application(owner.namespace, owner.name, body, resource_version=version)
+    except KubeError as exc:
+        log.warning("could not drop %s from %s: %s", ANNOTATION_OWNER_PAUSE, owner.describe(), exc)
+
+
 def owner_check(cluster: Cluster, record: PauseRecord, *, namespace: str, deployment: str) -> None:
     """NotOurPause when undoing `record` would write an owner that does not carry this
     service's copy of it (see module doc); NotFound and other KubeErrors are raised."""
@@ -202,6 +259,7 @@ def unpause_owner(cluster: Cluster, record: PauseRecord, *, namespace: str, depl
         return ""
     untouched = _still_paused(found, record)
     if untouched:
+        _drop_stale_copy(cluster, found, record, namespace=namespace, deployment=deployment)
         return untouched
     _check(found, record, namespace=namespace, deployment=deployment)
     if record.mechanism == Mechanism.HELMRELEASE_SUSPEND:

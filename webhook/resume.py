@@ -19,6 +19,7 @@ Deployment runs at a time: another while its intent is open is a ResumeError (40
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from webhook.audit import AuditUnavailable, IntentKind, IntentRow, IntentState
@@ -35,6 +36,8 @@ from webhook.service import Service
 
 # Checked before either reaches an API path: a namespace is a DNS-1123 label, a Deployment's
 # name a DNS-1123 subdomain (what the API server itself accepts).
+log = logging.getLogger(__name__)
+
 _NAME_PROBLEMS = {"namespace": dns1123_label_problem, "deployment": dns1123_subdomain_problem}
 
 
@@ -44,6 +47,13 @@ class ResumeError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class NothingPaused(ResumeError):
+    """The Deployment carries no pause record (409): resumed already, or never paused."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)
 
 
 def parse_target(body: Any) -> tuple[str, str, str]:
@@ -97,13 +107,13 @@ def run_resume(
         return _failed(service, decision, exc, detail=f"{actor}: {reason} | resume failed: {exc}")
     paused = pause_record(current["metadata"].get("annotations") or {})
     if paused is None:
-        raise ResumeError(
-            409, f"Deployment {namespace}/{deployment} has no pause by rollback-webhook"
-        )
+        raise NothingPaused(f"Deployment {namespace}/{deployment} has no pause by rollback-webhook")
     try:
         # Read only: a record hand-written on the Deployment never steers an owner write.
         owner_check(service.cluster, paused, namespace=namespace, deployment=deployment)
     except NotOurPause as exc:
+        # Nothing is written, so nothing is recorded; the attempt is logged for whoever looks.
+        log.warning("resume of %s/%s by %s refused: %s", namespace, deployment, actor, exc)
         raise ResumeError(409, str(exc)) from None
     except KubeError as exc:
         return _failed(service, decision, exc, detail=f"{actor}: {reason} | resume failed: {exc}")

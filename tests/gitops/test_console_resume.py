@@ -186,3 +186,28 @@ def test_an_audit_store_down_is_a_503_and_the_owner_stays_paused(
     assert ANNOTATION_GITOPS_PAUSED in annotations and FLUX_RECONCILE in annotations
     writes = [r for r in harness.sandbox.controls.requests() if r["verb"] in {"update", "patch"}]
     assert writes == []
+
+
+def test_a_refusal_other_than_nothing_paused_is_a_page_that_says_why(harness: Harness) -> None:
+    """A resume of the Deployment still in progress (its write got no answer): the form's 409
+    says so, rather than claiming nothing was paused while the page still shows the pause."""
+    paused_by_a_rollback(harness)
+    harness.sandbox.controls.fault(
+        method="PUT",
+        path=r"^/apis/apps/v1/namespaces/shop/deployments/web$",
+        action="hang",
+        delay=3,
+    )
+    oncall = OnCall(harness)
+    login(oncall)
+    csrf = csrf_of(oncall, PAGE)
+    first = oncall.client.post(ACTION, data={"csrf_token": csrf, "reason": "Git fixed"})
+    assert first.status_code == 503, first.get_data(as_text=True)
+    harness.sandbox.controls.clear_faults()
+
+    again = oncall.client.post(ACTION, data={"csrf_token": csrf, "reason": "again"})
+
+    assert again.status_code == 409
+    text = html.unescape(again.get_data(as_text=True))
+    assert "a resume of shop/web is in progress" in text and "nothing resumed" not in text
+    assert ANNOTATION_GITOPS_PAUSED in harness.deployment("shop", "web")["metadata"]["annotations"]

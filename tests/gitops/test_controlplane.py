@@ -728,8 +728,34 @@ def test_resume_leaves_alone_an_owner_someone_already_handed_back(
         '{"spec": {"suspend": false}}',
     )
 
+    record = b.deployment()["metadata"]["annotations"][ANNOTATION_GITOPS_PAUSED]
+
     detail = b.resume("tidy")["detail"]
     assert "is not suspended any more: left as it is" in detail
-    # Only pauses (and the undo of one whose rollback write met a 409): resume wrote nothing.
-    assert len(b.service_writes("helmreleases")) % 2 == 1
     assert ANNOTATION_GITOPS_PAUSED not in b.deployment()["metadata"]["annotations"]
+    # Its spec left as the person set it; only this service's copy of the pause is dropped.
+    release = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
+    assert release["spec"]["suspend"] is False and owner_copy(release) is None
+    # Later someone suspends it by hand, on purpose, and whoever may edit the Deployment puts
+    # the old record back: the owner no longer carries it, so resume refuses and writes nothing.
+    kubectl(
+        b.plane,
+        "-n",
+        namespace,
+        "patch",
+        "helmrelease.helm.toolkit.fluxcd.io",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec": {"suspend": true}}',
+    )
+    manifest = b.deployment()
+    manifest["metadata"]["annotations"][ANNOTATION_GITOPS_PAUSED] = record
+    kubernetes.client.AppsV1Api(b.admin).replace_namespaced_deployment("web", namespace, manifest)
+    writes = len(b.service_writes("helmreleases"))
+    answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "x"})
+    assert answer.status_code == 409 and "is missing" in answer.get_json()["error"]
+    assert len(b.service_writes("helmreleases")) == writes
+    release = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
+    assert release["spec"]["suspend"] is True
