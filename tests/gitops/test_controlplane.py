@@ -752,7 +752,7 @@ def test_resume_leaves_alone_an_owner_someone_already_handed_back(
     )
     manifest = b.deployment()
     manifest["metadata"]["annotations"][ANNOTATION_GITOPS_PAUSED] = record
-    kubernetes.client.AppsV1Api(b.admin).replace_namespaced_deployment("web", namespace, manifest)
+    kubernetes.client.AppsV1Api(b.admin).replace_namespaced_deployment("web", namespace, manifest)  # type: ignore[arg-type]
     writes = len(b.service_writes("helmreleases"))
     answer = FullApp(b.h).resume({"namespace": namespace, "deployment": "web", "reason": "x"})
     assert answer.status_code == 409 and "is missing" in answer.get_json()["error"]
