@@ -635,6 +635,22 @@ def test_argocd_without_automated_enabled_removes_automated_and_resume_restores_
     assert "patch" in b.service_writes("applications", refused=True)
 
 
+def suspend_by_hand(plane: ControlPlane, namespace: str, name: str) -> None:
+    """A person suspends a HelmRelease on purpose, as `flux suspend` does."""
+    kubectl(
+        plane,
+        "-n",
+        namespace,
+        "patch",
+        "helmrelease.helm.toolkit.fluxcd.io",
+        name,
+        "--type",
+        "merge",
+        "-p",
+        '{"spec": {"suspend": true}}',
+    )
+
+
 def forged_record(owner: dict[str, str], mechanism: str, previous: Any) -> str:
     """A pause record as this service writes it on a Deployment, written by hand instead."""
     return json.dumps(
@@ -659,18 +675,7 @@ def test_a_pause_record_written_by_hand_on_a_deployment_steers_no_owner_write(
     app = f"manual-{namespace}"
     create(b.plane, application(app, automated=None))
     release = create(b.plane, helmrelease("web", namespace))
-    kubectl(
-        b.plane,
-        "-n",
-        namespace,
-        "patch",
-        "helmrelease.helm.toolkit.fluxcd.io",
-        "web",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec": {"suspend": true}}',
-    )
+    suspend_by_hand(b.plane, namespace, "web")
     records = {
         "web": forged_record(
             {"kind": "argocd", "name": app, "namespace": ARGOCD_NAMESPACE, "evidence": "hand"},
@@ -738,18 +743,7 @@ def test_resume_leaves_alone_an_owner_someone_already_handed_back(
     assert release["spec"]["suspend"] is False and owner_copy(release) is None
     # Later someone suspends it by hand, on purpose, and whoever may edit the Deployment puts
     # the old record back: the owner no longer carries it, so resume refuses and writes nothing.
-    kubectl(
-        b.plane,
-        "-n",
-        namespace,
-        "patch",
-        "helmrelease.helm.toolkit.fluxcd.io",
-        "web",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec": {"suspend": true}}',
-    )
+    suspend_by_hand(b.plane, namespace, "web")
     manifest = b.deployment()
     manifest["metadata"]["annotations"][ANNOTATION_GITOPS_PAUSED] = record
     kubernetes.client.AppsV1Api(b.admin).replace_namespaced_deployment("web", namespace, manifest)  # type: ignore[arg-type]
