@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from webhook import contract
+from webhook import contract, names
 from webhook.alerts import Alert
 from webhook.ask import Overrides, Request
 from webhook.config import Settings
@@ -126,8 +126,9 @@ class Decider:
             trigger=_trigger(alert),
             labels=dict(labels),
             starts_at=alert.starts_at,
-            namespace=labels.get(contract.LABEL_NAMESPACE, ""),
-            deployment=concluded.found.deployment or labels.get(contract.LABEL_DEPLOYMENT, ""),
+            namespace=_name_or_blank(labels.get(contract.LABEL_NAMESPACE, ""), namespace=True),
+            deployment=concluded.found.deployment
+            or _name_or_blank(labels.get(contract.LABEL_DEPLOYMENT, "")),
             from_revision=concluded.found.from_revision,
             to_revision=concluded.found.to_revision,
             from_replicaset=concluded.found.from_replicaset,
@@ -322,3 +323,12 @@ def failure_for(exc: KubeError, found: Found) -> _Concluded:
     if isinstance(exc, Forbidden):
         return _Concluded(Outcome.FAILED, FailReason.FORBIDDEN, str(exc), found)
     return _Concluded(Outcome.FAILED, FailReason.API_ERROR, str(exc), found)
+
+
+def _name_or_blank(value: str, *, namespace: bool = False) -> str:
+    """A workload label as the decision's namespace or deployment: the columns the audit is
+    queried and indexed by hold names only. A label that is no Kubernetes name (any length a
+    sender likes: PostgreSQL refuses an index entry over about 2.7 kB) leaves them blank; the
+    decision's labels and detail keep it as sent."""
+    ok = names.is_namespace_name(value) if namespace else names.is_object_name(value)
+    return value if ok else ""

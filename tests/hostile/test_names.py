@@ -5,6 +5,8 @@ audit keeps the raw labels and names the refused value. Through alerts and throu
 from __future__ import annotations
 
 import json
+import random
+import string
 
 import pytest
 
@@ -90,3 +92,24 @@ def test_hostile_names_in_a_replay_never_reach_the_api(oncall: OnCall) -> None:
         stored is not None
         and "default/../kube-system" in json.loads(stored.body)["alerts"][0]["labels"].values()
     )
+
+
+@pytest.mark.parametrize("label", ["namespace", "deployment"])
+def test_a_workload_label_longer_than_any_name_is_decided_on_either_store(
+    on_each_store: Harness, label: str
+) -> None:
+    """9,000 random letters: PostgreSQL keeps no index entry over about 2.7 kB, and the audit
+    indexes its decisions by namespace and Deployment. The value is no name, so those columns
+    stay blank; the labels and the detail keep it as sent. A 5xx would be retried forever."""
+    h = on_each_store
+    h.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    h.sandbox.controls.clear_requests()
+    letters = random.Random(label).choices(string.ascii_letters, k=9_000)
+    value = "".join(letters)
+    [decision] = h.post_alerts(h.alert(**labels_with(label, value)))  # type: ignore[arg-type]
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "invalid_labels")
+    row = h.audit_row(decision["id"])
+    assert row["labels"][label] == value and value in row["detail"]
+    assert row[label] == ""
+    assert h.sandbox.controls.requests() == []
+    assert template_images(h.deployment("shop", "web")) == ["web:2"]
