@@ -76,13 +76,21 @@ def compute_hash(template: dict[str, Any], collision_count: int | None) -> str:
     return pods.safe_encode(str(pods.fnv32a(data)))
 
 
+def parse_int64(text: str) -> int | None:
+    """strconv.ParseInt(text, 10, 64): None where Go returns an error. Python's int() would
+    also take '1_2', ' 4' and other scripts' digits, and any size."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
+
+
 def revision(obj: dict[str, Any]) -> int:
-    """The deployment.kubernetes.io/revision annotation as a number (0 when absent or bad)."""
+    """util.Revision as MaxRevision and ReplicaSetsByRevision use it: 0 when the annotation
+    is absent, and when it is no int64 (they skip such a ReplicaSet)."""
     text = ((obj.get("metadata") or {}).get("annotations") or {}).get(contract.REVISION, "0")
-    try:
-        return int(text)
-    except ValueError:
-        return 0
+    return parse_int64(text) or 0
 
 
 def _scaled(value: Any, total: int, *, round_up: bool) -> int:
@@ -167,7 +175,11 @@ def set_new_replicaset_annotations(
         annotations[key] = value
         changed = True
     had_revision = contract.REVISION in annotations
-    old_revision = revision(rs)
+    old_revision = parse_int64(annotations.get(contract.REVISION) or "0")
+    if old_revision is None:
+        # Upstream: "Updating replica set revision OldRevision not int", and false: nothing
+        # of this pass is written, so the Deployment takes the ReplicaSet's revision as it is.
+        return False
     if old_revision < new_revision:
         annotations[contract.REVISION] = str(new_revision)
         changed = True

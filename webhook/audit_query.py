@@ -16,7 +16,7 @@ from webhook import contract
 from webhook.alerts import parse_time
 from webhook.audit import AuditStore
 from webhook.audit.rows import LoginOutcome
-from webhook.config import ConfigError, parse_duration
+from webhook.config import ConfigError, DurationTooLong, parse_duration
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -44,10 +44,10 @@ def parse_since(text: str, *, now: datetime) -> datetime:
     """RFC 3339 time, or a duration (`90s`, `30m`, `2h`, `1h30m`) meaning that long before now."""
     try:
         return now - timedelta(seconds=parse_duration(text, key="since"))
-    except (ConfigError, ValueError):  # ValueError: int() of a digit like '²'
-        pass
-    except OverflowError:
+    except DurationTooLong:
         raise FilterError(f"since: duration {text!r} reaches before any stored time") from None
+    except ConfigError:
+        pass
     try:
         return parse_time(text, where="since")
     except ValueError as exc:

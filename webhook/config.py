@@ -25,7 +25,13 @@ RECEIVER_TOKEN_ENV = "ROLLBACK_WEBHOOK_RECEIVER_TOKEN"  # noqa: S105 - a variabl
 RECEIVER_PASSWORD_ENV = "ROLLBACK_WEBHOOK_RECEIVER_PASSWORD"  # noqa: S105
 ONCALL_TOKENS_ENV = "ROLLBACK_WEBHOOK_ONCALL_TOKENS"
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# ASCII digits only: `\d` and str.isdigit() also match other scripts' digits, some of which
+# int() refuses ('²').
+_DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+# The longest duration read anywhere (the file, a Deployment's annotations, the audit's `since`):
+# a century. No setting means more, and further than that from now leaves what a datetime and
+# the stores hold (a `1000000000000h` cooldown was an OverflowError, a 500, on every alert).
+MAX_DURATION_SECONDS = 100 * 365 * 24 * 3600
 
 
 class ConfigError(ValueError):
@@ -40,23 +46,32 @@ class ConfigError(ValueError):
         super().__init__("\n".join(self.problems))
 
 
+class DurationTooLong(ConfigError):
+    """A duration past MAX_DURATION_SECONDS."""
+
+
 def parse_duration(value: object, *, key: str) -> int:
     """Seconds from an integer or a "1h30m", "30m", "90s" string."""
     if isinstance(value, bool):
         raise ConfigError(f"{key}: expected a duration like 30m or seconds, got {value!r}")
+    seconds: int | None = None
     if isinstance(value, int):
         if value < 0:
             raise ConfigError(f"{key}: must not be negative, got {value}")
-        return value
-    if isinstance(value, str):
+        seconds = value
+    elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
-        match = _DURATION.match(text)
-        if text and match:
-            hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-            return hours * 3600 + minutes * 60 + seconds
-    raise ConfigError(f"{key}: expected a duration like 30m, 1h or 90s, got {value!r}")
+        match = _DURATION.fullmatch(text)
+        if re.fullmatch(r"[0-9]+", text):
+            seconds = int(text)
+        elif text and match:
+            hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+            seconds = hours * 3600 + minutes * 60 + secs
+    if seconds is None:
+        raise ConfigError(f"{key}: expected a duration like 30m, 1h or 90s, got {value!r}")
+    if seconds > MAX_DURATION_SECONDS:
+        raise DurationTooLong(f"{key}: longer than a century, got {value!r}")
+    return seconds
 
 
 Duration = typing.NewType("Duration", int)  # seconds; accepts "30m" style in YAML

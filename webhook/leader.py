@@ -33,6 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from webhook.alerts import parse_time
 from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ def parse_lease_time(text: Any) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return parse_time(text, where="lease time")
+    except ValueError:  # a hand-edited Lease: no timezone, or out of range
         return None
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from webhook import contract
+from webhook.alerts import parse_time
 from webhook.views import Obj as Obj
 from webhook.views import condition
 
@@ -32,10 +34,15 @@ ANNOTATIONS_TO_SKIP = frozenset(
 
 
 def parse_k8s_time(text: str | None) -> datetime | None:
-    """A Kubernetes RFC 3339 timestamp (`2024-05-01T10:00:00Z`), or None."""
+    """A Kubernetes RFC 3339 timestamp (`2024-05-01T10:00:00Z`) in UTC, or None when absent.
+
+    Read as an alert's times are (alerts.parse_time): a hand-written annotation with no
+    timezone, or a year a datetime cannot shift to UTC or add a cooldown to, is a ValueError
+    here rather than a TypeError or an OverflowError, a 500, at the comparison that meets it.
+    """
     if not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parse_time(text, where="time")
 
 
 def format_k8s_time(when: datetime) -> str:
@@ -100,16 +107,29 @@ class Revision:
         return str(self.replicaset["metadata"].get("resourceVersion", ""))
 
 
-def _revision_number(annotations: dict[str, str]) -> int | None:
-    try:
-        return int(annotations.get(contract.REVISION, ""))
-    except ValueError:
+# What Go's strconv.ParseInt(v, 10, 64) accepts, as the Deployment controller and kubectl read
+# a revision: ASCII digits with an optional sign, within int64. Python's int() also takes
+# spaces, underscores and other scripts' digits, and no bound (the audit stores a BIGINT).
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_INT64 = range(-(2**63), 2**63)
+
+
+def parse_revision(raw: str) -> int | None:
+    """A revision annotation's number as kubectl reads it; None where kubectl skips it."""
+    if _GO_INT.fullmatch(raw) is None:
         return None
+    value = int(raw)
+    return value if value in _INT64 else None
+
+
+def _revision_number(annotations: dict[str, str]) -> int | None:
+    return parse_revision(annotations.get(contract.REVISION, ""))
 
 
 def _history(annotations: dict[str, str]) -> tuple[int, ...]:
     raw = annotations.get(contract.REVISION_HISTORY, "")
-    return tuple(int(p) for p in raw.split(",") if p.strip().isdigit())
+    parsed = (parse_revision(p.strip()) for p in raw.split(","))
+    return tuple(p for p in parsed if p is not None)
 
 
 def is_controlled_by(obj: Obj, owner: Obj) -> bool:

@@ -1,0 +1,99 @@
+"""Values someone who may edit a Deployment or a ReplicaSet writes by hand, that the Deployment
+controller and kubectl would not read either: a revision past int64 or not in ASCII digits, a time
+with no timezone or no UTC equivalent, a duration in other digits or of a billion years. Each is
+read as absent (kubectl skips such a revision) or ignored with a note, never a 5xx: Alertmanager
+retries a 5xx forever, and every alert for that Deployment would meet the same value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes
+import pytest
+
+from lab.receiver_harness import Harness, hours, minutes, template_images
+
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def deploy(h: Harness, name: str) -> list[str]:
+    rss = h.deploy(name, [(f"{name}:1", hours(2)), (f"{name}:2", minutes(3))])
+    h.sandbox.controls.clear_requests()
+    return rss
+
+
+def annotate(h: Harness, kind: str, name: str, annotations: dict[str, str]) -> None:
+    apps = kubernetes.client.AppsV1Api(h.api)
+    patch = {"metadata": {"annotations": annotations}}
+    if kind == "replicaset":
+        apps.patch_namespaced_replica_set(name, "shop", patch)
+    else:
+        apps.patch_namespaced_deployment(name, "shop", patch)
+
+
+def decide(h: Harness, name: str) -> dict[str, Any]:
+    response = h.post(json.dumps(h.payload(h.alert(namespace="shop", deployment=name))))
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    [decision] = response.get_json()["decisions"]
+    return dict(decision)
+
+
+@pytest.mark.parametrize("value", ["9" * 20, "1_2", " 4", "\u0663"], ids=ascii)
+@pytest.mark.parametrize("which", ["current", "older"])
+def test_a_revision_kubectl_cannot_parse_is_no_revision(
+    on_each_store: Harness, value: str, which: str
+) -> None:
+    """strconv.ParseInt(v, 10, 64) is how the controller and `kubectl rollout undo` read it.
+    Past int64 was an OverflowError on SQLite and a BIGINT out of range on PostgreSQL (a 500
+    and a 503); '1_2' was read as revision 12 and ' 4' as 4, where kubectl skips them."""
+    h = on_each_store
+    old, new = deploy(h, "web")
+    annotate(h, "replicaset", new if which == "current" else old, {REVISION: value})
+    decision = decide(h, "web")
+    assert decision["outcome"] == "skipped", decision
+    assert template_images(h.deployment("shop", "web")) == ["web:2"]
+    stored = h.audit_row(decision["id"])
+    assert stored["from_revision"] in (None, 2) and stored["to_revision"] is None
+
+
+def test_cluster_times_without_a_timezone_or_a_utc_equivalent_are_read_as_absent(
+    make_harness: Any,
+) -> None:
+    h: Harness = make_harness(max_rollbacks=100)
+    cases = {
+        # A naive time met an aware one: TypeError at the cooldown's and the stamp's comparison.
+        "action": "2026-01-01T00:00:00",
+        "alerted": "2026-01-01T00:00:00",
+        # Year 9999 read as a stamp of health; in -23:59 it has no UTC equivalent at all.
+        "healthy": "9999-12-31T23:59:59Z",
+        "healthy-west": "9999-12-31T23:59:59-23:59",
+    }
+    for case, value in cases.items():
+        old, new = deploy(h, case)
+        if case == "action":
+            action = {"time": value, "audit_id": "d-1", "from_revision": 1, "to_revision": 2}
+            annotate(h, "deployment", case, {"auto-rollback/last-action": json.dumps(action)})
+        elif case == "alerted":
+            annotate(h, "replicaset", new, {"auto-rollback/alerted-at": value})
+        else:
+            annotate(h, "replicaset", old, {"auto-rollback/healthy-since": value})
+        decision = decide(h, case)
+        # Read as absent: no cooldown, no stamp; the cluster's own evidence decides.
+        assert decision["outcome"] == "rolled_back", decision
+        assert "stamp" not in decision["detail"] and "(cluster: ran" in decision["detail"]
+        assert template_images(h.deployment("shop", case)) == [f"{case}:1"]
+
+
+@pytest.mark.parametrize("key", ["auto-rollback/cooldown", "auto-rollback/min-healthy-seconds"])
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 30, "99999999999h"], ids=ascii)
+def test_a_duration_annotation_no_one_means_is_ignored_with_a_note(
+    harness: Harness, key: str, value: str
+) -> None:
+    """'²' passed str.isdigit() and failed int() (ValueError); past timedelta's range it was an
+    OverflowError. Both were a 500 on every alert for the Deployment."""
+    deploy(harness, "web")
+    annotate(harness, "deployment", "web", {key: value})
+    decision = decide(harness, "web")
+    assert decision["outcome"] == "rolled_back", decision
+    assert f"ignored {key}: " in decision["detail"]
