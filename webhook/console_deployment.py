@@ -13,7 +13,6 @@ session check and page helpers so login and session handling stay in webhook.con
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,7 +29,7 @@ from webhook.history import History, build_history
 from webhook.kube import InvalidName, KubeError, NotFound, Obj
 from webhook.overrides import policy_for
 from webhook.replay import OVERRIDABLE, OVERRIDE_KEYS
-from webhook.revisions import last_action, last_action_time, parse_k8s_time
+from webhook.revisions import json_annotation, last_action, last_action_time, parse_k8s_time
 from webhook.service import Service, evidence_sources
 from webhook.timeline import Lane, Mark, render_svg, spans_from_activations
 from webhook.views import label_selector
@@ -271,12 +270,9 @@ def deployment_context(
     )
     bad_marks: dict[str, Any] = {}
     for replicaset, values in annotations.items():
-        raw = values.get(contract.ANNOTATION_BAD_REVISION)
-        if raw:
-            try:
-                bad_marks[replicaset] = json.loads(raw)
-            except ValueError:
-                bad_marks[replicaset] = {"reason": raw}
+        mark = json_annotation(values, contract.ANNOTATION_BAD_REVISION)
+        if mark:  # a mark edited past reading is still shown as a mark
+            bad_marks[replicaset] = mark if "reason" in mark else {**mark, "reason": "unreadable"}
     rows = service.audit.query(namespace=namespace, deployment=name, limit=DECISIONS_SHOWN)
     decisions, previews = split_previews(rows)
     current = next((row for row in history.rows if row.verdict == "current"), None)

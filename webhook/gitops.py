@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from webhook import jsontext
 from webhook.config import GitOps, GitOpsHandling
 from webhook.gitops_facts import (
     ARGOCD_TRACKING_ID,
@@ -300,7 +301,7 @@ def pause_record(annotations: Mapping[str, str]) -> PauseRecord | None:
     if not raw:
         return None
     try:
-        data = json.loads(raw)
+        data = jsontext.loads(raw, where=ANNOTATION_GITOPS_PAUSED)
         owner = data["owner"]
         return PauseRecord(
             owner=Owner(
@@ -333,7 +334,7 @@ def owner_pause_problem(
     expected = owner_pause_annotation(record, namespace=namespace, deployment=deployment)
     if raw is not None:
         try:
-            if json.loads(raw) == json.loads(expected[ANNOTATION_OWNER_PAUSE]):
+            if jsontext.loads(raw) == json.loads(expected[ANNOTATION_OWNER_PAUSE]):
                 return ""
         except ValueError:
             pass

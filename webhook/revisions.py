@@ -9,13 +9,13 @@ and kubernetes/kubernetes pkg/controller/deployment/util (EqualIgnoreHash, FindN
 from __future__ import annotations
 
 import copy
-import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook import contract
+from webhook import contract, jsontext
 from webhook.alerts import parse_time
 from webhook.views import Obj as Obj
 from webhook.views import condition
@@ -50,12 +50,16 @@ def format_k8s_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _json_annotation(annotations: dict[str, str], key: str) -> dict[str, Any] | None:
+def json_annotation(annotations: Mapping[str, str], key: str) -> dict[str, Any] | None:
+    """A JSON annotation this service writes, as an object, or None when absent. Edited by hand
+    it may be anything: not JSON, nested past the decoder's depth, or a list or a number. Every
+    reader takes it from here, as an object, so none meets a RecursionError or calls .get on a
+    list (both were a 500 on each alert, resume and console page for that Deployment)."""
     raw = annotations.get(key)
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
+        value = jsontext.loads(raw, where=key)
     except ValueError:
         # A mark we cannot read is still a mark: never roll back to it.
         return {"unreadable": raw}
@@ -77,7 +81,7 @@ class Revision:
 
     @property
     def bad_mark(self) -> dict[str, Any] | None:
-        return _json_annotation(self.annotations, contract.ANNOTATION_BAD_REVISION)
+        return json_annotation(self.annotations, contract.ANNOTATION_BAD_REVISION)
 
     @property
     def healthy_since(self) -> datetime | None:
@@ -216,7 +220,7 @@ def current_revision(deployment: Obj, revisions: list[Revision]) -> Revision | N
 def last_action(deployment: Obj) -> dict[str, Any] | None:
     """The service's own `auto-rollback/last-action` record on the Deployment, if any."""
     annotations = deployment["metadata"].get("annotations") or {}
-    return _json_annotation(annotations, contract.ANNOTATION_LAST_ACTION)
+    return json_annotation(annotations, contract.ANNOTATION_LAST_ACTION)
 
 
 def last_action_time(deployment: Obj) -> datetime | None:

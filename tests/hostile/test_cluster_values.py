@@ -1,6 +1,6 @@
 """Values someone who may edit a Deployment or a ReplicaSet writes by hand, that the Deployment
 controller and kubectl would not read either: a revision past int64 or not in ASCII digits, a time
-with no timezone or no UTC equivalent, a duration in other digits or of a billion years. Each is
+with no timezone or no UTC equivalent, a duration in other digits or of a billion years, a JSON record that is no object. Each is
 read as absent (kubectl skips such a revision) or ignored with a note, never a 5xx: Alertmanager
 retries a 5xx forever, and every alert for that Deployment would meet the same value."""
 
@@ -13,6 +13,8 @@ import kubernetes
 import pytest
 
 from lab.receiver_harness import Harness, hours, minutes, template_images
+from tests.hostile.support import console_login
+from tests.oncall.support import ALICE, OnCall
 
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -97,3 +99,40 @@ def test_a_duration_annotation_no_one_means_is_ignored_with_a_note(
     decision = decide(harness, "web")
     assert decision["outcome"] == "rolled_back", decision
     assert f"ignored {key}: " in decision["detail"]
+
+
+# What JSON annotations can be edited to: a list, a number, a string, null, and nesting past
+# the decoder's recursion limit (the API server takes 256 KiB of annotations).
+NOT_OBJECTS = ["[]", "5", '"x"', "null", "[" * 100_000 + "]" * 100_000]
+
+
+@pytest.mark.parametrize("value", NOT_OBJECTS, ids=lambda v: ascii(v)[:12])
+@pytest.mark.parametrize(
+    "key",
+    ["auto-rollback/last-action", "auto-rollback/gitops-paused", "auto-rollback/bad-revision"],
+)
+def test_a_json_annotation_edited_to_no_object_is_never_a_5xx(
+    oncall: OnCall, key: str, value: str
+) -> None:
+    """Each was a 500 somewhere: a RecursionError deciding an alert, resuming and showing the
+    console page; .get on a list, a number or None on the page of a bad-revision mark."""
+    h = oncall.h
+    old, _ = deploy(h, "web")
+    if key == "auto-rollback/bad-revision":
+        annotate(h, "replicaset", old, {key: value})
+    else:
+        annotate(h, "deployment", "web", {key: value})
+    decision = decide(h, "web")
+    # A bad-revision mark that cannot be read is still a mark: never rolled back to.
+    rolled_back = key != "auto-rollback/bad-revision"
+    assert (decision["outcome"] == "rolled_back") is rolled_back, decision
+    resumed = oncall.client.post(
+        "/api/v1/resume",
+        json={"namespace": "shop", "deployment": "web", "reason": "by hand"},
+        headers={"Authorization": f"Bearer {ALICE}"},
+    )
+    assert 400 <= resumed.status_code < 500, resumed.get_data(as_text=True)[:300]
+    console = oncall.app.test_client()
+    console_login(console, ALICE, name="alice")
+    page = console.get("/deployments/shop/web")
+    assert page.status_code == 200, page.get_data(as_text=True)[:300]
