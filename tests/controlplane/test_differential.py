@@ -277,29 +277,26 @@ def twin_backends(controlplane: ControlPlane, tmp_path: Path) -> Iterator[tuple[
         kubectl(controlplane, "delete", "namespace", real.namespace, "--wait=false", check=False)
 
 
-def test_same_kubectl_scenario_same_outputs_on_sandbox_and_control_plane(
-    twin_backends: tuple[Backend, Backend],
-) -> None:
+def assert_same(twin_backends: tuple[Backend, Backend], scenario: list[Step]) -> None:
+    """Play `scenario` on the control plane, then on the sandbox; every step's output equal."""
     real, fake = twin_backends
-    expected = play(real)
-    observed = play(fake)
+    expected = play(real, scenario)
+    observed = play(fake, scenario)
     differences = [
         f"--- {step}\ncontrol plane:\n{want}\nsandbox:\n{got}"
         for (step, want), (_, got) in zip(expected, observed, strict=True)
         if want != got
     ]
     assert not differences, "\n".join(differences)
+
+
+def test_same_kubectl_scenario_same_outputs_on_sandbox_and_control_plane(
+    twin_backends: tuple[Backend, Backend],
+) -> None:
+    assert_same(twin_backends, SCENARIO)
 
 
 def test_hand_edited_revisions_are_skipped_alike_on_sandbox_and_control_plane(
     twin_backends: tuple[Backend, Backend],
 ) -> None:
-    real, fake = twin_backends
-    expected = play(real, HAND_EDITED)
-    observed = play(fake, HAND_EDITED)
-    differences = [
-        f"--- {step}\ncontrol plane:\n{want}\nsandbox:\n{got}"
-        for (step, want), (_, got) in zip(expected, observed, strict=True)
-        if want != got
-    ]
-    assert not differences, "\n".join(differences)
+    assert_same(twin_backends, HAND_EDITED)
