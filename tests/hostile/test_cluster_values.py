@@ -1,8 +1,9 @@
 """Values someone who may edit a Deployment or a ReplicaSet writes by hand, that the Deployment
 controller and kubectl would not read either: a revision past int64 or not in ASCII digits, a time
-with no timezone or no UTC equivalent, a duration in other digits or of a billion years, a JSON record that is no object. Each is
-read as absent (kubectl skips such a revision) or ignored with a note, never a 5xx: Alertmanager
-retries a 5xx forever, and every alert for that Deployment would meet the same value."""
+with no timezone or no UTC equivalent, a duration in other digits or of a billion years, a JSON
+record that is no object. Each is read as absent (kubectl skips such a revision) or ignored with
+a note, never a 5xx: Alertmanager retries a 5xx forever, and every alert for that Deployment
+would meet the same value."""
 
 from __future__ import annotations
 
