@@ -101,10 +101,7 @@ def images_of(service: Service, namespace: str, replicaset: str | None) -> list[
 
 
 def _parse(text: Any) -> datetime | None:
-    try:
-        return parse_k8s_time(str(text)) if text else None
-    except ValueError:
-        return None
+    return parse_k8s_time(str(text)) if text else None
 
 
 def cooldown_state(service: Service, deployment: Obj, *, now: datetime) -> Clock:

@@ -94,6 +94,9 @@ class LeaderElector:
         self._lease: Obj | None = None  # the Lease as our last successful write left it
         self._observed_holder = ""
         self._trouble = ""  # the last round's failure, logged once until it changes
+        # A record renewed ahead of our clock, and when we first saw it (see _expired).
+        self._ahead: tuple[str, str] | None = None
+        self._ahead_seen = datetime.min.replace(tzinfo=UTC)
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -181,7 +184,8 @@ class LeaderElector:
             "leaseDurationSeconds": int(self.lease_duration.total_seconds()),
             "acquireTime": spec.get("acquireTime") if ours else format_micro_time(now),
             "renewTime": format_micro_time(now),
-            "leaseTransitions": old_transitions if ours else old_transitions + 1,
+            # An int32 on the server: one past its largest would make every takeover a 400.
+            "leaseTransitions": old_transitions if ours else min(old_transitions + 1, 2**31 - 1),
         }
         try:
             # Conditional: metadata.resourceVersion is the one we just read.
@@ -216,6 +220,14 @@ class LeaderElector:
             if isinstance(seconds, int) and seconds > 0
             else self.lease_duration
         )
+        if renewed > now:
+            # Ahead of this clock: skew, or a hand edit (2999) that would hold every candidate
+            # off forever. As client-go times every record: from when this candidate saw it
+            # change. A holder that renews changes it each round; a frozen one expires.
+            record = (str(spec.get("holderIdentity") or ""), str(spec.get("renewTime") or ""))
+            if self._ahead != record:
+                self._ahead, self._ahead_seen = record, now
+            return self._ahead_seen + duration < now
         return renewed + duration < now
 
     def _create(self, now: datetime) -> bool:
@@ -364,6 +376,12 @@ def lease_problem(
     if renewed is not None and isinstance(seconds, int) and seconds > 0:
         # Three durations: a takeover after a holder's crash needs one, plus a retry period.
         stale = clock() - renewed
+        if -stale > timedelta(seconds=3 * seconds):
+            return (
+                f"leader election: Lease {what} renewed {int(-stale.total_seconds())}s ahead of "
+                f"this clock (holder {spec.get('holderIdentity') or 'none'!r}): clock skew or "
+                "a hand edit; candidates time it from when they saw it change"
+            )
         if stale > timedelta(seconds=3 * seconds):
             return (
                 f"leader election: Lease {what} not renewed for {int(stale.total_seconds())}s "

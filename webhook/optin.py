@@ -1,8 +1,8 @@
 """Opt-in (README, safety policy): one rule for the receiver and the health tracker.
 
-The Deployment's own `auto-rollback/enabled` annotation decides when it has one ("false" always
-wins); otherwise its namespace's label of the same name ("false" opts out even with
-require_opt_in: false); otherwise `require_opt_in`.
+The Deployment's own `auto-rollback/enabled` annotation decides when it has one; otherwise its
+namespace's label of the same name; otherwise `require_opt_in`. Only "true" opts in: any other
+value present ("false", "False", "no") opts out, even with require_opt_in: false.
 """
 
 from __future__ import annotations
@@ -22,15 +22,22 @@ def opt_in(
     """(acts, why). `namespace_label` is only called when the Deployment says nothing."""
     key = contract.ANNOTATION_ENABLED
     value = annotations.get(key)
-    if value == "false":
-        return False, f'{key} is "false"'
-    if value == "true":
-        return True, f'{key} is "true"'
+    if value is not None:
+        return _said(value, f"{key} is")
     label = namespace_label()
-    if label == "false":
-        return False, f'namespace {namespace} has {key}: "false"'
-    if label == "true":
-        return True, f'namespace {namespace} has {key}: "true"'
+    if label is not None:
+        return _said(label, f"namespace {namespace} has {key}:")
     if not require_opt_in:
         return True, "require_opt_in is false"
     return False, f'neither the Deployment nor namespace {namespace} has {key}: "true"'
+
+
+def _said(value: str, where: str) -> tuple[bool, str]:
+    """What a value that is present says: only "true" opts in. "False", "no" or " false" are
+    read as the opt-out someone meant, never passed over to the next rule (which, with
+    require_opt_in: false, would act on a Deployment its owner tried to exclude)."""
+    if value == "true":
+        return True, f'{where} "true"'
+    if value == "false":
+        return False, f'{where} "false"'
+    return False, f'{where} {value[:100]!r}, which is not "true": read as "false"'

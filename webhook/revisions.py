@@ -34,15 +34,21 @@ ANNOTATIONS_TO_SKIP = frozenset(
 
 
 def parse_k8s_time(text: str | None) -> datetime | None:
-    """A Kubernetes RFC 3339 timestamp (`2024-05-01T10:00:00Z`) in UTC, or None when absent.
+    """A Kubernetes RFC 3339 timestamp (`2024-05-01T10:00:00Z`) in UTC; None when absent, and
+    when unreadable.
 
-    Read as an alert's times are (alerts.parse_time): a hand-written annotation with no
-    timezone, or a year a datetime cannot shift to UTC or add a cooldown to, is a ValueError
-    here rather than a TypeError or an OverflowError, a 500, at the comparison that meets it.
+    Read as an alert's times are (alerts.parse_time), but what is read here comes from the
+    cluster, where anyone who may edit an object or its status can write any time: no timezone,
+    a year a datetime cannot shift to UTC, one outside 1970 to 2999. Such a time is no time,
+    for every reader alike. (An alert's bad time is the sender's error, a 400 naming it; this
+    one must never become that 400, nor a 500, nor stop the tracker's round.)
     """
     if not text:
         return None
-    return parse_time(text, where="time")
+    try:
+        return parse_time(text, where="time")
+    except ValueError:
+        return None
 
 
 def format_k8s_time(when: datetime) -> str:
@@ -85,17 +91,11 @@ class Revision:
 
     @property
     def healthy_since(self) -> datetime | None:
-        try:
-            return parse_k8s_time(self.annotations.get(contract.ANNOTATION_HEALTHY_SINCE))
-        except ValueError:
-            return None
+        return parse_k8s_time(self.annotations.get(contract.ANNOTATION_HEALTHY_SINCE))
 
     @property
     def alerted_at(self) -> datetime | None:
-        try:
-            return parse_k8s_time(self.annotations.get(contract.ANNOTATION_ALERTED_AT))
-        except ValueError:
-            return None
+        return parse_k8s_time(self.annotations.get(contract.ANNOTATION_ALERTED_AT))
 
     @property
     def readopted(self) -> bool:
@@ -228,10 +228,7 @@ def last_action_time(deployment: Obj) -> datetime | None:
     action = last_action(deployment)
     if not action:
         return None
-    try:
-        return parse_k8s_time(str(action.get("time") or ""))
-    except ValueError:
-        return None
+    return parse_k8s_time(str(action.get("time") or ""))
 
 
 def template_written_at(deployment: Obj) -> datetime | None:
@@ -249,10 +246,7 @@ def template_written_at(deployment: Obj) -> datetime | None:
         spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
         if "f:template" not in spec:
             continue
-        try:
-            when = parse_k8s_time(entry.get("time"))
-        except ValueError:
-            continue
+        when = parse_k8s_time(entry.get("time"))
         if when and (latest is None or when > latest):
             latest = when
     return latest

@@ -79,10 +79,7 @@ def detect_revert(deployment: Obj, current: Revision, *, settings: GitOps) -> Re
     if not reverted:
         return None
     activated = activation_time(current, deployment).replace(microsecond=0)
-    try:
-        reported = parse_k8s_time(current.annotations.get(ANNOTATION_REVERTED_AT))
-    except ValueError:
-        reported = None
+    reported = parse_k8s_time(current.annotations.get(ANNOTATION_REVERTED_AT))
     if reported is not None and reported >= activated:
         return None
     meta = deployment["metadata"]

@@ -13,9 +13,21 @@ from typing import Any
 import kubernetes
 import pytest
 
-from lab.receiver_harness import Harness, hours, minutes, template_images
+from lab.receiver_harness import Harness, hours, minutes, pods_of, template_images
+from sandbox.testing import SandboxHandle
 from tests.hostile.support import console_login
 from tests.oncall.support import ALICE, OnCall
+from tests.tracker.support import (
+    LEASE_NAME,
+    LEASE_NAMESPACE,
+    FakeClock,
+    create_lease_namespace,
+    lease_spec,
+    rs_annotations,
+    tracker_for,
+)
+from webhook.kube import Cluster
+from webhook.leader import LeaderElector, lease_problem
 
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -137,3 +149,122 @@ def test_a_json_annotation_edited_to_no_object_is_never_a_5xx(
     console_login(console, ALICE, name="alice")
     page = console.get("/deployments/shop/web")
     assert page.status_code == 200, page.get_data(as_text=True)[:300]
+
+
+def test_a_pod_naming_another_deployments_replicaset_as_its_owner_implicates_neither(
+    harness: Harness,
+) -> None:
+    """Whoever may update a pod may write any ReplicaSet's name into its ownerReferences (the
+    API server asks only for a uid). An alert naming only that pod rolled the other Deployment
+    back; the uid says the pod is no child of that ReplicaSet."""
+    h = harness
+    deploy(h, "victim")
+    deploy(h, "mine")
+    victim_rs = h.replicasets("shop", "victim")[-1]["metadata"]["name"]
+    [pod, *_] = pods_of(h, h.replicasets("shop", "mine")[-1]["metadata"]["name"])
+    core = kubernetes.client.CoreV1Api(h.api)
+    body = core.read_namespaced_pod(pod, "shop")
+    assert body.metadata is not None
+    body.metadata.owner_references = [
+        kubernetes.client.V1OwnerReference(
+            api_version="apps/v1",
+            kind="ReplicaSet",
+            name=victim_rs,
+            uid="0-forged",
+            controller=True,
+        )
+    ]
+    core.replace_namespaced_pod(pod, "shop", body)
+    [decision] = h.post_alerts(h.alert(namespace="shop", pod=pod))
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "deployment_not_found")
+    assert "'0-forged', which is not that ReplicaSet's" in decision["detail"]
+    assert template_images(h.deployment("shop", "victim")) == ["victim:2"]
+    assert template_images(h.deployment("shop", "mine")) == ["mine:2"]
+
+
+@pytest.mark.parametrize("when", ["1969-12-31T23:59:59Z", "3000-01-01T00:00:01Z"])
+def test_a_status_time_out_of_range_is_no_time_for_alerts_console_and_tracker(
+    oncall: OnCall, when: str
+) -> None:
+    """A re-adopted current revision is timed by the Progressing condition's lastUpdateTime,
+    which whoever may write deployments/status can set to any RFC 3339 year. It was a
+    PayloadError: a 400 for the alert (dropped, no record), a 500 for the console page, and
+    an exception that ended every tracker round, so no Deployment anywhere was stamped."""
+    h = oncall.h
+    _, new = deploy(h, "bad")
+    annotate(h, "replicaset", new, {"deployment.kubernetes.io/revision-history": "1"})
+    conditions = h.deployment("shop", "bad")["status"]["conditions"]
+    for condition in conditions:
+        if condition["type"] == "Progressing":
+            condition["lastUpdateTime"] = when
+    apps = kubernetes.client.AppsV1Api(h.api)
+    apps.patch_namespaced_deployment_status("bad", "shop", {"status": {"conditions": conditions}})
+    decide(h, "bad")
+    console = oncall.app.test_client()
+    console_login(console, ALICE, name="alice")
+    page = console.get("/deployments/shop/bad")
+    assert page.status_code == 200, page.get_data(as_text=True)[:300]
+    # The tracker's round goes on to the other Deployments.
+    [good] = h.deploy("good", [("good:1", hours(2))], namespace="shop2")
+    clock = FakeClock()
+    tracker = tracker_for(h, clock)
+    tracker.resync_once()
+    clock.advance(601)  # min_healthy_seconds of health
+    tracker.resync_once()
+    assert "auto-rollback/healthy-since" in rs_annotations(h, good, "shop2")
+
+
+@pytest.mark.parametrize("value", ["False", "FALSE", "no", "0", " false"], ids=ascii)
+def test_an_opt_out_spelled_otherwise_still_opts_out(make_harness: Any, value: str) -> None:
+    """With require_opt_in: false every Deployment is in scope unless it opts out; "False" was
+    passed over as no opinion, and the Deployment its owner meant to exclude rolled back."""
+    h: Harness = make_harness(require_opt_in=False)
+    h.deploy(
+        "web",
+        [("web:1", hours(2)), ("web:2", minutes(3))],
+        annotations={"auto-rollback/enabled": value},
+    )
+    decision = decide(h, "web")
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "not_opted_in")
+    assert repr(value) in decision["detail"]
+    assert template_images(h.deployment("shop", "web")) == ["web:2"]
+
+
+def test_a_lease_renewed_in_the_far_future_expires_one_duration_after_it_is_seen(
+    sandbox: SandboxHandle,
+) -> None:
+    """A renewTime of 2999 held every candidate off forever, and /readyz said nothing. A
+    record ahead of the clock is timed from when the candidate saw it, as client-go times
+    every record."""
+    create_lease_namespace(sandbox)
+    sandbox.controls.apply(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE_NAME, "namespace": LEASE_NAMESPACE},
+            "spec": {
+                "holderIdentity": "gone",
+                "leaseDurationSeconds": 15,
+                "renewTime": "2999-12-31T23:59:59.999999Z",
+            },
+        }
+    )
+    clock = FakeClock()
+    cluster = Cluster(sandbox.api_client(token="t-me"), timeout_seconds=5)
+    elector = LeaderElector(
+        cluster=cluster,
+        namespace=LEASE_NAMESPACE,
+        name=LEASE_NAME,
+        identity="me",
+        lease_duration_seconds=15,
+        clock=clock,
+    )
+    assert "ahead of this clock" in (
+        lease_problem(cluster, namespace=LEASE_NAMESPACE, name=LEASE_NAME, clock=clock) or ""
+    )
+    assert not elector.try_acquire_or_renew()  # seen now: the holder may be renewing
+    clock.advance(10)
+    assert not elector.try_acquire_or_renew()
+    clock.advance(10)
+    assert elector.try_acquire_or_renew()  # unchanged for longer than its duration
+    assert lease_spec(cluster)["holderIdentity"] == "me"
