@@ -32,7 +32,7 @@ def resolve(cluster: Cluster, namespace: str, labels: dict[str, str]) -> Resolut
     deployment = labels.get(contract.LABEL_DEPLOYMENT) or ""
     replicaset = labels.get(contract.LABEL_REPLICASET) or None
     pod_name = labels.get(contract.LABEL_POD)
-    rs: Obj | None = None
+    claimed_uid: str | None = None  # the uid the pod's ownerReference gives its ReplicaSet
     if not replicaset and pod_name:
         try:
             pod = cluster.get_pod(namespace, pod_name)
@@ -43,27 +43,24 @@ def resolve(cluster: Cluster, namespace: str, labels: dict[str, str]) -> Resolut
             return Resolution(
                 deployment, None, f"pod {namespace}/{pod_name} is not controlled by a ReplicaSet"
             )
-        replicaset = str(owner["name"])
+        replicaset, claimed_uid = str(owner["name"]), str(owner.get("uid"))
+    if replicaset and (claimed_uid is not None or not deployment):
         try:
             rs = cluster.get_replicaset(namespace, replicaset)
         except NotFound:
-            return Resolution(deployment, None, f"ReplicaSet {namespace}/{replicaset} not found")
+            named = None if claimed_uid is not None else replicaset  # as the alert named it
+            return Resolution(deployment, named, f"ReplicaSet {namespace}/{replicaset} not found")
         # Whoever may update a pod may write any name into its ownerReferences: only the uid
         # says which ReplicaSet (and so which Deployment) really made it.
         uid = rs["metadata"].get("uid")
-        if owner.get("uid") != uid:
+        if claimed_uid is not None and claimed_uid != uid:
             return Resolution(
                 deployment,
                 None,
                 f"pod {namespace}/{pod_name} names ReplicaSet {replicaset} as its controller "
-                f"with uid {owner.get('uid')!r}, which is not that ReplicaSet's ({uid!r})",
+                f"with uid {claimed_uid!r}, which is not that ReplicaSet's ({uid!r})",
             )
     if not deployment and replicaset:
-        if rs is None:
-            try:
-                rs = cluster.get_replicaset(namespace, replicaset)
-            except NotFound:
-                return Resolution("", replicaset, f"ReplicaSet {namespace}/{replicaset} not found")
         owner = controller_of(rs)
         if not owner or owner.get("kind") != "Deployment":
             return Resolution(

@@ -33,8 +33,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from webhook.alerts import parse_time
 from webhook.kube import Cluster, Conflict, KubeError, NotFound, Obj
+from webhook.revisions import parse_k8s_time
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,7 @@ def format_micro_time(when: datetime) -> str:
 
 def parse_lease_time(text: Any) -> datetime | None:
     """A Lease time field (MicroTime, or a plain RFC 3339 time), or None when absent/unreadable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return parse_time(text, where="lease time")
-    except ValueError:  # a hand-edited Lease: no timezone, or out of range
-        return None
+    return parse_k8s_time(text) if isinstance(text, str) else None
 
 
 def default_identity() -> str:
