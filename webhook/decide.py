@@ -282,7 +282,9 @@ class Decider:
             plan, decision_id=decision_id, trigger=trigger, alertname=alertname
         )
         pause_note = (
-            "; " + describe_pause(paused, namespace=namespace, deployment=deployment)
+            "; "
+            + describe_pause(paused, namespace=namespace, deployment=deployment)
+            + (plan.gitops.pause.confirmation if plan.gitops and plan.gitops.pause else "")
             if paused
             else ""
         )

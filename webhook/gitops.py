@@ -22,6 +22,10 @@ Owner detection, strongest evidence first (each tool's own markers on the object
 
 Charts often set `app.kubernetes.io/instance` to the release name themselves, so that label
 alone counts for Argo CD only when no Helm release annotation says otherwise.
+
+These markers choose which owner to look at, never which to write: an Application or a
+HelmRelease is paused only when its own status lists the Deployment (webhook.gitops_facts), and
+one that does not is refused, since anyone who may edit the Deployment may write any marker.
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ from webhook import jsontext
 from webhook.config import GitOps, GitOpsHandling
 from webhook.gitops_facts import (
     ARGOCD_TRACKING_ID,
+    HELM_RELEASE_NAME,
     ApplicationFacts,
     HelmReleaseFacts,
     OwnerFacts,
     split_app,
 )
-from webhook.gitops_steps import Target, managed_steps, refusal_steps
+from webhook.gitops_steps import Target, managed_steps, refusal_steps, unproven_steps
 
 FLUX_KUSTOMIZE_NAME = "kustomize.toolkit.fluxcd.io/name"
 FLUX_KUSTOMIZE_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
@@ -49,7 +54,6 @@ FLUX_RECONCILE = "kustomize.toolkit.fluxcd.io/reconcile"
 FLUX_RECONCILE_DISABLED = "disabled"
 FLUX_HELM_NAME = "helm.toolkit.fluxcd.io/name"
 FLUX_HELM_NAMESPACE = "helm.toolkit.fluxcd.io/namespace"
-HELM_RELEASE_NAME = "meta.helm.sh/release-name"
 HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 # What this service wrote when it paused an owner: resume reads it back and undoes exactly that.
@@ -166,6 +170,14 @@ class Pause:
     owner: Owner
     mechanism: Mechanism
     detail: str
+    # How the owner itself shows it applies the Deployment ('' for Flux's annotation, which
+    # writes only the Deployment): said in the decision's detail.
+    confirmed: str = ""
+
+    @property
+    def confirmation(self) -> str:
+        """'; owner confirmed: ...' for a detail, or ''."""
+        return f"; owner confirmed: {self.confirmed}" if self.confirmed else ""
 
     @property
     def in_rollback_write(self) -> bool:
@@ -238,9 +250,16 @@ def _pause(owner: Owner, settings: GitOps, *, target: Target, facts: OwnerFacts 
     if owner.kind == OwnerKind.FLUX_HELMRELEASE:
         if not isinstance(facts, HelmReleaseFacts) or not facts.found:
             return Refuse(owner, "the HelmRelease was not found, so it cannot be suspended", steps)
+        if not facts.listed:
+            return _unproven(owner, facts, target)
         if facts.suspended:
             return Ignore(owner, f"{owner.describe()} is already suspended")
-        return Pause(owner, Mechanism.HELMRELEASE_SUSPEND, "spec.suspend: true on the HelmRelease")
+        return Pause(
+            owner,
+            Mechanism.HELMRELEASE_SUSPEND,
+            "spec.suspend: true on the HelmRelease",
+            confirmed=facts.membership,
+        )
     if not isinstance(facts, ApplicationFacts) or not facts.found:
         return Refuse(
             owner,
@@ -248,6 +267,8 @@ def _pause(owner: Owner, settings: GitOps, *, target: Target, facts: OwnerFacts 
             "sync cannot be disabled",
             steps,
         )
+    if not facts.listed:
+        return _unproven(owner, facts, target)
     if facts.managed_by and not settings.allow_managed_applications:
         return Refuse(
             owner,
@@ -265,6 +286,19 @@ def _pause(owner: Owner, settings: GitOps, *, target: Target, facts: OwnerFacts 
         Mechanism.ARGOCD_AUTOMATED_DISABLED,
         "spec.syncPolicy.automated.enabled: false on the Application (or, where the installed "
         "Argo CD has no such field, spec.syncPolicy.automated removed and recorded)",
+        confirmed=facts.membership,
+    )
+
+
+def _unproven(owner: Owner, facts: OwnerFacts, target: Target) -> Refuse:
+    """The Deployment names an owner that does not list it: the marker is only metadata, which
+    whoever may edit the Deployment may write, so the named object is not paused (nor read as
+    paused already)."""
+    return Refuse(
+        owner,
+        f"the Deployment's {owner.evidence} names it, but {facts.membership}: nothing shows that "
+        "it applies this Deployment, so it is not paused",
+        unproven_steps(target),
     )
 
 
@@ -424,4 +458,5 @@ def would_pause(pause: Pause | None, *, namespace: str, deployment: str) -> str:
     return (
         f"; would pause {pause.owner.describe()} ({pause.detail}) so the rollback stays; "
         f"control handed back later with: {resume_command(namespace, deployment)}"
+        + pause.confirmation
     )

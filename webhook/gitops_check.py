@@ -33,7 +33,7 @@ def gitops_check(cluster: Cluster) -> GitOpsCheck:
         )
         if owner is None:
             return None
-        facts = read_facts(cluster, owner, settings.gitops)
+        facts = read_facts(cluster, owner, settings.gitops, deployment=deployment)
         target = Target(namespace=meta["namespace"], deployment=meta["name"])
         verdict = handle(owner, settings.gitops, target=target, facts=facts)
         if isinstance(verdict, Refuse):

@@ -1,5 +1,16 @@
 """The GitOps owner objects, as far as pausing needs them: an Argo CD Application's automated
-policy and who manages it, a HelmRelease's suspend flag (webhook.gitops reads them). Pure.
+policy and who manages it, a HelmRelease's suspend flag, and whether the owner itself lists the
+Deployment (webhook.gitops reads them). Pure.
+
+The Deployment's metadata names its owner, but whoever may edit the Deployment may write any
+name there. So a pause writes an owner only when the owner, in the status its own controller
+writes, says it applies that Deployment:
+- an Application's `status.resources` lists `apps/Deployment <namespace>/<name>`;
+- a HelmRelease's `status.inventory.entries` holds the id `<namespace>_<name>_apps_Deployment`;
+  a helm-controller that keeps no inventory (those before it had one) is matched by its latest
+  release (`status.history[0]`): released into the Deployment's namespace, under the name the
+  Deployment's `meta.helm.sh/release-name` gives. That bounds a forged marker to releases of
+  the Deployment's own namespace.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ from typing import Any
 from webhook.config import GitOps
 
 ARGOCD_TRACKING_ID = "argocd.argoproj.io/tracking-id"
+HELM_RELEASE_NAME = "meta.helm.sh/release-name"
 
 
 def split_app(value: str, default_namespace: str) -> tuple[str, str]:
@@ -28,6 +40,8 @@ class ApplicationFacts:
     automated: dict[str, Any] | None = None  # spec.syncPolicy.automated
     managed_by: str | None = None  # "ApplicationSet argocd/x" or "Application argocd/parent"
     resource_version: str = ""
+    listed: bool = False  # the Application lists the Deployment among its resources
+    membership: str = ""  # how it does, or why it does not (for the record)
 
 
 @dataclass(frozen=True)
@@ -35,13 +49,18 @@ class HelmReleaseFacts:
     found: bool
     suspended: bool = False
     resource_version: str = ""
+    listed: bool = False  # the HelmRelease lists (or released) the Deployment
+    membership: str = ""
 
 
 OwnerFacts = ApplicationFacts | HelmReleaseFacts
 
 
-def application_facts(app: Mapping[str, Any] | None, *, settings: GitOps) -> ApplicationFacts:
-    """What pausing needs from an Application: its automated policy and who manages it."""
+def application_facts(
+    app: Mapping[str, Any] | None, *, settings: GitOps, deployment: Mapping[str, Any]
+) -> ApplicationFacts:
+    """What pausing needs from an Application: its automated policy, who manages it, and
+    whether it lists `deployment` (the Deployment as read)."""
     if app is None:
         return ApplicationFacts(found=False)
     meta = app.get("metadata") or {}
@@ -60,19 +79,69 @@ def application_facts(app: Mapping[str, Any] | None, *, settings: GitOps) -> App
             parent_ns, parent_name = split_app(parent, settings.argocd_namespace)
             managed_by = f"Application {parent_ns}/{parent_name}"
     automated = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+    namespace, name = _where(deployment)
+    status = app.get("status")
+    resources = status.get("resources") if isinstance(status, Mapping) else None
+    listed = isinstance(resources, list) and any(
+        isinstance(r, Mapping)
+        and (r.get("group"), r.get("kind"), r.get("namespace"), r.get("name"))
+        == ("apps", "Deployment", namespace, name)
+        for r in resources
+    )
+    said = "lists" if listed else "does not list"
     return ApplicationFacts(
         found=True,
         automated=dict(automated) if isinstance(automated, dict) else None,
         managed_by=managed_by,
         resource_version=str(meta.get("resourceVersion", "")),
+        listed=listed,
+        membership=f"its status.resources {said} apps/Deployment {namespace}/{name}",
     )
 
 
-def helmrelease_facts(release: Mapping[str, Any] | None) -> HelmReleaseFacts:
+def helmrelease_facts(
+    release: Mapping[str, Any] | None, *, deployment: Mapping[str, Any]
+) -> HelmReleaseFacts:
+    """What pausing needs from a HelmRelease: its suspend flag and whether it applies
+    `deployment` (the Deployment as read; module doc)."""
     if release is None:
         return HelmReleaseFacts(found=False)
+    status = release.get("status")
+    listed, membership = _release_lists(status if isinstance(status, Mapping) else {}, deployment)
     return HelmReleaseFacts(
         found=True,
         suspended=bool((release.get("spec") or {}).get("suspend")),
         resource_version=str((release.get("metadata") or {}).get("resourceVersion", "")),
+        listed=listed,
+        membership=membership,
+    )
+
+
+def _where(deployment: Mapping[str, Any]) -> tuple[str, str]:
+    meta = deployment.get("metadata") or {}
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def _release_lists(status: Mapping[str, Any], deployment: Mapping[str, Any]) -> tuple[bool, str]:
+    namespace, name = _where(deployment)
+    inventory = status.get("inventory")
+    if isinstance(inventory, Mapping):
+        wanted = f"{namespace}_{name}_apps_Deployment"
+        entries = inventory.get("entries")
+        listed = isinstance(entries, list) and any(
+            isinstance(e, Mapping) and e.get("id") == wanted for e in entries
+        )
+        return listed, f"its status.inventory {'lists' if listed else 'does not list'} {wanted}"
+    history = status.get("history")
+    latest = history[0] if isinstance(history, list) and history else None
+    if not isinstance(latest, Mapping):
+        return False, "it keeps no status.inventory and records no release in status.history"
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    named = annotations.get(HELM_RELEASE_NAME, "") if isinstance(annotations, Mapping) else ""
+    released = f"{latest.get('namespace', '')}/{latest.get('name', '')}"
+    listed = bool(named) and released == f"{namespace}/{named}"
+    said = "is" if listed else "is not"
+    return listed, (
+        f"it keeps no status.inventory, and its latest release {released} {said} the release "
+        f"{namespace}/{named or '(none)'} the Deployment's {HELM_RELEASE_NAME} names"
     )

@@ -1,7 +1,8 @@
 """Pausing and resuming GitOps owners: the writes behind gitops.Pause and `rollback-webhook resume`.
 
 The seam (all keyword-only, the cluster injected):
-- `read_facts(cluster, owner, settings) -> OwnerFacts | None`: the owner object a pause needs.
+- `read_facts(cluster, owner, settings, deployment=) -> OwnerFacts | None`: the owner object a
+  pause needs, and whether it lists the Deployment.
 - `pause_owner(cluster, pause, facts, clock=, audit_id=, namespace=, deployment=) -> PauseRecord`:
   writes the owner (HelmRelease suspend, Application automated sync off, with its own copy of
   the record in `auto-rollback/paused-for`) unless the mechanism rides in the rollback's own
@@ -60,8 +61,11 @@ from webhook.revisions import format_k8s_time
 log = logging.getLogger(__name__)
 
 
-def read_facts(cluster: Cluster, owner: Owner | None, settings: GitOps) -> OwnerFacts | None:
-    """The owner object, when the configured handling needs it (NotFound is a fact too)."""
+def read_facts(
+    cluster: Cluster, owner: Owner | None, settings: GitOps, *, deployment: Obj
+) -> OwnerFacts | None:
+    """The owner object, when the configured handling needs it (NotFound is a fact too), read
+    against `deployment` (as read): whether the owner lists it."""
     if owner is None or not needs_facts(owner, settings):
         return None
     if owner.kind == OwnerKind.ARGOCD:
@@ -69,12 +73,12 @@ def read_facts(cluster: Cluster, owner: Owner | None, settings: GitOps) -> Owner
             app: Obj | None = cluster.get_application(owner.namespace, owner.name)
         except NotFound:
             app = None
-        return application_facts(app, settings=settings)
+        return application_facts(app, settings=settings, deployment=deployment)
     try:
         release: Obj | None = cluster.get_helmrelease(owner.namespace, owner.name)
     except NotFound:
         release = None
-    return helmrelease_facts(release)
+    return helmrelease_facts(release, deployment=deployment)
 
 
 def pause_owner(

@@ -65,6 +65,18 @@ def refusal_steps(owner: Owner, target: Target) -> tuple[str, ...]:
     )
 
 
+def unproven_steps(target: Target) -> tuple[str, ...]:
+    """Steps when the owner the Deployment names does not list it (webhook.gitops)."""
+    where = f"-n {target.namespace} deployment/{target.deployment}"
+    return (
+        f"find what applies the Deployment: `kubectl get {where} --show-managed-fields -o yaml` "
+        "names its field managers; correct its owner labels or annotations if they are wrong",
+        "pause that tool with its own command",
+        _undo(target),
+        "revert the bad change in Git, then hand the tool back",
+    )
+
+
 def managed_steps(owner: Owner, managed_by: str, target: Target) -> tuple[str, ...]:
     kind, _, parent = managed_by.partition(" ")
     app = f"{owner.namespace}/{owner.name}"

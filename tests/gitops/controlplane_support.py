@@ -121,7 +121,10 @@ def application(
     automated: dict[str, Any] | None,
     owner_refs: list[dict[str, Any]] | None = None,
     annotations: dict[str, str] | None = None,
+    applies: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
+    """An Application; `applies`: the Deployments (namespace, name) its status.resources lists,
+    as Argo CD's controller writes it after a sync (the CRD has no status subresource)."""
     spec: dict[str, Any] = {
         "project": "default",
         "source": {
@@ -138,11 +141,16 @@ def application(
         metadata["ownerReferences"] = owner_refs
     if annotations:
         metadata["annotations"] = annotations
+    resources = [
+        {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": ns, "name": name}
+        for ns, name in applies
+    ]
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
         "metadata": metadata,
         "spec": spec,
+        "status": {"sync": {"status": "Synced"}, "resources": resources},
     }
 
 
@@ -173,6 +181,41 @@ def helmrelease(name: str, namespace: str, *, interval: str = "3s") -> dict[str,
             "driftDetection": {"mode": "enabled"},
         },
     }
+
+
+def released(
+    plane: ControlPlane,
+    namespace: str,
+    name: str,
+    *,
+    inventory: tuple[tuple[str, str], ...] | None = None,
+    history: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """A HelmRelease's status as helm-controller writes it (the status subresource):
+    `inventory` the Deployments (namespace, name) it applied (None: a helm-controller that keeps
+    no inventory), `history` its releases (namespace, release name), latest first."""
+    status: dict[str, Any] = {
+        "history": [
+            {"name": release, "namespace": ns, "version": len(history) - i, "status": "deployed"}
+            for i, (ns, release) in enumerate(history)
+        ]
+    }
+    if inventory is not None:
+        status["inventory"] = {
+            "entries": [{"id": f"{ns}_{n}_apps_Deployment", "v": "v1"} for ns, n in inventory]
+        }
+    kubectl(
+        plane,
+        "-n",
+        namespace,
+        "patch",
+        "helmrelease.helm.toolkit.fluxcd.io",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
 
 
 def create(plane: ControlPlane, obj: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from tests.gitops.controlplane_support import (
     install_crds,
     kustomization,
     recorded_receiver,
+    released,
 )
 from tests.gitops.support import FullApp, events
 from tests.tracker.support import tracker_for
@@ -124,10 +125,15 @@ class Bench:
         return double, manifest, self.push_bad_revision(double, manifest)
 
     def argocd_app(self, *, automated: dict[str, Any]) -> str:
-        """An Argo CD Application for this namespace with `automated` sync: its name."""
+        """An Argo CD Application for this namespace with `automated` sync, its status listing
+        the Deployment web: its name."""
         app = f"shop-{self.namespace}"
-        create(self.plane, application(app, automated=automated))
+        create(self.plane, application(app, automated=automated, applies=self.web))
         return app
+
+    @property
+    def web(self) -> tuple[tuple[str, str]]:
+        return ((self.namespace, "web"),)
 
     def argocd_bad_revision(self, app: str) -> str:
         """The same under Argo CD Application `app`, its self-heal syncing every second."""
@@ -146,13 +152,18 @@ class Bench:
         return bad
 
     def helmrelease_bad_revision(
-        self, labels: dict[str, str], annotations: dict[str, str]
+        self,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        *,
+        release: tuple[str, str] | None = None,
     ) -> tuple[reconcilers.Reconciler, dict[str, Any], str]:
-        """The same under the Flux HelmRelease "web" in this namespace (every 2 s)."""
+        """The same under a Flux HelmRelease (namespace, name), by default "web" in this
+        namespace (every 2 s)."""
         return self.bad_revision_under(
             lambda git: reconcilers.flux_helmrelease(
                 self.admin,
-                release=(self.namespace, "web"),
+                release=release or (self.namespace, "web"),
                 namespace=self.namespace,
                 deployment="web",
                 git=git,
@@ -331,6 +342,8 @@ def test_argocd_pause_disables_automated_sync_and_resume_enables_it(
 
     assert decision["outcome"] == "rolled_back", decision
     assert "spec.syncPolicy.automated.enabled: false" in decision["detail"]
+    listed = f"owner confirmed: its status.resources lists apps/Deployment {namespace}/web"
+    assert listed in decision["detail"]
     automated = b.application(app)["spec"]["syncPolicy"]["automated"]
     assert automated == {"enabled": False, "selfHeal": True, "prune": True}
     b.stays("web:1", seconds=5)  # self-heal would have reverted within a second
@@ -346,10 +359,13 @@ def test_argocd_pause_disables_automated_sync_and_resume_enables_it(
     assert pauses_and_undos(b.service_writes("applications"))
 
 
-def helmrelease_owned(bench: Any, namespace: str) -> tuple[Bench, str]:
-    """A HelmRelease-owned Deployment (pause on) with a bad current revision: (bench, its RS)."""
+def helmrelease_owned(bench: Any, namespace: str, *, inventory: bool = True) -> tuple[Bench, str]:
+    """A HelmRelease-owned Deployment (pause on) with a bad current revision: (bench, its RS).
+    Its status lists the Deployment in its inventory, or (without `inventory`, as a
+    helm-controller before it kept one) only its latest release, "web" in this namespace."""
     b: Bench = bench(flux_helmrelease="pause")
     create(b.plane, helmrelease("web", namespace, interval="2s"))
+    released(b.plane, namespace, "web", inventory=b.web if inventory else None, history=(b.web[0],))
     labels = {
         "helm.toolkit.fluxcd.io/name": "web",
         "helm.toolkit.fluxcd.io/namespace": namespace,
@@ -359,12 +375,23 @@ def helmrelease_owned(bench: Any, namespace: str) -> tuple[Bench, str]:
     return b, bad
 
 
-def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespace: str) -> None:
-    b, bad = helmrelease_owned(bench, namespace)
+@pytest.mark.parametrize("inventory", [True, False], ids=["inventory", "latest-release"])
+def test_helmrelease_pause_suspends_it_and_resume_unsuspends(
+    bench: Any, namespace: str, inventory: bool
+) -> None:
+    b, bad = helmrelease_owned(bench, namespace, inventory=inventory)
 
     decision = b.alert(bad)
 
     assert decision["outcome"] == "rolled_back", decision
+    if inventory:
+        confirmed = f"owner confirmed: its status.inventory lists {namespace}_web_apps_Deployment"
+    else:
+        confirmed = (
+            "owner confirmed: it keeps no status.inventory, and its latest release "
+            f"{namespace}/web is the release"
+        )
+    assert confirmed in decision["detail"]
     paused = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
     assert paused["spec"]["suspend"] and carries_the_pause(paused, b.deployment())
     b.stays("web:1", seconds=5)
@@ -372,6 +399,60 @@ def test_helmrelease_pause_suspends_it_and_resume_unsuspends(bench: Any, namespa
     release = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
     assert release["spec"]["suspend"] is False and owner_copy(release) is None
     assert pauses_and_undos(b.service_writes("helmreleases"))
+
+
+@pytest.mark.parametrize("kind", ["argocd", "helmrelease", "helmrelease-latest-release"])
+def test_a_deployment_naming_an_owner_that_does_not_list_it_pauses_nothing(
+    bench: Any, namespace: str, kind: str
+) -> None:
+    """Whoever may edit a Deployment may write any owner marker on it. Markers naming another
+    team's Application or HelmRelease (which lists other objects, or released into another
+    namespace) get a refusal that says so, and that owner is neither written nor taken as
+    paused: the pause is steered by what the owner's own controller lists, not by the
+    Deployment's metadata."""
+    b: Bench = bench(argocd="pause", flux_helmrelease="pause")
+    victim = f"victim-{namespace}"
+    elsewhere = (("payments", "api"),)
+    if kind == "argocd":
+        create(b.plane, application(victim, automated={"selfHeal": True}, applies=elsewhere))
+        bad = b.argocd_bad_revision(victim)
+        resource, where = "applications", ("application.argoproj.io", ARGOCD_NAMESPACE)
+        said = f"its status.resources does not list apps/Deployment {namespace}/web"
+    else:
+        create(b.plane, helmrelease(victim, FLUX_NAMESPACE))
+        inventory = elsewhere if kind == "helmrelease" else None
+        released(
+            b.plane, FLUX_NAMESPACE, victim, inventory=inventory, history=(("payments", victim),)
+        )
+        labels = {
+            "helm.toolkit.fluxcd.io/name": victim,
+            "helm.toolkit.fluxcd.io/namespace": FLUX_NAMESPACE,
+        }
+        _, _, bad = b.helmrelease_bad_revision(
+            labels, {"meta.helm.sh/release-name": victim}, release=(FLUX_NAMESPACE, victim)
+        )
+        resource, where = "helmreleases", ("helmrelease.helm.toolkit.fluxcd.io", FLUX_NAMESPACE)
+        said = (
+            f"its status.inventory does not list {namespace}_web_apps_Deployment"
+            if inventory
+            else f"its latest release payments/{victim} is not the release {namespace}/{victim}"
+        )
+    before = get(b.plane, *where, victim)
+
+    decision = b.alert(bad)
+
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "gitops_managed"), decision
+    assert said in decision["detail"] and "so it is not paused" in decision["detail"]
+    after = get(b.plane, *where, victim)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert owner_copy(after) is None
+    assert b.service_writes(resource) == [] and b.service_writes("deployments") == []
+    [event] = events(b.h, "AutoRollbackRefused", namespace)
+    assert (
+        "--show-managed-fields" in event["message"]
+        and victim not in event["message"].split("steps:")[1]
+    )
+    assert image_of(b.deployment()) == "web:2"
 
 
 def keep_the_pause(plane: ControlPlane, namespace: str) -> Callable[[], None]:
@@ -511,7 +592,10 @@ def test_an_application_managed_by_a_parent_or_an_applicationset_is_refused_by_d
             "controller": True,
             "blockOwnerDeletion": True,
         }
-        create(b.plane, application(app, automated={"selfHeal": True}, owner_refs=[owner]))
+        create(
+            b.plane,
+            application(app, automated={"selfHeal": True}, owner_refs=[owner], applies=b.web),
+        )
         expected = f"managed by ApplicationSet {ARGOCD_NAMESPACE}/shops-{namespace}"
     else:
         parent = f"root-{namespace}"
@@ -521,6 +605,7 @@ def test_an_application_managed_by_a_parent_or_an_applicationset_is_refused_by_d
             application(
                 app,
                 automated={"selfHeal": True},
+                applies=b.web,
                 annotations={
                     "argocd.argoproj.io/tracking-id": (
                         f"{parent}:argoproj.io/Application:{ARGOCD_NAMESPACE}/{app}"
@@ -715,6 +800,7 @@ def test_resume_leaves_alone_an_owner_someone_already_handed_back(
 ) -> None:
     b: Bench = bench(flux_helmrelease="pause")
     create(b.plane, helmrelease("web", namespace, interval="2s"))
+    released(b.plane, namespace, "web", inventory=b.web)
     labels = {"helm.toolkit.fluxcd.io/name": "web", "helm.toolkit.fluxcd.io/namespace": namespace}
     double, manifest, bad = b.helmrelease_bad_revision(labels, {})
     assert b.alert(bad)["outcome"] == "rolled_back"

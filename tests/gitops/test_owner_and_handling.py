@@ -115,7 +115,9 @@ KUST = Owner(OwnerKind.FLUX_KUSTOMIZATION, "apps", "flux-system", "label")
 HR = Owner(OwnerKind.FLUX_HELMRELEASE, "web", "shop", "label")
 HELM = Owner(OwnerKind.HELM, "web", "shop", "annotation")
 HR_P = {"flux_helmrelease": GitOpsHandling.PAUSE}
-AUTO = ApplicationFacts(found=True, automated={"selfHeal": True, "prune": True})
+# Owner objects that list the Deployment (the pause's precondition; test_owner_must_list_...).
+AUTO = ApplicationFacts(found=True, automated={"selfHeal": True, "prune": True}, listed=True)
+HR_FACTS = HelmReleaseFacts(found=True, listed=True)
 
 P, R, IGN = GitOpsHandling.PAUSE, GitOpsHandling.REFUSE, GitOpsHandling.IGNORE
 
@@ -136,39 +138,62 @@ P, R, IGN = GitOpsHandling.PAUSE, GitOpsHandling.REFUSE, GitOpsHandling.IGNORE
         # Argo CD pause: the Application decides.
         (ARGO, {"argocd": P}, AUTO, Pause, Mechanism.ARGOCD_AUTOMATED_DISABLED),
         (ARGO, {"argocd": P}, ApplicationFacts(found=False), Refuse, "not found"),
-        (ARGO, {"argocd": P}, ApplicationFacts(found=True), Ignore, "no automated sync"),
         (
             ARGO,
             {"argocd": P},
-            ApplicationFacts(found=True, automated={"enabled": False}),
+            ApplicationFacts(found=True, listed=True),
+            Ignore,
+            "no automated sync",
+        ),
+        (
+            ARGO,
+            {"argocd": P},
+            ApplicationFacts(found=True, automated={"enabled": False}, listed=True),
             Ignore,
             "disabled already",
         ),
         (
             ARGO,
             {"argocd": P},
-            ApplicationFacts(found=True, automated={}, managed_by="ApplicationSet argocd/shops"),
+            ApplicationFacts(
+                found=True, automated={}, managed_by="ApplicationSet argocd/shops", listed=True
+            ),
             Refuse,
             "managed by ApplicationSet argocd/shops",
         ),
         (
             ARGO,
             {"argocd": P},
-            ApplicationFacts(found=True, automated={}, managed_by="Application argocd/root"),
+            ApplicationFacts(
+                found=True, automated={}, managed_by="Application argocd/root", listed=True
+            ),
             Refuse,
             "argocd app set argocd/root --sync-policy none",
         ),
         (
             ARGO,
             {"argocd": P, "allow_managed_applications": True},
-            ApplicationFacts(found=True, automated={}, managed_by="Application argocd/root"),
+            ApplicationFacts(
+                found=True, automated={}, managed_by="Application argocd/root", listed=True
+            ),
             Pause,
             Mechanism.ARGOCD_AUTOMATED_DISABLED,
         ),
         # HelmRelease pause: spec.suspend.
-        (HR, HR_P, HelmReleaseFacts(found=True), Pause, Mechanism.HELMRELEASE_SUSPEND),
+        (HR, HR_P, HR_FACTS, Pause, Mechanism.HELMRELEASE_SUSPEND),
         (HR, HR_P, HelmReleaseFacts(found=False), Refuse, "not found"),
-        (HR, HR_P, HelmReleaseFacts(found=True, suspended=True), Ignore, "already"),
+        (HR, HR_P, HelmReleaseFacts(found=True, suspended=True, listed=True), Ignore, "already"),
+        # An owner that does not list the Deployment is neither paused nor read as paused.
+        (ARGO, {"argocd": P}, ApplicationFacts(found=True, automated={}), Refuse, "not paused"),
+        (
+            ARGO,
+            {"argocd": P},
+            ApplicationFacts(found=True, automated={"enabled": False}),
+            Refuse,
+            "not paused",
+        ),
+        (HR, HR_P, HelmReleaseFacts(found=True), Refuse, "not paused"),
+        (HR, HR_P, HelmReleaseFacts(found=True, suspended=True), Refuse, "not paused"),
     ],
 )
 def test_handling_per_owner_kind(
@@ -214,7 +239,7 @@ def test_application_facts_see_applicationset_and_parent_app() -> None:
         },
         "spec": {"syncPolicy": {"automated": {"selfHeal": True}}},
     }
-    facts = application_facts(child, settings=DEFAULTS)
+    facts = application_facts(child, settings=DEFAULTS, deployment=WEB)
     assert facts.managed_by == "ApplicationSet argocd/shops"
     assert facts.automated == {"selfHeal": True} and facts.resource_version == "7"
     tracked = {
@@ -225,11 +250,128 @@ def test_application_facts_see_applicationset_and_parent_app() -> None:
         },
         "spec": {},
     }
-    assert application_facts(tracked, settings=DEFAULTS).managed_by == "Application argocd/root"
+    managed = application_facts(tracked, settings=DEFAULTS, deployment=WEB).managed_by
+    assert managed == "Application argocd/root"
     alone = {"metadata": {"name": "shop-app", "namespace": "argocd"}, "spec": {}}
-    assert application_facts(alone, settings=DEFAULTS) == ApplicationFacts(found=True)
-    assert application_facts(None, settings=DEFAULTS).found is False
-    assert helmrelease_facts({"metadata": {}, "spec": {"suspend": True}}).suspended
+    assert application_facts(alone, settings=DEFAULTS, deployment=WEB) == ApplicationFacts(
+        found=True, membership="its status.resources does not list apps/Deployment shop/web"
+    )
+    assert application_facts(None, settings=DEFAULTS, deployment=WEB).found is False
+    release = {"metadata": {}, "spec": {"suspend": True}}
+    assert helmrelease_facts(release, deployment=WEB).suspended
+
+
+WEB = {
+    "metadata": {
+        "name": "web",
+        "namespace": "shop",
+        "annotations": {"meta.helm.sh/release-name": "web"},
+    }
+}
+
+
+def _resource(group: str, kind: str, namespace: str, name: str) -> dict[str, str]:
+    return {"group": group, "kind": kind, "namespace": namespace, "name": name, "version": "v1"}
+
+
+@pytest.mark.parametrize(
+    ("resources", "listed"),
+    [
+        ([_resource("apps", "Deployment", "shop", "web")], True),
+        (
+            [
+                _resource("", "Service", "shop", "web"),
+                _resource("apps", "Deployment", "shop", "web"),
+            ],
+            True,
+        ),
+        ([_resource("apps", "Deployment", "other", "web")], False),
+        ([_resource("apps", "Deployment", "shop", "api")], False),
+        ([_resource("apps", "StatefulSet", "shop", "web")], False),
+        ([_resource("extensions", "Deployment", "shop", "web")], False),
+        ([], False),
+        (None, False),
+        ("apps/Deployment:shop/web", False),
+        (["apps/Deployment:shop/web", None, 7], False),
+    ],
+)
+def test_an_application_lists_a_deployment_only_in_its_status_resources(
+    resources: Any, listed: bool
+) -> None:
+    app = {"metadata": {"name": "shop-app", "namespace": "argocd"}, "spec": {}}
+    if resources is not None:
+        app["status"] = {"resources": resources}
+    facts = application_facts(app, settings=DEFAULTS, deployment=WEB)
+    assert facts.listed is listed
+    assert ("does not list" in facts.membership) is not listed
+
+
+@pytest.mark.parametrize(
+    ("status", "listed", "said"),
+    [
+        # helm-controllers with an inventory: the id "<namespace>_<name>_<group>_<kind>".
+        (
+            {"inventory": {"entries": [{"id": "shop_web_apps_Deployment", "v": "v1"}]}},
+            True,
+            "lists",
+        ),
+        (
+            {"inventory": {"entries": [{"id": "other_web_apps_Deployment", "v": "v1"}]}},
+            False,
+            "not",
+        ),
+        ({"inventory": {"entries": [{"id": "shop_web__Service", "v": "v1"}]}}, False, "not"),
+        # An inventory, even empty, is what the controller says; history is not looked at.
+        ({"inventory": {}, "history": [{"name": "web", "namespace": "shop"}]}, False, "not"),
+        ({"inventory": {"entries": "shop_web_apps_Deployment"}}, False, "not"),
+        # No inventory: the latest release, in the Deployment's namespace, under its name.
+        ({"history": [{"name": "web", "namespace": "shop", "version": 3}]}, True, "is the"),
+        ({"history": [{"name": "web", "namespace": "other"}]}, False, "is not"),
+        ({"history": [{"name": "api", "namespace": "shop"}]}, False, "is not"),
+        # Only the latest counts: an older release of the name is no longer this one's.
+        (
+            {
+                "history": [
+                    {"name": "api", "namespace": "shop"},
+                    {"name": "web", "namespace": "shop"},
+                ]
+            },
+            False,
+            "is not",
+        ),
+        ({"history": []}, False, "records no release"),
+        ({}, False, "records no release"),
+        ({"history": ["web"]}, False, "records no release"),
+    ],
+)
+def test_a_helmrelease_lists_a_deployment_in_its_inventory_or_else_its_latest_release(
+    status: dict[str, Any], listed: bool, said: str
+) -> None:
+    release = {"metadata": {"name": "web", "namespace": "shop"}, "spec": {}, "status": status}
+    facts = helmrelease_facts(release, deployment=WEB)
+    assert facts.listed is listed and said in facts.membership
+
+
+def test_with_no_inventory_a_deployment_without_a_release_name_matches_no_release() -> None:
+    bare = {"metadata": {"name": "web", "namespace": "shop"}}
+    release = {"metadata": {}, "status": {"history": [{"name": "web", "namespace": "shop"}]}}
+    assert helmrelease_facts(release, deployment=bare).listed is False
+
+
+def test_an_owner_that_does_not_list_the_deployment_is_refused_with_steps_that_name_none() -> None:
+    facts = ApplicationFacts(
+        found=True,
+        automated={"selfHeal": True},
+        membership="its status.resources does not list apps/Deployment shop/web",
+    )
+    result = handle(ARGO, GitOps(argocd=P), target=TARGET, facts=facts)
+    assert isinstance(result, Refuse)
+    assert "the Deployment's annotation names it, but its status.resources does not list" in (
+        result.text()
+    )
+    # The steps send the human to find the real owner; they name no command on this one.
+    assert all("shop-app" not in step for step in result.steps)
+    assert "kubectl -n shop rollout undo deployment/web --to-revision=1" in result.steps
 
 
 def test_pause_record_round_trips_through_the_deployment_annotations() -> None:
