@@ -68,6 +68,18 @@ class StampEvidence:
         since = revision.healthy_since
         if since is None:
             return Verdict(self.name, UNKNOWN, "no healthy-since stamp")
+        # The tracker stamps a revision while it is current, with a time no later than that
+        # round: a stamp after the revision stopped being current (a future one, say, written
+        # by hand) is no account of its time as current, and would outlast every alert below.
+        successor = case.successor
+        ended = replaced_at(successor, case.deployment) if successor else None
+        if successor is not None and ended is not None and since > ended:
+            return Verdict(
+                self.name,
+                UNKNOWN,
+                f"stamp {since.isoformat()} is after revision {successor.number} replaced it at "
+                f"{ended.isoformat()}: not a stamp of its own time as current",
+            )
         alerted = revision.alerted_at
         if alerted is not None and alerted > since:
             return Verdict(

@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from lab.receiver_harness import Harness, hours, minutes, pods_of, template_images
+from lab.receiver_harness import Harness, hours, minutes, now, pods_of, template_images
 from sandbox.testing import SandboxHandle
 from tests.hostile.support import console_login
 from tests.oncall.support import ALICE, OnCall
@@ -28,6 +28,7 @@ from tests.tracker.support import (
 )
 from webhook.kube import Cluster
 from webhook.leader import LeaderElector, lease_problem
+from webhook.revisions import format_k8s_time
 
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -98,6 +99,37 @@ def test_cluster_times_without_a_timezone_or_a_utc_equivalent_are_read_as_absent
         assert decision["outcome"] == "rolled_back", decision
         assert "stamp" not in decision["detail"] and "(cluster: ran" in decision["detail"]
         assert template_images(h.deployment("shop", case)) == [f"{case}:1"]
+
+
+@pytest.mark.parametrize(
+    ("stamped", "counts"),
+    [
+        (minutes(3.5), True),  # while it was current (from 4 to 3 minutes ago): the control
+        (minutes(1), False),  # after revision 2 replaced it
+        ("2999-01-01T00:00:00Z", False),  # in range, and later than any alert could be
+    ],
+    ids=["while-current", "after-replaced", "year-2999"],
+)
+def test_a_stamp_later_than_the_revision_was_current_is_no_evidence(
+    harness: Harness, stamped: Any, counts: bool
+) -> None:
+    """The tracker stamps a revision while it is current. A healthy-since stamp later than that
+    (written by hand, say 2999) passed as health, and outlasted every later alert, which only
+    counts when it comes after the stamp. Revision 1 here lived one minute, so only the stamp
+    could prove it; with it discounted the choice finds no healthy revision."""
+    h = harness
+    old, _ = h.deploy("web", [("web:1", minutes(4)), ("web:2", minutes(3))])
+    h.sandbox.controls.clear_requests()
+    value = stamped if isinstance(stamped, str) else format_k8s_time(now() - stamped)
+    annotate(h, "replicaset", old, {"auto-rollback/healthy-since": value})
+    decision = decide(h, "web")
+    if counts:
+        assert decision["outcome"] == "rolled_back", decision
+        assert "r1 healthy (stamp: stamped healthy since" in decision["detail"]
+    else:
+        assert (decision["outcome"], decision["reason"]) == ("skipped", "no_healthy_revision")
+        assert "is after revision 2 replaced it" in decision["detail"], decision
+        assert template_images(h.deployment("shop", "web")) == ["web:2"]
 
 
 @pytest.mark.parametrize("key", ["auto-rollback/cooldown", "auto-rollback/min-healthy-seconds"])
