@@ -167,6 +167,10 @@ class GitOps:
     # by annotation only (its default since 3.0), and the label names no owner.
     argocd_instance_label: str | None = "app.kubernetes.io/instance"
     argocd_namespace: str = "argocd"
+    # The Application destinations (spec.destination.server or .name) that are this cluster:
+    # Argo CD's own names for the cluster it runs in. An Application deploying elsewhere is
+    # never paused for a Deployment here.
+    argocd_destinations: tuple[str, ...] = ("https://kubernetes.default.svc", "in-cluster")
     allow_managed_applications: bool = False
 
 

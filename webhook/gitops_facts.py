@@ -5,9 +5,12 @@ Deployment (webhook.gitops reads them). Pure.
 The Deployment's metadata names its owner, but whoever may edit the Deployment may write any
 name there. So a pause writes an owner only when the owner, in the status its own controller
 writes, says it applies that Deployment:
-- an Application's `status.resources` lists `apps/Deployment <namespace>/<name>`;
-- a HelmRelease's `status.inventory.entries` holds the id `<namespace>_<name>_apps_Deployment`;
-  a helm-controller that keeps no inventory (those before it had one) is matched by its latest
+- an Application's `status.resources` lists `apps/Deployment <namespace>/<name>`, and its
+  `spec.destination` is this cluster (`gitops.argocd_destinations`): an Application that deploys
+  to another cluster lists that cluster's objects, which may share this one's names;
+- a HelmRelease releases into this cluster (no `spec.kubeConfig`), and its
+  `status.inventory.entries` holds the id `<namespace>_<name>_apps_Deployment`; a
+  helm-controller that keeps no inventory (those before it had one) is matched by its latest
   release (`status.history[0]`): released into the Deployment's namespace, under the name the
   Deployment's `meta.helm.sh/release-name` gives. That bounds a forged marker to releases of
   the Deployment's own namespace.
@@ -79,7 +82,37 @@ def application_facts(
             parent_ns, parent_name = split_app(parent, settings.argocd_namespace)
             managed_by = f"Application {parent_ns}/{parent_name}"
     automated = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+    listed, membership = _application_lists(app, settings=settings, deployment=deployment)
+    return ApplicationFacts(
+        found=True,
+        automated=dict(automated) if isinstance(automated, dict) else None,
+        managed_by=managed_by,
+        resource_version=str(meta.get("resourceVersion", "")),
+        listed=listed,
+        membership=membership,
+    )
+
+
+def _application_lists(
+    app: Mapping[str, Any], *, settings: GitOps, deployment: Mapping[str, Any]
+) -> tuple[bool, str]:
     namespace, name = _where(deployment)
+    spec = app.get("spec")
+    destination = spec.get("destination") if isinstance(spec, Mapping) else None
+    named = (
+        [str(destination[key]) for key in ("server", "name") if destination.get(key)]
+        if isinstance(destination, Mapping)
+        else []
+    )
+    ours = set(settings.argocd_destinations)
+    if not named:
+        return False, "its spec.destination names no cluster"
+    if any(value.rstrip("/") not in ours for value in named):
+        return False, (
+            f"its spec.destination names {' and '.join(repr(value) for value in named)}, not "
+            f"this cluster (gitops.argocd_destinations: "
+            f"{', '.join(settings.argocd_destinations) or 'none'})"
+        )
     status = app.get("status")
     resources = status.get("resources") if isinstance(status, Mapping) else None
     listed = isinstance(resources, list) and any(
@@ -89,14 +122,7 @@ def application_facts(
         for r in resources
     )
     said = "lists" if listed else "does not list"
-    return ApplicationFacts(
-        found=True,
-        automated=dict(automated) if isinstance(automated, dict) else None,
-        managed_by=managed_by,
-        resource_version=str(meta.get("resourceVersion", "")),
-        listed=listed,
-        membership=f"its status.resources {said} apps/Deployment {namespace}/{name}",
-    )
+    return listed, f"its status.resources {said} apps/Deployment {namespace}/{name}"
 
 
 def helmrelease_facts(
@@ -106,11 +132,18 @@ def helmrelease_facts(
     `deployment` (the Deployment as read; module doc)."""
     if release is None:
         return HelmReleaseFacts(found=False)
+    spec = release.get("spec") or {}
     status = release.get("status")
-    listed, membership = _release_lists(status if isinstance(status, Mapping) else {}, deployment)
+    if isinstance(spec, Mapping) and spec.get("kubeConfig"):
+        # Its inventory and history are another cluster's, whose names may match this one's.
+        listed, membership = False, "it releases into the cluster its spec.kubeConfig names"
+    else:
+        listed, membership = _release_lists(
+            status if isinstance(status, Mapping) else {}, deployment
+        )
     return HelmReleaseFacts(
         found=True,
-        suspended=bool((release.get("spec") or {}).get("suspend")),
+        suspended=bool(spec.get("suspend")) if isinstance(spec, Mapping) else False,
         resource_version=str((release.get("metadata") or {}).get("resourceVersion", "")),
         listed=listed,
         membership=membership,

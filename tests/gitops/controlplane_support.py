@@ -122,9 +122,11 @@ def application(
     owner_refs: list[dict[str, Any]] | None = None,
     annotations: dict[str, str] | None = None,
     applies: tuple[tuple[str, str], ...] = (),
+    server: str = "https://kubernetes.default.svc",
 ) -> dict[str, Any]:
-    """An Application; `applies`: the Deployments (namespace, name) its status.resources lists,
-    as Argo CD's controller writes it after a sync (the CRD has no status subresource)."""
+    """An Application deploying to `server` (by default the cluster Argo CD runs in);
+    `applies`: the Deployments (namespace, name) its status.resources lists, as Argo CD's
+    controller writes it after a sync (the CRD has no status subresource)."""
     spec: dict[str, Any] = {
         "project": "default",
         "source": {
@@ -132,7 +134,7 @@ def application(
             "path": "web",
             "targetRevision": "main",
         },
-        "destination": {"server": "https://kubernetes.default.svc", "namespace": "shop"},
+        "destination": {"server": server, "namespace": "shop"},
     }
     if automated is not None:
         spec["syncPolicy"] = {"automated": automated}
@@ -168,7 +170,12 @@ def kustomization(name: str, *, interval: str = "3s") -> dict[str, Any]:
     }
 
 
-def helmrelease(name: str, namespace: str, *, interval: str = "3s") -> dict[str, Any]:
+def helmrelease(
+    name: str, namespace: str, *, interval: str = "3s", kube_config: str | None = None
+) -> dict[str, Any]:
+    """A HelmRelease; `kube_config`: the Secret whose kubeconfig it releases with (another
+    cluster)."""
+    remote = {"kubeConfig": {"secretRef": {"name": kube_config}}} if kube_config else {}
     return {
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
         "kind": "HelmRelease",
@@ -179,6 +186,7 @@ def helmrelease(name: str, namespace: str, *, interval: str = "3s") -> dict[str,
                 "spec": {"chart": "web", "sourceRef": {"kind": "HelmRepository", "name": "shop"}}
             },
             "driftDetection": {"mode": "enabled"},
+            **remote,
         },
     }
 

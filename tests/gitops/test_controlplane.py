@@ -401,26 +401,51 @@ def test_helmrelease_pause_suspends_it_and_resume_unsuspends(
     assert pauses_and_undos(b.service_writes("helmreleases"))
 
 
-@pytest.mark.parametrize("kind", ["argocd", "helmrelease", "helmrelease-latest-release"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "argocd",
+        "argocd-other-cluster",
+        "helmrelease",
+        "helmrelease-latest-release",
+        "helmrelease-other-cluster",
+    ],
+)
 def test_a_deployment_naming_an_owner_that_does_not_list_it_pauses_nothing(
     bench: Any, namespace: str, kind: str
 ) -> None:
     """Whoever may edit a Deployment may write any owner marker on it. Markers naming another
-    team's Application or HelmRelease (which lists other objects, or released into another
-    namespace) get a refusal that says so, and that owner is neither written nor taken as
-    paused: the pause is steered by what the owner's own controller lists, not by the
-    Deployment's metadata."""
+    team's Application or HelmRelease (which lists other objects, released into another
+    namespace, or lists this very namespace and name in another cluster it deploys to) get a
+    refusal that says so, and that owner is neither written nor taken as paused: the pause is
+    steered by what the owner's own controller lists, here, not by the Deployment's metadata."""
     b: Bench = bench(argocd="pause", flux_helmrelease="pause")
     victim = f"victim-{namespace}"
     elsewhere = (("payments", "api"),)
-    if kind == "argocd":
-        create(b.plane, application(victim, automated={"selfHeal": True}, applies=elsewhere))
+    remote = kind.endswith("-other-cluster")
+    if kind.startswith("argocd"):
+        if remote:
+            app = application(
+                victim,
+                automated={"selfHeal": True},
+                applies=((namespace, "web"),),
+                server="https://prod-eu.example.com:6443",
+            )
+            said = "its spec.destination names 'https://prod-eu.example.com:6443', not this cluster"
+        else:
+            app = application(victim, automated={"selfHeal": True}, applies=elsewhere)
+            said = f"its status.resources does not list apps/Deployment {namespace}/web"
+        create(b.plane, app)
         bad = b.argocd_bad_revision(victim)
         resource, where = "applications", ("application.argoproj.io", ARGOCD_NAMESPACE)
-        said = f"its status.resources does not list apps/Deployment {namespace}/web"
     else:
-        create(b.plane, helmrelease(victim, FLUX_NAMESPACE))
-        inventory = elsewhere if kind == "helmrelease" else None
+        create(
+            b.plane,
+            helmrelease(victim, FLUX_NAMESPACE, kube_config="prod-eu" if remote else None),
+        )
+        inventory = (
+            ((namespace, "web"),) if remote else elsewhere if kind == "helmrelease" else None
+        )
         released(
             b.plane, FLUX_NAMESPACE, victim, inventory=inventory, history=(("payments", victim),)
         )
@@ -432,11 +457,12 @@ def test_a_deployment_naming_an_owner_that_does_not_list_it_pauses_nothing(
             labels, {"meta.helm.sh/release-name": victim}, release=(FLUX_NAMESPACE, victim)
         )
         resource, where = "helmreleases", ("helmrelease.helm.toolkit.fluxcd.io", FLUX_NAMESPACE)
-        said = (
-            f"its status.inventory does not list {namespace}_web_apps_Deployment"
-            if inventory
-            else f"its latest release payments/{victim} is not the release {namespace}/{victim}"
-        )
+        if remote:
+            said = "it releases into the cluster its spec.kubeConfig names"
+        elif inventory:
+            said = f"its status.inventory does not list {namespace}_web_apps_Deployment"
+        else:
+            said = f"its latest release payments/{victim} is not the release {namespace}/{victim}"
     before = get(b.plane, *where, victim)
 
     decision = b.alert(bad)

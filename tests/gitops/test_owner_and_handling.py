@@ -252,7 +252,7 @@ def test_application_facts_see_applicationset_and_parent_app() -> None:
     }
     managed = application_facts(tracked, settings=DEFAULTS, deployment=WEB).managed_by
     assert managed == "Application argocd/root"
-    alone = {"metadata": {"name": "shop-app", "namespace": "argocd"}, "spec": {}}
+    alone = {"metadata": {"name": "shop-app", "namespace": "argocd"}, "spec": {**HERE}}
     assert application_facts(alone, settings=DEFAULTS, deployment=WEB) == ApplicationFacts(
         found=True, membership="its status.resources does not list apps/Deployment shop/web"
     )
@@ -267,6 +267,13 @@ WEB = {
         "namespace": "shop",
         "annotations": {"meta.helm.sh/release-name": "web"},
     }
+}
+
+
+# Argo CD's own name for the cluster it runs in.
+HERE = {"destination": {"server": "https://kubernetes.default.svc", "namespace": "shop"}}
+LISTING = {
+    "resources": [{"group": "apps", "kind": "Deployment", "namespace": "shop", "name": "web"}]
 }
 
 
@@ -298,12 +305,68 @@ def _resource(group: str, kind: str, namespace: str, name: str) -> dict[str, str
 def test_an_application_lists_a_deployment_only_in_its_status_resources(
     resources: Any, listed: bool
 ) -> None:
-    app = {"metadata": {"name": "shop-app", "namespace": "argocd"}, "spec": {}}
+    app = {"metadata": {"name": "shop-app", "namespace": "argocd"}, "spec": {**HERE}}
     if resources is not None:
         app["status"] = {"resources": resources}
     facts = application_facts(app, settings=DEFAULTS, deployment=WEB)
     assert facts.listed is listed
     assert ("does not list" in facts.membership) is not listed
+
+
+@pytest.mark.parametrize(
+    ("destination", "settings", "listed", "said"),
+    [
+        ({"server": "https://kubernetes.default.svc"}, DEFAULTS, True, "lists"),
+        ({"server": "https://kubernetes.default.svc/"}, DEFAULTS, True, "lists"),
+        ({"name": "in-cluster"}, DEFAULTS, True, "lists"),
+        # Another cluster's objects may share this one's names: its listing proves nothing here.
+        ({"server": "https://prod-eu.example.com:6443"}, DEFAULTS, False, "'https://prod-eu"),
+        ({"name": "prod-eu"}, DEFAULTS, False, "names 'prod-eu', not this cluster"),
+        (
+            {"server": "https://kubernetes.default.svc", "name": "prod-eu"},
+            DEFAULTS,
+            False,
+            "not this cluster",
+        ),
+        ({}, DEFAULTS, False, "names no cluster"),
+        (None, DEFAULTS, False, "names no cluster"),
+        ("in-cluster", DEFAULTS, False, "names no cluster"),
+        # Argo CD run elsewhere registers this cluster under a name of its choosing.
+        (
+            {"name": "prod-eu"},
+            GitOps(argocd=GitOpsHandling.PAUSE, argocd_destinations=("prod-eu",)),
+            True,
+            "lists",
+        ),
+        (
+            {"server": "https://kubernetes.default.svc"},
+            GitOps(argocd=GitOpsHandling.PAUSE, argocd_destinations=("prod-eu",)),
+            False,
+            "gitops.argocd_destinations: prod-eu",
+        ),
+    ],
+)
+def test_an_application_that_deploys_to_another_cluster_lists_nothing_here(
+    destination: Any, settings: GitOps, listed: bool, said: str
+) -> None:
+    app = {
+        "metadata": {"name": "shop-app", "namespace": "argocd"},
+        "spec": {"destination": destination},
+        "status": LISTING,
+    }
+    facts = application_facts(app, settings=settings, deployment=WEB)
+    assert facts.listed is listed
+    assert said in facts.membership
+
+
+def test_a_helmrelease_that_releases_into_another_cluster_lists_nothing_here() -> None:
+    inventory = {"inventory": {"entries": [{"id": "shop_web_apps_Deployment", "v": "v1"}]}}
+    local = {"metadata": {}, "spec": {}, "status": inventory}
+    assert helmrelease_facts(local, deployment=WEB).listed
+    remote = {"metadata": {}, "spec": {"kubeConfig": {"secretRef": {"name": "prod-eu"}}}}
+    facts = helmrelease_facts({**remote, "status": inventory}, deployment=WEB)
+    assert facts.listed is False
+    assert facts.membership == "it releases into the cluster its spec.kubeConfig names"
 
 
 @pytest.mark.parametrize(
