@@ -172,6 +172,9 @@ class GitOps:
     # never paused for a Deployment here.
     argocd_destinations: tuple[str, ...] = ("https://kubernetes.default.svc", "in-cluster")
     allow_managed_applications: bool = False
+    # A HelmRelease without status.inventory (helm-controllers before it) may be paused when
+    # its latest release is the Deployment's namespace and meta.helm.sh/release-name: weaker.
+    helmrelease_latest_release: bool = False
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,8 @@ def _pause(owner: Owner, settings: GitOps, *, target: Target, facts: OwnerFacts 
         # Nothing runs to pause: config validation refuses helm: pause; refuse if it gets here.
         return Refuse(owner, "a Helm release has no controller to pause", steps)
     if owner.kind == OwnerKind.FLUX_HELMRELEASE:
+        if isinstance(facts, HelmReleaseFacts) and not facts.found and facts.membership:
+            return _unproven(owner, facts, target)
         if not isinstance(facts, HelmReleaseFacts) or not facts.found:
             return Refuse(owner, "the HelmRelease was not found, so it cannot be suspended", steps)
         if not facts.listed:
@@ -260,6 +262,8 @@ def _pause(owner: Owner, settings: GitOps, *, target: Target, facts: OwnerFacts 
             "spec.suspend: true on the HelmRelease",
             confirmed=facts.membership,
         )
+    if isinstance(facts, ApplicationFacts) and not facts.found and facts.membership:
+        return _unproven(owner, facts, target)
     if not isinstance(facts, ApplicationFacts) or not facts.found:
         return Refuse(
             owner,

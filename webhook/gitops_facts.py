@@ -9,11 +9,16 @@ writes, says it applies that Deployment:
   `spec.destination` is this cluster (`gitops.argocd_destinations`): an Application that deploys
   to another cluster lists that cluster's objects, which may share this one's names;
 - a HelmRelease releases into this cluster (no `spec.kubeConfig`), and its
-  `status.inventory.entries` holds the id `<namespace>_<name>_apps_Deployment`; a
-  helm-controller that keeps no inventory (those before it had one) is matched by its latest
-  release (`status.history[0]`): released into the Deployment's namespace, under the name the
-  Deployment's `meta.helm.sh/release-name` gives. That bounds a forged marker to releases of
-  the Deployment's own namespace.
+  `status.inventory.entries` holds the id `<namespace>_<name>_apps_Deployment`. A
+  helm-controller that keeps no inventory (those before it had one) lists nothing, unless
+  `gitops.helmrelease_latest_release` accepts its latest release (`status.history[0]`):
+  released into the Deployment's namespace, under the name the Deployment's
+  `meta.helm.sh/release-name` gives. That is weaker: a forged marker can then pick any
+  release into the Deployment's namespace, whatever else that release installs.
+
+An Application's listing counts only objects its Git source applies: Argo CD also lists live
+objects that merely carry its tracking marker (to prune, or without a sync status), and whoever
+may edit the Deployment may write that marker.
 """
 
 from __future__ import annotations
@@ -115,18 +120,38 @@ def _application_lists(
         )
     status = app.get("status")
     resources = status.get("resources") if isinstance(status, Mapping) else None
-    listed = isinstance(resources, list) and any(
-        isinstance(r, Mapping)
+    entries = [
+        r
+        for r in (resources if isinstance(resources, list) else [])
+        if isinstance(r, Mapping)
         and (r.get("group"), r.get("kind"), r.get("namespace"), r.get("name"))
         == ("apps", "Deployment", namespace, name)
-        for r in resources
-    )
-    said = "lists" if listed else "does not list"
-    return listed, f"its status.resources {said} apps/Deployment {namespace}/{name}"
+    ]
+    what = f"apps/Deployment {namespace}/{name}"
+    if not entries:
+        return False, f"its status.resources does not list {what}"
+    if any(_from_git(entry) is None for entry in entries):
+        return True, f"its status.resources lists {what}"
+    return False, f"its status.resources lists {what} only {_from_git(entries[0])}"
+
+
+def _from_git(entry: Mapping[str, Any]) -> str | None:
+    """None when a status.resources entry is an object the Application's Git source applies;
+    else how Argo CD lists it. Argo CD lists every live object whose tracking marker names the
+    Application, so a marker written on the Deployment puts it there too: as one to prune
+    (`requiresPruning`, not in Git), or with no sync status (a tracking id naming another
+    object); neither shows that the Application applies it."""
+    if entry.get("requiresPruning") is True:
+        return "as an object to prune (requiresPruning: not in its Git source)"
+    if entry.get("hook") is True:
+        return "as a sync hook"
+    if entry.get("status") not in ("Synced", "OutOfSync"):
+        return f"with sync status {entry.get('status')!r}, not Synced or OutOfSync"
+    return None
 
 
 def helmrelease_facts(
-    release: Mapping[str, Any] | None, *, deployment: Mapping[str, Any]
+    release: Mapping[str, Any] | None, *, settings: GitOps, deployment: Mapping[str, Any]
 ) -> HelmReleaseFacts:
     """What pausing needs from a HelmRelease: its suspend flag and whether it applies
     `deployment` (the Deployment as read; module doc)."""
@@ -139,7 +164,9 @@ def helmrelease_facts(
         listed, membership = False, "it releases into the cluster its spec.kubeConfig names"
     else:
         listed, membership = _release_lists(
-            status if isinstance(status, Mapping) else {}, deployment
+            status if isinstance(status, Mapping) else {},
+            deployment,
+            latest_release=settings.helmrelease_latest_release,
         )
     return HelmReleaseFacts(
         found=True,
@@ -155,7 +182,9 @@ def _where(deployment: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("namespace", "")), str(meta.get("name", ""))
 
 
-def _release_lists(status: Mapping[str, Any], deployment: Mapping[str, Any]) -> tuple[bool, str]:
+def _release_lists(
+    status: Mapping[str, Any], deployment: Mapping[str, Any], *, latest_release: bool
+) -> tuple[bool, str]:
     namespace, name = _where(deployment)
     inventory = status.get("inventory")
     if isinstance(inventory, Mapping):
@@ -165,6 +194,11 @@ def _release_lists(status: Mapping[str, Any], deployment: Mapping[str, Any]) -> 
             isinstance(e, Mapping) and e.get("id") == wanted for e in entries
         )
         return listed, f"its status.inventory {'lists' if listed else 'does not list'} {wanted}"
+    if not latest_release:
+        return False, (
+            "it keeps no status.inventory (a helm-controller older than the HelmRelease "
+            "inventory), and gitops.helmrelease_latest_release is false"
+        )
     history = status.get("history")
     latest = history[0] if isinstance(history, list) and history else None
     if not isinstance(latest, Mapping):

@@ -31,6 +31,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from webhook import names
 from webhook.config import GitOps
 from webhook.contract import ANNOTATION_LAST_RESUME
 from webhook.gitops import (
@@ -68,6 +69,15 @@ def read_facts(
     against `deployment` (as read): whether the owner lists it."""
     if owner is None or not needs_facts(owner, settings):
         return None
+    unnamable = names.dns1123_label_problem(owner.namespace) or names.dns1123_subdomain_problem(
+        owner.name
+    )
+    if unnamable:
+        # A marker may hold anything; no object is named so, and nothing is read.
+        said = f"no object can be {owner.namespace}/{owner.name} ({unnamable})"
+        if owner.kind == OwnerKind.ARGOCD:
+            return ApplicationFacts(found=False, membership=said)
+        return HelmReleaseFacts(found=False, membership=said)
     if owner.kind == OwnerKind.ARGOCD:
         try:
             app: Obj | None = cluster.get_application(owner.namespace, owner.name)
@@ -78,7 +88,7 @@ def read_facts(
         release: Obj | None = cluster.get_helmrelease(owner.namespace, owner.name)
     except NotFound:
         release = None
-    return helmrelease_facts(release, deployment=deployment)
+    return helmrelease_facts(release, settings=settings, deployment=deployment)
 
 
 def pause_owner(

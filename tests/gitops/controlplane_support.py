@@ -123,10 +123,13 @@ def application(
     annotations: dict[str, str] | None = None,
     applies: tuple[tuple[str, str], ...] = (),
     server: str = "https://kubernetes.default.svc",
+    extraneous: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     """An Application deploying to `server` (by default the cluster Argo CD runs in);
-    `applies`: the Deployments (namespace, name) its status.resources lists, as Argo CD's
-    controller writes it after a sync (the CRD has no status subresource)."""
+    `applies`: the Deployments (namespace, name) its status.resources lists as in its Git
+    source, as Argo CD's controller writes it after a sync (the CRD has no status
+    subresource); `extraneous`: those it lists only because they carry its tracking marker
+    (not in Git: requiresPruning)."""
     spec: dict[str, Any] = {
         "project": "default",
         "source": {
@@ -144,8 +147,18 @@ def application(
     if annotations:
         metadata["annotations"] = annotations
     resources = [
-        {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": ns, "name": name}
-        for ns, name in applies
+        {
+            "group": "apps",
+            "version": "v1",
+            "kind": "Deployment",
+            "namespace": ns,
+            "name": name,
+            "status": "OutOfSync" if extra else "Synced",
+            "health": {"status": "Healthy"},
+            **({"requiresPruning": True} if extra else {}),
+        }
+        for extra, listed in ((False, applies), (True, extraneous))
+        for ns, name in listed
     ]
     return {
         "apiVersion": "argoproj.io/v1alpha1",

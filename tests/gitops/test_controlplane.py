@@ -363,7 +363,8 @@ def helmrelease_owned(bench: Any, namespace: str, *, inventory: bool = True) -> 
     """A HelmRelease-owned Deployment (pause on) with a bad current revision: (bench, its RS).
     Its status lists the Deployment in its inventory, or (without `inventory`, as a
     helm-controller before it kept one) only its latest release, "web" in this namespace."""
-    b: Bench = bench(flux_helmrelease="pause")
+    # Without an inventory, the latest release counts only where the operator says so.
+    b: Bench = bench(flux_helmrelease="pause", helmrelease_latest_release=not inventory)
     create(b.plane, helmrelease("web", namespace, interval="2s"))
     released(b.plane, namespace, "web", inventory=b.web if inventory else None, history=(b.web[0],))
     labels = {
@@ -405,6 +406,7 @@ def test_helmrelease_pause_suspends_it_and_resume_unsuspends(
     "kind",
     [
         "argocd",
+        "argocd-marker-only",
         "argocd-other-cluster",
         "helmrelease",
         "helmrelease-latest-release",
@@ -415,11 +417,12 @@ def test_a_deployment_naming_an_owner_that_does_not_list_it_pauses_nothing(
     bench: Any, namespace: str, kind: str
 ) -> None:
     """Whoever may edit a Deployment may write any owner marker on it. Markers naming another
-    team's Application or HelmRelease (which lists other objects, released into another
-    namespace, or lists this very namespace and name in another cluster it deploys to) get a
+    team's Application or HelmRelease (which lists other objects, lists this one only because
+    it carries the marker, released into another namespace, or lists this very namespace and
+    name in another cluster it deploys to) get a
     refusal that says so, and that owner is neither written nor taken as paused: the pause is
     steered by what the owner's own controller lists, here, not by the Deployment's metadata."""
-    b: Bench = bench(argocd="pause", flux_helmrelease="pause")
+    b: Bench = bench(argocd="pause", flux_helmrelease="pause", helmrelease_latest_release=True)
     victim = f"victim-{namespace}"
     elsewhere = (("payments", "api"),)
     remote = kind.endswith("-other-cluster")
@@ -432,6 +435,12 @@ def test_a_deployment_naming_an_owner_that_does_not_list_it_pauses_nothing(
                 server="https://prod-eu.example.com:6443",
             )
             said = "its spec.destination names 'https://prod-eu.example.com:6443', not this cluster"
+        elif kind == "argocd-marker-only":
+            # Argo CD lists any live object carrying its marker, as one to prune.
+            app = application(
+                victim, automated={"selfHeal": True}, applies=elsewhere, extraneous=b.web
+            )
+            said = f"lists apps/Deployment {namespace}/web only as an object to prune"
         else:
             app = application(victim, automated={"selfHeal": True}, applies=elsewhere)
             said = f"its status.resources does not list apps/Deployment {namespace}/web"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import kubernetes.client
 import pytest
 
 from webhook.config import ConfigError, GitOps, GitOpsHandling, settings_from_dict
@@ -32,6 +33,8 @@ from webhook.gitops_facts import (
     application_facts,
     helmrelease_facts,
 )
+from webhook.gitops_pause import read_facts
+from webhook.kube import Cluster
 
 DEFAULTS = GitOps()
 TRACKING = "argocd.argoproj.io/tracking-id"
@@ -258,7 +261,7 @@ def test_application_facts_see_applicationset_and_parent_app() -> None:
     )
     assert application_facts(None, settings=DEFAULTS, deployment=WEB).found is False
     release = {"metadata": {}, "spec": {"suspend": True}}
-    assert helmrelease_facts(release, deployment=WEB).suspended
+    assert helmrelease_facts(release, settings=DEFAULTS, deployment=WEB).suspended
 
 
 WEB = {
@@ -272,13 +275,23 @@ WEB = {
 
 # Argo CD's own name for the cluster it runs in.
 HERE = {"destination": {"server": "https://kubernetes.default.svc", "namespace": "shop"}}
-LISTING = {
-    "resources": [{"group": "apps", "kind": "Deployment", "namespace": "shop", "name": "web"}]
-}
+# As Argo CD's controller lists an object its Git source applies.
+SYNCED = {"group": "apps", "version": "v1", "kind": "Deployment", "status": "Synced"}
+LISTING = {"resources": [{**SYNCED, "namespace": "shop", "name": "web"}]}
+# Settings that accept a HelmRelease's latest release where it keeps no inventory.
+LATEST = GitOps(helmrelease_latest_release=True)
 
 
-def _resource(group: str, kind: str, namespace: str, name: str) -> dict[str, str]:
-    return {"group": group, "kind": kind, "namespace": namespace, "name": name, "version": "v1"}
+def _resource(group: str, kind: str, namespace: str, name: str, **more: Any) -> dict[str, Any]:
+    return {
+        "group": group,
+        "kind": kind,
+        "namespace": namespace,
+        "name": name,
+        "version": "v1",
+        "status": "Synced",
+        **more,
+    }
 
 
 @pytest.mark.parametrize(
@@ -296,6 +309,20 @@ def _resource(group: str, kind: str, namespace: str, name: str) -> dict[str, str
         ([_resource("apps", "Deployment", "shop", "api")], False),
         ([_resource("apps", "StatefulSet", "shop", "web")], False),
         ([_resource("extensions", "Deployment", "shop", "web")], False),
+        ([_resource("apps", "Deployment", "shop", "web", status="OutOfSync")], True),
+        # Argo CD lists any live object carrying its tracking marker, which the Deployment's
+        # editor may write: not in Git (to prune), a hook, or with no sync status.
+        ([_resource("apps", "Deployment", "shop", "web", requiresPruning=True)], False),
+        ([_resource("apps", "Deployment", "shop", "web", hook=True)], False),
+        ([{**_resource("apps", "Deployment", "shop", "web"), "status": None}], False),
+        ([_resource("apps", "Deployment", "shop", "web", status="Unknown")], False),
+        (
+            [
+                _resource("apps", "Deployment", "shop", "web", requiresPruning=True),
+                _resource("apps", "Deployment", "shop", "web"),
+            ],
+            True,
+        ),
         ([], False),
         (None, False),
         ("apps/Deployment:shop/web", False),
@@ -310,7 +337,9 @@ def test_an_application_lists_a_deployment_only_in_its_status_resources(
         app["status"] = {"resources": resources}
     facts = application_facts(app, settings=DEFAULTS, deployment=WEB)
     assert facts.listed is listed
-    assert ("does not list" in facts.membership) is not listed
+    assert (
+        "lists apps/Deployment shop/web" in facts.membership and "only" not in facts.membership
+    ) is listed
 
 
 @pytest.mark.parametrize(
@@ -362,9 +391,9 @@ def test_an_application_that_deploys_to_another_cluster_lists_nothing_here(
 def test_a_helmrelease_that_releases_into_another_cluster_lists_nothing_here() -> None:
     inventory = {"inventory": {"entries": [{"id": "shop_web_apps_Deployment", "v": "v1"}]}}
     local = {"metadata": {}, "spec": {}, "status": inventory}
-    assert helmrelease_facts(local, deployment=WEB).listed
+    assert helmrelease_facts(local, settings=DEFAULTS, deployment=WEB).listed
     remote = {"metadata": {}, "spec": {"kubeConfig": {"secretRef": {"name": "prod-eu"}}}}
-    facts = helmrelease_facts({**remote, "status": inventory}, deployment=WEB)
+    facts = helmrelease_facts({**remote, "status": inventory}, settings=LATEST, deployment=WEB)
     assert facts.listed is False
     assert facts.membership == "it releases into the cluster its spec.kubeConfig names"
 
@@ -411,14 +440,29 @@ def test_a_helmrelease_lists_a_deployment_in_its_inventory_or_else_its_latest_re
     status: dict[str, Any], listed: bool, said: str
 ) -> None:
     release = {"metadata": {"name": "web", "namespace": "shop"}, "spec": {}, "status": status}
-    facts = helmrelease_facts(release, deployment=WEB)
+    facts = helmrelease_facts(release, settings=LATEST, deployment=WEB)
     assert facts.listed is listed and said in facts.membership
+
+
+def test_with_no_inventory_a_helmrelease_lists_nothing_unless_its_latest_release_counts() -> None:
+    """The latest release matches by the Deployment's own meta.helm.sh/release-name, which its
+    editor may write: any release into the namespace (a platform chart with cluster-wide
+    objects too) would be suspended. So it counts only where the operator accepts it."""
+    release = {
+        "metadata": {"name": "agent", "namespace": "flux-system"},
+        "spec": {"targetNamespace": "shop"},
+        "status": {"history": [{"name": "web", "namespace": "shop", "version": 4}]},
+    }
+    facts = helmrelease_facts(release, settings=DEFAULTS, deployment=WEB)
+    assert facts.listed is False
+    assert "gitops.helmrelease_latest_release is false" in facts.membership
+    assert helmrelease_facts(release, settings=LATEST, deployment=WEB).listed
 
 
 def test_with_no_inventory_a_deployment_without_a_release_name_matches_no_release() -> None:
     bare = {"metadata": {"name": "web", "namespace": "shop"}}
     release = {"metadata": {}, "status": {"history": [{"name": "web", "namespace": "shop"}]}}
-    assert helmrelease_facts(release, deployment=bare).listed is False
+    assert helmrelease_facts(release, settings=LATEST, deployment=bare).listed is False
 
 
 def test_an_owner_that_does_not_list_the_deployment_is_refused_with_steps_that_name_none() -> None:
@@ -487,3 +531,94 @@ def test_ownership_says_owner_handling_pause_and_the_command_back() -> None:
     assert seen.as_dict()["resume"] == "rollback-webhook resume shop/web"
     bare = ownership({"metadata": {"name": "web", "namespace": "shop"}}, DEFAULTS)
     assert bare.as_dict() == {"owner": None, "handling": None, "paused": None, "resume": None}
+
+
+def _owner_and_verdict(
+    deployment: dict[str, Any], app: dict[str, Any], settings: GitOps
+) -> tuple[Owner | None, Any]:
+    meta = deployment["metadata"]
+    owner = detect_owner(
+        meta.get("labels", {}),
+        meta.get("annotations", {}),
+        namespace=meta["namespace"],
+        name=meta["name"],
+        settings=settings,
+    )
+    facts = application_facts(app, settings=settings, deployment=deployment)
+    return owner, handle(owner, settings, target=TARGET, facts=facts)
+
+
+@pytest.mark.parametrize(
+    ("labels", "tracking", "entry", "said"),
+    [
+        # A self-referencing tracking id written on the Deployment (with Prune=false, Argo CD
+        # leaves it be): Argo CD lists it as an extra object, one Git does not hold.
+        ({}, "platform:apps/Deployment:shop/web", {"requiresPruning": True}, "to prune"),
+        # The instance label names the Application, the tracking id another object: Argo CD
+        # lists it with no sync status.
+        (
+            {"app.kubernetes.io/instance": "platform"},
+            "platform:apps/Deployment:shop/not-web",
+            {"status": None},
+            "with sync status None",
+        ),
+    ],
+)
+def test_a_marker_written_on_the_deployment_does_not_make_the_application_apply_it(
+    labels: dict[str, str], tracking: str, entry: dict[str, Any], said: str
+) -> None:
+    """Argo CD's status.resources holds every live object its marker names, so the marker's
+    writer can put the Deployment there; only what the Application's Git source applies
+    counts, and the platform Application is not paused."""
+    deployment = {
+        "metadata": {
+            "namespace": "shop",
+            "name": "web",
+            "labels": labels,
+            "annotations": {TRACKING: tracking, "argocd.argoproj.io/sync-options": "Prune=false"},
+        }
+    }
+    app = {
+        "metadata": {"name": "platform", "namespace": "argocd", "resourceVersion": "7"},
+        "spec": {**HERE, "syncPolicy": {"automated": {"selfHeal": True}}},
+        "status": {
+            "resources": [
+                _resource("", "ConfigMap", "platform", "settings"),
+                {**_resource("apps", "Deployment", "shop", "web"), **entry},
+            ]
+        },
+    }
+    settings = GitOps(argocd=GitOpsHandling.PAUSE)
+    owner, verdict = _owner_and_verdict(deployment, app, settings)
+    assert owner is not None and (owner.namespace, owner.name) == ("argocd", "platform")
+    assert isinstance(verdict, Refuse), verdict
+    assert said in verdict.why and "so it is not paused" in verdict.why
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "problem"),
+    [
+        ({}, {TRACKING: "_platform:apps/Deployment:shop/web"}, "no object can be /platform"),
+        ({}, {TRACKING: "Platform:apps/Deployment:shop/web"}, "no object can be argocd/Platform"),
+        (
+            {"helm.toolkit.fluxcd.io/name": "web app", "helm.toolkit.fluxcd.io/namespace": "flux"},
+            {},
+            "no object can be flux/web app",
+        ),
+    ],
+)
+def test_an_owner_marker_that_names_no_possible_object_is_refused_and_nothing_is_read(
+    labels: dict[str, str], annotations: dict[str, str], problem: str
+) -> None:
+    """A marker may hold anything. One naming what no object can be named is a refusal with
+    the human steps (as any owner that does not list the Deployment), not an API error: the
+    cluster here has no server, so any read would fail."""
+    settings = GitOps(argocd=GitOpsHandling.PAUSE, flux_helmrelease=GitOpsHandling.PAUSE)
+    owner = detect_owner(labels, annotations, namespace="shop", name="web", settings=settings)
+    assert owner is not None
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host="http://127.0.0.1:9"))
+    nowhere = Cluster(api, timeout_seconds=0.5)
+    facts = read_facts(nowhere, owner, settings, deployment=WEB)
+    verdict = handle(owner, settings, target=TARGET, facts=facts)
+    assert isinstance(verdict, Refuse), verdict
+    assert problem in verdict.why and "--show-managed-fields" in verdict.text()

@@ -53,7 +53,9 @@ app.kubernetes.io/component: webhook
 {{- if .Values.gitops.pauseOwners -}}
 {{- $_ := set $config "gitops" (dict
   "argocd" "pause" "flux_kustomization" "pause" "flux_helmrelease" "pause" "helm" "refuse"
-  "argocd_namespace" .Values.gitops.argocdNamespace "allow_managed_applications" false) -}}
+  "argocd_namespace" .Values.gitops.argocdNamespace "allow_managed_applications" false
+  "argocd_destinations" (list "https://kubernetes.default.svc" "in-cluster")
+  "helmrelease_latest_release" false) -}}
 {{- end -}}
 {{- toYaml (mustMergeOverwrite $config (deepCopy .Values.config)) -}}
 {{- end -}}
