@@ -6,10 +6,10 @@ cluster without it: a store that cannot take it is AuditUnavailable, a 503), und
 recorded on the Deployment (webhook.gitops_pause.resume), then records it like any decision
 (source `resume`, outcome `resumed`, the on-call actor and reason; the record closes the intent)
 and posts an `AutoRollbackResumed` Event. A Kubernetes failure is recorded as `failed` with its
-reason; a Deployment with nothing paused is a ResumeError (409), not a record, and so is a
-pause record the owner itself does not carry (an Application or HelmRelease paused by this
-service carries its own copy, `auto-rollback/paused-for`; a record written on the Deployment by
-hand is refused before anything is written). A record that
+reason; a Deployment with nothing paused is a ResumeError (409), not a record. A pause record
+the owner itself does not carry (an Application or HelmRelease paused by this service carries
+its own copy, `auto-rollback/paused-for`; a record written on the Deployment by hand) is refused
+before anything is written: a ResumeError (409), recorded as `failed` / `conflict`. A record that
 cannot be stored after the writes is a ResumeError (503) saying the resume was written, and a
 write without an answer (a timeout, a reset) one saying it may have landed: the intent stays
 open and the reconciler records the resume when the Deployment's `auto-rollback/last-resume`
@@ -112,9 +112,19 @@ def run_resume(
         # Read only: a record hand-written on the Deployment never steers an owner write.
         owner_check(service.cluster, paused, namespace=namespace, deployment=deployment)
     except NotOurPause as exc:
-        # Nothing is written, so nothing is recorded; the attempt is logged for whoever looks.
+        # Nothing is written. The attempt is recorded (failed / conflict, as when the owner
+        # changes between this check and the write), for it says someone wrote a pause record
+        # by hand or handed the owner back outside resume; the answer stays the refusal.
         log.warning("resume of %s/%s by %s refused: %s", namespace, deployment, actor, exc)
-        raise ResumeError(409, str(exc)) from None
+        decision.outcome, decision.reason = Outcome.FAILED, FailReason.CONFLICT
+        decision.labels = {"owner": paused.owner.describe()}
+        decision.detail = f"{actor}: {reason} | resume refused, nothing written: {exc}"
+        try:
+            service.record(decision)
+            recorded = f" (recorded as audit id {decision.id})"
+        except AuditUnavailable as unavailable:
+            recorded = f" (not recorded: {unavailable})"
+        raise ResumeError(409, f"{exc}{recorded}") from None
     except KubeError as exc:
         return _failed(service, decision, exc, detail=f"{actor}: {reason} | resume failed: {exc}")
     decision.labels = {"owner": paused.owner.describe()}

@@ -789,8 +789,8 @@ def test_a_pause_record_written_by_hand_on_a_deployment_steers_no_owner_write(
 ) -> None:
     """Whoever can edit a Deployment can write a pause record on it. One naming an Application
     synced by hand on purpose (automated absent), with a `previous` of prune and self-heal, and
-    one naming a HelmRelease someone suspended: resume refuses both with a 409 and writes
-    neither owner, nor the Deployment."""
+    one naming a HelmRelease someone suspended: resume refuses both with a 409, records the
+    attempt, and writes neither owner, nor the Deployment."""
     b: Bench = bench(argocd="pause", flux_helmrelease="pause")
     app = f"manual-{namespace}"
     create(b.plane, application(app, automated=None))
@@ -821,6 +821,12 @@ def test_a_pause_record_written_by_hand_on_a_deployment_steers_no_owner_write(
         assert answer.status_code == 409, answer.get_json()
         error = answer.get_json()["error"]
         assert owner in error and ANNOTATION_OWNER_PAUSE in error and "is missing" in error
+        # The attempt is in the audit, with who tried and what was refused.
+        audit_id = error.rsplit("recorded as audit id ", 1)[1].rstrip(")")
+        row = b.h.audit_row(audit_id)
+        assert (row["source"], row["outcome"], row["reason"]) == ("resume", "failed", "conflict")
+        assert (row["namespace"], row["deployment"]) == (namespace, name)
+        assert "resume refused, nothing written" in row["detail"] and owner in row["detail"]
 
     assert "automated" not in (b.application(app)["spec"].get("syncPolicy") or {})
     after = get(b.plane, "helmrelease.helm.toolkit.fluxcd.io", namespace, "web")
