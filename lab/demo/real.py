@@ -36,7 +36,7 @@ def _tick(printer: Printer, pipeline: Pipeline, bad_rs: str, seen: _Watch) -> No
         seen.restarts = restarts
         printer.step(
             f"v2 pods ({bad_rs}) crash-looping: {restarts} restart(s) so far "
-            "(the rule wants 3 in 10 minutes)"
+            "(the rule wants, in 10 minutes, 2 restarts in each of two pods or 3 of one container)"
         )
     try:
         states = pipeline.alert_states(WORKLOAD.namespace, WORKLOAD.name)
@@ -112,9 +112,9 @@ def run_real(
         _tick(printer, pipeline, bad_rs, seen)
         printer.step(
             f"rolled back: {WORKLOAD.namespace}/{WORKLOAD.name} runs {V1} again, {took:.1f}s "
-            f"after v2 rolled out (the floor: {2 * RESTART_PERIOD_SECONDS:g}s until the sandbox's "
-            f"third restart + {timing.floor_seconds():g}s of scrape, evaluation, for: and "
-            "group_wait)"
+            f"after v2 rolled out (the floor: {RESTART_PERIOD_SECONDS:g}s until both pods' second "
+            f"restart in the sandbox + {timing.floor_seconds():g}s of scrape, evaluation, for: "
+            "and group_wait)"
         )
         # The resolved notification follows within group_interval: show it in the audit too.
         wait_until(
