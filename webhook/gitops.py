@@ -214,7 +214,8 @@ def handling_for(owner: Owner, settings: GitOps) -> GitOpsHandling:
 
 
 def resume_command(namespace: str, deployment: str) -> str:
-    return f"rollback-webhook resume {namespace}/{deployment}"
+    """The command that hands control back, as it runs (resume requires a reason)."""
+    return f'rollback-webhook resume {namespace}/{deployment} --reason "<what was fixed>"'
 
 
 def handle(

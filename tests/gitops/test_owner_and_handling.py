@@ -498,7 +498,7 @@ def test_pause_record_round_trips_through_the_deployment_annotations() -> None:
     assert FLUX_RECONCILE not in pause_annotations(removed)
     line = describe_pause(removed, namespace="shop", deployment="web")
     assert 'removed (was {"selfHeal": true})' in line
-    assert line.endswith("rollback-webhook resume shop/web")
+    assert line.endswith('rollback-webhook resume shop/web --reason "<what was fixed>"')
 
 
 def test_config_validates_gitops_handling() -> None:
@@ -526,9 +526,11 @@ def test_ownership_says_owner_handling_pause_and_the_command_back() -> None:
         "handling: pause (gitops.flux_kustomization)",
         "paused Flux Kustomization flux-system/apps (kustomize.toolkit.fluxcd.io/reconcile: "
         "disabled on the Deployment); hand control back once Git is fixed: rollback-webhook "
-        "resume shop/web [since t0, audit d-9]",
+        'resume shop/web --reason "<what was fixed>" [since t0, audit d-9]',
     ]
-    assert seen.as_dict()["resume"] == "rollback-webhook resume shop/web"
+    assert (
+        seen.as_dict()["resume"] == 'rollback-webhook resume shop/web --reason "<what was fixed>"'
+    )
     bare = ownership({"metadata": {"name": "web", "namespace": "shop"}}, DEFAULTS)
     assert bare.as_dict() == {"owner": None, "handling": None, "paused": None, "resume": None}
 

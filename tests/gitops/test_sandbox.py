@@ -78,13 +78,15 @@ def test_flux_owned_deployment_is_rolled_back_with_reconcile_disabled_in_the_sam
     assert (
         "paused Flux Kustomization flux-system/apps (kustomize.toolkit.fluxcd.io/reconcile: "
         "disabled on the Deployment); hand control back once Git is fixed: rollback-webhook "
-        "resume shop/web" in decision["detail"]
+        'resume shop/web --reason "<what was fixed>"' in decision["detail"]
     )
     [event] = events(harness, "AutoRollback")
-    assert "rollback-webhook resume shop/web" in event["message"]
+    assert 'rollback-webhook resume shop/web --reason "<what was fixed>"' in event["message"]
     shown = history_of(harness)
     assert shown["gitops"]["owner"]["kind"] == "flux_kustomization"
-    assert shown["gitops"]["resume"] == "rollback-webhook resume shop/web"
+    assert (
+        shown["gitops"]["resume"] == 'rollback-webhook resume shop/web --reason "<what was fixed>"'
+    )
 
 
 def test_dry_run_says_what_it_would_pause(make_harness) -> None:
