@@ -39,7 +39,10 @@ echo "bootstrap: pip install -e .[dev] (editable, compat mode)"
 # The Go programs of the test bench (Prometheus 3, Alertmanager 0.3x, helm, kube-state-metrics,
 # the control plane), pinned by lab/go/<name>/go.mod, into ${ROLLBACK_WEBHOOK_BIN:-~/.cache/...}.
 # Skipped without Go: the tests that need them then skip (or fail under CI=true).
-if command -v go >/dev/null 2>&1; then
+# WITH_GO=0 skips them (the demo needs none: it runs Debian's Prometheus and Alertmanager).
+if [[ "${WITH_GO:-1}" != "1" ]]; then
+  echo "bootstrap: WITH_GO=0: lab/go binaries not built"
+elif command -v go >/dev/null 2>&1; then
   echo "bootstrap: scripts/build-go.sh (all lab/go modules)"
   scripts/build-go.sh
 else

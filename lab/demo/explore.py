@@ -164,8 +164,11 @@ def keep_exploring(
 
     current = WORKLOAD.replicaset_for(sandbox, WORKLOAD.images(sandbox)[0])["metadata"]["name"]
     rows = receiver.service.audit.query(
-        namespace=WORKLOAD.namespace, deployment=WORKLOAD.name, limit=1
+        namespace=WORKLOAD.namespace, deployment=WORKLOAD.name, limit=50
     )
+    # The newest decision a replay can run: a resolved alert is never replayed, and the
+    # resolved notification follows the rollback, so the newest row is usually that one.
+    rows = [row for row in rows if row.get("reason") != "resolved"]
     explore(
         printer,
         workdir=workdir,
