@@ -60,23 +60,30 @@ class Credentials:
 
     @classmethod
     def load(cls, settings: Settings) -> Credentials:
+        """The credentials the settings name; ConfigError listing every problem at once."""
+        problems: list[str] = []
+
+        def secret(path: str | None, env: str, key: str) -> str | None:
+            try:
+                return _read_secret(path, env, key=key)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                return None
+
         receiver = settings.auth.receiver
-        token = _read_secret(
-            receiver.bearer_token_file,
-            RECEIVER_TOKEN_ENV,
-            key="auth.receiver.bearer_token_file",
+        token = secret(
+            receiver.bearer_token_file, RECEIVER_TOKEN_ENV, "auth.receiver.bearer_token_file"
         )
-        password = _read_secret(
-            receiver.basic_password_file,
-            RECEIVER_PASSWORD_ENV,
-            key="auth.receiver.basic_password_file",
+        password = secret(
+            receiver.basic_password_file, RECEIVER_PASSWORD_ENV, "auth.receiver.basic_password_file"
         )
-        if receiver.basic_username and not password:
-            raise ConfigError("auth.receiver.basic_password_file: basic_username needs a password")
+        unreadable = bool(problems)
+        if receiver.basic_username and not password and not receiver.basic_password_file:
+            problems.append("auth.receiver.basic_password_file: basic_username needs a password")
         if password and not receiver.basic_username:
-            raise ConfigError("auth.receiver.basic_username: a basic password needs a username")
-        if not (token or password) and not receiver.allow_unauthenticated:
-            raise ConfigError(
+            problems.append("auth.receiver.basic_username: a basic password needs a username")
+        if not (token or password or unreadable) and not receiver.allow_unauthenticated:
+            problems.append(
                 "auth.receiver: no bearer_token_file or basic credentials (or "
                 f"${RECEIVER_TOKEN_ENV}); set allow_unauthenticated: true to run without"
             )
@@ -86,17 +93,22 @@ class Credentials:
             try:
                 oncall_text = Path(path).read_text(encoding="utf-8")
             except OSError as exc:
-                raise ConfigError(
-                    f"auth.oncall_tokens_file: cannot read {path} ({exc.strerror})"
-                ) from exc
+                problems.append(f"auth.oncall_tokens_file: cannot read {path} ({exc.strerror})")
         else:
             oncall_text = os.environ.get(ONCALL_TOKENS_ENV, "")
+        oncall: tuple[tuple[str, str], ...] = ()
+        try:
+            oncall = parse_oncall_tokens(oncall_text)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise ConfigError(*problems)
         return cls(
             receiver_token=token,
             receiver_user=receiver.basic_username if password else None,
             receiver_password=password,
             allow_unauthenticated=receiver.allow_unauthenticated,
-            oncall=parse_oncall_tokens(oncall_text),
+            oncall=oncall,
         )
 
     @property

@@ -308,3 +308,29 @@ def test_demo_with_an_unusable_workdir(run: Run) -> None:
 def test_serve_with_a_port_flag_out_of_range(run: Run, tmp_path: Path, base: dict[str, object]):
     result = run("serve", "--config", _write(tmp_path, base), "--port", "99999")
     assert_clear_failure(result, says="serve: --port: must be between 1 and 65535")
+
+
+def test_every_credential_problem_is_reported_at_once(
+    run: Run, tmp_path: Path, base: dict[str, object]
+) -> None:
+    """Secrets are files mounted from Secrets: a wrong mount path is often wrong for all of
+    them, and each must show in the one run, not one per fix."""
+    oncall = tmp_path / "oncall"
+    oncall.write_text("alice:one\nbob\n")
+    document = _with(base, "auth.receiver.bearer_token_file", "/nonexistent/token")
+    document = _with(document, "auth.receiver.basic_username", "alertmanager")
+    document = _with(document, "auth.oncall_tokens_file", "/nonexistent/oncall")
+    result = run("check-config", "--config", _write(tmp_path, document))
+    assert_clear_failure(
+        result, says="auth.oncall_tokens_file: cannot read /nonexistent/oncall", lines=3
+    )
+    for says in (
+        "auth.receiver.bearer_token_file: cannot read /nonexistent/token",
+        "auth.receiver.basic_password_file: basic_username needs a password",
+    ):
+        assert says in result.stderr
+    # A readable tokens file with a bad line is named too, beside the unreadable token.
+    document = _with(document, "auth.oncall_tokens_file", str(oncall))
+    result = run("check-config", "--config", _write(tmp_path, document))
+    assert "on-call tokens line 2: expected name:token" in result.stderr
+    assert "auth.receiver.bearer_token_file: cannot read /nonexistent/token" in result.stderr
