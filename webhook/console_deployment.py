@@ -228,7 +228,11 @@ def timeline(
     for replicaset, mark in bad_marks.items():
         at = _parse(mark.get("time"))
         if at is not None:
-            marks.append(Mark("bad", replicaset, at, f"marked bad at {at.isoformat()}: {mark}"))
+            why = f"{mark.get('alertname') or '?'} ({mark.get('trigger') or '?'})"
+            audit = f", audit {mark['audit_id']}" if mark.get("audit_id") else ""
+            marks.append(
+                Mark("bad", replicaset, at, f"marked bad at {at.isoformat()}: {why}{audit}")
+            )
     spans = spans_from_activations(activations)
     wide = render_svg(lanes=lanes, spans=spans, marks=marks, now=now, since=since)
     # A second, narrower drawing for phones (CSS shows one): a scaled-down wide one would

@@ -304,4 +304,6 @@ class PrometheusHistoryEvidence:
             start=start,
             end=end,
         )
-        return Verdict(self.name, str(evidence.verdict), str(evidence.detail))
+        # The verdict is shown under its name ("prometheus: ..."): the detail need not repeat it.
+        detail = str(evidence.detail).removeprefix("Prometheus: ")
+        return Verdict(self.name, str(evidence.verdict), detail)

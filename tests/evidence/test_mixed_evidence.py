@@ -143,7 +143,10 @@ def test_target_is_newest_revision_with_evidence_prometheus_outranks_age(
     )
     assert decision["outcome"] == "rolled_back", decision
     assert decision["to_replicaset"] == world["rs"]["P"] and decision["to_revision"] == 5
-    assert "prometheus: Prometheus: every pod" in decision["detail"]
+    assert (
+        "prometheus: every pod" in decision["detail"]
+        and "Prometheus: every" not in decision["detail"]
+    )
 
 
 def test_prometheus_down_degrades_to_cluster_rule_and_says_so(

@@ -272,3 +272,21 @@ def test_login_and_logout_answer_503_when_the_store_refuses_the_session_write(
     db.close()
     for path in ("/login", "/logout"):
         assert 503 in documented(path, "post"), path
+
+
+def test_the_timeline_says_why_a_revision_was_marked_bad_in_words(oncall: OnCall) -> None:
+    """The bad mark's tooltip names the alert, its trigger and the decision, not the
+    annotation's stored form."""
+    rs = oncall.h.deploy("web", [("web:1", hours(3)), ("web:2", minutes(3))])
+    [rolled] = oncall.h.post_alerts(
+        oncall.h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    )
+    assert rolled["outcome"] == "rolled_back", rolled
+    login(oncall)
+    page = html.unescape(oncall.client.get("/deployments/shop/web").get_data(as_text=True))
+    titles = re.findall(r"<title>marked bad at ([^<]+)</title>", page)
+    assert titles, page
+    assert all(
+        t.endswith(f": RollbackRestartRate (restart_rate), audit {rolled['id']}") for t in titles
+    ), titles
+    assert "{'" not in page
