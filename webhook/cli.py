@@ -49,7 +49,11 @@ def command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     """The parser of one subcommand, with its module."""
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"rollback-webhook {name}", description=help_text)
+    parser = argparse.ArgumentParser(
+        prog=f"rollback-webhook {name}",
+        description=help_text,
+        epilog=getattr(module, "EPILOG", None),
+    )
     module.add_arguments(parser)
     return parser, module
 

@@ -156,7 +156,7 @@ def check(
     problems += kube_problems
     checked = ["configuration", "credential files", "audit location", "kubeconfig"]
     if connect:
-        checked += ["Kubernetes API", "Prometheus"]
+        checked += ["Kubernetes API"] + (["Prometheus"] if settings.prometheus.url else [])
         if api is not None:
             problems += _connect_kubernetes(settings, api)
         problems += _connect_prometheus(settings, clock)

@@ -23,6 +23,10 @@ from webhook.commands.audit import (
 )
 
 REFUSED = 3
+EPILOG = (
+    "exit status: 0 decided (a preview, or executed), 3 refused (a check no override passes, "
+    "or an override not allowed for it), 1 the server or the API failed, 2 usage"
+)
 # Not imported from webhook.replay: this client must not load the service and kubernetes.
 OVERRIDE_FLAGS = ("ignore_recent_window", "ignore_cooldown")
 

@@ -16,6 +16,11 @@ import sys
 from webhook.commands.audit import ClientError, add_server_arguments, call
 
 NOTHING_PAUSED = 3
+EPILOG = (
+    "exit status: 0 resumed, 3 refused with nothing written (nothing paused, a resume already "
+    "in progress, or a pause record the owner does not carry), 1 failed or the server failed, "
+    "2 usage"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
