@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import kubernetes.client
 import kubernetes.config
+import urllib3
 import urllib3.exceptions
 import yaml
 from kubernetes.client.exceptions import ApiException
@@ -227,6 +228,15 @@ def _throttle_refresh(configuration: Any, monotonic: Callable[[], float]) -> Non
         )
 
 
+def _direct_pool(api: kubernetes.client.ApiClient, pool_manager: Any) -> Any:
+    """The connection pool of the configured host when requests can go to it directly: a
+    plain PoolManager (no proxy, whose requests need the proxy's handling). None otherwise:
+    requests then go through the client's REST layer."""
+    if type(pool_manager) is not urllib3.PoolManager:
+        return None
+    return pool_manager.connection_from_url(api.configuration.host)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
@@ -257,6 +267,10 @@ class Cluster:
             pool_manager.connection_pool_kw["retries"] = False
             pool_manager.connection_pool_kw["maxsize"] = POOL_CONNECTIONS
             pool_manager.clear()
+        self._pool = _direct_pool(api, pool_manager)
+        # scheme://host:port of the configured host; a path prefix after it stays in the target.
+        host = api.configuration.host
+        self._origin = host[: len(host) - len(urllib3.util.parse_url(host).path or "")]
         self._api = api
         self._timeout = timeout_seconds
         self._clock = clock
@@ -304,8 +318,11 @@ class Cluster:
             # token file): nothing was sent, so the request is over, and a retry may succeed.
             raise Transient(f"{what}: credentials: {_one_line(exc)}", unsent=True) from exc
         try:
-            response = self._api.call_api(*params, _request_timeout=self._timeout)
-            data = response.read() or b""
+            if self._pool is None:
+                response = self._api.call_api(*params, _request_timeout=self._timeout)
+                status, data = response.status, response.read() or b""
+            else:
+                status, data = self._send(params)
         except urllib3.exceptions.NewConnectionError as exc:
             # Checked first: urllib3 derives it from ConnectTimeoutError, but it is a refusal.
             # No connection, so nothing was sent: the request is over (a write cannot land).
@@ -322,8 +339,8 @@ class Cluster:
             raise Transient(f"{what}: {type(exc).__name__}: {exc}") from exc
         except ApiException as exc:
             raise Transient(f"{what}: {exc.reason}", status=exc.status or 0) from exc
-        if not 200 <= response.status < 300:
-            raise _error_for(response.status, data, what)
+        if not 200 <= status < 300:
+            raise _error_for(status, data, what)
         if not data:
             return {}
         try:
@@ -331,6 +348,25 @@ class Cluster:
         except ValueError as exc:
             raise Transient(f"{what}: answer is not JSON") from exc
         return result
+
+    def _send(self, params: Any) -> tuple[int, bytes]:
+        """The request `param_serialize` built (URL, headers with the credentials, body), sent
+        on the API server's own connection pool: what the client's REST layer does for these
+        JSON requests, without its PoolManager finding that pool again from the URL on every
+        request (a third of a request's CPU here)."""
+        method, url, headers, body = params[0], params[1], params[2], params[3]
+        assert self._pool is not None and url.startswith(self._origin)
+        response = self._pool.urlopen(
+            method,
+            url[len(self._origin) :],
+            body=None if body is None else json.dumps(body),
+            headers=headers,
+            timeout=urllib3.Timeout(total=self._timeout),
+            retries=False,
+            redirect=False,
+            preload_content=True,
+        )
+        return response.status, response.data or b""
 
     # -- reads -----------------------------------------------------------------------------
     def get_deployment(self, namespace: str, name: str) -> Obj:

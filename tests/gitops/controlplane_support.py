@@ -22,6 +22,7 @@ from lab.receiver_harness import SERVICE_TOKEN, Harness
 from sandbox.routing import parse_request
 from tests.conftest import RECORD_DIR_ENV
 from tests.controlplane.support import BoundOverlay, apply, kubectl, wait_until
+from tests.pool_recorder import record_requests
 
 CRDS = Path(__file__).resolve().parent / "crds"
 ARGOCD_NAMESPACE = "argocd"
@@ -43,19 +44,22 @@ def install_crds(plane: ControlPlane) -> None:
 
 
 class RecordingApiClient(kubernetes.client.ApiClient):
-    """The official client, noting (verb, group, resource) of every request it makes."""
+    """The official client, noting (verb, group, resource) of every request it sends and the
+    answer's status (at its connection pools: tests/pool_recorder.py)."""
 
     def __init__(self, configuration: Any, *, token: str, record: list[dict[str, Any]]) -> None:
         super().__init__(configuration)
         self._token, self._record, self._lock = token, record, threading.Lock()
+        record_requests(self, self._note)
 
-    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        response = super().call_api(method, url, *args, **kwargs)
-        split = urlsplit(url)
+    def _note(self, method: str, target: str, status: int | None) -> None:
+        if status is None:
+            return  # no answer: nothing the API server did
+        split = urlsplit(target)
         info = parse_request(method, split.path + (f"?{split.query}" if split.query else ""))
         entry = {
             "token": self._token,
-            "method": method.upper(),
+            "method": method,
             "path": info.path,
             "verb": info.verb,
             "group": info.group,
@@ -64,11 +68,10 @@ class RecordingApiClient(kubernetes.client.ApiClient):
             "subresource": info.subresource,
             "namespace": info.namespace,
             "name": info.name,
-            "status": response.status,
+            "status": status,
         }
         with self._lock:
             self._record.append(entry)
-        return response
 
 
 class _RecordedIdentity:

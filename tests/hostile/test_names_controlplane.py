@@ -24,6 +24,7 @@ from tests.controlplane.support import (
     set_template,
 )
 from tests.hostile.test_names import HOSTILE, LABELS, labels_with
+from tests.pool_recorder import record_requests
 
 pytestmark = pytest.mark.controlplane
 
@@ -42,14 +43,8 @@ class RecordingIdentity:
         if token != SERVICE_TOKEN:
             return self.plane.api_client(token)
         client = self.plane.api_client(self.plane.token)
-        pool = client.rest_client.pool_manager
-        send = pool.request
-
-        def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            self.requests.append((method, url))
-            return send(method, url, *args, **kwargs)
-
-        pool.request = request  # type: ignore[method-assign]
+        # Every request sent, answered or not (tests/pool_recorder.py).
+        record_requests(client, lambda method, url, _status: self.requests.append((method, url)))
         return client
 
 
