@@ -248,9 +248,9 @@ def _pause(owner: Owner, settings: GitOps, *, target: Target, facts: OwnerFacts 
     if owner.kind == OwnerKind.HELM:
         # Nothing runs to pause: config validation refuses helm: pause; refuse if it gets here.
         return Refuse(owner, "a Helm release has no controller to pause", steps)
+    if facts is not None and not facts.found and facts.membership:
+        return _unproven(owner, facts, target)  # a name no object can have: nothing was read
     if owner.kind == OwnerKind.FLUX_HELMRELEASE:
-        if isinstance(facts, HelmReleaseFacts) and not facts.found and facts.membership:
-            return _unproven(owner, facts, target)
         if not isinstance(facts, HelmReleaseFacts) or not facts.found:
             return Refuse(owner, "the HelmRelease was not found, so it cannot be suspended", steps)
         if not facts.listed:
@@ -263,8 +263,6 @@ def _pause(owner: Owner, settings: GitOps, *, target: Target, facts: OwnerFacts 
             "spec.suspend: true on the HelmRelease",
             confirmed=facts.membership,
         )
-    if isinstance(facts, ApplicationFacts) and not facts.found and facts.membership:
-        return _unproven(owner, facts, target)
     if not isinstance(facts, ApplicationFacts) or not facts.found:
         return Refuse(
             owner,

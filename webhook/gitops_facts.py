@@ -130,9 +130,10 @@ def _application_lists(
     what = f"apps/Deployment {namespace}/{name}"
     if not entries:
         return False, f"its status.resources does not list {what}"
-    if any(_from_git(entry) is None for entry in entries):
+    how = [_from_git(entry) for entry in entries]
+    if None in how:
         return True, f"its status.resources lists {what}"
-    return False, f"its status.resources lists {what} only {_from_git(entries[0])}"
+    return False, f"its status.resources lists {what} only {how[0]}"
 
 
 def _from_git(entry: Mapping[str, Any]) -> str | None:

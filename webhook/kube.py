@@ -273,6 +273,7 @@ class Cluster:
         self._origin = host[: len(host) - len(urllib3.util.parse_url(host).path or "")]
         self._api = api
         self._timeout = timeout_seconds
+        self._urllib3_timeout = urllib3.Timeout(total=timeout_seconds)  # urllib3 copies it
         self._clock = clock
         self._monotonic = monotonic
 
@@ -363,7 +364,7 @@ class Cluster:
             url[len(self._origin) :],
             body=None if body is None else json.dumps(body),
             headers=headers,
-            timeout=urllib3.Timeout(total=self._timeout),
+            timeout=self._urllib3_timeout,
             retries=False,
             redirect=False,
             preload_content=True,

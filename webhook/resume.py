@@ -108,6 +108,7 @@ def run_resume(
     paused = pause_record(current["metadata"].get("annotations") or {})
     if paused is None:
         raise NothingPaused(f"Deployment {namespace}/{deployment} has no pause by rollback-webhook")
+    decision.labels = {"owner": paused.owner.describe()}
     try:
         # Read only: a record hand-written on the Deployment never steers an owner write.
         owner_check(service.cluster, paused, namespace=namespace, deployment=deployment)
@@ -117,7 +118,6 @@ def run_resume(
         # by hand or handed the owner back outside resume; the answer stays the refusal.
         log.warning("resume of %s/%s by %s refused: %s", namespace, deployment, actor, exc)
         decision.outcome, decision.reason = Outcome.FAILED, FailReason.CONFLICT
-        decision.labels = {"owner": paused.owner.describe()}
         decision.detail = f"{actor}: {reason} | resume refused, nothing written: {exc}"
         try:
             service.record(decision)
@@ -127,7 +127,6 @@ def run_resume(
         raise ResumeError(409, f"{exc}{recorded}") from None
     except KubeError as exc:
         return _failed(service, decision, exc, detail=f"{actor}: {reason} | resume failed: {exc}")
-    decision.labels = {"owner": paused.owner.describe()}
     decision.detail = (
         f"{actor}: {reason} | resumed {paused.owner.describe()} (the pause of audit "
         f"{paused.audit_id})"
