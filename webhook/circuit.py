@@ -1,4 +1,8 @@
-"""Rollbacks made by ANY replica, for the cluster-wide circuit breaker (README, safety policy).
+"""Rollbacks made by ANY replica, as the Deployments' last-action annotations tell them.
+
+The breaker's exact count is the shared audit store's (PostgreSQL) or the circuit ledger's
+(webhook.ledger, replicas with a SQLite file each); this view is a lower bound beside them, for
+replicas that run with the ledger off, and for the console's count of the window.
 
 Each replica's audit knows only its own rollbacks. Every rollback also leaves
 `auto-rollback/last-action` (with its time) on the Deployment it rolled back, so a periodic

@@ -188,6 +188,37 @@ class ClusterScope:
     require_label: bool = False
 
 
+class LedgerMode(enum.StrEnum):
+    """Whether the circuit breaker books every rollback in a Lease (docs/audit.md)."""
+
+    # On in a pod with audit.backend sqlite: replicas then share no store to count in. Outside
+    # a pod (a kubeconfig: the sandbox, a laptop) there are no replicas of one Deployment.
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class CircuitLedger:
+    """The Lease the circuit breaker books rollbacks in, so its limit is exact across replicas
+    that do not share an audit store."""
+
+    mode: LedgerMode = LedgerMode.AUTO
+    namespace: str = "rollback-webhook"
+    name: str = "rollback-webhook-rollbacks"
+
+    def enabled(self, audit: Audit, *, in_pod: bool) -> bool:
+        if self.mode == LedgerMode.AUTO:
+            return in_pod and audit.backend == "sqlite"
+        return self.mode == LedgerMode.ON
+
+    def possible(self, audit: Audit) -> bool:
+        """Whether it may be on, in a pod or not (for checks made before connecting)."""
+        return self.mode == LedgerMode.ON or (
+            self.mode == LedgerMode.AUTO and audit.backend == "sqlite"
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration. `Settings()` is the documented default."""
@@ -200,6 +231,7 @@ class Settings:
     cooldown: Duration = Duration(3600)
     max_rollbacks: int = 5
     circuit_window: Duration = Duration(3600)
+    circuit_ledger: CircuitLedger = field(default_factory=CircuitLedger)
     max_conflict_retries: int = 3
     # How far an alert's startsAt may lie ahead of this clock (alert_from_future beyond it).
     max_clock_skew: Duration = Duration(300)
@@ -242,6 +274,10 @@ _BOOLEAN_WORDS = {
     "on": "true",
     "off": "false",
 }
+
+# Rollbacks the circuit ledger can hold: its Lease's annotations are limited to 256 KiB, and a
+# booked rollback takes about 120 bytes of them.
+MAX_LEDGER_ROLLBACKS = 1000
 
 # A Kubernetes namespace name (RFC 1123 label): the Lease lives there.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -376,6 +412,19 @@ def _form_problems(settings: Settings) -> list[str]:
         problems.append(
             f"tracker.lease_namespace: {settings.tracker.lease_namespace!r} is not a valid "
             "namespace name (lowercase letters, digits and '-')"
+        )
+    ledger = settings.circuit_ledger
+    for key, value in (("namespace", ledger.namespace), ("name", ledger.name)):
+        if not _DNS_LABEL.match(value) or len(value) > 63:
+            problems.append(
+                f"circuit_ledger.{key}: {value!r} is not a valid name "
+                "(lowercase letters, digits and '-', at most 63)"
+            )
+    if ledger.possible(settings.audit) and settings.max_rollbacks > MAX_LEDGER_ROLLBACKS:
+        problems.append(
+            f"max_rollbacks: at most {MAX_LEDGER_ROLLBACKS} while the circuit ledger is on "
+            f"(each booked rollback is kept in one annotation of its Lease), "
+            f"got {settings.max_rollbacks}"
         )
     if not _LABEL_NAME.match(settings.cluster.label):
         problems.append(

@@ -138,6 +138,8 @@ ANNOTATION_MIN_HEALTHY_SECONDS: Final = "auto-rollback/min-healthy-seconds"
 ANNOTATION_RECENT_ROLLOUT_WINDOW: Final = "auto-rollback/recent-rollout-window"
 ANNOTATION_COOLDOWN: Final = "auto-rollback/cooldown"
 ANNOTATION_CHANGE_CAUSE: Final = "kubernetes.io/change-cause"
+# On the circuit ledger's Lease (webhook/ledger.py): the rollbacks booked within circuit_window.
+ANNOTATION_LEDGER: Final = "auto-rollback/rollbacks"
 
 # Kubernetes' own Deployment bookkeeping.
 REVISION: Final = "deployment.kubernetes.io/revision"

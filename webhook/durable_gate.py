@@ -10,12 +10,20 @@ annotations and the bad-revision mark it plans, and the record it will store. So
 decision anywhere already counts it, and a crash after this point leaves a record to settle
 (webhook.reconcile), never a rollback nobody wrote down.
 
+Replicas that share no store (SQLite, a file per pod) also book each admitted rollback in the
+circuit ledger (webhook.ledger: one Lease every replica writes conditionally), after the intent
+is stored and before anything is written: a booking refused because the window is full turns
+the decision into circuit_open and removes the intent. The store's own count still runs first,
+so a pod whose own rollbacks fill the window asks the ledger nothing.
+
 The reservation's `commit` keeps the intent open until the decision's record closes it
-(AuditStore.record_many); `release` (a 409 or a definite failure) removes it.
+(AuditStore.record_many); `release` (a 409 or a definite failure) removes it, and frees the
+decision's ledger slot.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -29,7 +37,8 @@ from webhook.audit.rows import iso
 from webhook.config import Settings
 from webhook.gate import Claim, Kept, Reservation
 from webhook.kube import Cluster, KubeError, Transient
-from webhook.policy import Act, GateState, Plan, Redecide, Result
+from webhook.ledger import Book, Ledger, slot_key
+from webhook.policy import Act, GateState, Plan, Redecide, Result, Skip
 from webhook.revisions import format_k8s_time, last_action
 
 
@@ -40,9 +49,11 @@ class DurableGate:
         settings: Settings,
         audit: AuditStore,
         elsewhere: Callable[[datetime], int] = lambda since: 0,
+        ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.audit = audit
+        self.ledger = ledger
         # Rollbacks seen in the cluster's last-action annotations: replicas with their own
         # SQLite file are not in this store (docs/audit.md says what that costs).
         self.elsewhere = elsewhere
@@ -91,18 +102,57 @@ class DurableGate:
             ticket.claim(intent)
         if claim.dry_run:
             return result, Kept()  # closed when its dry_run record is stored
-        return result, _Intent(self.audit, claim.decision_id)
+        if self.ledger is None:
+            return result, _Intent(self.audit, claim.decision_id)
+        return self._book(claim, judge, result, intent, window_start)
+
+    def _book(
+        self,
+        claim: Claim,
+        judge: Callable[[GateState], Result],
+        result: Result,
+        intent: IntentRow,
+        window_start: datetime,
+    ) -> tuple[Result, Reservation | None]:
+        """The ledger's word on an admitted rollback: its slot booked, or circuit_open."""
+        assert self.ledger is not None
+        key = slot_key(claim.namespace, claim.deployment, intent.resource_version)
+        booking = Book(
+            key=key,
+            decision_id=claim.decision_id,
+            at=claim.at,
+            since=window_start,
+            limit=self.settings.max_rollbacks,
+        )
+        try:
+            verdict = self.ledger.book(booking)
+        except KubeError:  # nothing booked for certain: nothing is written
+            self.audit.cancel_intent(claim.decision_id)
+            raise
+        if verdict.admitted:
+            return result, _Intent(self.audit, claim.decision_id, ledger=self.ledger, key=key)
+        self.audit.cancel_intent(claim.decision_id)
+        refused = judge(GateState(rollbacks=verdict.counted))
+        if isinstance(refused, Skip):
+            where = f" (counted in {self.ledger.what}, where every replica books its rollbacks)"
+            refused = dataclasses.replace(refused, detail=refused.detail + where)
+        return refused, None
 
 
 class _Intent:
-    def __init__(self, audit: AuditStore, intent_id: str) -> None:
+    def __init__(
+        self, audit: AuditStore, intent_id: str, *, ledger: Ledger | None = None, key: str = ""
+    ) -> None:
         self.audit, self.intent_id = audit, intent_id
+        self.ledger, self.key = ledger, key
 
     def commit(self) -> None:
         """Written: the intent stays open until the decision's record closes it."""
 
     def release(self) -> None:
         self.audit.cancel_intent(self.intent_id)
+        if self.ledger is not None:
+            self.ledger.release(self.intent_id, self.key)
 
 
 def bad_mark(record: Mapping[str, Any], *, decision_id: str, at: datetime) -> str:

@@ -125,6 +125,19 @@ def _error_for(status: int, body: bytes, what: str) -> KubeError:
     return Transient(text, status=status, reason=reason, timeout=status == 504)
 
 
+def runs_in_pod(kubeconfig: str | None) -> bool:
+    """Whether api_client_from_settings takes the pod's service account (no kubeconfig named,
+    and the variables and token file the in-cluster configuration reads are there)."""
+    if kubeconfig is not None:
+        return False
+    loader = kubernetes.config.incluster_config
+    return bool(
+        os.environ.get(loader.SERVICE_HOST_ENV_NAME)
+        and os.environ.get(loader.SERVICE_PORT_ENV_NAME)
+        and Path(loader.SERVICE_TOKEN_FILENAME).is_file()
+    )
+
+
 def api_client_from_settings(
     *, kubeconfig: str | None, context: str | None
 ) -> kubernetes.client.ApiClient:

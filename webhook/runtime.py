@@ -15,7 +15,7 @@ from webhook.audit import open_store
 from webhook.auth import Credentials
 from webhook.config import ConfigError, Settings, as_dict
 from webhook.evidence import PrometheusSource
-from webhook.kube import Cluster, api_client_from_settings
+from webhook.kube import Cluster, api_client_from_settings, runs_in_pod
 from webhook.service import Service, utc_now
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def build_service(
     prometheus: PrometheusSource | None = None,
 ) -> Service:
     """A Service for `settings`; `api_client` (a kubernetes ApiClient) overrides kubeconfig."""
+    in_pod = api_client is None and runs_in_pod(settings.kubernetes.kubeconfig)
     if api_client is None:
         api_client = api_client_from_settings(
             kubeconfig=settings.kubernetes.kubeconfig, context=settings.kubernetes.context
@@ -55,7 +56,12 @@ def build_service(
     if prometheus is None:
         prometheus = build_prometheus(settings, clock)
     return Service(
-        settings=settings, cluster=cluster, audit=audit, clock=clock, prometheus=prometheus
+        settings=settings,
+        cluster=cluster,
+        audit=audit,
+        clock=clock,
+        prometheus=prometheus,
+        in_pod=in_pod,
     )
 
 

@@ -46,6 +46,7 @@ from webhook.gitops_check import gitops_check
 from webhook.gitops_metrics import PausedOwnersCollector
 from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster
+from webhook.ledger import Ledger
 from webhook.metrics import Metrics
 from webhook.stayput_metrics import RevertsCollector
 
@@ -117,6 +118,7 @@ class Service:
         prometheus: PrometheusSource | None = None,
         metrics: Metrics | None = None,
         evidence: Sequence[EvidenceSource] | None = None,
+        in_pod: bool = False,
     ) -> None:
         self.settings = settings
         self.cluster = cluster
@@ -142,11 +144,27 @@ class Service:
         # intents included); other replicas' last-action annotations count too.
         rollbacks = ClusterRollbacks(cluster=cluster, settings=settings, clock=clock)
         self.cluster_rollbacks = rollbacks
+        # Replicas that share no audit store book every rollback in one Lease (exact limit).
+        ledger_on = settings.circuit_ledger.enabled(settings.audit, in_pod=in_pod)
+        self.ledger = (
+            Ledger(
+                cluster=cluster,
+                namespace=settings.circuit_ledger.namespace,
+                name=settings.circuit_ledger.name,
+            )
+            if ledger_on
+            else None
+        )
         self.fanout = Fanout()
         self.decider = Decider(
             settings=settings,
             cluster=cluster,
-            gate=DurableGate(settings=settings, audit=audit, elsewhere=rollbacks.count_since),
+            gate=DurableGate(
+                settings=settings,
+                audit=audit,
+                elsewhere=rollbacks.count_since,
+                ledger=self.ledger,
+            ),
             evidence=evidence if evidence is not None else evidence_sources(prometheus),
             clock=clock,
             confirmer=confirmer,

@@ -1,0 +1,223 @@
+"""The circuit ledger (webhook/ledger.py): what a booking and a release do to the slots (pure),
+and the Lease it keeps on the sandbox, booked by two "replicas" at once (each its own client and
+connection pool, so their conditional PUTs meet real 409s): never more admitted than the limit;
+and the durable gates of two pods with a SQLite file each, held to one limit through it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sandbox.testing import SandboxHandle
+from tests.policy.world import Table
+from webhook.audit import SqliteStore
+from webhook.config import Settings
+from webhook.contract import ANNOTATION_LEDGER
+from webhook.durable_gate import DurableGate
+from webhook.gate import Claim
+from webhook.kube import Cluster
+from webhook.ledger import Book, Ledger, LedgerUnreadable, Release, Slot, apply, parse_slots
+from webhook.policy import Act, GateState, Result, Skip, decide
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+NAMESPACE, NAME = "rollback-webhook", "rollback-webhook-rollbacks"
+
+
+def book(key: str, decision_id: str, *, at: datetime = NOW, limit: int = 2) -> Book:
+    return Book(key=key, decision_id=decision_id, at=at, since=at - HOUR, limit=limit)
+
+
+def test_bookings_are_admitted_up_to_the_limit_then_refused_with_the_count() -> None:
+    slots, answers = apply(
+        [], [book("shop/a/1", "d1"), book("shop/b/1", "d2"), book("shop/c/1", "d3")]
+    )
+    assert [a.admitted for a in answers] == [True, True, False]
+    assert [a.counted for a in answers] == [0, 1, 2]
+    assert [s.key for s in slots] == ["shop/a/1", "shop/b/1"]
+
+
+def test_the_same_read_of_a_deployment_joins_its_slot_even_when_the_window_is_full() -> None:
+    slots, answers = apply(
+        [], [book("shop/a/1", "d1"), book("shop/b/1", "d2"), book("shop/a/1", "d3")]
+    )
+    assert [a.admitted for a in answers] == [True, True, True]
+    assert answers[2].counted == 1  # the other slot; its own is not counted twice
+    assert [s.ids for s in slots] == [("d1", "d3"), ("d2",)]
+    # A new read of the same Deployment (another resourceVersion) is another rollback.
+    _, [later] = apply(slots, [book("shop/a/2", "d4")])
+    assert not later.admitted and later.counted == 2
+
+
+def test_a_release_frees_only_its_own_name_and_an_unnamed_slot_is_gone() -> None:
+    joined = [Slot("shop/a/1", NOW, ("d1", "d3")), Slot("shop/b/1", NOW, ("d2",))]
+    slots, _ = apply(joined, [Release("shop/a/1", "d1"), Release("shop/b/1", "d2")])
+    assert slots == [Slot("shop/a/1", NOW, ("d3",))]
+    # Releasing a name that is not there changes nothing.
+    assert apply(slots, [Release("shop/a/1", "d9")])[0] == slots
+
+
+def test_slots_older_than_the_window_no_longer_count_and_are_dropped() -> None:
+    old = [Slot("shop/a/1", NOW - HOUR - timedelta(microseconds=1), ("d1",))]
+    edge = [Slot("shop/b/1", NOW - HOUR, ("d2",))]
+    slots, [answer] = apply(old + edge, [book("shop/c/1", "d3")])
+    assert answer.admitted and answer.counted == 1
+    assert [s.key for s in slots] == ["shop/b/1", "shop/c/1"]
+
+
+def test_a_read_booked_before_the_window_is_a_new_rollback_not_a_join() -> None:
+    # Its old writes cannot land any more (an hour on), and a join would count nothing now.
+    old = [Slot("shop/a/1", NOW - HOUR - timedelta(seconds=1), ("d1",))]
+    full = [Slot("shop/b/1", NOW, ("d2",)), Slot("shop/c/1", NOW, ("d3",))]
+    slots, [answer] = apply(old + full[:1], [book("shop/a/1", "d4")])
+    assert answer.admitted and answer.counted == 1
+    assert slots == [full[0], Slot("shop/a/1", NOW, ("d4",))]
+    _, [refused] = apply(old + full, [book("shop/a/1", "d4")])
+    assert not refused.admitted and refused.counted == 2
+
+
+def test_a_slot_round_trips_through_its_annotation_with_microseconds() -> None:
+    slot = Slot("shop/a/1", NOW + timedelta(microseconds=123456), ("d1", "d2"))
+    text = json.dumps([slot.as_json()])
+    assert parse_slots(text) == [slot]
+    assert parse_slots(None) == [] and parse_slots("") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{",
+        "{}",
+        '[{"key": "a"}]',
+        '[{"key": 1, "at": "2026-12-04T12:00:00Z", "ids": []}]',
+        '[{"key": "a", "at": "yesterday", "ids": []}]',
+        '[{"key": "a", "at": "2026-12-04T12:00:00Z", "ids": "d1"}]',
+    ],
+)
+def test_an_annotation_that_is_not_a_list_of_slots_is_unreadable_never_empty(text: str) -> None:
+    with pytest.raises(LedgerUnreadable, match=ANNOTATION_LEDGER):
+        parse_slots(text)
+
+
+# -- on the sandbox ------------------------------------------------------------------------------
+@pytest.fixture
+def replicas(sandbox: SandboxHandle) -> tuple[Ledger, Ledger]:
+    sandbox.controls.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    )
+
+    def replica() -> Ledger:
+        return Ledger(
+            cluster=Cluster(sandbox.api_client(), timeout_seconds=5),
+            namespace=NAMESPACE,
+            name=NAME,
+        )
+
+    return replica(), replica()
+
+
+def lease(sandbox: SandboxHandle) -> dict[str, object]:
+    client = Cluster(sandbox.api_client(), timeout_seconds=5)
+    return client.get_lease(NAMESPACE, NAME)
+
+
+def test_the_lease_is_created_on_the_first_booking_and_holds_the_slots(
+    sandbox: SandboxHandle, replicas: tuple[Ledger, Ledger]
+) -> None:
+    one, two = replicas
+    assert one.slots() == []
+    assert one.book(book("shop/a/1", "d1")).admitted
+    assert two.book(book("shop/b/1", "d2")).admitted  # its first write meets the created Lease
+    refused = one.book(book("shop/c/1", "d3"))
+    assert not refused.admitted and refused.counted == 2
+    annotation = lease(sandbox)["metadata"]["annotations"][ANNOTATION_LEDGER]  # type: ignore[index]
+    assert [s["ids"] for s in json.loads(annotation)] == [["d1"], ["d2"]]
+    two.release("d1", "shop/a/1")  # a 409 on d1's write, seen by the other replica
+    assert [s.key for s in one.slots()] == ["shop/b/1"]
+    assert one.book(book("shop/c/1", "d3")).admitted
+
+
+def test_two_replicas_booking_at_once_admit_exactly_the_limit(
+    replicas: tuple[Ledger, Ledger],
+) -> None:
+    one, two = replicas
+    # Each writes once first, so the one that wrote first holds a version the other has
+    # written over since: its first PUT of the burst is certain to meet a 409.
+    for ledger, name in ((one, "x"), (two, "y")):
+        assert ledger.book(book(f"shop/{name}/1", name, limit=5)).admitted
+        ledger.release(name, f"shop/{name}/1")
+    start = threading.Barrier(24)
+
+    def attempt(i: int) -> bool:
+        start.wait()
+        return replicas[i % 2].book(book(f"shop/app{i:02d}/7", f"d{i}", limit=5)).admitted
+
+    with ThreadPoolExecutor(24) as pool:
+        admitted = list(pool.map(attempt, range(24)))
+    assert admitted.count(True) == 5
+    assert len(one.slots()) == 5
+    assert one.conflicts >= 1, "the stale version met no 409"
+
+
+def test_an_unreadable_lease_refuses_every_booking_and_names_itself(
+    sandbox: SandboxHandle, replicas: tuple[Ledger, Ledger]
+) -> None:
+    one, _ = replicas
+    assert one.book(book("shop/a/1", "d1")).admitted
+    client = Cluster(sandbox.api_client(), timeout_seconds=5)
+    broken = lease(sandbox)
+    broken["metadata"]["annotations"][ANNOTATION_LEDGER] = "[not json"  # type: ignore[index]
+    client.replace_lease(broken)
+    fresh = Ledger(cluster=client, namespace=NAMESPACE, name=NAME)
+    with pytest.raises(LedgerUnreadable, match="no rollback can be counted"):
+        fresh.book(book("shop/b/1", "d2"))
+    # The replica that wrote last meets the edit as a 409 and reads it too.
+    with pytest.raises(LedgerUnreadable):
+        one.book(book("shop/b/1", "d2"))
+
+
+def test_gates_of_pods_with_a_store_each_are_held_to_the_limit_by_the_ledger(
+    sandbox: SandboxHandle, replicas: tuple[Ledger, Ledger], tmp_path: Path
+) -> None:
+    """The durable gate of two pods, a SQLite file each, one ledger Lease between them."""
+    settings = Settings(max_rollbacks=2)
+    stores = [SqliteStore(tmp_path / "a.sqlite"), SqliteStore(tmp_path / "b.sqlite")]
+    gate_a, gate_b = (
+        DurableGate(settings=settings, audit=store, ledger=ledger)
+        for store, ledger in zip(stores, replicas, strict=True)
+    )
+
+    def judge(state: GateState) -> Result:
+        return decide(Table(gate=state, settings=settings))  # web-2 at resourceVersion 7
+
+    def claim(decision_id: str, deployment: str) -> Claim:
+        return Claim(
+            namespace="shop",
+            deployment=deployment,
+            from_replicaset=f"{deployment}-2",
+            decision_id=decision_id,
+            at=datetime.now(UTC),
+            dry_run=False,
+            counts_dry_run=False,
+            record={"source": "alertmanager"},
+        )
+
+    first, _ = gate_a.admit(claim("d-a1", "web"), judge)
+    second, held = gate_a.admit(claim("d-a2", "api"), judge)
+    assert isinstance(first, Act) and isinstance(second, Act) and held is not None
+    # Pod B's own store has counted nothing; the ledger has counted both.
+    refused, slot = gate_b.admit(claim("d-b1", "db"), judge)
+    assert isinstance(refused, Skip) and refused.reason == "circuit_open" and slot is None
+    assert f"Lease {NAMESPACE}/{NAME}" in refused.detail
+    assert stores[1].open_intents() == []  # its write-ahead intent went with the refusal
+    # d-a2's write met a 409: its intent and its slot are gone, and the slot is free for any pod.
+    held.release()
+    assert [i.id for i in stores[0].open_intents()] == ["d-a1"]
+    admitted, _ = gate_b.admit(claim("d-b2", "db"), judge)
+    assert isinstance(admitted, Act), admitted

@@ -1,0 +1,314 @@
+"""The circuit breaker's count kept in the cluster: one Lease every replica writes conditionally.
+
+Replicas that do not share an audit store (SQLite, one file per pod) cannot count each other's
+rollbacks from it. Before a rollback is written, its slot is booked here: the Lease
+`circuit_ledger.namespace/name` carries, in the annotation `auto-rollback/rollbacks`, the
+rollbacks booked within `circuit_window` (at most `max_rollbacks` of them), and a booking is a
+PUT conditional on the resourceVersion it was counted from. Two replicas booking the last slot
+at once both PUT from the same version; the API server lets one land and answers the other 409,
+which reads the Lease again and now finds it full. So the limit is exact for every replica that
+books here, whatever store it audits in.
+
+A slot is one read of one Deployment (`namespace/name/resourceVersion`), as the durable gate
+counts open intents: writes conditional on one resourceVersion land once at most, so decisions
+made from the same read join one slot and each names itself in it. A write that met a 409 or
+failed for certain releases its decision's name; a slot nobody names any more is removed.
+A slot whose write never settled stays booked until the window has passed it (never fewer
+counted than were written).
+
+Bookings and releases of one process are batched: while one PUT is in flight, the others queue,
+and the next PUT carries them all, so a storm's rollbacks cost one request each at most and
+meet one another's 409s only across processes. The Lease as our last PUT left it is kept and
+written over conditionally (one request); a refusal, which writes nothing, is always counted
+from a fresh GET.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from webhook import contract
+from webhook.kube import Cluster, Conflict, KubeError, NotFound
+from webhook.revisions import parse_k8s_time
+from webhook.views import Obj
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Book",
+    "Ledger",
+    "LedgerUnreadable",
+    "Release",
+    "Slot",
+    "Verdict",
+    "apply",
+    "parse_slots",
+    "slot_key",
+]
+
+# PUTs of one batch before giving up: each 409 means another process booked meanwhile.
+MAX_ATTEMPTS = 8
+
+
+class LedgerUnreadable(KubeError):
+    """The Lease's annotation is not a list of slots: nothing can be counted from it."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One booked rollback: the Deployment read it is conditional on, when, and who names it."""
+
+    key: str
+    at: datetime
+    ids: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"key": self.key, "at": _micro(self.at), "ids": list(self.ids)}
+
+
+@dataclass(frozen=True)
+class Book:
+    """Book a slot for `decision_id` unless `limit` slots at or after `since` are booked."""
+
+    key: str
+    decision_id: str
+    at: datetime
+    since: datetime
+    limit: int
+
+
+@dataclass(frozen=True)
+class Release:
+    """`decision_id`'s write did not happen: it no longer names its slot."""
+
+    key: str
+    decision_id: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A booking's answer: `admitted`, and the slots counted in its window besides its own."""
+
+    admitted: bool
+    counted: int
+
+
+Change = Book | Release
+
+
+def slot_key(namespace: str, deployment: str, resource_version: str) -> str:
+    return f"{namespace}/{deployment}/{resource_version}"
+
+
+def parse_slots(text: str | None) -> list[Slot]:
+    """The annotation's slots (absent: none); LedgerUnreadable when it is not a list of them."""
+    if not text:
+        return []
+    try:
+        document = json.loads(text)
+        if not isinstance(document, list):
+            raise TypeError(f"a {type(document).__name__}, not a list")
+        slots = []
+        for item in document:
+            at = parse_k8s_time(item["at"])
+            ids = item["ids"]
+            if at is None or not isinstance(item["key"], str) or not isinstance(ids, list):
+                raise ValueError(f"bad slot {item!r}")
+            slots.append(Slot(key=item["key"], at=at, ids=tuple(str(i) for i in ids)))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LedgerUnreadable(
+            f"annotation {contract.ANNOTATION_LEDGER} is not a list of booked rollbacks "
+            f"({exc}); until it is fixed or the Lease deleted, no rollback can be counted",
+            reason="LedgerUnreadable",
+        ) from exc
+    return slots
+
+
+def apply(slots: Sequence[Slot], changes: Sequence[Change]) -> tuple[list[Slot], list[Any]]:
+    """The slots after `changes` in order, and each change's answer (a Verdict for a Book,
+    None for a Release). Pure: the Lease's PUT is what makes it atomic."""
+    current = list(slots)
+    answers: list[Any] = []
+    for change in changes:
+        if isinstance(change, Release):
+            current = [
+                replace(s, ids=tuple(i for i in s.ids if i != change.decision_id))
+                if s.key == change.key
+                else s
+                for s in current
+            ]
+            current = [s for s in current if s.ids]
+            answers.append(None)
+            continue
+        current = [s for s in current if s.at >= change.since]
+        same = next((s for s in current if s.key == change.key), None)
+        if same is not None:
+            # The same read of the same Deployment: at most one of its writes lands.
+            if change.decision_id not in same.ids:
+                joined = replace(same, ids=(*same.ids, change.decision_id))
+                current = [joined if s is same else s for s in current]
+            answers.append(Verdict(admitted=True, counted=len(current) - 1))
+        elif len(current) < change.limit:
+            answers.append(Verdict(admitted=True, counted=len(current)))
+            current.append(Slot(key=change.key, at=change.at, ids=(change.decision_id,)))
+        else:
+            answers.append(Verdict(admitted=False, counted=len(current)))
+    return current, answers
+
+
+@dataclass
+class _Waiting:
+    change: Change
+    answer: Any = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class Ledger:
+    """The Lease `namespace/name` through `cluster`; `book` and `release` as above."""
+
+    cluster: Cluster
+    namespace: str
+    name: str
+    # 409s met so far (other processes booking at the same time), for tests and logs.
+    conflicts: int = field(default=0, init=False)
+    _lease: Obj | None = field(default=None, init=False, repr=False)
+    _queue: list[_Waiting] = field(default_factory=list, init=False, repr=False)
+    _busy: bool = field(default=False, init=False, repr=False)
+    _cond: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
+
+    @property
+    def what(self) -> str:
+        return f"Lease {self.namespace}/{self.name}"
+
+    def book(self, booking: Book) -> Verdict:
+        """Book a slot (KubeError when the Lease cannot be read or written: nothing booked
+        for certain, so the caller writes nothing)."""
+        answer: Verdict = self._submit(booking)
+        return answer
+
+    def release(self, decision_id: str, key: str) -> None:
+        """Free `decision_id`'s name on its slot; a failure is logged and the slot stays booked
+        (counted until the window passes it: never fewer than were written)."""
+        try:
+            self._submit(Release(key=key, decision_id=decision_id))
+        except KubeError as exc:
+            log.warning("%s: could not release the slot of %s: %s", self.what, decision_id, exc)
+
+    def slots(self) -> list[Slot]:
+        """The slots as the Lease holds them now (one GET)."""
+        try:
+            lease = self.cluster.get_lease(self.namespace, self.name)
+        except NotFound:
+            return []
+        return parse_slots(_annotation(lease))
+
+    # -- one PUT for every change queued meanwhile ----------------------------------------------
+    def _submit(self, change: Change) -> Any:
+        waiting = _Waiting(change)
+        with self._cond:
+            self._queue.append(waiting)
+            while not waiting.done:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                self._busy = True
+                batch, self._queue = self._queue, []
+                self._cond.release()
+                try:
+                    self._run(batch)
+                finally:
+                    self._cond.acquire()
+                    self._busy = False
+                    self._cond.notify_all()
+        if waiting.error is not None:
+            raise waiting.error
+        return waiting.answer
+
+    def _run(self, batch: list[_Waiting]) -> None:
+        try:
+            answers = self._write([w.change for w in batch])
+        except BaseException as exc:
+            for w in batch:
+                w.error, w.done = exc, True
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for w, answer in zip(batch, answers, strict=True):
+            w.answer, w.done = answer, True
+
+    def _write(self, changes: list[Change]) -> list[Any]:
+        for _ in range(MAX_ATTEMPTS):
+            cached = self._lease is not None
+            lease = self._lease if self._lease is not None else self._read()
+            before = parse_slots(_annotation(lease))
+            slots, answers = apply(before, changes)
+            if slots == before:
+                # Nothing to write (every booking refused, nothing to release): answered from
+                # a fresh read, never from our last write, which others may have changed since.
+                self._lease = None
+                if cached:
+                    continue
+                return answers
+            body = _with_slots(lease, slots)
+            try:
+                if "resourceVersion" in lease["metadata"]:
+                    self._lease = self.cluster.replace_lease(body)
+                else:
+                    self._lease = self.cluster.create_lease(body)
+            except Conflict:
+                self._lease = None  # another process wrote (or created) it: count again
+                self.conflicts += 1
+                continue
+            except KubeError:
+                self._lease = None
+                raise
+            return answers
+        raise Conflict(
+            f"{self.what}: {MAX_ATTEMPTS} writes in a row met a 409 Conflict "
+            "(other replicas booking at the same time)",
+            status=409,
+            reason="Conflict",
+        )
+
+    def _read(self) -> Obj:
+        try:
+            return self.cluster.get_lease(self.namespace, self.name)
+        except NotFound:
+            return {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "labels": {"app.kubernetes.io/name": "rollback-webhook"},
+                },
+                "spec": {},
+            }
+
+
+def _micro(when: datetime) -> str:
+    """RFC 3339 in UTC with microseconds: a slot leaves the window when its decision's does."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _annotation(lease: Obj) -> str | None:
+    value = (lease.get("metadata", {}).get("annotations") or {}).get(contract.ANNOTATION_LEDGER)
+    return value if isinstance(value, str) else None
+
+
+def _with_slots(lease: Obj, slots: list[Slot]) -> Obj:
+    meta = dict(lease["metadata"])
+    annotations = dict(meta.get("annotations") or {})
+    annotations[contract.ANNOTATION_LEDGER] = json.dumps(
+        [s.as_json() for s in slots], separators=(",", ":")
+    )
+    meta["annotations"] = annotations
+    return {**lease, "metadata": meta}
