@@ -64,6 +64,7 @@ _PATHS = {
     "rs": "/apis/apps/v1/namespaces/{}/replicasets",
     "replicasets": "/apis/apps/v1/namespaces/{}/replicasets",
     "pods": "/api/v1/namespaces/{}/pods",
+    "lease": "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
 }
 _CLIENTS: dict[int, Any] = {}
 
@@ -287,6 +288,11 @@ class BoundOverlay:
     def config(self, **overrides: Any) -> dict[str, Any]:
         """The overlay's config.yaml as receiver settings (paths, Prometheus and tracker local)."""
         config = config_of(self.objects)
+        ledger = config.get("circuit_ledger")
+        if ledger and ledger.get("mode") == "auto":
+            # In the pod, "auto" is on with a SQLite audit; this receiver runs outside a pod.
+            backend = config.get("audit", {}).get("backend", "sqlite")
+            ledger["mode"] = "on" if backend == "sqlite" else "off"
         for key in ("auth", "audit", "kubernetes", "prometheus"):
             config.pop(key, None)
         config["tracker"] = {**config.get("tracker", {}), "enabled": False}

@@ -85,9 +85,14 @@ def every_path_works(
     pod = pods_of(plane, namespace, sets[1]["metadata"]["name"])[0]["metadata"]["name"]
     harness = receiver(plane, tmp_path, token=overlay.token, **overlay.config(dry_run=False))
     # An alert naming only the pod: GET pod, GET ReplicaSet, GET Deployment, GET Namespace
-    # (opt-in by label), LIST ReplicaSets, PUT Deployment, PATCH mark, POST Event.
+    # (opt-in by label), LIST ReplicaSets, the circuit ledger's Lease (GET, then POST or PUT),
+    # PUT Deployment, PATCH mark, POST Event.
     decision = alert_now(harness, namespace=namespace, pod=pod)
     assert decision["outcome"] == "rolled_back", decision
+    ledger = harness.settings.circuit_ledger
+    assert ledger.mode == "on"
+    booked = get_json(plane, "-n", ledger.namespace, "lease", ledger.name)
+    assert decision["id"] in booked["metadata"]["annotations"]["auto-rollback/rollbacks"]
     assert decision["to_revision"] == 1
     marked = replicasets(plane, namespace, "web")
     bad = {r["metadata"]["name"]: r for r in marked}[sets[1]["metadata"]["name"]]

@@ -84,15 +84,22 @@ def test_a_config_change_rolls_the_pods(tmp_path: Path):
     assert template(before) != template(after), "a config change would not restart the pods"
 
 
-def test_the_tracker_lease_lives_where_the_service_may_take_it(rendered: dict[str, list[Obj]]):
+def test_the_tracker_and_ledger_leases_live_where_the_service_may_write_them(
+    rendered: dict[str, list[Obj]],
+):
     objects = rendered["dry-run"]
     tracker = config_of(objects)["tracker"]
     deployment = only(objects, "Deployment")
     assert tracker["lease_namespace"] == deployment["metadata"]["namespace"]
     role = only(objects, "Role", "rollback-webhook-leader-election")
     assert role["metadata"]["namespace"] == tracker["lease_namespace"]
+    ledger = config_of(objects)["circuit_ledger"]
+    assert ledger["namespace"] == deployment["metadata"]["namespace"]
     named_rules = [rule for rule in role["rules"] if rule.get("resourceNames")]
-    assert all(rule["resourceNames"] == [tracker["lease_name"]] for rule in named_rules)
+    assert all(
+        sorted(rule["resourceNames"]) == sorted([tracker["lease_name"], ledger["name"]])
+        for rule in named_rules
+    )
     assert {verb for rule in named_rules for verb in rule["verbs"]} == {"get", "update"}
 
 

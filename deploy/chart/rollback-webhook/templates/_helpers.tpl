@@ -46,6 +46,7 @@ app.kubernetes.io/component: webhook
   "kubernetes" (dict "kubeconfig" nil)
   "prometheus" (dict "url" .Values.prometheus.url)
   "tracker" (dict "lease_namespace" .Release.Namespace "lease_name" "rollback-webhook-leader")
+  "circuit_ledger" (dict "mode" "auto" "namespace" .Release.Namespace "name" "rollback-webhook-rollbacks")
 -}}
 {{- if not .Values.scope.clusterWide -}}
 {{- $_ := set $config "namespaces" (dict "allow" .Values.scope.watchNamespaces) -}}
