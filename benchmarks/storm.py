@@ -25,8 +25,11 @@ controlplane.py: kube-apiserver, kube-controller-manager, etcd and the kubelet s
 fresh per case): the Deployments (one replica each) are server-side applied, rolled out by the
 real controller, and checked afterwards on the real objects (benchmarks/storm_controlplane.py).
 
+`serve` runs outside a pod here, so the circuit ledger is off, as `auto` leaves it there; with
+--ledger every rollback is booked in its Lease, as in a pod with a SQLite audit.
+
 Run: nice python3 -m benchmarks.storm [--sizes 10,100,500] [--one-namespace 500] [--runs 3]
-     [--json] [--cluster sandbox|controlplane]
+     [--json] [--cluster sandbox|controlplane] [--ledger]
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class Case:
     seed: int = 17
     cluster: str = "sandbox"  # sandbox | controlplane
     prefix: str = "storm"  # namespaces are PREFIX-000, PREFIX-001, ...
+    ledger: bool = False  # circuit_ledger on, as in a pod with a SQLite audit
 
     @property
     def name(self) -> str:
@@ -348,6 +352,8 @@ class Stack:
                 "max_rollbacks": DEFAULT_BREAKER if case.default_breaker else case.deployments + 1,
                 # The tracker as shipped (a round a minute), in its own process beside the worker.
                 "tracker": {"lease_duration_seconds": 15},
+                # Off outside a pod (mode auto); --ledger books as the pods do.
+                "circuit_ledger": {"mode": "on" if case.ledger else "off"},
                 **self.cluster.settings(),
             }
             (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -750,6 +756,11 @@ def main() -> int:
     parser.add_argument("--alerts-per-deployment", type=int, default=ALERTS_PER_DEPLOYMENT)
     parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--default-breaker", action="store_true")
+    parser.add_argument(
+        "--ledger",
+        action="store_true",
+        help="book every rollback in the circuit ledger's Lease, as a pod with SQLite does",
+    )
     parser.add_argument("--keep", type=Path, help="copy each case's logs and audit here")
     parser.add_argument(
         "--cluster",
@@ -767,6 +778,7 @@ def main() -> int:
             clients=args.clients,
             default_breaker=args.default_breaker,
             cluster=args.cluster,
+            ledger=args.ledger,
         )
         for size in args.sizes.split(",")
     ]
@@ -779,6 +791,7 @@ def main() -> int:
                 alerts_per_deployment=args.alerts_per_deployment,
                 default_breaker=args.default_breaker,
                 cluster=args.cluster,
+                ledger=args.ledger,
             )
         )
     load = [round(os.getloadavg()[0], 2)]

@@ -294,11 +294,11 @@ class ControlPlaneCluster:
         namespaces = sorted({ns for ns, _ in self.case.targets()})
         for ns in namespaces:
             self._request("DELETE", f"/api/v1/namespaces/{ns}")
-        self._request(
-            "DELETE",
-            f"/apis/coordination.k8s.io/v1/namespaces/{SERVICE_NAMESPACE}/leases/"
-            "rollback-webhook-leader",
-        )
+        for lease in ("rollback-webhook-leader", "rollback-webhook-rollbacks"):
+            self._request(
+                "DELETE",
+                f"/apis/coordination.k8s.io/v1/namespaces/{SERVICE_NAMESPACE}/leases/{lease}",
+            )
         for obj in self.rbac:
             if obj["kind"] != "Namespace":
                 meta = obj["metadata"]

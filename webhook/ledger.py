@@ -31,6 +31,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from webhook import contract
@@ -70,6 +71,11 @@ class Slot:
 
     def as_json(self) -> dict[str, Any]:
         return {"key": self.key, "at": _micro(self.at), "ids": list(self.ids)}
+
+    @cached_property
+    def text(self) -> str:
+        """The slot as the annotation holds it (made once: a PUT writes every slot again)."""
+        return json.dumps(self.as_json(), separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,9 @@ class Ledger:
     name: str
     # 409s met so far (other processes booking at the same time), for tests and logs.
     conflicts: int = field(default=0, init=False)
+    # The Lease as our last PUT left it, and its slots (not parsed again from it).
     _lease: Obj | None = field(default=None, init=False, repr=False)
+    _slots: list[Slot] = field(default_factory=list, init=False, repr=False)
     _queue: list[_Waiting] = field(default_factory=list, init=False, repr=False)
     _busy: bool = field(default=False, init=False, repr=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
@@ -247,8 +255,11 @@ class Ledger:
     def _write(self, changes: list[Change]) -> list[Any]:
         for _ in range(MAX_ATTEMPTS):
             cached = self._lease is not None
-            lease = self._lease if self._lease is not None else self._read()
-            before = parse_slots(_annotation(lease))
+            if self._lease is not None:
+                lease, before = self._lease, self._slots
+            else:
+                lease = self._read()
+                before = parse_slots(_annotation(lease))
             slots, answers = apply(before, changes)
             if slots == before:
                 # Nothing to write (every booking refused, nothing to release): answered from
@@ -263,6 +274,7 @@ class Ledger:
                     self._lease = self.cluster.replace_lease(body)
                 else:
                     self._lease = self.cluster.create_lease(body)
+                self._slots = slots
             except Conflict:
                 self._lease = None  # another process wrote (or created) it: count again
                 self.conflicts += 1
@@ -307,8 +319,6 @@ def _annotation(lease: Obj) -> str | None:
 def _with_slots(lease: Obj, slots: list[Slot]) -> Obj:
     meta = dict(lease["metadata"])
     annotations = dict(meta.get("annotations") or {})
-    annotations[contract.ANNOTATION_LEDGER] = json.dumps(
-        [s.as_json() for s in slots], separators=(",", ":")
-    )
+    annotations[contract.ANNOTATION_LEDGER] = "[" + ",".join(s.text for s in slots) + "]"
     meta["annotations"] = annotations
     return {**lease, "metadata": meta}
