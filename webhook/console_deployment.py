@@ -125,10 +125,18 @@ def circuit_state(service: Service, *, now: datetime) -> Clock:
     since = now - window
     rows = service.audit.query(outcome=contract.ROLLED_BACK, since=since, limit=500)
     times = sorted(t for t in (_parse(r.get("time")) for r in rows) if t is not None)
+    unread = ""
+    if service.ledger is not None:  # every replica's bookings, where they share no store
+        try:
+            booked = sorted(slot.at for slot in service.ledger.slots() if slot.at >= since)
+        except KubeError as exc:
+            booked, unread = [], f" (the circuit ledger {service.ledger.what} unread: {exc})"
+        if len(booked) > len(times):
+            times = booked
     elsewhere = service.cluster_rollbacks.count_since(since)
     count = max(len(times), elsewhere)
     limit = settings.max_rollbacks
-    summary = f"{count} of {limit} rollbacks in the last {int(window.total_seconds())}s"
+    summary = f"{count} of {limit} rollbacks in the last {int(window.total_seconds())}s{unread}"
     if count < limit:
         return Clock(False, f"closed: {summary}")
     # Open until enough of the counted rollbacks leave the window (this replica's record).

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from lab.receiver_harness import Harness
 from sandbox.testing import SandboxHandle
 from tests.policy.world import Table
 from webhook.audit import SqliteStore
 from webhook.config import Settings
+from webhook.console_deployment import circuit_state
 from webhook.contract import ANNOTATION_LEDGER
 from webhook.durable_gate import DurableGate
 from webhook.gate import Claim
@@ -221,3 +224,17 @@ def test_gates_of_pods_with_a_store_each_are_held_to_the_limit_by_the_ledger(
     assert [i.id for i in stores[0].open_intents()] == ["d-a1"]
     admitted, _ = gate_b.admit(claim("d-b2", "db"), judge)
     assert isinstance(admitted, Act), admitted
+
+
+def test_the_console_counts_the_other_pods_bookings(
+    replicas: tuple[Ledger, Ledger], make_harness: Callable[..., Harness]
+) -> None:
+    harness = make_harness(circuit_ledger={"mode": "on"}, max_rollbacks=2)
+    other, _ = replicas  # another pod: nothing of it is in this pod's audit
+    now = datetime.now(UTC)
+    for name in ("a", "b"):
+        booking = Book(key=f"shop/{name}/1", decision_id=name, at=now, since=now - HOUR, limit=2)
+        assert other.book(booking).admitted
+    state = circuit_state(harness.service, now=now)
+    assert state.active and state.summary.startswith("open: 2 of 2 rollbacks"), state
+    assert state.ends == now + HOUR
