@@ -87,6 +87,8 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = service.settings.server.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     metrics = service.metrics
+    if service.ledger is not None:  # no rollback can be counted, so none written, without it
+        app.config.setdefault(READINESS_CHECKS, []).append(service.ledger.problem)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Response:

@@ -218,6 +218,29 @@ class Ledger:
             return []
         return parse_slots(_annotation(lease))
 
+    def problem(self) -> str | None:
+        """Why no booking can be made now, or None: for /readyz (one GET, two when absent)."""
+        try:
+            lease = self.cluster.get_lease(self.namespace, self.name)
+        except NotFound:  # the first booking creates it, if its namespace is there
+            try:
+                self.cluster.get_namespace(self.namespace)
+            except NotFound:
+                return (
+                    f"circuit ledger: namespace {self.namespace!r} (circuit_ledger.namespace) "
+                    "does not exist: no rollback can be booked"
+                )
+            except KubeError:
+                pass  # reading namespaces is not granted: say what is known
+            return None
+        except KubeError as exc:
+            return f"circuit ledger: cannot read {self.what}: {exc}"
+        try:
+            parse_slots(_annotation(lease))
+        except LedgerUnreadable as exc:
+            return f"circuit ledger: {self.what}: {exc}"
+        return None
+
     # -- one PUT for every change queued meanwhile ----------------------------------------------
     def _submit(self, change: Change) -> Any:
         waiting = _Waiting(change)

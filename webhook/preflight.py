@@ -111,21 +111,30 @@ def _connect_kubernetes(settings: Settings, api: Any) -> list[str]:
         cluster.version()
     except KubeError as exc:
         return [f"kubernetes: the API server does not answer: {exc}"]
-    if not settings.tracker.enabled:
-        return []
-    namespace = settings.tracker.lease_namespace
-    try:
-        cluster.get_namespace(namespace)
-    except NotFound:
-        return [
-            f"tracker.lease_namespace: namespace {namespace!r} does not exist: create it "
-            f"(kubectl create namespace {namespace}) or let serve create it"
-        ]
-    except KubeError as exc:
-        if exc.status in (401, 403):
-            return []  # the shipped RBAC grants Leases in that namespace, not reading it
-        return [f"tracker.lease_namespace: cannot read namespace {namespace!r}: {exc}"]
-    return []
+    # The Leases' namespaces: the tracker's, and the circuit ledger's where it may be on (in a
+    # pod with SQLite: check-config does not know where serve will run).
+    wanted = []
+    if settings.tracker.enabled:
+        wanted.append(("tracker.lease_namespace", settings.tracker.lease_namespace))
+    if settings.circuit_ledger.possible(settings.audit):
+        wanted.append(("circuit_ledger.namespace", settings.circuit_ledger.namespace))
+    keys: dict[str, list[str]] = {}
+    for key, namespace in wanted:
+        keys.setdefault(namespace, []).append(key)
+    problems = []
+    for namespace, named in keys.items():
+        key = " and ".join(named)
+        try:
+            cluster.get_namespace(namespace)
+        except NotFound:
+            problems.append(
+                f"{key}: namespace {namespace!r} does not exist: create it "
+                f"(kubectl create namespace {namespace})"
+            )
+        except KubeError as exc:
+            if exc.status not in (401, 403):  # the shipped RBAC grants Leases there, not this
+                problems.append(f"{key}: cannot read namespace {namespace!r}: {exc}")
+    return problems
 
 
 def _connect_prometheus(settings: Settings, clock: Callable[[], datetime]) -> list[str]:

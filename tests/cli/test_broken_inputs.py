@@ -227,8 +227,11 @@ def test_connect_names_a_missing_lease_namespace(
     document = _with(base, "kubernetes.kubeconfig", str(sandbox.kubeconfig))
     document = _with(document, "prometheus.url", None)
     result = run("check-config", "--config", _write(tmp_path, document), "--connect")
+    # The tracker's Lease and the circuit ledger's (on in a pod with SQLite) live there.
     assert_clear_failure(
-        result, says="tracker.lease_namespace: namespace 'rollback-webhook' does not exist"
+        result,
+        says="tracker.lease_namespace and circuit_ledger.namespace: namespace 'rollback-webhook' "
+        "does not exist",
     )
     sandbox.store.create("namespaces", {"metadata": {"name": "rollback-webhook"}, "spec": {}})
     assert run("check-config", "--config", _write(tmp_path, document), "--connect").returncode == 0

@@ -238,3 +238,33 @@ def test_the_console_counts_the_other_pods_bookings(
     state = circuit_state(harness.service, now=now)
     assert state.active and state.summary.startswith("open: 2 of 2 rollbacks"), state
     assert state.ends == now + HOUR
+
+
+def test_readyz_says_when_no_rollback_can_be_booked(
+    sandbox: SandboxHandle, make_harness: Callable[..., Harness]
+) -> None:
+    harness = make_harness(circuit_ledger={"mode": "on", "namespace": "nowhere"})
+    answer = harness.client.get("/readyz")
+    assert answer.status_code == 503
+    assert (
+        "namespace 'nowhere' (circuit_ledger.namespace) does not exist"
+        in answer.get_json()["error"]
+    )
+    sandbox.controls.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nowhere"}}
+    )
+    assert harness.client.get("/readyz").status_code == 200  # the first booking will create it
+    Cluster(sandbox.api_client(), timeout_seconds=5).create_lease(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": NAME,
+                "namespace": "nowhere",
+                "annotations": {ANNOTATION_LEDGER: "{"},
+            },
+            "spec": {},
+        }
+    )
+    answer = harness.client.get("/readyz")
+    assert answer.status_code == 503 and "no rollback can be counted" in answer.get_json()["error"]
