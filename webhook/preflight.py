@@ -2,9 +2,9 @@
 
 Offline checks, always: the credential files, a kubeconfig and context that load (or a pod's
 service account), a writable audit location. Online checks, asked for (`check-config
---connect`): the Kubernetes API answers with those credentials, the Lease namespace exists,
-Prometheus answers a query. Every problem is one line that starts with the key it is about, so
-a file with five mistakes is fixed in one round, not five.
+--connect`): the Kubernetes API answers with those credentials, the Leases' namespaces exist
+(the tracker's, the circuit ledger's), Prometheus answers a query. Every problem is one line that
+starts with the key it is about, so a file with five mistakes is fixed in one round, not five.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`rollback-webhook check-config`: everything `serve` needs, checked before it serves.
 
 The file's keys and values, the credential files, the kubeconfig and context, the audit location;
-with --connect also the Kubernetes API, the Lease namespace and Prometheus. Every problem is
+with --connect also the Kubernetes API, the Leases' namespace and Prometheus. Every problem is
 reported at once, one line each. Exit status 0 when serve would start, 2 when it would not.
 """
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connect",
         action="store_true",
-        help="also ask the Kubernetes API (and the Lease namespace) and Prometheus",
+        help="also ask the Kubernetes API (and the Leases' namespace) and Prometheus",
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing when valid")
 
