@@ -11,28 +11,19 @@ optimistic concurrency, not only the sandbox's.
 from __future__ import annotations
 
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from lab.controlplane import ControlPlane
 from tests.controlplane.support import get_json, kubectl
+from tests.ledger_race import book, race
 from webhook.contract import ANNOTATION_LEDGER
 from webhook.kube import Cluster
-from webhook.ledger import Book, Ledger
+from webhook.ledger import Ledger
 
 pytestmark = pytest.mark.controlplane
 
 NAME = "rollback-webhook-rollbacks"
-
-
-def book(key: str, decision_id: str, *, limit: int) -> Book:
-    now = datetime.now(UTC)
-    return Book(
-        key=key, decision_id=decision_id, at=now, since=now - timedelta(hours=1), limit=limit
-    )
 
 
 def ledger_on(plane: ControlPlane, namespace: str) -> Ledger:
@@ -46,19 +37,7 @@ def test_two_replicas_booking_at_once_admit_exactly_the_limit(
 ) -> None:
     replicas = (ledger_on(controlplane, namespace), ledger_on(controlplane, namespace))
     one, two = replicas
-    # Each writes once first, so the one that wrote first holds a version the other has
-    # written over since: its first PUT of the burst is certain to meet a 409.
-    for ledger, name in ((one, "x"), (two, "y")):
-        assert ledger.book(book(f"shop/{name}/1", name, limit=5)).admitted
-        ledger.release(name, f"shop/{name}/1")
-    start = threading.Barrier(24)
-
-    def attempt(i: int) -> bool:
-        start.wait()
-        return replicas[i % 2].book(book(f"shop/app{i:02d}/7", f"d{i}", limit=5)).admitted
-
-    with ThreadPoolExecutor(24) as pool:
-        admitted = list(pool.map(attempt, range(24)))
+    admitted = race(one, two, bookings=24, limit=5)
     assert admitted.count(True) == 5
     lease = get_json(controlplane, "-n", namespace, "lease", NAME)
     slots = json.loads(lease["metadata"]["annotations"][ANNOTATION_LEDGER])

@@ -11,11 +11,14 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lab.pipeline.processes import free_port
-from lab.receiver_harness import TOKEN
+from lab.receiver_harness import TOKEN, Harness, hours, minutes
 from sandbox.testing import SandboxHandle
 from tests.serve.support import popen_serve
 from webhook.audit import AuditStore, SqliteStore
@@ -155,3 +158,48 @@ def serve(
         served.stop()
         raise
     return served
+
+
+def bad_deployments(harness: Harness, count: int) -> dict[str, str]:
+    """`count` Deployments in shop (app00...) with a healthy revision 1 and a bad revision 2;
+    the bad ReplicaSet's name by Deployment."""
+    bad = {}
+    for i in range(count):
+        name = f"app{i:02d}"
+        bad[name] = harness.deploy(name, [(f"{name}:1", hours(2)), (f"{name}:2", minutes(3))])[1]
+    return bad
+
+
+def burst_over(replicas: Sequence[Served], bad: dict[str, str]) -> list[dict[str, Any]]:
+    """One alert per bad Deployment, all at once, delivered to the replicas in turn: each
+    alert's decision."""
+    names = sorted(bad)
+
+    def one_delivery(i: int) -> dict[str, Any]:
+        alert = Harness.alert(namespace="shop", deployment=names[i], replicaset=bad[names[i]])
+        status, body = replicas[i % len(replicas)].deliver(Harness.payload(alert))
+        assert status == 200, body
+        decision: dict[str, Any] = body["decisions"][0]
+        return decision
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        return list(pool.map(one_delivery, range(len(names))))
+
+
+@contextmanager
+def two_replicas(
+    sandbox: SandboxHandle, tmp_path: Path, stores: tuple[Store, Store], **settings: Any
+) -> Iterator[tuple[Served, Served]]:
+    """Two `serve` processes ("one", "two") with `settings`, on these stores (one shared, or
+    one each); both stopped after."""
+    one = serve(sandbox, tmp_path, stores[0], name="one", **settings)
+    try:
+        two = serve(sandbox, tmp_path, stores[1], name="two", **settings)
+    except BaseException:
+        one.stop()
+        raise
+    try:
+        yield one, two
+    finally:
+        one.stop()
+        two.stop()

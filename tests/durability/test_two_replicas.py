@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from lab.postgres import PostgresServer
-from lab.receiver_harness import ONCALL, Harness, hours, minutes, template_images
-from tests.durability.serving import Served, Store, serve
+from lab.receiver_harness import ONCALL, Harness, template_images
+from tests.durability.serving import Served, Store, bad_deployments, burst_over, two_replicas
 
 # `serve` subprocesses against the sandbox (and PostgreSQL): seconds to a minute each.
 pytestmark = pytest.mark.slow
@@ -36,32 +36,15 @@ def replicas(
     (tmp_path / "oncall").write_text(ONCALL + "\n")
     settings: dict[str, Any] = getattr(request, "param", {})
     common = {"auth": {"oncall_tokens_file": str(tmp_path / "oncall")}, **settings}
-    one = serve(harness.sandbox, tmp_path, store, name="one", **common)
-    try:
-        two = serve(harness.sandbox, tmp_path, store, name="two", **common)
-    except BaseException:
-        one.stop()
-        raise
-    try:
-        yield one, two
-    finally:
-        one.stop()
-        two.stop()
-
-
-def deploy(harness: Harness, count: int) -> dict[str, str]:
-    bad = {}
-    for i in range(count):
-        name = f"app{i:02d}"
-        bad[name] = harness.deploy(name, [(f"{name}:1", hours(2)), (f"{name}:2", minutes(3))])[1]
-    return bad
+    with two_replicas(harness.sandbox, tmp_path, (store, store), **common) as pair:
+        yield pair
 
 
 def test_one_audit_seen_and_replayed_by_id_through_either_replica(
     harness: Harness, replicas: tuple[Served, Served]
 ) -> None:
     one, two = replicas
-    bad = deploy(harness, 1)
+    bad = bad_deployments(harness, 1)
     alert = Harness.alert(namespace="shop", deployment="app00", replicaset=bad["app00"])
     status, body = one.deliver(Harness.payload(alert))
     assert status == 200
@@ -91,19 +74,9 @@ def test_one_audit_seen_and_replayed_by_id_through_either_replica(
 def test_max_rollbacks_is_exact_under_a_burst_spread_over_both_replicas(
     harness: Harness, replicas: tuple[Served, Served]
 ) -> None:
-    bad = deploy(harness, 12)
+    bad = bad_deployments(harness, 12)
     names = sorted(bad)
-
-    def one_delivery(i: int) -> dict[str, Any]:
-        name = names[i]
-        alert = Harness.alert(namespace="shop", deployment=name, replicaset=bad[name])
-        status, body = replicas[i % 2].deliver(Harness.payload(alert))
-        assert status == 200, body
-        decision: dict[str, Any] = body["decisions"][0]
-        return decision
-
-    with ThreadPoolExecutor(12) as pool:
-        decisions = list(pool.map(one_delivery, range(len(names))))
+    decisions = burst_over(replicas, bad)
     outcomes = sorted(d["outcome"] for d in decisions)
     assert outcomes.count("rolled_back") == 3, decisions
     assert {d["reason"] for d in decisions if d["outcome"] != "rolled_back"} == {"circuit_open"}
@@ -115,7 +88,7 @@ def test_max_rollbacks_is_exact_under_a_burst_spread_over_both_replicas(
 def test_a_dry_run_duplicate_is_caught_across_replicas(
     harness: Harness, replicas: tuple[Served, Served]
 ) -> None:
-    bad = deploy(harness, 1)
+    bad = bad_deployments(harness, 1)
     alert = Harness.alert(namespace="shop", deployment="app00", replicaset=bad["app00"])
     payload = Harness.payload(alert)
     with ThreadPoolExecutor(4) as pool:

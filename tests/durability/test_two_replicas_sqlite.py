@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.receiver_harness import Harness, hours, minutes, template_images
-from tests.durability.serving import Served, Store, serve
+from lab.receiver_harness import Harness, template_images
+from tests.durability.serving import Served, Store, bad_deployments, burst_over, two_replicas
 from webhook.contract import ANNOTATION_LEDGER
 
 pytestmark = pytest.mark.slow
@@ -34,42 +33,17 @@ def replicas(harness: Harness, tmp_path: Path) -> Iterator[tuple[Served, Served]
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEDGER["namespace"]}}
     )
     settings: dict[str, Any] = {"max_rollbacks": 3, "circuit_ledger": LEDGER}
-    one = serve(
-        harness.sandbox, tmp_path, Store(sqlite=tmp_path / "one.sqlite"), name="one", **settings
-    )
-    try:
-        two = serve(
-            harness.sandbox, tmp_path, Store(sqlite=tmp_path / "two.sqlite"), name="two", **settings
-        )
-    except BaseException:
-        one.stop()
-        raise
-    try:
-        yield one, two
-    finally:
-        one.stop()
-        two.stop()
+    stores = (Store(sqlite=tmp_path / "one.sqlite"), Store(sqlite=tmp_path / "two.sqlite"))
+    with two_replicas(harness.sandbox, tmp_path, stores, **settings) as pair:
+        yield pair
 
 
 def test_max_rollbacks_is_exact_across_replicas_with_an_audit_each(
     harness: Harness, replicas: tuple[Served, Served]
 ) -> None:
-    bad = {}
-    for i in range(12):
-        name = f"app{i:02d}"
-        bad[name] = harness.deploy(name, [(f"{name}:1", hours(2)), (f"{name}:2", minutes(3))])[1]
+    bad = bad_deployments(harness, 12)
     names = sorted(bad)
-
-    def one_delivery(i: int) -> dict[str, Any]:
-        name = names[i]
-        alert = Harness.alert(namespace="shop", deployment=name, replicaset=bad[name])
-        status, body = replicas[i % 2].deliver(Harness.payload(alert))
-        assert status == 200, body
-        decision: dict[str, Any] = body["decisions"][0]
-        return decision
-
-    with ThreadPoolExecutor(12) as pool:
-        decisions = list(pool.map(one_delivery, range(len(names))))
+    decisions = burst_over(replicas, bad)
     rolled_back = [d for d in decisions if d["outcome"] == "rolled_back"]
     assert len(rolled_back) == 3, decisions
     refused = [d for d in decisions if d["outcome"] != "rolled_back"]

@@ -7,9 +7,7 @@ and the durable gates of two pods with a SQLite file each, held to one limit thr
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 
 from lab.receiver_harness import Harness
 from sandbox.testing import SandboxHandle
+from tests.ledger_race import race
 from tests.policy.world import Table
 from webhook.audit import SqliteStore
 from webhook.config import Settings
@@ -150,19 +149,7 @@ def test_two_replicas_booking_at_once_admit_exactly_the_limit(
     replicas: tuple[Ledger, Ledger],
 ) -> None:
     one, two = replicas
-    # Each writes once first, so the one that wrote first holds a version the other has
-    # written over since: its first PUT of the burst is certain to meet a 409.
-    for ledger, name in ((one, "x"), (two, "y")):
-        assert ledger.book(book(f"shop/{name}/1", name, limit=5)).admitted
-        ledger.release(name, f"shop/{name}/1")
-    start = threading.Barrier(24)
-
-    def attempt(i: int) -> bool:
-        start.wait()
-        return replicas[i % 2].book(book(f"shop/app{i:02d}/7", f"d{i}", limit=5)).admitted
-
-    with ThreadPoolExecutor(24) as pool:
-        admitted = list(pool.map(attempt, range(24)))
+    admitted = race(one, two, bookings=24, limit=5)
     assert admitted.count(True) == 5
     assert len(one.slots()) == 5
     assert one.conflicts >= 1, "the stale version met no 409"
