@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from webhook import contract
 from webhook.console_resume import resume_note
+from webhook.durable_gate import ledger_since
 from webhook.gitops import ownership
 from webhook.history import History, build_history
 from webhook.kube import InvalidName, KubeError, NotFound, Obj
@@ -125,14 +126,15 @@ def circuit_state(service: Service, *, now: datetime) -> Clock:
     since = now - window
     rows = service.audit.query(outcome=contract.ROLLED_BACK, since=since, limit=500)
     times = sorted(t for t in (_parse(r.get("time")) for r in rows) if t is not None)
-    unread = ""
+    span, unread = window, ""
     if service.ledger is not None:  # every replica's bookings, where they share no store
         try:
-            booked = sorted(slot.at for slot in service.ledger.slots() if slot.at >= since)
+            start = ledger_since(settings, now)
+            booked = sorted(slot.at for slot in service.ledger.slots() if slot.at >= start)
         except KubeError as exc:
             booked, unread = [], f" (the circuit ledger {service.ledger.what} unread: {exc})"
-        if len(booked) > len(times):
-            times = booked
+        if len(booked) > len(times):  # counted as the ledger counts them (durable_gate)
+            times, span = booked, now - start
     elsewhere = service.cluster_rollbacks.count_since(since)
     count = max(len(times), elsewhere)
     limit = settings.max_rollbacks
@@ -141,7 +143,7 @@ def circuit_state(service: Service, *, now: datetime) -> Clock:
         return Clock(False, f"closed: {summary}")
     # Open until enough of the counted rollbacks leave the window (this replica's record).
     leaving = count - limit
-    ends = times[leaving] + window if leaving < len(times) else None
+    ends = times[leaving] + span if leaving < len(times) else None
     return Clock(True, f"open: {summary}; no rollbacks anywhere until", ends)
 
 

@@ -121,12 +121,12 @@ class DurableGate:
             key=key,
             decision_id=claim.decision_id,
             at=claim.at,
-            since=window_start,
+            since=ledger_since(self.settings, claim.at),
             limit=self.settings.max_rollbacks,
         )
         try:
             verdict = self.ledger.book(booking)
-        except KubeError:  # nothing booked for certain: nothing is written
+        except BaseException:  # nothing booked for certain: nothing is written
             self.audit.cancel_intent(claim.decision_id)
             raise
         if verdict.admitted:
@@ -134,7 +134,10 @@ class DurableGate:
         self.audit.cancel_intent(claim.decision_id)
         refused = judge(GateState(rollbacks=verdict.counted))
         if isinstance(refused, Skip):
-            where = f" (counted in {self.ledger.what}, where every replica books its rollbacks)"
+            where = (
+                f" (counted in {self.ledger.what}, where every replica books its rollbacks, "
+                f"over circuit_window plus max_clock_skew: replicas' clocks may differ)"
+            )
             refused = dataclasses.replace(refused, detail=refused.detail + where)
         return refused, None
 
@@ -153,6 +156,14 @@ class _Intent:
         self.audit.cancel_intent(self.intent_id)
         if self.ledger is not None:
             self.ledger.release(self.intent_id, self.key)
+
+
+def ledger_since(settings: Settings, now: datetime) -> datetime:
+    """From when the ledger counts: circuit_window plus max_clock_skew back. Each replica
+    books and prunes by its own clock; a clock up to max_clock_skew ahead or behind then
+    still counts every other replica's rollback for a whole circuit_window of true time (and
+    counts it up to that much longer: never fewer)."""
+    return now - timedelta(seconds=int(settings.circuit_window) + int(settings.max_clock_skew))
 
 
 def bad_mark(record: Mapping[str, Any], *, decision_id: str, at: datetime) -> str:

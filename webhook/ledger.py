@@ -3,39 +3,42 @@
 Replicas that do not share an audit store (SQLite, one file per pod) cannot count each other's
 rollbacks from it. Before a rollback is written, its slot is booked here: the Lease
 `circuit_ledger.namespace/name` carries, in the annotation `auto-rollback/rollbacks`, the
-rollbacks booked within `circuit_window` (at most `max_rollbacks` of them), and a booking is a
-PUT conditional on the resourceVersion it was counted from. Two replicas booking the last slot
-at once both PUT from the same version; the API server lets one land and answers the other 409,
-which reads the Lease again and now finds it full. So the limit is exact for every replica that
-books here, whatever store it audits in.
+rollbacks booked within the window the caller counts from (at most `max_rollbacks` of them),
+and a booking is a PUT conditional on the resourceVersion it was counted from. Two replicas
+booking the last slot at once both PUT from the same version; the API server lets one land and
+answers the other 409, which reads the Lease again and now finds it full. So the limit is exact
+for every replica that books here, whatever store it audits in. (The durable gate counts from
+circuit_window plus max_clock_skew back: each replica prunes by its own clock.)
 
 A slot is one read of one Deployment (`namespace/name/resourceVersion`), as the durable gate
 counts open intents: writes conditional on one resourceVersion land once at most, so decisions
-made from the same read join one slot and each names itself in it. A write that met a 409 or
-failed for certain releases its decision's name; a slot nobody names any more is removed.
-A slot whose write never settled stays booked until the window has passed it (never fewer
-counted than were written).
+made from the same read join one slot, each names itself in it, and it counts from the latest.
+A write that met a 409 or failed for certain releases its decision's name (so does the
+reconciler, for a write it proves never landed); a slot nobody names any more is removed. A slot
+whose write is unsettled stays booked (never fewer counted than were written).
 
 Bookings and releases of one process are batched: while one PUT is in flight, the others queue,
-and the next PUT carries them all, so a storm's rollbacks cost one request each at most and
-meet one another's 409s only across processes. The Lease as our last PUT left it is kept and
-written over conditionally (one request); a refusal, which writes nothing, is always counted
-from a fresh GET.
+and the next PUT carries them all, releases first, so a storm's rollbacks cost one request each
+at most and meet one another's 409s only across processes. The Lease as our last PUT left it is
+kept and written over conditionally; a refusal, which writes nothing, is always counted from a
+fresh GET. A 409 or 404 (the Lease deleted) reads it again; 409 after 409 ends as Transient.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from webhook import contract
-from webhook.kube import Cluster, Conflict, KubeError, NotFound
+from webhook import contract, jsontext
+from webhook.kube import Cluster, Conflict, KubeError, NotFound, Transient
 from webhook.revisions import parse_k8s_time
 from webhook.views import Obj
 
@@ -53,8 +56,11 @@ __all__ = [
     "slot_key",
 ]
 
-# PUTs of one batch before giving up: each 409 means another process booked meanwhile.
-MAX_ATTEMPTS = 8
+# PUTs of one batch before giving up: each 409 means another process booked meanwhile. Between
+# them a random pause of up to CONFLICT_PAUSE_SECONDS times the attempt, so processes that met
+# at one version do not meet again at the next.
+MAX_ATTEMPTS = 16
+CONFLICT_PAUSE_SECONDS = 0.005
 
 
 class LedgerUnreadable(KubeError):
@@ -117,17 +123,8 @@ def parse_slots(text: str | None) -> list[Slot]:
     if not text:
         return []
     try:
-        document = json.loads(text)
-        if not isinstance(document, list):
-            raise TypeError(f"a {type(document).__name__}, not a list")
-        slots = []
-        for item in document:
-            at = parse_k8s_time(item["at"])
-            ids = item["ids"]
-            if at is None or not isinstance(item["key"], str) or not isinstance(ids, list):
-                raise ValueError(f"bad slot {item!r}")
-            slots.append(Slot(key=item["key"], at=at, ids=tuple(str(i) for i in ids)))
-    except (ValueError, TypeError, KeyError) as exc:
+        slots = [_slot(item) for item in _list(jsontext.loads(text, where="the annotation"))]
+    except ValueError as exc:
         raise LedgerUnreadable(
             f"annotation {contract.ANNOTATION_LEDGER} is not a list of booked rollbacks "
             f"({exc}); until it is fixed or the Lease deleted, no rollback can be counted",
@@ -136,12 +133,34 @@ def parse_slots(text: str | None) -> list[Slot]:
     return slots
 
 
+def _list(document: Any) -> list[Any]:
+    if not isinstance(document, list):
+        raise ValueError(f"a {type(document).__name__}, not a list")
+    return document
+
+
+def _slot(item: Any) -> Slot:
+    """One slot of the annotation, as anyone who may edit the Lease could have written it."""
+    if not isinstance(item, dict) or not {"key", "at", "ids"} <= set(item):
+        raise ValueError(f"not a slot: {str(item)[:80]}")
+    key, at, ids = item["key"], item["at"], item["ids"]
+    when = parse_k8s_time(at) if isinstance(at, str) else None
+    if not isinstance(key, str) or when is None or not isinstance(ids, list):
+        raise ValueError(f"not a slot: {str(item)[:80]}")
+    if not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"not a slot: {str(item)[:80]}")
+    return Slot(key=key, at=when, ids=tuple(ids))
+
+
 def apply(slots: Sequence[Slot], changes: Sequence[Change]) -> tuple[list[Slot], list[Any]]:
-    """The slots after `changes` in order, and each change's answer (a Verdict for a Book,
-    None for a Release). Pure: the Lease's PUT is what makes it atomic."""
+    """The slots after `changes`, and each change's answer in their order (a Verdict for a Book,
+    None for a Release). Releases go first: a slot freed in the same PUT is free for a booking
+    in it. Pure: the Lease's PUT is what makes it atomic."""
     current = list(slots)
-    answers: list[Any] = []
-    for change in changes:
+    answers: list[Any] = [None] * len(changes)
+    order = sorted(range(len(changes)), key=lambda i: not isinstance(changes[i], Release))
+    for index in order:
+        change = changes[index]
         if isinstance(change, Release):
             current = [
                 replace(s, ids=tuple(i for i in s.ids if i != change.decision_id))
@@ -150,21 +169,24 @@ def apply(slots: Sequence[Slot], changes: Sequence[Change]) -> tuple[list[Slot],
                 for s in current
             ]
             current = [s for s in current if s.ids]
-            answers.append(None)
             continue
         current = [s for s in current if s.at >= change.since]
         same = next((s for s in current if s.key == change.key), None)
         if same is not None:
-            # The same read of the same Deployment: at most one of its writes lands.
-            if change.decision_id not in same.ids:
-                joined = replace(same, ids=(*same.ids, change.decision_id))
-                current = [joined if s is same else s for s in current]
-            answers.append(Verdict(admitted=True, counted=len(current) - 1))
+            # The same read of the same Deployment: at most one of its writes lands, and the
+            # slot counts from the latest of them (an earlier one may yet be released).
+            joined = replace(
+                same,
+                at=max(same.at, change.at),
+                ids=same.ids if change.decision_id in same.ids else (*same.ids, change.decision_id),
+            )
+            current = [joined if s is same else s for s in current]
+            answers[index] = Verdict(admitted=True, counted=len(current) - 1)
         elif len(current) < change.limit:
-            answers.append(Verdict(admitted=True, counted=len(current)))
+            answers[index] = Verdict(admitted=True, counted=len(current))
             current.append(Slot(key=change.key, at=change.at, ids=(change.decision_id,)))
         else:
-            answers.append(Verdict(admitted=False, counted=len(current)))
+            answers[index] = Verdict(admitted=False, counted=len(current))
     return current, answers
 
 
@@ -183,6 +205,7 @@ class Ledger:
     cluster: Cluster
     namespace: str
     name: str
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     # 409s met so far (other processes booking at the same time), for tests and logs.
     conflicts: int = field(default=0, init=False)
     # The Lease as our last PUT left it, and its slots (not parsed again from it).
@@ -276,7 +299,7 @@ class Ledger:
             w.answer, w.done = answer, True
 
     def _write(self, changes: list[Change]) -> list[Any]:
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             cached = self._lease is not None
             if self._lease is not None:
                 lease, before = self._lease, self._slots
@@ -298,17 +321,20 @@ class Ledger:
                 else:
                     self._lease = self.cluster.create_lease(body)
                 self._slots = slots
-            except Conflict:
-                self._lease = None  # another process wrote (or created) it: count again
+            except (Conflict, NotFound):
+                # Another process wrote (or created) it, or it was deleted: count again.
+                self._lease = None
                 self.conflicts += 1
+                self.sleep(random.uniform(0, CONFLICT_PAUSE_SECONDS * (attempt + 1)))  # noqa: S311
                 continue
             except KubeError:
                 self._lease = None
                 raise
             return answers
-        raise Conflict(
+        # Transient: the payload is answered 503 and Alertmanager sends it again.
+        raise Transient(
             f"{self.what}: {MAX_ATTEMPTS} writes in a row met a 409 Conflict "
-            "(other replicas booking at the same time)",
+            "(other processes booking at the same time)",
             status=409,
             reason="Conflict",
         )

@@ -21,10 +21,19 @@ from webhook.audit import SqliteStore
 from webhook.config import Settings
 from webhook.console_deployment import circuit_state
 from webhook.contract import ANNOTATION_LEDGER
-from webhook.durable_gate import DurableGate
+from webhook.durable_gate import DurableGate, ledger_since
 from webhook.gate import Claim
 from webhook.kube import Cluster
-from webhook.ledger import Book, Ledger, LedgerUnreadable, Release, Slot, apply, parse_slots
+from webhook.ledger import (
+    Book,
+    Ledger,
+    LedgerUnreadable,
+    Release,
+    Slot,
+    Verdict,
+    apply,
+    parse_slots,
+)
 from webhook.policy import Act, GateState, Result, Skip, decide
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -84,6 +93,42 @@ def test_a_read_booked_before_the_window_is_a_new_rollback_not_a_join() -> None:
     assert not refused.admitted and refused.counted == 2
 
 
+def test_a_joined_slot_counts_from_its_latest_decision() -> None:
+    # The earlier decision's write may fail for certain and be released; the later one's lands.
+    late = NOW + timedelta(seconds=40)
+    slots, _ = apply([], [book("shop/a/1", "dA"), book("shop/a/1", "dB", at=late)])
+    slots, _ = apply(slots, [Release("shop/a/1", "dA")])
+    assert slots == [Slot("shop/a/1", late, ("dB",))]
+    _, [refused] = apply(
+        slots, [book("shop/c/1", "dC", at=NOW + HOUR + timedelta(seconds=1), limit=1)]
+    )
+    assert not refused.admitted
+
+
+def test_a_release_in_the_same_put_frees_its_slot_for_a_booking_queued_before_it() -> None:
+    full = [Slot("shop/a/1", NOW, ("dA",))]
+    slots, answers = apply(full, [book("shop/b/1", "dB", limit=1), Release("shop/a/1", "dA")])
+    assert answers == [Verdict(admitted=True, counted=0), None]
+    assert [s.key for s in slots] == ["shop/b/1"]
+
+
+def test_a_replica_with_a_fast_clock_still_counts_the_others_rollbacks() -> None:
+    """Each replica prunes by its own clock; the ledger counts from circuit_window plus
+    max_clock_skew back, so a clock 120 s ahead neither forgets nor erases a slot that is
+    still inside the true window."""
+    settings = Settings(max_rollbacks=1)  # circuit_window 1 h, max_clock_skew 300 s
+
+    def at(when: datetime, key: str, decision_id: str) -> Book:
+        since = ledger_since(settings, when)
+        return Book(key=key, decision_id=decision_id, at=when, since=since, limit=1)
+
+    slots, [first] = apply([], [at(NOW, "shop/a/1", "dA")])  # pod A, true time NOW
+    fast = NOW + HOUR - timedelta(seconds=60) + timedelta(seconds=120)  # pod B, 59 min later
+    slots, [second] = apply(slots, [at(fast, "shop/b/1", "dB")])
+    assert first.admitted and not second.admitted
+    assert [s.key for s in slots] == ["shop/a/1"]
+
+
 def test_a_slot_round_trips_through_its_annotation_with_microseconds() -> None:
     slot = Slot("shop/a/1", NOW + timedelta(microseconds=123456), ("d1", "d2"))
     text = json.dumps([slot.as_json()])
@@ -100,7 +145,12 @@ def test_a_slot_round_trips_through_its_annotation_with_microseconds() -> None:
         '[{"key": 1, "at": "2026-12-04T12:00:00Z", "ids": []}]',
         '[{"key": "a", "at": "yesterday", "ids": []}]',
         '[{"key": "a", "at": "2026-12-04T12:00:00Z", "ids": "d1"}]',
+        '[{"key": "a", "at": 5, "ids": []}]',
+        '[{"key": "a", "at": "2026-12-04T12:00:00Z", "ids": [1]}]',
+        '["a"]',
+        "[" * 100000 + "]" * 100000,
     ],
+    ids=range(10),
 )
 def test_an_annotation_that_is_not_a_list_of_slots_is_unreadable_never_empty(text: str) -> None:
     with pytest.raises(LedgerUnreadable, match=ANNOTATION_LEDGER):
@@ -224,7 +274,8 @@ def test_the_console_counts_the_other_pods_bookings(
         assert other.book(booking).admitted
     state = circuit_state(harness.service, now=now)
     assert state.active and state.summary.startswith("open: 2 of 2 rollbacks"), state
-    assert state.ends == now + HOUR
+    # Counted as the ledger counts: circuit_window plus max_clock_skew (300 s).
+    assert state.ends == now + HOUR + timedelta(seconds=300)
 
 
 def test_readyz_says_when_no_rollback_can_be_booked(
