@@ -191,8 +191,8 @@ class ClusterScope:
 class LedgerMode(enum.StrEnum):
     """Whether the circuit breaker books every rollback in a Lease (docs/audit.md)."""
 
-    # On in a pod with audit.backend sqlite: replicas then share no store to count in. Outside
-    # a pod (a kubeconfig: the sandbox, a laptop) there are no replicas of one Deployment.
+    # On in a pod on its service account with audit.backend sqlite: replicas then share no store
+    # to count in. With a kubeconfig (the sandbox, a laptop, a pod told to use one) it is off.
     AUTO = "auto"
     ON = "on"
     OFF = "off"
@@ -276,8 +276,9 @@ _BOOLEAN_WORDS = {
 }
 
 # Rollbacks the circuit ledger can hold: its Lease's annotations are limited to 256 KiB, and a
-# booked rollback takes about 120 bytes of them.
-MAX_LEDGER_ROLLBACKS = 1000
+# booked rollback takes about 120 bytes of them, up to about 420 with the longest namespace and
+# Deployment names.
+MAX_LEDGER_ROLLBACKS = 500
 
 # A Kubernetes namespace name (RFC 1123 label): the Lease lives there.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -43,6 +43,7 @@ from webhook.config import Namespaces
 from webhook.gitops import pause_record
 from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster, KubeError, NotFound
+from webhook.ledger import Ledger, slot_key
 from webhook.revisions import last_action, last_action_time, parse_k8s_time
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,11 @@ class Reconciler:
         settle_after_seconds: float = 120.0,
         namespaces: Namespaces | None = None,
         lookback_seconds: float = 3600.0,
+        ledger: Ledger | None = None,
     ) -> None:
         self.audit = audit
+        # A rollback that never landed frees its circuit ledger slot (on every replica).
+        self.ledger = ledger
         self.cluster = cluster
         self.clock = clock
         self.settle_after = timedelta(seconds=settle_after_seconds)
@@ -164,13 +168,16 @@ class Reconciler:
             if deployment
             else "the Deployment is gone"
         )
-        self._never_landed(
+        settled = self._never_landed(
             intent,
             report,
             f"the planned write ({intent.from_replicaset} -> {intent.to_replicaset}, "
             f"conditional on resourceVersion {intent.resource_version}) never reached the "
             f"cluster ({where}, last-action audit id {seen}); settled by the reconciler",
         )
+        if settled and self.ledger is not None:
+            key = slot_key(intent.namespace, intent.deployment, intent.resource_version)
+            self.ledger.release(intent.id, key)
 
     def _deployment_of(self, intent: IntentRow) -> dict[str, Any] | None:
         """The intent's Deployment as it is now (None: gone)."""
@@ -179,13 +186,16 @@ class Reconciler:
         except NotFound:
             return None
 
-    def _never_landed(self, intent: IntentRow, report: Report, detail: str) -> None:
-        """Store the intent's record as failed: its writes never (all) reached the cluster."""
+    def _never_landed(self, intent: IntentRow, report: Report, detail: str) -> bool:
+        """Store the intent's record as failed: its writes never (all) reached the cluster.
+        True when this call settled it."""
         record = _row(
             intent, outcome=contract.FAILED, reason=contract.FailReason.TIMEOUT, detail=detail
         )
         if self.audit.settle(intent, record=record, state=IntentState.DONE):
             report.never_landed.append(intent.id)
+            return True
+        return False
 
     def _settle_resume(self, intent: IntentRow, report: Report) -> None:
         """A resume whose record is missing: it landed when the Deployment's last-resume names
@@ -293,6 +303,7 @@ def start_for_service(service: Any) -> ReconcileLoop:
             clock=service.clock,
             settle_after_seconds=float(settings.audit.settle_after_seconds),
             namespaces=settings.namespaces,
+            ledger=service.ledger,
         ),
         interval_seconds=float(settings.audit.reconcile_seconds),
     )
