@@ -278,7 +278,7 @@ _BOOLEAN_WORDS = {
 # Rollbacks the circuit ledger can hold: its Lease's annotations are limited to 256 KiB, and a
 # booked rollback takes about 120 bytes of them, up to about 420 with the longest namespace and
 # Deployment names.
-MAX_LEDGER_ROLLBACKS = 500
+MAX_LEDGER_ROLLBACKS = 600
 
 # A Kubernetes namespace name (RFC 1123 label): the Lease lives there.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -38,11 +38,20 @@ def test_durations_accept_seconds_and_units() -> None:
         ({"dry_run": "yes"}, "dry_run: expected true or false"),
         ({"namespaces": {"allow": ["a"], "deny": ["a"]}}, "namespaces.allow[0]"),
         ([1, 2], "the configuration: expected a mapping"),
+        ({"max_rollbacks": 601}, "max_rollbacks: at most 600 while the circuit ledger is on"),
+        ({"circuit_ledger": {"name": "No_Such"}}, "circuit_ledger.name: 'No_Such' is not a valid"),
+        ({"circuit_ledger": {"mode": "yes"}}, "circuit_ledger.mode: expected one of auto, on, off"),
     ],
 )
 def test_bad_values_name_the_key(document: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         settings_from_dict(document)
+
+
+def test_the_ledger_cap_does_not_apply_where_the_ledger_cannot_be_on() -> None:
+    assert settings_from_dict({"max_rollbacks": 601, "circuit_ledger": {"mode": "off"}})
+    postgres = {"backend": "postgresql"}
+    assert settings_from_dict({"max_rollbacks": 601, "audit": postgres}).max_rollbacks == 601
 
 
 def test_file_errors_name_the_file(tmp_path: Path) -> None:
