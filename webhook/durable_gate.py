@@ -24,6 +24,7 @@ decision's ledger slot.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -40,6 +41,8 @@ from webhook.kube import Cluster, KubeError, Transient
 from webhook.ledger import Book, Ledger, slot_key
 from webhook.policy import Act, GateState, Plan, Redecide, Result, Skip
 from webhook.revisions import format_k8s_time, last_action
+
+log = logging.getLogger(__name__)
 
 
 class DurableGate:
@@ -127,7 +130,10 @@ class DurableGate:
         try:
             verdict = self.ledger.book(booking)
         except BaseException:  # nothing booked for certain: nothing is written
-            self.audit.cancel_intent(claim.decision_id)
+            try:
+                self.audit.cancel_intent(claim.decision_id)
+            except Exception:  # the reconciler settles it; the booking's error is the answer
+                log.exception("could not remove the intent of %s", claim.decision_id)
             raise
         if verdict.admitted:
             return result, _Intent(self.audit, claim.decision_id, ledger=self.ledger, key=key)
@@ -217,6 +223,9 @@ def intent_for(claim: Claim, plan: Plan) -> IntentRow:
         planned={
             "annotations": dict(plan.annotations),
             "bad_mark": bad_mark(record, decision_id=claim.decision_id, at=claim.at),
+            # The spec's generation the write is conditional on: while the Deployment still
+            # has it, no spec write has landed since, this one included (webhook.reconcile).
+            "generation": meta.get("generation"),
         },
         decision=record,
     )

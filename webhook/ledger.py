@@ -155,7 +155,10 @@ def _slot(item: Any) -> Slot:
 def apply(slots: Sequence[Slot], changes: Sequence[Change]) -> tuple[list[Slot], list[Any]]:
     """The slots after `changes`, and each change's answer in their order (a Verdict for a Book,
     None for a Release). Releases go first: a slot freed in the same PUT is free for a booking
-    in it. Pure: the Lease's PUT is what makes it atomic."""
+    in it. Each booking counts the slots of its own window; slots are dropped only once every
+    booking of the batch has counted, and only those older than every booking's window (a
+    booking counted first, from a later clock, must not drop a slot another one still counts).
+    Pure: the Lease's PUT is what makes it atomic."""
     current = list(slots)
     answers: list[Any] = [None] * len(changes)
     order = sorted(range(len(changes)), key=lambda i: not isinstance(changes[i], Release))
@@ -170,8 +173,8 @@ def apply(slots: Sequence[Slot], changes: Sequence[Change]) -> tuple[list[Slot],
             ]
             current = [s for s in current if s.ids]
             continue
-        current = [s for s in current if s.at >= change.since]
-        same = next((s for s in current if s.key == change.key), None)
+        live = [s for s in current if s.at >= change.since]
+        same = next((s for s in live if s.key == change.key), None)
         if same is not None:
             # The same read of the same Deployment: at most one of its writes lands, and the
             # slot counts from the latest of them (an earlier one may yet be released).
@@ -181,12 +184,18 @@ def apply(slots: Sequence[Slot], changes: Sequence[Change]) -> tuple[list[Slot],
                 ids=same.ids if change.decision_id in same.ids else (*same.ids, change.decision_id),
             )
             current = [joined if s is same else s for s in current]
-            answers[index] = Verdict(admitted=True, counted=len(current) - 1)
-        elif len(current) < change.limit:
-            answers[index] = Verdict(admitted=True, counted=len(current))
+            answers[index] = Verdict(admitted=True, counted=len(live) - 1)
+        elif len(live) < change.limit:
+            answers[index] = Verdict(admitted=True, counted=len(live))
+            # A slot of the same read from before this window is this booking's now.
+            current = [s for s in current if s.key != change.key]
             current.append(Slot(key=change.key, at=change.at, ids=(change.decision_id,)))
         else:
-            answers[index] = Verdict(admitted=False, counted=len(current))
+            answers[index] = Verdict(admitted=False, counted=len(live))
+    windows = [c.since for c in changes if isinstance(c, Book)]
+    if windows:
+        oldest = min(windows)
+        current = [s for s in current if s.at >= oldest]
     return current, answers
 
 
@@ -277,7 +286,7 @@ class Ledger:
                 batch, self._queue = self._queue, []
                 self._cond.release()
                 try:
-                    self._run(batch)
+                    self._run(batch, waiting)
                 finally:
                     self._cond.acquire()
                     self._busy = False
@@ -286,15 +295,18 @@ class Ledger:
             raise waiting.error
         return waiting.answer
 
-    def _run(self, batch: list[_Waiting]) -> None:
+    def _run(self, batch: list[_Waiting], own: _Waiting) -> None:
         try:
             answers = self._write([w.change for w in batch])
-        except BaseException as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter, raised there
             for w in batch:
                 w.error, w.done = exc, True
-            if not isinstance(exc, Exception):
-                raise
             return
+        except BaseException as exc:  # this thread is ending (a timeout, an exit): the others
+            for w in batch:  # get an error they can answer with, not the end of their thread
+                w.error = exc if w is own else Transient(f"{self.what}: booking interrupted")
+                w.done = True
+            raise
         for w, answer in zip(batch, answers, strict=True):
             w.answer, w.done = answer, True
 
@@ -333,8 +345,8 @@ class Ledger:
             return answers
         # Transient: the payload is answered 503 and Alertmanager sends it again.
         raise Transient(
-            f"{self.what}: {MAX_ATTEMPTS} writes in a row met a 409 Conflict "
-            "(other processes booking at the same time)",
+            f"{self.what}: {MAX_ATTEMPTS} writes in a row met a 409 Conflict or a 404 "
+            "(other processes booking at the same time, or the Lease deleted each time)",
             status=409,
             reason="Conflict",
         )

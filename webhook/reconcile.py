@@ -64,6 +64,18 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
 
+def _spec_unwritten(intent: IntentRow, deployment: dict[str, Any] | None) -> bool:
+    """Proof that the intent's rollback never landed, strong enough to free its circuit ledger
+    slot: the Deployment still has the spec generation the write was conditional on (a landed
+    rollback changes the template, so the generation). A Deployment that is gone, or whose
+    spec moved on (perhaps a later rollback after this one landed, its last-action written over),
+    proves nothing: the slot stays booked until its window passes."""
+    planned = intent.planned.get("generation")
+    if deployment is None or not isinstance(planned, int):
+        return False
+    return bool(deployment["metadata"].get("generation") == planned)
+
+
 class Reconciler:
     def __init__(
         self,
@@ -175,7 +187,7 @@ class Reconciler:
             f"conditional on resourceVersion {intent.resource_version}) never reached the "
             f"cluster ({where}, last-action audit id {seen}); settled by the reconciler",
         )
-        if settled and self.ledger is not None:
+        if settled and self.ledger is not None and _spec_unwritten(intent, deployment):
             key = slot_key(intent.namespace, intent.deployment, intent.resource_version)
             self.ledger.release(intent.id, key)
 

@@ -112,6 +112,17 @@ def test_a_release_in_the_same_put_frees_its_slot_for_a_booking_queued_before_it
     assert [s.key for s in slots] == ["shop/b/1"]
 
 
+def test_a_booking_from_a_later_clock_counted_first_drops_no_slot_another_still_counts() -> None:
+    old = [Slot("shop/a/1", NOW, ("dA",))]
+    late = NOW + HOUR + timedelta(milliseconds=3)  # its window no longer holds a
+    early = NOW + HOUR - timedelta(milliseconds=3)  # its window still does
+    slots, answers = apply(
+        old, [book("shop/x/1", "dX", at=late, limit=2), book("shop/y/1", "dY", at=early, limit=2)]
+    )
+    assert answers == [Verdict(admitted=True, counted=0), Verdict(admitted=False, counted=2)]
+    assert [s.key for s in slots] == ["shop/a/1", "shop/x/1"]
+
+
 def test_a_replica_with_a_fast_clock_still_counts_the_others_rollbacks() -> None:
     """Each replica prunes by its own clock; the ledger counts from circuit_window plus
     max_clock_skew back, so a clock 120 s ahead neither forgets nor erases a slot that is

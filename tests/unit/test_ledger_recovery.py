@@ -118,9 +118,13 @@ def test_a_lease_contended_on_every_attempt_is_a_transient_failure(
     assert contended.conflicts == MAX_ATTEMPTS
 
 
-def test_the_reconciler_frees_the_slot_of_a_rollback_that_never_landed(
-    sandbox_ns: SandboxHandle, tmp_path: Path
+@pytest.mark.parametrize("spec_moved", [False, True], ids=["same-generation", "spec-moved"])
+def test_the_reconciler_frees_the_slot_of_a_rollback_proven_never_landed(
+    sandbox_ns: SandboxHandle, tmp_path: Path, spec_moved: bool
 ) -> None:
+    """Proven: the Deployment still has the generation the write was conditional on. When its
+    spec moved on, the rollback may have landed and been written over (its last-action too):
+    recorded failed as before, but its slot stays booked."""
     settings = Settings(max_rollbacks=1)
     stores = [SqliteStore(tmp_path / "a.sqlite"), SqliteStore(tmp_path / "b.sqlite")]
     ledgers = [ledger(sandbox_ns), ledger(sandbox_ns)]
@@ -161,7 +165,10 @@ def test_the_reconciler_frees_the_slot_of_a_rollback_that_never_landed(
             },
         },
     }
-    sandbox_ns.controls.apply(deployment)
+    sandbox_ns.controls.apply(deployment)  # generation 1, as the decision read it
+    if spec_moved:
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "web:3"
+        sandbox_ns.controls.apply(deployment)  # generation 2
     later = now + timedelta(minutes=5)
     refused, _ = pod_b.admit(claim("d-b1", "db", later), judge)
     assert isinstance(refused, Skip) and refused.reason == "circuit_open"
@@ -172,6 +179,9 @@ def test_the_reconciler_frees_the_slot_of_a_rollback_that_never_landed(
         ledger=ledgers[0],
     ).run_once()
     assert report.never_landed == ["d-a1"]
+    if spec_moved:
+        assert [s.ids for s in ledgers[1].slots()] == [("d-a1",)]
+        return
     assert ledgers[1].slots() == []
     again, _ = pod_b.admit(claim("d-b2", "db", later), judge)
     assert isinstance(again, Act), again
