@@ -293,6 +293,18 @@ class BoundOverlay:
             # In the pod, "auto" is on with a SQLite audit; this receiver runs outside a pod.
             backend = config.get("audit", {}).get("backend", "sqlite")
             ledger["mode"] = "on" if backend == "sqlite" else "off"
+        if ledger and ledger["mode"] == "on":
+            # The control plane serves the whole session: without this, every test's rollbacks
+            # would count against the next test's max_rollbacks, as a real fleet's do.
+            kubectl(
+                self.plane,
+                "-n",
+                ledger["namespace"],
+                "delete",
+                "lease",
+                ledger["name"],
+                "--ignore-not-found",
+            )
         for key in ("auth", "audit", "kubernetes", "prometheus"):
             config.pop(key, None)
         config["tracker"] = {**config.get("tracker", {}), "enabled": False}
