@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.audit.conftest import MakeStore
+from tests.gate_claims import claim as gate_claim
 from tests.policy.world import Table
 from webhook.audit import AuditStore, DecisionRow, IntentRow, IntentState
 from webhook.config import Settings
@@ -28,16 +29,7 @@ SETTINGS = Settings(max_rollbacks=2)
 
 
 def claim(decision_id: str, deployment: str = "web", *, dry_run: bool = False) -> Claim:
-    return Claim(
-        namespace="shop",
-        deployment=deployment,
-        from_replicaset=f"{deployment}-2",
-        decision_id=decision_id,
-        at=NOW,
-        dry_run=dry_run,
-        counts_dry_run=dry_run,
-        record={"source": "alertmanager"},
-    )
+    return gate_claim(decision_id, deployment, at=NOW, dry_run=dry_run)
 
 
 def judge(state: GateState) -> Result:

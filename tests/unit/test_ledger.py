@@ -15,6 +15,7 @@ import pytest
 
 from lab.receiver_harness import Harness
 from sandbox.testing import SandboxHandle
+from tests.gate_claims import claim
 from tests.ledger_race import race
 from tests.policy.world import Table
 from webhook.audit import SqliteStore
@@ -22,7 +23,6 @@ from webhook.config import Settings
 from webhook.console_deployment import circuit_state
 from webhook.contract import ANNOTATION_LEDGER
 from webhook.durable_gate import DurableGate, ledger_since
-from webhook.gate import Claim
 from webhook.kube import Cluster
 from webhook.ledger import (
     Book,
@@ -246,18 +246,6 @@ def test_gates_of_pods_with_a_store_each_are_held_to_the_limit_by_the_ledger(
 
     def judge(state: GateState) -> Result:
         return decide(Table(gate=state, settings=settings))  # web-2 at resourceVersion 7
-
-    def claim(decision_id: str, deployment: str) -> Claim:
-        return Claim(
-            namespace="shop",
-            deployment=deployment,
-            from_replicaset=f"{deployment}-2",
-            decision_id=decision_id,
-            at=datetime.now(UTC),
-            dry_run=False,
-            counts_dry_run=False,
-            record={"source": "alertmanager"},
-        )
 
     first, _ = gate_a.admit(claim("d-a1", "web"), judge)
     second, held = gate_a.admit(claim("d-a2", "api"), judge)

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from sandbox.testing import SandboxHandle
+from tests.gate_claims import claim
 from tests.ledger_race import book
 from tests.policy.world import Table
 from webhook.audit import SqliteStore
 from webhook.config import Settings
 from webhook.durable_gate import DurableGate
-from webhook.gate import Claim
 from webhook.kube import Cluster, Obj, Transient
 from webhook.ledger import MAX_ATTEMPTS, Ledger
 from webhook.policy import Act, GateState, Result, Skip, decide
@@ -136,20 +136,8 @@ def test_the_reconciler_frees_the_slot_of_a_rollback_proven_never_landed(
     def judge(state: GateState) -> Result:
         return decide(Table(gate=state, settings=settings))  # web at resourceVersion 7
 
-    def claim(decision_id: str, deployment: str, at: datetime) -> Claim:
-        return Claim(
-            namespace="shop",
-            deployment=deployment,
-            from_replicaset=f"{deployment}-2",
-            decision_id=decision_id,
-            at=at,
-            dry_run=False,
-            counts_dry_run=False,
-            record={"source": "alertmanager"},
-        )
-
     now = datetime.now(UTC)
-    admitted, _ = pod_a.admit(claim("d-a1", "web", now), judge)
+    admitted, _ = pod_a.admit(claim("d-a1", "web", at=now), judge)
     assert isinstance(admitted, Act)
     # Its write timed out unanswered (the intent and the slot stay), and never landed: the
     # Deployment is at another resourceVersion and names no such rollback.
@@ -170,7 +158,7 @@ def test_the_reconciler_frees_the_slot_of_a_rollback_proven_never_landed(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "web:3"
         sandbox_ns.controls.apply(deployment)  # generation 2
     later = now + timedelta(minutes=5)
-    refused, _ = pod_b.admit(claim("d-b1", "db", later), judge)
+    refused, _ = pod_b.admit(claim("d-b1", "db", at=later), judge)
     assert isinstance(refused, Skip) and refused.reason == "circuit_open"
     report = Reconciler(
         audit=stores[0],
@@ -183,5 +171,5 @@ def test_the_reconciler_frees_the_slot_of_a_rollback_proven_never_landed(
         assert [s.ids for s in ledgers[1].slots()] == [("d-a1",)]
         return
     assert ledgers[1].slots() == []
-    again, _ = pod_b.admit(claim("d-b2", "db", later), judge)
+    again, _ = pod_b.admit(claim("d-b2", "db", at=later), judge)
     assert isinstance(again, Act), again
