@@ -15,7 +15,8 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -289,6 +290,23 @@ class Cluster:
         self._urllib3_timeout = urllib3.Timeout(total=timeout_seconds)  # urllib3 copies it
         self._clock = clock
         self._monotonic = monotonic
+        # The Date header of the latest answer and this process's clock when it came.
+        self._served: tuple[str, datetime] | None = None
+
+    def clock_offset(self) -> timedelta | None:
+        """The API server's clock minus this process's, from the latest answer's `Date` header
+        (to within about a second: the header counts whole seconds, so its middle is taken);
+        None before any answer, or when the server sent no readable Date."""
+        served = self._served
+        if served is None:
+            return None
+        try:
+            then = parsedate_to_datetime(served[0])
+        except (TypeError, ValueError, IndexError):
+            return None
+        if then.tzinfo is None:
+            return None
+        return then + timedelta(milliseconds=500) - served[1]
 
     def with_own_pool(self) -> Cluster:
         """The same cluster, credentials and timeout on a connection pool of its own.
@@ -336,8 +354,11 @@ class Cluster:
                 # Behind a proxy, or a host changed since (never by the client itself).
                 response = self._api.call_api(*params, _request_timeout=self._timeout)
                 status, data = response.status, response.read() or b""
+                date = response.headers.get("Date") if response.headers else None
             else:
-                status, data = self._send(params)
+                status, data, date = self._send(params)
+            if date:
+                self._served = (date, self._clock())
         except urllib3.exceptions.NewConnectionError as exc:
             # Checked first: urllib3 derives it from ConnectTimeoutError, but it is a refusal.
             # No connection, so nothing was sent: the request is over (a write cannot land).
@@ -364,7 +385,7 @@ class Cluster:
             raise Transient(f"{what}: answer is not JSON") from exc
         return result
 
-    def _send(self, params: Any) -> tuple[int, bytes]:
+    def _send(self, params: Any) -> tuple[int, bytes, str | None]:
         """The request `param_serialize` built (URL, headers with the credentials, body), sent
         on the API server's own connection pool: what the client's REST layer does for these
         JSON requests, without its PoolManager finding that pool again from the URL on every
@@ -382,7 +403,7 @@ class Cluster:
             redirect=False,
             preload_content=True,
         )
-        return response.status, response.data or b""
+        return response.status, response.data or b"", response.headers.get("Date")
 
     # -- reads -----------------------------------------------------------------------------
     def get_deployment(self, namespace: str, name: str) -> Obj:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Book",
+    "ClockOff",
     "Ledger",
     "LedgerUnreadable",
     "Release",
@@ -65,6 +66,11 @@ CONFLICT_PAUSE_SECONDS = 0.005
 
 class LedgerUnreadable(KubeError):
     """The Lease's annotation is not a list of slots: nothing can be counted from it."""
+
+
+class ClockOff(Transient):
+    """This process's clock is too far from the API server's to count windows with others:
+    nothing is booked (and so nothing written); the payload is answered 503 and sent again."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,9 @@ class Ledger:
     cluster: Cluster
     namespace: str
     name: str
+    # Settings.max_clock_skew: a process whose clock is more than half of it (and a second,
+    # the Date header's resolution) off the API server's books nothing.
+    max_clock_skew: float = 300.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     # 409s met so far (other processes booking at the same time), for tests and logs.
     conflicts: int = field(default=0, init=False)
@@ -269,9 +278,29 @@ class Ledger:
             return f"circuit ledger: cannot read {self.what}: {exc}"
         try:
             parse_slots(_annotation(lease))
-        except LedgerUnreadable as exc:
+            self._check_clock()
+        except (LedgerUnreadable, ClockOff) as exc:
             return f"circuit ledger: {self.what}: {exc}"
         return None
+
+    def _check_clock(self) -> None:
+        """ClockOff when this process's clock is off the API server's by more than half of
+        max_clock_skew: every process that books is then within max_clock_skew of every other,
+        the bound the windows are counted with. (No Date header read yet: nothing to compare.)"""
+        offset = self.cluster.clock_offset()
+        if offset is None:
+            return
+        off = offset.total_seconds()
+        bound = self.max_clock_skew / 2 + 1
+        if abs(off) > bound:
+            direction = "behind" if off > 0 else "ahead of"
+            raise ClockOff(
+                f"this process's clock is {abs(off):.0f}s {direction} the API server's (its "
+                f"Date header), more than {bound:.0f}s (half of max_clock_skew, and the "
+                "header's second): no rollback is booked until the clock is set right (NTP)",
+                reason="ClockOff",
+                unsent=True,
+            )
 
     # -- one PUT for every change queued meanwhile ----------------------------------------------
     def _submit(self, change: Change) -> Any:
@@ -318,6 +347,7 @@ class Ledger:
             else:
                 lease = self._read()
                 before = parse_slots(_annotation(lease))
+            self._check_clock()  # from the answer just read, or the latest one
             slots, answers = apply(before, changes)
             if slots == before:
                 # Nothing to write (every booking refused, nothing to release): answered from

@@ -5,12 +5,14 @@ optimistic concurrency, not only the sandbox's.
 - two "replicas" (each its own client and connection pool) booking 24 rollbacks at once with a
   limit of 5: exactly 5 admitted, and some PUTs met a real 409 and counted again;
 - a Lease changed by another writer after our last write (kubectl annotate): our next booking
-  meets the 409, reads the Lease again and counts what is there now.
+  meets the 409, reads the Lease again and counts what is there now;
+- a process whose clock is an hour off the apiserver's (its answers' Date header) books nothing.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +21,7 @@ from tests.controlplane.support import get_json, kubectl
 from tests.ledger_race import book, race
 from webhook.contract import ANNOTATION_LEDGER
 from webhook.kube import Cluster
-from webhook.ledger import Ledger
+from webhook.ledger import ClockOff, Ledger
 
 pytestmark = pytest.mark.controlplane
 
@@ -69,3 +71,26 @@ def test_a_lease_changed_by_another_writer_is_read_again_before_counting(
     # Its PUT from our last write met the 409; counted again, it wrote nothing.
     after = get_json(controlplane, "-n", namespace, "lease", NAME)
     assert "d2" not in after["metadata"]["annotations"][ANNOTATION_LEDGER]
+
+
+def test_a_process_whose_clock_is_off_the_apiservers_books_nothing(
+    controlplane: ControlPlane, namespace: str
+) -> None:
+    ours = ledger_on(controlplane, namespace)
+    assert ours.book(book("shop/a/1", "d1", limit=2)).admitted
+    offset = ours.cluster.clock_offset()  # same machine, same clock: the header's second
+    assert offset is not None and abs(offset.total_seconds()) < 2, offset
+    fast = Ledger(
+        cluster=Cluster(
+            controlplane.api_client(),
+            timeout_seconds=10,
+            clock=lambda: datetime.now(UTC) + timedelta(hours=1),
+        ),
+        namespace=namespace,
+        name=NAME,
+    )
+    with pytest.raises(ClockOff, match="3600s ahead of the API server's"):
+        fast.book(book("shop/b/1", "d2", limit=2))
+    lease = get_json(controlplane, "-n", namespace, "lease", NAME)
+    slots = json.loads(lease["metadata"]["annotations"][ANNOTATION_LEDGER])
+    assert [s["ids"] for s in slots] == [["d1"]]

@@ -26,6 +26,7 @@ from webhook.durable_gate import DurableGate, ledger_since
 from webhook.kube import Cluster
 from webhook.ledger import (
     Book,
+    ClockOff,
     Ledger,
     LedgerUnreadable,
     Release,
@@ -305,3 +306,74 @@ def test_readyz_says_when_no_rollback_can_be_booked(
     )
     answer = harness.client.get("/readyz")
     assert answer.status_code == 503 and "no rollback can be counted" in answer.get_json()["error"]
+
+
+def test_the_console_names_slots_dated_beyond_the_skew_ahead(
+    replicas: tuple[Ledger, Ledger], make_harness: Callable[..., Harness]
+) -> None:
+    harness = make_harness(circuit_ledger={"mode": "on"}, max_rollbacks=3)
+    other, _ = replicas
+    now = datetime.now(UTC).replace(microsecond=0)
+    near = now + timedelta(seconds=299)  # within max_clock_skew (300 s): not named
+    far = now + timedelta(hours=5)  # dated by a clock 5 hours fast (or by hand)
+    for name, at in (("a", near), ("b", far)):
+        booking = Book(key=f"shop/{name}/1", decision_id=name, at=at, since=now - HOUR, limit=3)
+        assert other.book(booking).admitted
+    state = circuit_state(harness.service, now=now)
+    assert not state.active and state.summary.startswith("closed: 2 of 3 rollbacks"), state
+    assert "1 of them dated more than max_clock_skew 300s ahead of this pod's clock" in (
+        state.summary
+    )
+    # It counts until its own date has left the window as this pod counts it.
+    until = far + HOUR + timedelta(seconds=300)
+    assert f"count until {until.strftime('%Y-%m-%d %H:%M:%S UTC')}" in state.summary
+
+
+@pytest.mark.parametrize("hours", [5, -5])
+def test_a_process_whose_clock_is_off_the_api_servers_books_nothing(
+    sandbox: SandboxHandle, replicas: tuple[Ledger, Ledger], hours: int
+) -> None:
+    """Each process prunes the Lease by its own clock: one 5 hours fast would erase every other
+    process's slots, one 5 hours slow would book slots the others forget early. Its clock is
+    compared with the API server's (the Date header of its answers) before anything is written."""
+    good, _ = replicas
+    now = datetime.now(UTC)
+    assert good.book(Book(key="shop/a/1", decision_id="a", at=now, since=now - HOUR, limit=2))
+    wrong = Ledger(
+        cluster=Cluster(
+            sandbox.api_client(),
+            timeout_seconds=5,
+            clock=lambda: datetime.now(UTC) + timedelta(hours=hours),
+        ),
+        namespace=NAMESPACE,
+        name=NAME,
+    )
+    at = now + timedelta(hours=hours)
+    with pytest.raises(ClockOff, match="the API server's") as refused:
+        wrong.book(Book(key="shop/b/1", decision_id="b", at=at, since=at - HOUR, limit=2))
+    assert ("ahead of" if hours > 0 else "behind") in str(refused.value)
+    assert [s.ids for s in good.slots()] == [("a",)]  # nothing erased, nothing booked
+    problem = wrong.problem()
+    assert problem is not None and "more than 151s (half of max_clock_skew" in problem
+    assert good.problem() is None
+
+
+def test_a_clock_within_half_the_skew_books_as_any_other(
+    sandbox: SandboxHandle, replicas: tuple[Ledger, Ledger]
+) -> None:
+    good, _ = replicas
+    slow = Ledger(
+        cluster=Cluster(
+            sandbox.api_client(),
+            timeout_seconds=5,
+            clock=lambda: datetime.now(UTC) - timedelta(seconds=140),
+        ),
+        namespace=NAMESPACE,
+        name=NAME,
+    )
+    now = datetime.now(UTC)
+    assert good.book(Book(key="shop/a/1", decision_id="a", at=now, since=now - HOUR, limit=2))
+    at = now - timedelta(seconds=140)
+    assert slow.book(Book(key="shop/b/1", decision_id="b", at=at, since=at - HOUR, limit=2))
+    assert sorted(s.ids for s in good.slots()) == [("a",), ("b",)]
+    assert slow.problem() is None
