@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 from webhook import contract
-from webhook.alerts import PayloadError, parse_payload
+from webhook.alerts import PayloadError, parse_payload, parse_time
 from webhook.ask import Overrides, Request
 from webhook.audit import AuditStore
 from webhook.contract import SkipReason, Source
@@ -180,17 +181,34 @@ class ReplayResult:
 
 
 def find_alert(row: dict[str, Any], document: Any) -> dict[str, Any] | None:
-    """The alert of a stored payload that decision `row` was about: by fingerprint, else labels."""
+    """The alert of a stored payload that decision `row` was about: the one with its labels and
+    fingerprint and, where several have both, its startsAt. A fingerprint alone is whatever
+    the sender wrote: two alerts of one payload may carry the same one, and the labels are what
+    name the Deployment."""
     alerts = document.get("alerts") if isinstance(document, dict) else None
-    candidates = [a for a in alerts or [] if isinstance(a, dict)]
-    if row["fingerprint"]:
+    candidates = [
+        a
+        for a in alerts or []
+        if isinstance(a, dict)
+        and a.get("labels") == row["labels"]
+        and (a.get("fingerprint") or "") == (row["fingerprint"] or "")
+    ]
+    if len(candidates) > 1:
+        decided = _time_or_none(row.get("starts_at"))
         for alert in candidates:
-            if alert.get("fingerprint") == row["fingerprint"]:
+            if decided is not None and _time_or_none(alert.get("startsAt")) == decided:
                 return alert
-    for alert in candidates:
-        if alert.get("labels") == row["labels"]:
-            return alert
-    return None
+    return candidates[0] if candidates else None
+
+
+def _time_or_none(value: Any) -> datetime | None:
+    """A startsAt as stored (text) or sent, as a time; None when it is none."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        return parse_time(str(value), where="startsAt") if value else None
+    except ValueError:
+        return None
 
 
 def stored_alert_payload(audit: AuditStore, decision_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from lab.receiver_harness import Harness, hours, minutes, template_images
 from sandbox.testing import SandboxHandle
 from tests.oncall.support import ALICE, BOB, RECEIVER, OnCall
+from webhook.replay import find_alert
 
 
 def stale_rollout(oncall: OnCall) -> tuple[list[str], dict[str, Any]]:
@@ -259,3 +260,32 @@ def test_watch_only_server_previews_but_never_executes(
     assert status == 409 and answer["error"].startswith("dry_run: the server runs with dry_run")
     assert template_images(oncall.h.deployment("shop", "web")) == ["web:2"]
     assert len(oncall.h.service.audit.query()) == 1  # the preview only
+
+
+def test_a_replay_by_audit_id_replays_that_decisions_alert_not_one_sharing_its_fingerprint(
+    oncall: OnCall,
+) -> None:
+    """A fingerprint is whatever the sender wrote: two alerts of one payload may share one.
+    The replay takes the alert with the decision's labels, so it can only act on the
+    Deployment that decision was about."""
+    h = oncall.h
+    rs = h.deploy("web", [("web:1", hours(2)), ("web:2", minutes(3))])
+    h.official().patch_namespaced_deployment("web", "shop", {"spec": {"paused": True}})
+    about_web = h.alert(namespace="shop", deployment="web", replicaset=rs[1])
+    about_other = h.alert(namespace="shop", deployment="other")
+    about_web["fingerprint"] = about_other["fingerprint"] = "0123456789abcdef"
+    paused, missing = h.post_alerts(about_web, about_other)
+    assert (paused["reason"], missing["reason"]) == ("paused", "deployment_not_found")
+    h.official().patch_namespaced_deployment("web", "shop", {"spec": {"paused": False}})
+
+    status, body = oncall.replay(
+        {"audit_id": missing["id"], "reason": "the other one", "dry_run": False}
+    )
+    assert status == 200, body
+    [again] = body["decisions"]
+    assert (again["deployment"], again["reason"]) == ("other", "deployment_not_found"), again
+    assert template_images(h.deployment("shop", "web")) == ["web:2"]  # web untouched
+    # The console's decision page shows that alert too (its labels, not the first fingerprint's).
+    detail = oncall.audit(f"/{missing['id']}").get_json()
+    shown = find_alert(detail["decision"], detail["payload"]["body"])
+    assert shown is not None and shown["labels"]["deployment"] == "other"
