@@ -6,8 +6,14 @@ no UTF-8 store (SQLite, PostgreSQL) accepts. Such a document is refused up front
 field, before anything is decided or written to the cluster (the alternative, storing an escaped
 form, would audit a label value no Kubernetes object or Prometheus series can hold). So is a
 NUL character (`"\\u0000"`): PostgreSQL text cannot hold one, and an alert carrying it would be
-answered 503 and sent again forever instead of refused once. Nesting deeper than the decoder's
-recursion limit is a ValueError too, not a RecursionError.
+answered 503 and sent again forever instead of refused once.
+
+What JSON itself does not allow is refused as not JSON: `NaN` and `Infinity` (Python's decoder
+takes them, and would answer them back to strict clients as no JSON at all), and an integer of
+more digits than Python converts (4,300). Nesting deeper than MAX_DEPTH is refused too: no
+alert, replay or resume body needs more than a few levels, and a document the decoder could
+just take would fail later, wherever it is written out again from a deeper stack (the audit's
+API).
 """
 
 from __future__ import annotations
@@ -15,19 +21,58 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# Levels of arrays and objects a document may nest (an Alertmanager payload uses four).
+MAX_DEPTH = 64
+
 
 class JsonTextError(ValueError):
     """The text is not JSON the service accepts; the message names the field (`where: ...`)."""
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def loads(text: str | bytes, *, where: str = "body") -> Any:
     """`json.loads` whose every refusal is a JsonTextError naming `where`."""
     try:
-        return json.loads(text)
+        if isinstance(text, bytes | bytearray):
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        document = _DECODER.decode(text)
     except RecursionError:
-        raise JsonTextError(f"{where}: nested too deeply") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JsonTextError(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, an integer too long
         raise JsonTextError(f"{where}: not valid JSON ({exc})") from None
+    if _may_nest_deeper(text) and _depth(document) > MAX_DEPTH:
+        raise JsonTextError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    return document
+
+
+def _may_nest_deeper(text: str) -> bool:
+    """Whether the text opens enough arrays and objects to nest past MAX_DEPTH (counted in C,
+    so a usual body costs no walk)."""
+    return text.count("[") + text.count("{") > MAX_DEPTH
+
+
+def _depth(document: Any) -> int:
+    """How many levels of arrays and objects the document nests (iterative)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 NUL = "\x00"

@@ -95,12 +95,45 @@ def test_year_one_end_in_any_offset_means_no_end(shop: Harness) -> None:
     assert response.status_code == 200, response.get_json()
 
 
-@pytest.mark.parametrize("depth", [5_000, 200_000])
+@pytest.mark.parametrize("depth", [65, 5_000, 200_000])
 def test_deep_nesting_is_refused(shop: Harness, depth: int) -> None:
-    assert_refused(shop, "[" * depth + "]" * depth, "body: nested too deeply")
+    assert_refused(shop, "[" * depth + "]" * depth, "body: nested deeper than 64 levels")
     inner = "[" * depth + "]" * depth
     body = payload_text(shop)[:-1] + f', "extra": {inner}}}'
-    assert_refused(shop, body, "body: nested too deeply")
+    assert_refused(shop, body, "body: nested deeper than 64 levels")
+
+
+def test_the_deepest_body_taken_is_served_back_by_the_audit(oncall: OnCall) -> None:
+    """A body just within the limit is decided, stored, and its decision's audit detail (which
+    wraps the body a few levels deeper) answers 200, not a RecursionError's 500."""
+    h = oncall.h
+    inner = "[" * 63 + "]" * 63  # 64 levels with the payload's own object
+    body = json.dumps(h.payload(h.alert(namespace="shop", deployment="nope")))
+    response = h.post(body[:-1] + f', "extra": {inner}}}')
+    assert response.status_code == 200, response.get_json()
+    [decision] = response.get_json()["decisions"]
+    detail = oncall.audit(f"/{decision['id']}")
+    assert detail.status_code == 200
+    assert detail.get_json()["payload"]["body"]["extra"] == json.loads(inner)
+
+
+@pytest.mark.parametrize(
+    ("literal", "names"),
+    [
+        ("NaN", "NaN is not a JSON value"),
+        ("-Infinity", "-Infinity is not a JSON value"),
+        ("1" * 5000, "Exceeds the limit (4300 digits)"),
+    ],
+    ids=["nan", "infinity", "5000-digits"],
+)
+def test_what_json_does_not_allow_is_refused_as_not_json(
+    shop: Harness, literal: str, names: str
+) -> None:
+    """Python's decoder takes NaN and Infinity (answered back, no strict client could read
+    them) and raises a plain ValueError for an integer of more than 4,300 digits."""
+    body = payload_text(shop)[:-1] + f', "extra": {literal}}}'
+    assert_refused(shop, body, "body: not valid JSON (")
+    assert_refused(shop, body, names)
 
 
 def test_replay_of_a_surrogate_payload_is_refused_naming_the_field(oncall: OnCall) -> None:

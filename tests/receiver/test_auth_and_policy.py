@@ -95,10 +95,18 @@ def test_basic_auth_with_the_right_credentials_is_decided(basic_only: Harness) -
         (basic(USER, "wrong-password"), "invalid basic credentials"),
         (basic("mallory", PASSWORD), "invalid basic credentials"),
         ("Basic not*base64!", "malformed basic credentials"),
+        ("Basic \u00e9", "malformed basic credentials"),  # not ASCII: b64decode's ValueError
         (f"Bearer {TOKEN}", "unsupported Authorization scheme 'bearer'"),
         (None, "missing Authorization header"),
     ],
-    ids=["wrong-password", "wrong-user", "malformed-base64", "bearer-when-basic-only", "none"],
+    ids=[
+        "wrong-password",
+        "wrong-user",
+        "malformed-base64",
+        "not-ascii",
+        "bearer-when-basic-only",
+        "none",
+    ],
 )
 def test_basic_auth_rejections_are_401_naming_the_problem_and_store_nothing(
     basic_only: Harness, authorization: str | None, message: str
