@@ -40,7 +40,7 @@ from webhook.gate import Claim, Kept, Reservation
 from webhook.kube import Cluster, KubeError, Transient
 from webhook.ledger import Book, Ledger, slot_key
 from webhook.policy import Act, GateState, Plan, Redecide, Result, Skip
-from webhook.revisions import format_k8s_time, last_action
+from webhook.revisions import alertname_for_annotation, format_k8s_time, last_action
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def bad_mark(record: Mapping[str, Any], *, decision_id: str, at: datetime) -> st
         {
             "reason": trigger,
             "trigger": trigger,
-            "alertname": str(record.get("alertname", "")),
+            "alertname": alertname_for_annotation(str(record.get("alertname", ""))),
             "audit_id": decision_id,
             "time": format_k8s_time(at),
         },

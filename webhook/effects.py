@@ -19,7 +19,7 @@ from webhook.gitops import PauseRecord, pause_annotations
 from webhook.gitops_pause import pause_owner, undo_pause
 from webhook.kube import Cluster, KubeError
 from webhook.policy import AlertedMark, Plan
-from webhook.revisions import format_k8s_time, rollback_body
+from webhook.revisions import alertname_for_annotation, format_k8s_time, rollback_body
 from webhook.views import Obj, ObjectRef
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class Effects:
 
         With `paused`, the pause's record (and the Flux annotation) go in this same write."""
         current, target = plan.current, plan.target
+        alertname = alertname_for_annotation(alertname)
         cause = (
             f"rollback-webhook: rolled back from revision {current.number} to {target.number} "
             f"(alert {alertname or '?'}, trigger {trigger}, audit {decision_id})"
@@ -118,7 +119,7 @@ class Effects:
             {
                 "reason": trigger,
                 "trigger": trigger,
-                "alertname": alertname,
+                "alertname": alertname_for_annotation(alertname),
                 "audit_id": decision_id,
                 "time": format_k8s_time(self.clock()),
             },

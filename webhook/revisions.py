@@ -56,6 +56,20 @@ def format_k8s_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# The most of an alert's name the annotations a rollback writes copy (change-cause, last-action,
+# the bad mark: three copies). A label value has no length limit, and a Deployment's annotations
+# together are limited to 256 KiB: a long enough name would have the rollback's PUT refused.
+ALERTNAME_IN_ANNOTATIONS = 253
+
+
+def alertname_for_annotation(name: str) -> str:
+    """`name` as the rollback's annotations hold it: cut to ALERTNAME_IN_ANNOTATIONS characters,
+    the cut marked (the audit keeps the name as sent)."""
+    if len(name) <= ALERTNAME_IN_ANNOTATIONS:
+        return name
+    return name[: ALERTNAME_IN_ANNOTATIONS - 1] + "\u2026"
+
+
 def json_annotation(annotations: Mapping[str, str], key: str) -> dict[str, Any] | None:
     """A JSON annotation this service writes, as an object, or None when absent. Edited by hand
     it may be anything: not JSON, nested past the decoder's depth, or a list or a number. Every

@@ -125,3 +125,37 @@ def test_alert_for_a_pod_of_the_bad_revision_rolls_back_as_kubectl_undo_does(
     }
     assert marks_after == marks_before
     assert [e["reason"] for e in harness.events(namespace)].count("AutoRollback") == 1
+
+
+def test_an_alert_name_of_any_length_cannot_stop_the_rollback(
+    controlplane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """A label value has no length limit, and a Deployment's annotations together at most
+    256 KiB: the name the rollback's annotations copy (change-cause, last-action, bad mark) is
+    cut, so the apiserver takes the write; the audit keeps the name as sent."""
+    apply(controlplane, deployment_manifest("web", namespace, "web:1", replicas=1))
+    rollout_status(controlplane, namespace, "web")
+    time.sleep(4)  # min_healthy_seconds 3: revision 1 is healthy by age
+    set_template(controlplane, namespace, "web", "web:2", "crashloop")
+    sets = wait_until(
+        "revision 2",
+        lambda: s if len(s := replicasets(controlplane, namespace, "web")) > 1 else None,
+    )
+    bad = sets[-1]["metadata"]["name"]
+    harness = receiver(controlplane, tmp_path)
+    alert = harness.alert(
+        namespace=namespace, deployment="web", replicaset=bad, started_ago=timedelta(0)
+    )
+    name = "RolloutRestartRateHigh" + "x" * 150_000
+    alert["labels"]["alertname"] = name
+    [decision] = harness.post_alerts(alert)
+    assert decision["outcome"] == "rolled_back", decision["detail"][:300]
+    assert decision["alertname"] == name  # the audit: as sent
+    annotations = get_json(controlplane, "-n", namespace, "deployment", "web")["metadata"][
+        "annotations"
+    ]
+    cut = json.loads(annotations["auto-rollback/last-action"])["alertname"]
+    assert len(cut) == 253 and name.startswith(cut[:-1]) and cut.endswith("\u2026")
+    marked = {rs["metadata"]["name"]: rs for rs in replicasets(controlplane, namespace, "web")}
+    mark = json.loads(marked[bad]["metadata"]["annotations"]["auto-rollback/bad-revision"])
+    assert mark["alertname"] == cut
