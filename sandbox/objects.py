@@ -83,6 +83,10 @@ def _default_template(spec: dict[str, Any]) -> None:
             default_pod_spec(template["spec"])
 
 
+# apimachinery's TotalAnnotationSizeLimitB: an object's annotations, keys and values, in bytes.
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
+
+
 def validate(info: ResourceInfo, obj: dict[str, Any]) -> None:
     """Raise 422 Invalid naming every field that a real apiserver would refuse."""
     meta = obj.get("metadata") or {}
@@ -100,6 +104,11 @@ def validate(info: ResourceInfo, obj: dict[str, Any]) -> None:
     for key, value in (meta.get("labels") or {}).items():
         if not isinstance(value, str):
             causes.append((f"metadata.labels[{key}]", "label values must be strings"))
+    annotations = meta.get("annotations") or {}
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size > TOTAL_ANNOTATION_SIZE_LIMIT:
+        limit = TOTAL_ANNOTATION_SIZE_LIMIT
+        causes.append(("metadata.annotations", f"Too long: may not be more than {limit} bytes"))
     if info.resource in {"deployments", "replicasets"}:
         causes.extend(_workload_causes(obj.get("spec") or {}))
     elif info.resource == "pods":

@@ -304,6 +304,10 @@ class Store:
             if dry_run:
                 meta["resourceVersion"] = old_meta["resourceVersion"]
                 return new
+            if _unchanged(new, current):
+                # As the apiserver's storage does: a write that changes nothing is not made
+                # (no new resourceVersion, no watch event; kubectl says "(no change)").
+                return current if adopt else clone(current)
             return self._commit("MODIFIED", resource, key, new, old=current, adopt=adopt)
 
     def delete(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
@@ -429,6 +433,15 @@ def _discard(index: dict[Any, dict[Any, Any]], bucket: Any, member: Any) -> None
 def _not_found(resource: str, namespace: str | None, name: str) -> NotFound:
     where = f" in namespace {namespace!r}" if namespace else ""
     return NotFound(f'{resource} "{name}" not found{where}')
+
+
+def _unchanged(new: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether `new` is `current` but for the resourceVersion it was sent with."""
+    if new.keys() != current.keys():
+        return False
+    meta = dict(new["metadata"])
+    meta["resourceVersion"] = current["metadata"]["resourceVersion"]
+    return meta == current["metadata"] and all(new[k] == current[k] for k in new if k != "metadata")
 
 
 def _key(resource: str, namespace: str | None, name: str) -> Key:

@@ -210,6 +210,31 @@ HAND_EDITED: list[Step] = [
 ]
 
 
+# A Deployment's annotations, keys and values together, may hold 256 KiB (apimachinery's
+# TotalAnnotationSizeLimitB); "big" and the revision annotation kubectl leaves are counted too.
+# (`@annotate N`: a merge patch from a file setting "big" to N characters; no argument of a
+# command line may be that long.)
+ANNOTATION_LIMIT: list[Step] = [
+    ("create", ["create", "deployment", "web", "--image=web:1", "--replicas=1"]),
+    ("annotate past the limit", ["@annotate", "262144"]),
+    ("annotate within it", ["@annotate", "200000"]),
+    ("grow past it", ["@annotate", "262100"]),
+    ("one byte under it, with the revision annotation", ["@annotate", "262100"]),
+]
+
+
+def annotate(backend: Backend, size: int) -> str:
+    patch = backend.cache / f"annotate-{size}.json"
+    patch.parent.mkdir(parents=True, exist_ok=True)
+    patch.write_text(json.dumps({"metadata": {"annotations": {"big": "x" * size}}}))
+    result = backend.run(
+        "patch", "deployment/web", "--type=merge", f"--patch-file={patch}", check=False
+    )
+    return normalise(
+        result.stdout + (f"[exit {result.returncode}] {result.stderr}" if result.returncode else "")
+    )
+
+
 def edit_revision(backend: Backend, revision: str, value: str) -> str:
     """Overwrite the revision annotation of the ReplicaSet at `revision` (names differ)."""
     found = [
@@ -232,6 +257,9 @@ def play(backend: Backend, scenario: list[Step] = SCENARIO) -> list[tuple[str, s
     for step, args in scenario:
         if args[:1] == ["@revision"]:
             transcript.append((step, edit_revision(backend, args[1], args[2])))
+            continue
+        if args[:1] == ["@annotate"]:
+            transcript.append((step, annotate(backend, int(args[1]))))
             continue
         if args[-2:] == ["-o", "json"]:
             annotations = json.loads(backend.run(*args).stdout)["metadata"]["annotations"]
@@ -300,3 +328,9 @@ def test_hand_edited_revisions_are_skipped_alike_on_sandbox_and_control_plane(
     twin_backends: tuple[Backend, Backend],
 ) -> None:
     assert_same(twin_backends, HAND_EDITED)
+
+
+def test_annotations_past_their_size_limit_are_refused_alike(
+    twin_backends: tuple[Backend, Backend],
+) -> None:
+    assert_same(twin_backends, ANNOTATION_LIMIT)

@@ -238,7 +238,9 @@ def test_progress_deadline_exceeded_after_progressDeadlineSeconds_without_progre
     }
     store.update("deployments", obj)
     clock.now += timedelta(seconds=601)
-    change(store)  # any write makes the controller look again
+    touched = deployment(store)  # a write that changes something makes the controller look
+    touched["metadata"]["annotations"]["touched"] = "1"
+    store.update("deployments", touched)
     progressing = condition(deployment(store), "Progressing")
     assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
 
