@@ -5,14 +5,13 @@ Query parameters are validated here (FilterError names the parameter); no HTTP f
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from webhook import contract
+from webhook import contract, jsontext
 from webhook.alerts import parse_time
 from webhook.audit import AuditStore
 from webhook.audit.rows import LoginOutcome
@@ -133,8 +132,8 @@ def decision_detail(audit: AuditStore, decision_id: str) -> dict[str, Any] | Non
     payload: dict[str, Any] | None = None
     stored = audit.payload(row["payload_id"]) if row["payload_id"] else None
     if stored is not None:
-        try:
-            body: Any = json.loads(stored.body)
+        try:  # as the receiver reads it: a body it would refuse (stored before) stays text
+            body: Any = jsontext.loads(stored.body)
         except ValueError:
             body = stored.body
         payload = {

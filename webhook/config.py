@@ -275,6 +275,9 @@ _BOOLEAN_WORDS = {
     "off": "false",
 }
 
+# The least max_clock_skew the circuit ledger can check a clock against (webhook.ledger: the API
+# server's Date header counts whole seconds, and the answer's latency adds to that).
+MIN_LEDGER_CLOCK_SKEW = 10
 # Rollbacks the circuit ledger can hold: its Lease's annotations are limited to 256 KiB, and a
 # booked rollback takes about 120 bytes of them, up to about 420 with the longest namespace and
 # Deployment names.
@@ -421,6 +424,12 @@ def _form_problems(settings: Settings) -> list[str]:
                 f"circuit_ledger.{key}: {value!r} is not a valid name "
                 "(lowercase letters, digits and '-', at most 63)"
             )
+    if ledger.possible(settings.audit) and int(settings.max_clock_skew) < MIN_LEDGER_CLOCK_SKEW:
+        problems.append(
+            f"max_clock_skew: at least {MIN_LEDGER_CLOCK_SKEW}s while the circuit ledger may be "
+            "on (it checks this pod's clock against the API server's Date header, which counts "
+            f"whole seconds), got {int(settings.max_clock_skew)}s"
+        )
     if ledger.possible(settings.audit) and settings.max_rollbacks > MAX_LEDGER_ROLLBACKS:
         problems.append(
             f"max_rollbacks: at most {MAX_LEDGER_ROLLBACKS} while the circuit ledger is on "

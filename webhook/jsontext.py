@@ -8,17 +8,18 @@ form, would audit a label value no Kubernetes object or Prometheus series can ho
 NUL character (`"\\u0000"`): PostgreSQL text cannot hold one, and an alert carrying it would be
 answered 503 and sent again forever instead of refused once.
 
-What JSON itself does not allow is refused as not JSON: `NaN` and `Infinity` (Python's decoder
-takes them, and would answer them back to strict clients as no JSON at all), and an integer of
-more digits than Python converts (4,300). Nesting deeper than MAX_DEPTH is refused too: no
-alert, replay or resume body needs more than a few levels, and a document the decoder could
-just take would fail later, wherever it is written out again from a deeper stack (the audit's
-API).
+What JSON itself does not allow is refused as not JSON: `NaN` and `Infinity`, and a number too
+large for a float (`1e400`, which Python decodes as infinity): the audit would answer them back
+to strict clients as no JSON at all; and an integer of more digits than Python converts (4,300).
+Nesting deeper than MAX_DEPTH is refused too: no alert, replay or resume body needs more than a
+few levels, and a document the decoder could just take would fail later, wherever it is written
+out again from a deeper stack (the audit's API).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 # Levels of arrays and objects a document may nest (an Alertmanager payload uses four).
@@ -29,31 +30,64 @@ class JsonTextError(ValueError):
     """The text is not JSON the service accepts; the message names the field (`where: ...`)."""
 
 
+class _NotFinite(ValueError):
+    pass
+
+
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
+    raise _NotFinite(f"{name} is not a JSON number")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NotFinite(f"{text} is too large for a number")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 def loads(text: str | bytes, *, where: str = "body") -> Any:
-    """`json.loads` whose every refusal is a JsonTextError naming `where`."""
+    """`json.loads` whose every refusal is a JsonTextError naming `where` (a field of a request
+    body is named from the body's top, `alerts[0].labels`, as every other check names it)."""
     try:
         if isinstance(text, bytes | bytearray):
             text = text.decode(json.detect_encoding(text), "surrogatepass")
         document = _DECODER.decode(text)
     except RecursionError:
         raise JsonTextError(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, an integer too long
+    except _NotFinite as exc:  # found again, with its path, by Python's own decoder
+        try:
+            path = _non_finite_path(json.loads(text)) or ""
+        except (RecursionError, ValueError):
+            path = ""
+        named = path if where == "body" and path else _join(where, path) if path else where
+        raise JsonTextError(f"{named}: not a JSON number ({exc})") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long
         raise JsonTextError(f"{where}: not valid JSON ({exc})") from None
     if _may_nest_deeper(text) and _depth(document) > MAX_DEPTH:
         raise JsonTextError(f"{where}: nested deeper than {MAX_DEPTH} levels")
     return document
 
 
+def _non_finite_path(document: Any) -> str | None:
+    """The path of the first NaN or infinite number of a document (iterative)."""
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where or None
+        if isinstance(value, dict):
+            stack.extend((_join(where, key), item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((_join(where, i), item) for i, item in reversed(list(enumerate(value))))
+    return None
+
+
 def _may_nest_deeper(text: str) -> bool:
-    """Whether the text opens enough arrays and objects to nest past MAX_DEPTH (counted in C,
-    so a usual body costs no walk)."""
+    """Whether the text opens enough arrays and objects to nest past MAX_DEPTH (counted in C:
+    a body of a few alerts costs no walk; one of about 20 or more is walked, iteratively)."""
     return text.count("[") + text.count("{") > MAX_DEPTH
 
 

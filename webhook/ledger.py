@@ -62,6 +62,9 @@ __all__ = [
 # at one version do not meet again at the next.
 MAX_ATTEMPTS = 16
 CONFLICT_PAUSE_SECONDS = 0.005
+# How far the offset from an answer's Date header may be from the truth: half the header's
+# second, and up to half a second of latency between the server writing it and us reading it.
+CLOCK_UNCERTAINTY_SECONDS = 1.0
 
 
 class LedgerUnreadable(KubeError):
@@ -220,8 +223,8 @@ class Ledger:
     cluster: Cluster
     namespace: str
     name: str
-    # Settings.max_clock_skew: a process whose clock is more than half of it (and a second,
-    # the Date header's resolution) off the API server's books nothing.
+    # Settings.max_clock_skew: a process whose clock may be more than half of it off the API
+    # server's books nothing (the Date header's second and the answer's latency counted in).
     max_clock_skew: float = 300.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     # 409s met so far (other processes booking at the same time), for tests and logs.
@@ -273,31 +276,40 @@ class Ledger:
                 )
             except KubeError:
                 pass  # reading namespaces is not granted: say what is known
-            return None
+            return self._clock_problem()  # the 404 had a Date too
         except KubeError as exc:
             return f"circuit ledger: cannot read {self.what}: {exc}"
         try:
             parse_slots(_annotation(lease))
+        except LedgerUnreadable as exc:
+            return f"circuit ledger: {self.what}: {exc}"
+        return self._clock_problem()
+
+    def _clock_problem(self) -> str | None:
+        try:
             self._check_clock()
-        except (LedgerUnreadable, ClockOff) as exc:
+        except ClockOff as exc:
             return f"circuit ledger: {self.what}: {exc}"
         return None
 
     def _check_clock(self) -> None:
-        """ClockOff when this process's clock is off the API server's by more than half of
+        """ClockOff when this process's clock may be off the API server's by more than half of
         max_clock_skew: every process that books is then within max_clock_skew of every other,
-        the bound the windows are counted with. (No Date header read yet: nothing to compare.)"""
+        the bound the windows are counted with. The offset is estimated from the Date header
+        (whole seconds: its middle is taken) to within CLOCK_UNCERTAINTY_SECONDS, the answer's
+        latency included, so that much less is allowed. (No Date read yet: nothing to compare.)"""
         offset = self.cluster.clock_offset()
         if offset is None:
             return
         off = offset.total_seconds()
-        bound = self.max_clock_skew / 2 + 1
+        bound = self.max_clock_skew / 2 - CLOCK_UNCERTAINTY_SECONDS
         if abs(off) > bound:
             direction = "behind" if off > 0 else "ahead of"
             raise ClockOff(
                 f"this process's clock is {abs(off):.0f}s {direction} the API server's (its "
-                f"Date header), more than {bound:.0f}s (half of max_clock_skew, and the "
-                "header's second): no rollback is booked until the clock is set right (NTP)",
+                f"Date header), more than {bound:.0f}s (half of max_clock_skew, less "
+                f"{CLOCK_UNCERTAINTY_SECONDS:.0f}s for the header's second and the answer's "
+                "latency): no rollback is booked until the clock is set right (NTP)",
                 reason="ClockOff",
                 unsent=True,
             )

@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from webhook import contract
+from webhook import contract, jsontext
 from webhook.alerts import PayloadError, parse_payload, parse_time
 from webhook.ask import Overrides, Request
 from webhook.audit import AuditStore
@@ -224,7 +224,7 @@ def stored_alert_payload(audit: AuditStore, decision_id: str) -> dict[str, Any]:
             409, f"audit_id {decision_id}: payload {row['payload_id']} is gone (retention)"
         )
     try:
-        document = json.loads(stored.body)
+        document = jsontext.loads(stored.body, where=f"payload {stored.id}")
     except ValueError as exc:
         raise ReplayError(409, f"payload {stored.id}: stored body is not JSON ({exc})") from exc
     alert = find_alert(row, document)

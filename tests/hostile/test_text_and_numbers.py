@@ -64,7 +64,7 @@ def test_surrogate_in_group_key_is_refused_and_the_raw_body_stored(shop: Harness
     ("truncated", "names"),
     [
         ("9223372036854775808", "truncatedAlerts: must be smaller than or equal to"),
-        ("1e400", "truncatedAlerts: must be integer"),
+        ("1e400", "truncatedAlerts: not a JSON number (1e400 is too large for a number)"),
         ("-1", "truncatedAlerts: must be bigger than or equal to 0"),
     ],
 )
@@ -120,19 +120,21 @@ def test_the_deepest_body_taken_is_served_back_by_the_audit(oncall: OnCall) -> N
 @pytest.mark.parametrize(
     ("literal", "names"),
     [
-        ("NaN", "NaN is not a JSON value"),
-        ("-Infinity", "-Infinity is not a JSON value"),
-        ("1" * 5000, "Exceeds the limit (4300 digits)"),
+        ("NaN", "extra: not a JSON number (NaN is not a JSON number)"),
+        ("-Infinity", "extra: not a JSON number (-Infinity is not a JSON number)"),
+        ("1e400", "extra: not a JSON number (1e400 is too large for a number)"),  # Python: inf
+        ('[1, {"deep": -1e400}]', "extra[1].deep: not a JSON number (-1e400 is too large"),
+        ("1" * 5000, "body: not valid JSON (Exceeds the limit (4300 digits)"),
     ],
-    ids=["nan", "infinity", "5000-digits"],
+    ids=["nan", "infinity", "1e400", "nested-minus-1e400", "5000-digits"],
 )
-def test_what_json_does_not_allow_is_refused_as_not_json(
+def test_what_json_does_not_allow_is_refused_naming_the_field(
     shop: Harness, literal: str, names: str
 ) -> None:
-    """Python's decoder takes NaN and Infinity (answered back, no strict client could read
-    them) and raises a plain ValueError for an integer of more than 4,300 digits."""
+    """Python's decoder takes NaN, Infinity and numbers past a float's range (the audit would
+    answer them back as no JSON a strict client reads) and raises a plain ValueError for an
+    integer of more than 4,300 digits."""
     body = payload_text(shop)[:-1] + f', "extra": {literal}}}'
-    assert_refused(shop, body, "body: not valid JSON (")
     assert_refused(shop, body, names)
 
 

@@ -39,6 +39,10 @@ def test_durations_accept_seconds_and_units() -> None:
         ({"namespaces": {"allow": ["a"], "deny": ["a"]}}, "namespaces.allow[0]"),
         ([1, 2], "the configuration: expected a mapping"),
         ({"max_rollbacks": 601}, "max_rollbacks: at most 600 while the circuit ledger is on"),
+        (
+            {"max_clock_skew": "9s"},
+            "max_clock_skew: at least 10s while the circuit ledger may be on",
+        ),
         ({"circuit_ledger": {"name": "No_Such"}}, "circuit_ledger.name: 'No_Such' is not a valid"),
         ({"circuit_ledger": {"mode": "yes"}}, "circuit_ledger.mode: expected one of auto, on, off"),
     ],
@@ -52,6 +56,8 @@ def test_the_ledger_cap_does_not_apply_where_the_ledger_cannot_be_on() -> None:
     assert settings_from_dict({"max_rollbacks": 601, "circuit_ledger": {"mode": "off"}})
     postgres = {"backend": "postgresql"}
     assert settings_from_dict({"max_rollbacks": 601, "audit": postgres}).max_rollbacks == 601
+    assert settings_from_dict({"max_clock_skew": 0, "audit": postgres}).max_clock_skew == 0
+    assert settings_from_dict({"max_clock_skew": 0, "circuit_ledger": {"mode": "off"}})
 
 
 def test_file_errors_name_the_file(tmp_path: Path) -> None:

@@ -354,8 +354,27 @@ def test_a_process_whose_clock_is_off_the_api_servers_books_nothing(
     assert ("ahead of" if hours > 0 else "behind") in str(refused.value)
     assert [s.ids for s in good.slots()] == [("a",)]  # nothing erased, nothing booked
     problem = wrong.problem()
-    assert problem is not None and "more than 151s (half of max_clock_skew" in problem
+    assert problem is not None and "more than 149s (half of max_clock_skew, less 1s" in problem
     assert good.problem() is None
+
+
+def test_readyz_says_so_when_the_clock_is_off_before_any_lease_exists(
+    sandbox: SandboxHandle, replicas: tuple[Ledger, Ledger]
+) -> None:
+    """A fresh install (no Lease yet) with a wrong clock: nothing can ever be booked, so the pod
+    is unready, from the Date of the 404 its check met."""
+    wrong = Ledger(
+        cluster=Cluster(
+            sandbox.api_client(),
+            timeout_seconds=5,
+            clock=lambda: datetime.now(UTC) + timedelta(hours=5),
+        ),
+        namespace=NAMESPACE,
+        name=NAME,
+    )
+    problem = wrong.problem()
+    assert problem is not None and "18000s ahead of the API server's" in problem
+    assert replicas[0].problem() is None  # the same cluster, a right clock: ready
 
 
 def test_a_clock_within_half_the_skew_books_as_any_other(
