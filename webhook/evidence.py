@@ -14,7 +14,13 @@ from typing import Any, Protocol
 
 from webhook.alerts import Alert
 from webhook.contract import Confirmation, Health
-from webhook.revisions import Obj, Revision, activation_time, equal_ignore_hash
+from webhook.revisions import (
+    Obj,
+    Revision,
+    activation_time,
+    equal_ignore_hash,
+    template_written_at,
+)
 
 HEALTHY = Health.HEALTHY
 UNHEALTHY = Health.UNHEALTHY
@@ -36,6 +42,8 @@ class Case:
     successor: Revision | None  # the next revision by number, None for the newest
     deployment: Obj
     min_healthy_seconds: int
+    # When the current revision became current: every other one stopped being current by then.
+    current_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,10 @@ class StampEvidence:
         # by hand) is no account of its time as current, and would outlast every alert below.
         successor = case.successor
         ended = replaced_at(successor, case.deployment) if successor else None
+        if successor is not None and ended is None:
+            # When it stopped being current is unknown (its successor was re-adopted): no
+            # later than the current template was written, or the current revision began.
+            ended = template_written_at(case.deployment) or case.current_since
         if successor is not None and ended is not None and since > ended:
             return Verdict(
                 self.name,
@@ -159,6 +171,17 @@ class TargetChoice:
         return "; ".join(parts)
 
 
+def alerted_while_current(revision: Revision) -> datetime | None:
+    """The `auto-rollback/alerted-at` of a revision current only once (never re-adopted): the
+    receiver writes it while the revision is current, for an alert that started after it
+    became current, so it falls in that one period. None otherwise (a re-adopted revision's
+    mark may be of an earlier period: StampEvidence weighs it against a later stamp)."""
+    alerted = revision.alerted_at
+    if alerted is None or revision.readopted or alerted < revision.created:
+        return None
+    return alerted
+
+
 def replaced_at(successor: Revision, deployment: Obj) -> datetime | None:
     """When `successor` became current, i.e. when its predecessor stopped being current.
 
@@ -186,10 +209,12 @@ def judge_revision(
     deployment: Obj,
     sources: Sequence[EvidenceSource],
     min_healthy_seconds: int,
+    current_since: datetime | None = None,
 ) -> tuple[str, str, tuple[Verdict, ...]]:
     """(verdict, reason, evidence asked) for a non-current, unmarked revision."""
     asked: list[Verdict] = []
-    case = Case(revision, _successor(revision, revisions), deployment, min_healthy_seconds)
+    successor = _successor(revision, revisions)
+    case = Case(revision, successor, deployment, min_healthy_seconds, current_since)
     for source in sources:
         verdict = source.judge(case)
         asked.append(verdict)
@@ -218,6 +243,20 @@ def choose_target(
         if revision.bad_mark is not None:
             seen.append(Candidate(revision, "bad", "marked auto-rollback/bad-revision"))
             continue
+        alerted = alerted_while_current(revision)
+        if alerted is not None:
+            # Its one time as current had a trigger alert: no evidence outweighs that (the
+            # tracker stamps no period with an alert in it; an alert delivered after a stamp,
+            # or to a replica of its own, still counts here).
+            seen.append(
+                Candidate(
+                    revision,
+                    UNHEALTHY,
+                    f"a trigger alert at {alerted.isoformat()} while it was current "
+                    "(auto-rollback/alerted-at)",
+                )
+            )
+            continue
         if equal_ignore_hash(revision.template, current.template):
             seen.append(Candidate(revision, "same_template", "template equals the current one"))
             continue
@@ -227,6 +266,7 @@ def choose_target(
             deployment=deployment,
             sources=sources,
             min_healthy_seconds=min_healthy_seconds,
+            current_since=activation_time(current, deployment),
         )
         candidate = Candidate(revision, verdict, reason, asked)
         seen.append(candidate)

@@ -13,7 +13,14 @@ from typing import Any
 from webhook import contract
 from webhook.config import Settings
 from webhook.contract import SkipReason
-from webhook.evidence import HEALTHY, UNHEALTHY, EvidenceSource, choose_target, judge_revision
+from webhook.evidence import (
+    HEALTHY,
+    UNHEALTHY,
+    EvidenceSource,
+    alerted_while_current,
+    choose_target,
+    judge_revision,
+)
 from webhook.gitops import Ownership, ownership
 from webhook.kube import Cluster, KubeError, Obj
 from webhook.optin import opt_in
@@ -148,6 +155,9 @@ def build_history(
             verdict, evidence = "bad", f"marked: {revision.bad_mark.get('reason', '?')}"
         elif current is not None and equal_ignore_hash(revision.template, current.template):
             verdict, evidence = "same_as_current", "template equals the current one"
+        elif (alerted := alerted_while_current(revision)) is not None:
+            verdict = "bad"  # as the target choice sees it (evidence.choose_target)
+            evidence = f"a trigger alert at {alerted.isoformat()} while it was current"
         else:
             judged, evidence, _ = judge_revision(
                 revision,
@@ -155,6 +165,7 @@ def build_history(
                 deployment=deployment,
                 sources=sources,
                 min_healthy_seconds=policy.min_healthy_seconds,
+                current_since=activation_time(current, deployment) if current else None,
             )
             verdicts: dict[str, str] = {HEALTHY: "healthy", UNHEALTHY: "bad"}
             verdict = verdicts.get(judged, "unproven")

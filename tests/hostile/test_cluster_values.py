@@ -300,3 +300,37 @@ def test_a_lease_renewed_in_the_far_future_expires_one_duration_after_it_is_seen
     clock.advance(10)
     assert elector.try_acquire_or_renew()  # unchanged for longer than its duration
     assert lease_spec(cluster)["holderIdentity"] == "me"
+
+
+def test_a_stamp_dated_after_its_revision_stopped_being_current_is_no_evidence(
+    harness: Harness,
+) -> None:
+    """web:1, web:2 (alerted), web:1 again (re-adopted), web:3. When web:2 stopped being
+    current is unknown (its successor was re-adopted), but no later than the current revision
+    began: a hand-written stamp of 2999 on web:2 outlasts its alert mark, and is no account of
+    its time as current."""
+    harness.deploy(
+        "web",
+        [("web:1", hours(5)), ("web:2", hours(4)), ("web:1", hours(3)), ("web:3", minutes(3))],
+    )
+    by_image = {
+        r["spec"]["template"]["spec"]["containers"][0]["image"]: r["metadata"]["name"]
+        for r in harness.replicasets("shop", "web")
+    }
+    harness.official().patch_namespaced_replica_set(
+        by_image["web:2"],
+        "shop",
+        {
+            "metadata": {
+                "annotations": {
+                    "auto-rollback/alerted-at": "2026-01-01T00:00:00Z",
+                    "auto-rollback/healthy-since": "2999-01-01T00:00:00Z",
+                }
+            }
+        },
+    )
+    [decision] = harness.post_alerts(
+        harness.alert(namespace="shop", deployment="web", replicaset=by_image["web:3"])
+    )
+    assert decision["to_replicaset"] != by_image["web:2"], decision["detail"]
+    assert "not a stamp of its own time as current" in decision["detail"]

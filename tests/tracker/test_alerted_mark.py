@@ -83,3 +83,42 @@ def test_repeated_deliveries_write_the_mark_once_and_dry_run_writes_none(
     [rs2] = watcher.deploy("api", [("api:1", minutes(2))])
     watcher.post_alerts(watcher.alert(namespace="shop", deployment="api", replicaset=rs2))
     assert "auto-rollback/alerted-at" not in rs_annotations(watcher, rs2)
+
+
+def test_a_revision_that_alerted_while_current_is_never_the_target(harness: Harness) -> None:
+    """web:1 ran 25 minutes (the cluster rule alone would prove it) but alerted while current:
+    the receiver marked it. When web:2 alerts, web:1 is not a revision to go back to."""
+    [rs1] = harness.deploy("web", [("web:1", minutes(25))])
+    [first] = harness.post_alerts(
+        harness.alert(namespace="shop", deployment="web", replicaset=rs1, started_ago=minutes(1))
+    )
+    assert first["reason"] == "no_healthy_revision"
+    assert "auto-rollback/alerted-at" in rs_annotations(harness, rs1)
+    rs = harness.deploy("web", [("web:2", minutes(0))])
+    [second] = harness.post_alerts(
+        harness.alert(namespace="shop", deployment="web", replicaset=rs[-1], started_ago=minutes(0))
+    )
+    assert (second["outcome"], second["reason"]) == ("skipped", "no_healthy_revision"), second
+    assert "while it was current (auto-rollback/alerted-at)" in second["detail"]
+
+
+def test_an_alert_received_after_the_stamp_it_predates_still_disqualifies(
+    harness: Harness,
+) -> None:
+    """Prometheus sends startsAt from when the rule went pending, before `for:` elapsed: an
+    alert may arrive after the tracker stamped its revision yet start before the stamp's
+    value. The revision alerted while current all the same."""
+    [rs1] = harness.deploy("web", [("web:1", minutes(5))])
+    clock = FakeClock()
+    tracker = tracker_for(harness, clock)
+    assert tracker.resync_once().state_of("shop", "web") == "waiting"
+    clock.advance(601)
+    assert tracker.resync_once().state_of("shop", "web") == "stamped"
+    harness.post_alerts(
+        harness.alert(namespace="shop", deployment="web", replicaset=rs1, started_ago=minutes(2))
+    )
+    rs = harness.deploy("web", [("web:2", minutes(0))])
+    [decision] = harness.post_alerts(
+        harness.alert(namespace="shop", deployment="web", replicaset=rs[-1], started_ago=minutes(0))
+    )
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "no_healthy_revision")
