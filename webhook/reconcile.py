@@ -40,11 +40,13 @@ from webhook.audit import (
 )
 from webhook.audit.rows import DECISION_FIELDS
 from webhook.config import Namespaces
-from webhook.gitops import pause_record
+from webhook.contract import REVISION
+from webhook.gitops import Owner, OwnerKind, pause_record
+from webhook.gitops_pause import undo_unrecorded_pause
 from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster, KubeError, NotFound
 from webhook.ledger import Ledger, slot_key
-from webhook.revisions import last_action, last_action_time, parse_k8s_time
+from webhook.revisions import last_action, last_action_time, parse_k8s_time, parse_revision
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +163,18 @@ class Reconciler:
             return
         deployment = self._deployment_of(intent)
         action = (last_action(deployment) or {}) if deployment else {}
-        if action.get("audit_id") == intent.id:
+        other = self._another_rollback(intent, action)
+        readopted = self._target_readopted(intent) if deployment and not other else None
+        if action.get("audit_id") == intent.id or readopted:
             if self._mark(intent):
                 report.marked.append(intent.id)
-            record = _row(intent, note="recorded by the reconciler: the cluster shows this write")
+            shows = (
+                "the cluster shows this write"
+                if action.get("audit_id") == intent.id
+                else f"the cluster shows this write: {readopted}, though the Deployment's "
+                "last-action no longer names it (written over since)"
+            )
+            record = _row(intent, note=f"recorded by the reconciler: {shows}")
             if self.audit.settle(intent, record=record, state=IntentState.DONE):
                 report.rolled_back.append(intent.id)
                 log.warning(
@@ -180,14 +190,38 @@ class Reconciler:
             if deployment
             else "the Deployment is gone"
         )
+        unwritten = _spec_unwritten(intent, deployment)
+        if deployment is not None and not unwritten and not other:
+            # The spec moved since the write's read and nothing shows whose write that was:
+            # perhaps ours, its last-action since replaced (by hand, or kubectl's undo, which
+            # copies the ReplicaSet's annotations). Not provably unlanded: the revision rolled
+            # back from is marked bad all the same, so it is never rolled back to, or into
+            # again, on this record's word (and the ledger's slot stays booked).
+            marked = self._mark(intent)
+            if marked:
+                report.marked.append(intent.id)
+            self._never_landed(
+                intent,
+                report,
+                f"the planned write ({intent.from_replicaset} -> {intent.to_replicaset}, "
+                f"conditional on resourceVersion {intent.resource_version}) may have reached "
+                f"the cluster: the Deployment's spec changed since (generation "
+                f"{intent.planned.get('generation')}, now "
+                f"{deployment['metadata'].get('generation')}) and its last-action names "
+                f"{seen}; {intent.from_replicaset} is marked bad as if it had; settled by the "
+                "reconciler",
+            )
+            return
+        unpaused = self._undo_pause(intent) if deployment is not None and unwritten else ""
         settled = self._never_landed(
             intent,
             report,
             f"the planned write ({intent.from_replicaset} -> {intent.to_replicaset}, "
             f"conditional on resourceVersion {intent.resource_version}) never reached the "
-            f"cluster ({where}, last-action audit id {seen}); settled by the reconciler",
+            f"cluster ({where}, last-action audit id {seen}{other}); settled by the reconciler"
+            + (f"; {unpaused}" if unpaused else ""),
         )
-        if settled and self.ledger is not None and _spec_unwritten(intent, deployment):
+        if settled and self.ledger is not None and unwritten:
             key = slot_key(intent.namespace, intent.deployment, intent.resource_version)
             self.ledger.release(intent.id, key)
 
@@ -234,6 +268,70 @@ class Reconciler:
             "back before the Deployment write (HelmRelease, Application) stays handed back: run "
             "resume again to finish; settled by the reconciler",
         )
+
+    def _undo_pause(self, intent: IntentRow) -> str:
+        """For a rollback proven never to have landed: undo the pause of its GitOps owner that
+        only the owner may show (webhook.gitops_pause.undo_unrecorded_pause); '' when none."""
+        data = (intent.planned or {}).get("gitops_owner")
+        if not isinstance(data, dict):
+            return ""
+        try:
+            owner = Owner(
+                OwnerKind(data["kind"]),
+                str(data["name"]),
+                str(data["namespace"]),
+                str(data.get("evidence", "")),
+            )
+        except (KeyError, ValueError, TypeError):
+            return ""
+        try:
+            return undo_unrecorded_pause(
+                self.cluster,
+                owner,
+                audit_id=intent.id,
+                namespace=intent.namespace,
+                deployment=intent.deployment,
+            )
+        except NotFound:
+            return ""
+
+    def _another_rollback(self, intent: IntentRow, action: dict[str, Any]) -> str:
+        """', a rollback from the same revision since' when the Deployment's last-action names
+        another decision of this store that rolled back from the ReplicaSet this intent would
+        have (a retry of the same alert, say): that write explains the spec's change and the
+        target's new number, and had this one landed first, it would have found that revision
+        no longer current. '' otherwise."""
+        audit_id = str(action.get("audit_id") or "")
+        if not audit_id or audit_id == intent.id:
+            return ""
+        row = self.audit.get(audit_id)
+        if row is not None:
+            outcome, source = row.get("outcome"), row.get("from_replicaset")
+        else:
+            pending = self.audit.intent(audit_id)
+            if pending is None:
+                return ""
+            outcome, source = contract.ROLLED_BACK, pending.from_replicaset
+        if outcome != contract.ROLLED_BACK or source != intent.from_replicaset:
+            return ""
+        return f" (a rollback from {source} since)"
+
+    def _target_readopted(self, intent: IntentRow) -> str | None:
+        """How the cluster shows the rollback landed without its last-action: the ReplicaSet
+        rolled back to now has a revision number above the one rolled back from (the
+        controller re-adopts a ReplicaSet a rollback returns to under a new number). None when
+        it does not, or cannot be read."""
+        before = (intent.decision or {}).get("from_revision")
+        if not intent.to_replicaset or not isinstance(before, int):
+            return None
+        try:
+            rs = self.cluster.get_replicaset(intent.namespace, intent.to_replicaset)
+        except NotFound:
+            return None
+        number = parse_revision((rs["metadata"].get("annotations") or {}).get(REVISION, ""))
+        if number is None or number <= before:
+            return None
+        return f"{intent.to_replicaset} was re-adopted as revision {number} after revision {before}"
 
     def _mark(self, intent: IntentRow) -> bool:
         """Write the planned bad-revision mark unless the ReplicaSet already carries one."""

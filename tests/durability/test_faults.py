@@ -22,7 +22,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lab.receiver_harness import Harness, hours, minutes, template_images
+from tests.binaries import require_binary
 from tests.durability.mounts import mounted
+from tests.sandbox.support import Kubectl
 from webhook import contract, decision_log
 from webhook.audit import IntentState
 from webhook.reconcile import Reconciler
@@ -412,3 +414,75 @@ def test_a_rollback_this_audit_has_no_record_of_is_reported_not_written(
     ).run_once()
     assert report.unrecorded == [decision["id"]]
     assert other.query() == [] and other.open_intents() == []
+
+
+@pytest.mark.parametrize("edit", ["kubectl-rollout-undo", "last-action-removed"])
+def test_a_landed_rollback_whose_last_action_was_written_over_is_recorded_and_marked(
+    harness: Harness, rs: list[str], edit: str
+) -> None:
+    """The worker's write landed, then it died before the bad mark and the record (here: the
+    mark's PATCH fails and the store refuses the record). Before the reconciler ran, a person
+    ran `kubectl rollout undo`, which gives the Deployment the ReplicaSet's annotations (so no
+    last-action), or removed the annotation. The cluster still shows the write: the ReplicaSet
+    rolled back to was re-adopted under a new number. Recorded rolled_back and marked, so the
+    bad revision, current again, is not rolled back a second time (a flap)."""
+    harness.service.audit.prepare()
+    harness.sandbox.controls.fault(method="PATCH", path=f"/replicasets/{rs[1]}$", status=500)
+    allow = refuse_decisions(harness)
+    assert harness.post(alert_for(harness, rs)).status_code == 503
+    assert template_images(harness.deployment("shop", "web")) == ["web:1"]  # the write landed
+    [intent] = harness.service.audit.open_intents()
+    harness.sandbox.controls.clear_faults()
+    assert bad_mark(harness, rs[1]) is None
+    if edit == "kubectl-rollout-undo":
+        undone = Kubectl(require_binary("kubectl"), harness.sandbox).run(
+            "-n", "shop", "rollout", "undo", "deployment/web", check=False
+        )
+        assert undone.returncode == 0, undone.stderr
+        assert template_images(harness.deployment("shop", "web")) == ["web:2"]
+    else:
+        harness.official().patch_namespaced_deployment(
+            "web", "shop", {"metadata": {"annotations": {contract.ANNOTATION_LAST_ACTION: None}}}
+        )
+    assert contract.ANNOTATION_LAST_ACTION not in (
+        harness.deployment("shop", "web")["metadata"].get("annotations") or {}
+    )
+    allow()
+    report = reconcile(harness)
+    assert report.rolled_back == [intent.id] and report.never_landed == []
+    row = harness.audit_row(intent.id)
+    assert (row["outcome"], row["settled_by"]) == ("rolled_back", "reconciler")
+    assert "was re-adopted as revision 3 after revision 2" in row["detail"]
+    assert bad_mark(harness, rs[1])["audit_id"] == intent.id  # type: ignore[index]
+    if edit == "kubectl-rollout-undo":  # web:2 is current again: its alert is not a new one
+        [again] = harness.post_alerts(
+            harness.alert(
+                namespace="shop", deployment="web", replicaset=rs[1], started_ago=minutes(0)
+            )
+        )
+        assert (again["outcome"], again["reason"]) == ("skipped", "cooldown"), again
+
+
+def test_a_write_that_may_have_landed_marks_the_revision_bad_without_claiming_it(
+    harness: Harness, rs: list[str]
+) -> None:
+    """Neither the last-action nor a re-adopted target shows the write, but the spec changed
+    since its read (someone else's write, or ours with its traces gone): not provably
+    unlanded. Recorded failed, saying so, and the revision it rolled back from marked bad."""
+    harness.service.audit.prepare()
+    harness.sandbox.controls.fault(method="PUT", path="/deployments/web$", action="drop")
+    payload = alert_for(harness, rs)
+    assert harness.post(payload).status_code == 503  # the write never landed
+    [intent] = harness.service.audit.open_intents()
+    harness.sandbox.controls.clear_faults()
+    harness.official().patch_namespaced_deployment(  # a new revision by someone else
+        "web",
+        "shop",
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:3"}]}}}},
+    )
+    report = reconcile(harness)
+    assert report.never_landed == [intent.id] and report.marked == [intent.id]
+    row = harness.audit_row(intent.id)
+    assert (row["outcome"], row["reason"]) == ("failed", "timeout")
+    assert "may have reached the cluster" in row["detail"]
+    assert bad_mark(harness, rs[1])["audit_id"] == intent.id  # type: ignore[index]
