@@ -264,7 +264,15 @@ class Decider:
             # The write may have landed: read the Deployment again, never assume failure.
             written = after_failed_write(self.cluster, plan, decision_id, exc)
             if written is Written.UNKNOWN:  # its intent stays open for the reconciler
-                return replace(failure_for(exc, found), alerted=admitted.alerted, unsettled=True)
+                failed = failure_for(exc, found)
+                if paused is not None:  # kept: the write may have landed
+                    failed = replace(
+                        failed,
+                        detail=f"{failed.detail}; {paused.owner.describe()} stays paused until "
+                        "the reconciler knows whether the write landed (it hands the owner back "
+                        "if it never did)",
+                    )
+                return replace(failed, alerted=admitted.alerted, unsettled=True)
             if written is Written.NO:
                 left = self.effects.unpause(plan, paused)
                 reservation.release()

@@ -226,6 +226,11 @@ def intent_for(claim: Claim, plan: Plan) -> IntentRow:
             # The spec's generation the write is conditional on: while the Deployment still
             # has it, no spec write has landed since, this one included (webhook.reconcile).
             "generation": meta.get("generation"),
+            # The GitOps owner paused before the write, if any: a write that never lands has
+            # its pause undone by the reconciler, from the owner's own copy of it.
+            "gitops_owner": (
+                plan.gitops.pause.owner.as_dict() if plan.gitops and plan.gitops.pause else None
+            ),
         },
         decision=record,
     )

@@ -149,10 +149,19 @@ def pause_owner(
                     marked({"syncPolicy": {"automated": None}}, record),
                     resource_version=facts.resource_version,
                 )
-    except Transient:
+    except Transient as exc:
         # No answer: the pause may have landed, and the caller has no record of it to undo.
-        # Undo it from what the owner shows (unpause writes only an owner carrying this copy).
-        undo_pause(cluster, record, namespace=namespace, deployment=deployment)
+        # Undo it from what the owner shows (unpause writes only an owner carrying this copy);
+        # when that fails, the decision's detail must say the owner may be left paused.
+        left = undo_pause(cluster, record, namespace=namespace, deployment=deployment)
+        if left:
+            raise Transient(
+                f"{exc}; {left}",
+                status=exc.status,
+                reason=exc.reason,
+                timeout=exc.timeout,
+                unsent=exc.unsent,
+            ) from exc
         raise
     return record
 
@@ -187,12 +196,6 @@ def undo_pause(cluster: Cluster, record: PauseRecord, *, namespace: str, deploym
     )
 
 
-def _undo_quietly(
-    cluster: Cluster, record: PauseRecord, *, namespace: str, deployment: str
-) -> None:
-    undo_pause(cluster, record, namespace=namespace, deployment=deployment)
-
-
 def _still_paused(owner: Obj, record: PauseRecord) -> str:
     """'' when the owner object is still paused the way `record` says; else what it is now."""
     spec = owner.get("spec") or {}
@@ -208,6 +211,30 @@ def _still_paused(owner: Obj, record: PauseRecord) -> str:
     if current is not None:
         return f"{record.owner.describe()} has automated sync again: left as it is"
     return ""
+
+
+def undo_unrecorded_pause(
+    cluster: Cluster, owner: Owner, *, audit_id: str, namespace: str, deployment: str
+) -> str:
+    """Undo the pause decision `audit_id` made of `owner` for a rollback that never landed, when
+    only the owner shows it (the worker died, or its write went unanswered, before a record of
+    the pause was kept): the owner's own copy of the pause is the record. '' when the owner
+    carries no copy by that decision for this Deployment; else what was done, for the record."""
+    if owner.kind == OwnerKind.ARGOCD:
+        found = cluster.get_application(owner.namespace, owner.name)
+    elif owner.kind == OwnerKind.FLUX_HELMRELEASE:
+        found = cluster.get_helmrelease(owner.namespace, owner.name)
+    else:
+        return ""
+    annotations = found.get("metadata", {}).get("annotations") or {}
+    raw = annotations.get(ANNOTATION_OWNER_PAUSE) or ""
+    record = pause_record({ANNOTATION_GITOPS_PAUSED: raw})
+    if record is None or record.audit_id != audit_id:
+        return ""
+    if owner_pause_problem(annotations, record, namespace=namespace, deployment=deployment):
+        return ""  # a copy of that decision, for another Deployment: not this one's to undo
+    left = undo_pause(cluster, record, namespace=namespace, deployment=deployment)
+    return left or f"its pause of {owner.describe()} was undone"
 
 
 def _read_owner(cluster: Cluster, record: PauseRecord) -> Obj | None:

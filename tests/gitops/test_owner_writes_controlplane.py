@@ -11,7 +11,8 @@ and its answer dropped.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,10 +29,12 @@ from tests.gitops.controlplane_support import (
     install_crds,
     released,
 )
+from webhook.audit import GateRule, IntentKind, IntentRow, IntentState, SqliteStore
 from webhook.config import GitOps, GitOpsHandling
 from webhook.gitops import ANNOTATION_OWNER_PAUSE, Owner, OwnerKind, Pause, Target, handle
 from webhook.gitops_pause import UNPAUSE_ATTEMPTS, pause_owner, read_facts, undo_pause
 from webhook.kube import Cluster, Obj, Transient
+from webhook.reconcile import Reconciler
 
 pytestmark = pytest.mark.controlplane
 
@@ -189,3 +192,78 @@ def test_an_undo_that_keeps_meeting_other_writers_leaves_the_owner_paused_and_sa
     assert "hand it back with its own tool" in problem
     found = get(crds, *where, owner.name)
     assert _paused(found, "argocd") and _copy(found) is not None
+
+
+@pytest.mark.parametrize("kind", ["argocd", "helmrelease"])
+def test_a_rollback_that_never_landed_has_the_pause_only_its_owner_shows_undone(
+    crds: ControlPlane, namespace: str, kind: str, tmp_path: Path
+) -> None:
+    """The owner was paused, then the worker's write went unanswered (or the worker died)
+    before any record of the pause was kept, and the write never landed: the Deployment's
+    generation is still the one its intent was planned on. The reconciler hands the owner
+    back from the owner's own copy of the pause, and says so in the record."""
+    kubectl(crds, "-n", namespace, "create", "deployment", "web", "--image=web:2")
+    deployment = Cluster(crds.api_client()).get_deployment(namespace, "web")
+    owner, where = _owned(crds, namespace, kind)
+    record = _pause(Cluster(crds.api_client()), owner, namespace)  # decision d-test
+    assert _paused(get(crds, *where, owner.name), kind)
+    store = SqliteStore(tmp_path / "audit.sqlite")
+    now = datetime.now(UTC)
+    admitted = store.begin_intent(
+        IntentRow(
+            id=record.audit_id,
+            time=now.isoformat(),
+            kind=IntentKind.ROLLBACK,
+            state=IntentState.OPEN,
+            namespace=namespace,
+            deployment="web",
+            from_replicaset="web-2",
+            to_replicaset="web-1",
+            source="alertmanager",
+            resource_version=deployment["metadata"]["resourceVersion"],
+            planned={
+                "generation": deployment["metadata"]["generation"],
+                "gitops_owner": owner.as_dict(),
+            },
+            decision={"id": record.audit_id, "namespace": namespace, "deployment": "web"},
+        ),
+        GateRule(window_start=now - timedelta(hours=1), max_rollbacks=5, counted=("rolled_back",)),
+    )
+    assert admitted.admitted
+
+    report = Reconciler(
+        audit=store,
+        cluster=Cluster(crds.api_client()),
+        clock=lambda: now + timedelta(seconds=1),
+        settle_after_seconds=0,
+    ).run_once()
+
+    assert report.never_landed == [record.audit_id], report
+    found = get(crds, *where, owner.name)
+    assert not _paused(found, kind) and _copy(found) is None
+    row = store.get(record.audit_id)
+    assert row is not None and f"its pause of {owner.describe()} was undone" in row["detail"]
+
+
+def test_a_lost_pause_whose_undo_fails_says_the_owner_stays_paused(
+    crds: ControlPlane, namespace: str
+) -> None:
+    """The pause landed, its answer was lost, and the undo kept meeting other writers: the
+    error the decision is recorded with names the owner left paused and what to do."""
+    owner, where = _owned(crds, namespace, "argocd")
+
+    class LostThenRaced(Raced):
+        def __init__(self) -> None:
+            super().__init__(crds, lost=1)
+
+        def _raced(self, kind: str, namespace: str, name: str, write: Callable[[], Obj]) -> Obj:
+            if self.patches:  # the pause went through: every undo now meets another writer
+                self.races = 1
+            return super()._raced(kind, namespace, name, write)
+
+    with pytest.raises(Transient) as raised:
+        _pause(LostThenRaced(), owner, namespace)
+
+    assert f"{owner.describe()} stays paused" in str(raised.value)
+    assert "hand it back with its own tool" in str(raised.value)
+    assert _paused(get(crds, *where, owner.name), "argocd")
