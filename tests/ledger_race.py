@@ -6,7 +6,9 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from webhook.kube import Cluster
 from webhook.ledger import Book, Ledger
 
 
@@ -34,3 +36,12 @@ def race(one: Ledger, two: Ledger, *, bookings: int = 24, limit: int = 5) -> lis
 
     with ThreadPoolExecutor(bookings) as pool:
         return list(pool.map(attempt, range(bookings)))
+
+
+def off_clock_ledger(api_client: Any, *, namespace: str, name: str, off: timedelta) -> Ledger:
+    """A ledger whose process clock is `off` from the API server's (its own client)."""
+    return Ledger(
+        cluster=Cluster(api_client, timeout_seconds=10, clock=lambda: datetime.now(UTC) + off),
+        namespace=namespace,
+        name=name,
+    )

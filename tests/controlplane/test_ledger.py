@@ -12,13 +12,13 @@ optimistic concurrency, not only the sandbox's.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from lab.controlplane import ControlPlane
 from tests.controlplane.support import get_json, kubectl
-from tests.ledger_race import book, race
+from tests.ledger_race import book, off_clock_ledger, race
 from webhook.contract import ANNOTATION_LEDGER
 from webhook.kube import Cluster
 from webhook.ledger import ClockOff, Ledger
@@ -80,14 +80,8 @@ def test_a_process_whose_clock_is_off_the_apiservers_books_nothing(
     assert ours.book(book("shop/a/1", "d1", limit=2)).admitted
     offset = ours.cluster.clock_offset()  # same machine, same clock: the header's second
     assert offset is not None and abs(offset.total_seconds()) < 2, offset
-    fast = Ledger(
-        cluster=Cluster(
-            controlplane.api_client(),
-            timeout_seconds=10,
-            clock=lambda: datetime.now(UTC) + timedelta(hours=1),
-        ),
-        namespace=namespace,
-        name=NAME,
+    fast = off_clock_ledger(
+        controlplane.api_client(), namespace=namespace, name=NAME, off=timedelta(hours=1)
     )
     with pytest.raises(ClockOff, match="3600s ahead of the API server's"):
         fast.book(book("shop/b/1", "d2", limit=2))

@@ -16,7 +16,7 @@ import pytest
 from lab.receiver_harness import Harness
 from sandbox.testing import SandboxHandle
 from tests.gate_claims import claim
-from tests.ledger_race import race
+from tests.ledger_race import off_clock_ledger, race
 from tests.policy.world import Table
 from webhook.audit import SqliteStore
 from webhook.config import Settings
@@ -339,14 +339,8 @@ def test_a_process_whose_clock_is_off_the_api_servers_books_nothing(
     good, _ = replicas
     now = datetime.now(UTC)
     assert good.book(Book(key="shop/a/1", decision_id="a", at=now, since=now - HOUR, limit=2))
-    wrong = Ledger(
-        cluster=Cluster(
-            sandbox.api_client(),
-            timeout_seconds=5,
-            clock=lambda: datetime.now(UTC) + timedelta(hours=hours),
-        ),
-        namespace=NAMESPACE,
-        name=NAME,
+    wrong = off_clock_ledger(
+        sandbox.api_client(), namespace=NAMESPACE, name=NAME, off=timedelta(hours=hours)
     )
     at = now + timedelta(hours=hours)
     with pytest.raises(ClockOff, match="the API server's") as refused:
@@ -363,14 +357,8 @@ def test_readyz_says_so_when_the_clock_is_off_before_any_lease_exists(
 ) -> None:
     """A fresh install (no Lease yet) with a wrong clock: nothing can ever be booked, so the pod
     is unready, from the Date of the 404 its check met."""
-    wrong = Ledger(
-        cluster=Cluster(
-            sandbox.api_client(),
-            timeout_seconds=5,
-            clock=lambda: datetime.now(UTC) + timedelta(hours=5),
-        ),
-        namespace=NAMESPACE,
-        name=NAME,
+    wrong = off_clock_ledger(
+        sandbox.api_client(), namespace=NAMESPACE, name=NAME, off=timedelta(hours=5)
     )
     problem = wrong.problem()
     assert problem is not None and "18000s ahead of the API server's" in problem
@@ -381,14 +369,8 @@ def test_a_clock_within_half_the_skew_books_as_any_other(
     sandbox: SandboxHandle, replicas: tuple[Ledger, Ledger]
 ) -> None:
     good, _ = replicas
-    slow = Ledger(
-        cluster=Cluster(
-            sandbox.api_client(),
-            timeout_seconds=5,
-            clock=lambda: datetime.now(UTC) - timedelta(seconds=140),
-        ),
-        namespace=NAMESPACE,
-        name=NAME,
+    slow = off_clock_ledger(
+        sandbox.api_client(), namespace=NAMESPACE, name=NAME, off=-timedelta(seconds=140)
     )
     now = datetime.now(UTC)
     assert good.book(Book(key="shop/a/1", decision_id="a", at=now, since=now - HOUR, limit=2))
