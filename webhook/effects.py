@@ -56,6 +56,7 @@ class Effects:
             audit_id=decision_id,
             namespace=namespace,
             deployment=deployment,
+            annotations=plan.deployment["metadata"].get("annotations") or {},
         )
 
     def unpause(self, plan: Plan, record: PauseRecord | None) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -100,14 +100,23 @@ def pause_owner(
     audit_id: str,
     namespace: str,
     deployment: str,
+    annotations: Mapping[str, str] | None = None,
 ) -> PauseRecord:
     """Pause the owner (nothing to write for the Flux annotation); the record of what was done.
-    The owner's write also sets its own copy of the record, for `namespace/deployment`."""
+    The owner's write also sets its own copy of the record, for `namespace/deployment`.
+    `annotations`: the Deployment's as read; a Flux reconcile annotation already set there (by
+    a person) is kept in the record as `previous`, so resume puts it back rather than removing
+    what this service did not set."""
     owner = pause.owner
+    earlier = (annotations or {}).get(FLUX_RECONCILE)
     record = PauseRecord(
         owner=owner,
         mechanism=pause.mechanism,
-        previous=None,
+        previous=(
+            {FLUX_RECONCILE: earlier}
+            if pause.mechanism == Mechanism.FLUX_RECONCILE_ANNOTATION and earlier is not None
+            else None
+        ),
         time=format_k8s_time(clock()),
         audit_id=audit_id,
     )
@@ -331,13 +340,18 @@ class OwnerHandedBack(Exception):
         self.cause = cause
 
 
-def without_pause(deployment: Obj, *, resumed_by: str) -> Obj:
+def without_pause(deployment: Obj, *, resumed_by: str, record: PauseRecord | None = None) -> Obj:
     """The Deployment with this service's pause annotations removed (for a conditional PUT),
-    and `resumed_by`, the resume's audit id, as its last resume."""
+    and `resumed_by`, the resume's audit id, as its last resume. A Flux reconcile annotation
+    that was there before the pause (the record's `previous`) is put back as it was."""
     body = copy.deepcopy(deployment)
     annotations = body["metadata"].get("annotations") or {}
     annotations.pop(ANNOTATION_GITOPS_PAUSED, None)
-    annotations.pop(FLUX_RECONCILE, None)
+    earlier = (record.previous or {}).get(FLUX_RECONCILE) if record else None
+    if isinstance(earlier, str):
+        annotations[FLUX_RECONCILE] = earlier
+    else:
+        annotations.pop(FLUX_RECONCILE, None)
     annotations[ANNOTATION_LAST_RESUME] = resumed_by
     body["metadata"]["annotations"] = annotations
     body.pop("status", None)
@@ -362,7 +376,9 @@ def _drop_pause(
     A copy that no longer carries this same pause (another resume, a newer pause) is left."""
     for attempt in range(1, DROP_PAUSE_ATTEMPTS + 1):
         try:
-            cluster.replace_deployment(without_pause(deployment, resumed_by=resumed_by))
+            cluster.replace_deployment(
+                without_pause(deployment, resumed_by=resumed_by, record=record)
+            )
             return
         except Conflict:
             if attempt == DROP_PAUSE_ATTEMPTS:

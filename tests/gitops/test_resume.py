@@ -11,7 +11,7 @@ from typing import Any
 from lab.receiver_harness import TOKEN, Harness, hours, minutes
 from tests.gitops.support import FLUX_KUSTOMIZATION, ONCALL_TOKEN, FullApp, deploy_owned, events
 from tests.oncall.support import live_server
-from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE
+from webhook.gitops import ANNOTATION_GITOPS_PAUSED, FLUX_RECONCILE, pause_record
 
 
 def pause_as_a_rollback_did(
@@ -171,3 +171,30 @@ def test_resume_names_and_reason_are_checked_as_the_api_server_would(harness: Ha
         answer = resume(harness, {"reason": "Git fixed", **fields})
         assert answer.status_code == 400, (fields, answer.get_json())
         assert message in answer.get_json()["error"], (fields, answer.get_json())
+
+
+def test_resume_leaves_a_flux_reconcile_annotation_a_person_set_before_the_pause(
+    harness: Harness,
+) -> None:
+    """Someone had stopped Flux reconciling the Deployment themselves before any rollback: the
+    rollback's pause records that earlier value, and resume puts it back instead of removing
+    what this service did not set (Flux would otherwise apply the object again)."""
+    _, v2 = deploy_owned(
+        harness, "web", [("web:1", hours(2)), ("web:2", minutes(3))], FLUX_KUSTOMIZATION
+    )
+    harness.official().patch_namespaced_deployment(
+        "web", "shop", {"metadata": {"annotations": {FLUX_RECONCILE: "disabled"}}}
+    )
+    [decision] = harness.post_alerts(
+        harness.alert(namespace="shop", deployment="web", replicaset=v2, started_ago=minutes(0))
+    )
+    assert decision["outcome"] == "rolled_back", decision
+    record = pause_record(harness.deployment("shop", "web")["metadata"]["annotations"])
+    assert record is not None and record.previous == {FLUX_RECONCILE: "disabled"}
+
+    answer = resume(harness, {"namespace": "shop", "deployment": "web", "reason": "Git fixed"})
+
+    assert answer.status_code == 200, answer.get_json()
+    annotations = harness.deployment("shop", "web")["metadata"]["annotations"]
+    assert ANNOTATION_GITOPS_PAUSED not in annotations
+    assert annotations[FLUX_RECONCILE] == "disabled"  # the person's own, as it was
