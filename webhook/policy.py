@@ -335,6 +335,16 @@ def decide(facts: Facts) -> Result:
             "ignore_cooldown)",
         )
     acted = last_action_time(raw) if action else None
+    written = (raw["metadata"].get("annotations") or {}).get(contract.ANNOTATION_LAST_ACTION)
+    if written is not None and acted is None and not overrides.ignore_cooldown:
+        # Its own record of the last rollback, edited past reading: when that was is unknown,
+        # so it may be within the cooldown. As with a bad mark: one it cannot read still holds.
+        return skip(
+            SkipReason.COOLDOWN,
+            f"{contract.ANNOTATION_LAST_ACTION} cannot be read ({written[:80]!r}): when this "
+            "service last rolled the Deployment back is unknown, so it is held as cooldown until "
+            "the annotation is fixed or removed (or replay with ignore_cooldown)",
+        )
     if acted and not overrides.ignore_cooldown:
         if facts.now - acted < timedelta(seconds=policy.cooldown):
             return skip(

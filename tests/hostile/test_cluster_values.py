@@ -79,7 +79,6 @@ def test_cluster_times_without_a_timezone_or_a_utc_equivalent_are_read_as_absent
     h: Harness = make_harness(max_rollbacks=100)
     cases = {
         # A naive time met an aware one: TypeError at the cooldown's and the stamp's comparison.
-        "action": "2026-01-01T00:00:00",
         "alerted": "2026-01-01T00:00:00",
         # Year 9999 read as a stamp of health; in -23:59 it has no UTC equivalent at all.
         "healthy": "9999-12-31T23:59:59Z",
@@ -87,10 +86,7 @@ def test_cluster_times_without_a_timezone_or_a_utc_equivalent_are_read_as_absent
     }
     for case, value in cases.items():
         old, new = deploy(h, case)
-        if case == "action":
-            action = {"time": value, "audit_id": "d-1", "from_revision": 1, "to_revision": 2}
-            annotate(h, "deployment", case, {"auto-rollback/last-action": json.dumps(action)})
-        elif case == "alerted":
+        if case == "alerted":
             annotate(h, "replicaset", new, {"auto-rollback/alerted-at": value})
         else:
             annotate(h, "replicaset", old, {"auto-rollback/healthy-since": value})
@@ -99,6 +95,30 @@ def test_cluster_times_without_a_timezone_or_a_utc_equivalent_are_read_as_absent
         assert decision["outcome"] == "rolled_back", decision
         assert "stamp" not in decision["detail"] and "(cluster: ran" in decision["detail"]
         assert template_images(h.deployment("shop", case)) == [f"{case}:1"]
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        json.dumps({"time": "2026-01-01T00:00:00", "audit_id": "d-1"}),  # a time with no zone
+        json.dumps({"time": "soon", "audit_id": "d-1"}),
+        "[]",
+        "{not json",
+        "[" * 5000 + "]" * 5000,
+    ],
+    ids=["naive-time", "not-a-time", "a-list", "not-json", "nested-5000"],
+)
+def test_a_last_action_that_cannot_be_read_holds_cooldown(harness: Harness, written: str) -> None:
+    """The service's own record of its last rollback, edited past reading: when that was is
+    unknown, so it may be within the cooldown. Like a bad mark it cannot read, it still holds
+    (and never a 5xx); the detail says how to release it."""
+    h = harness
+    deploy(h, "web")
+    annotate(h, "deployment", "web", {"auto-rollback/last-action": written})
+    decision = decide(h, "web")
+    assert (decision["outcome"], decision["reason"]) == ("skipped", "cooldown"), decision
+    assert "auto-rollback/last-action cannot be read" in decision["detail"]
+    assert template_images(h.deployment("shop", "web")) == ["web:2"]
 
 
 @pytest.mark.parametrize(
@@ -168,9 +188,12 @@ def test_a_json_annotation_edited_to_no_object_is_never_a_5xx(
     else:
         annotate(h, "deployment", "web", {key: value})
     decision = decide(h, "web")
-    # A bad-revision mark that cannot be read is still a mark: never rolled back to.
-    rolled_back = key != "auto-rollback/bad-revision"
+    # A bad-revision mark that cannot be read is still a mark: never rolled back to; a
+    # last-action that cannot be read still holds cooldown.
+    rolled_back = key == "auto-rollback/gitops-paused"
     assert (decision["outcome"] == "rolled_back") is rolled_back, decision
+    if key == "auto-rollback/last-action":
+        assert decision["reason"] == "cooldown" and "cannot be read" in decision["detail"]
     resumed = oncall.client.post(
         "/api/v1/resume",
         json={"namespace": "shop", "deployment": "web", "reason": "by hand"},
