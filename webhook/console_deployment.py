@@ -134,7 +134,7 @@ def circuit_state(service: Service, *, now: datetime) -> Clock:
             booked = sorted(slot.at for slot in service.ledger.slots() if slot.at >= start)
         except KubeError as exc:
             booked, unread = [], f" (the circuit ledger {service.ledger.what} unread: {exc})"
-        unread += _ahead(booked, settings, now=now)
+        unread += _ahead(booked, settings, now=now, span=now - start)
         if len(booked) > len(times):  # counted as the ledger counts them (durable_gate)
             times, span = booked, now - start
     elsewhere = service.cluster_rollbacks.count_since(since)
@@ -149,16 +149,17 @@ def circuit_state(service: Service, *, now: datetime) -> Clock:
     return Clock(True, f"open: {summary}; no rollbacks anywhere until", ends)
 
 
-def _ahead(booked: list[datetime], settings: Settings, *, now: datetime) -> str:
+def _ahead(booked: list[datetime], settings: Settings, *, now: datetime, span: timedelta) -> str:
     """Say so when slots are dated beyond max_clock_skew ahead of this pod's clock (the ledger
     books nothing from a process whose clock is off the API server's, so a clock that was
     wrong, the API server's too, or a hand edit): they count until their own date has left the
-    window (never fewer counted; the price is a breaker held open longer)."""
+    window the ledger counts (`span`: ledger_since) (never fewer counted; the price is a
+    breaker held open longer)."""
     skew = timedelta(seconds=int(settings.max_clock_skew))
     ahead = [at for at in booked if at > now + skew]
     if not ahead:
         return ""
-    last = max(ahead) + timedelta(seconds=int(settings.circuit_window)) + skew
+    last = max(ahead) + span
     return (
         f" ({len(ahead)} of them dated more than max_clock_skew {int(skew.total_seconds())}s "
         f"ahead of this pod's clock, as late as {_utc(max(ahead))}: they count until "

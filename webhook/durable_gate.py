@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -40,7 +40,7 @@ from webhook.gate import Claim, Kept, Reservation
 from webhook.kube import Cluster, KubeError, Transient
 from webhook.ledger import Book, Ledger, slot_key
 from webhook.policy import Act, GateState, Plan, Redecide, Result, Skip
-from webhook.revisions import alertname_for_annotation, format_k8s_time, last_action
+from webhook.revisions import bad_mark_value, last_action
 
 log = logging.getLogger(__name__)
 
@@ -172,23 +172,6 @@ def ledger_since(settings: Settings, now: datetime) -> datetime:
     return now - timedelta(seconds=int(settings.circuit_window) + int(settings.max_clock_skew))
 
 
-def bad_mark(record: Mapping[str, Any], *, decision_id: str, at: datetime) -> str:
-    """The `auto-rollback/bad-revision` value (the same keys effects.mark_bad writes)."""
-    import json
-
-    trigger = str(record.get("trigger", ""))
-    return json.dumps(
-        {
-            "reason": trigger,
-            "trigger": trigger,
-            "alertname": alertname_for_annotation(str(record.get("alertname", ""))),
-            "audit_id": decision_id,
-            "time": format_k8s_time(at),
-        },
-        sort_keys=True,
-    )
-
-
 def intent_for(claim: Claim, plan: Plan) -> IntentRow:
     """The write-ahead record of a claim the gate admitted."""
     meta = plan.deployment["metadata"]
@@ -222,7 +205,12 @@ def intent_for(claim: Claim, plan: Plan) -> IntentRow:
         resource_version=str(meta.get("resourceVersion", "")),
         planned={
             "annotations": dict(plan.annotations),
-            "bad_mark": bad_mark(record, decision_id=claim.decision_id, at=claim.at),
+            "bad_mark": bad_mark_value(
+                trigger=str(record.get("trigger", "")),
+                alertname=str(record.get("alertname", "")),
+                audit_id=claim.decision_id,
+                at=claim.at,
+            ),
             # The spec's generation the write is conditional on: while the Deployment still
             # has it, no spec write has landed since, this one included (webhook.reconcile).
             "generation": meta.get("generation"),

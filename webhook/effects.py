@@ -19,7 +19,12 @@ from webhook.gitops import PauseRecord, pause_annotations
 from webhook.gitops_pause import pause_owner, undo_pause
 from webhook.kube import Cluster, KubeError
 from webhook.policy import AlertedMark, Plan
-from webhook.revisions import alertname_for_annotation, format_k8s_time, rollback_body
+from webhook.revisions import (
+    alertname_for_annotation,
+    bad_mark_value,
+    format_k8s_time,
+    rollback_body,
+)
 from webhook.views import Obj, ObjectRef
 
 log = logging.getLogger(__name__)
@@ -116,15 +121,8 @@ class Effects:
 
     def mark_bad(self, plan: Plan, *, decision_id: str, trigger: str, alertname: str) -> str:
         """Mark the revision rolled back from; returns a note for the detail ('' when fine)."""
-        mark = json.dumps(
-            {
-                "reason": trigger,
-                "trigger": trigger,
-                "alertname": alertname_for_annotation(alertname),
-                "audit_id": decision_id,
-                "time": format_k8s_time(self.clock()),
-            },
-            sort_keys=True,
+        mark = bad_mark_value(
+            trigger=trigger, alertname=alertname, audit_id=decision_id, at=self.clock()
         )
         namespace, _, replicaset = plan.key
         try:

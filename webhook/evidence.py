@@ -237,6 +237,7 @@ def choose_target(
     """The newest revision older than `current` that is not bad-marked, differs from the
     current template and has health evidence; candidates newest first, with their verdicts."""
     seen: list[Candidate] = []
+    current_since = activation_time(current, deployment)
     for revision in sorted(revisions, key=lambda r: r.number, reverse=True):
         if revision.number >= current.number:
             continue
@@ -266,7 +267,7 @@ def choose_target(
             deployment=deployment,
             sources=sources,
             min_healthy_seconds=min_healthy_seconds,
-            current_since=activation_time(current, deployment),
+            current_since=current_since,
         )
         candidate = Candidate(revision, verdict, reason, asked)
         seen.append(candidate)

@@ -111,6 +111,11 @@ class Owner:
             "evidence": self.evidence,
         }
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Owner:
+        """The owner as `as_dict` wrote it (KeyError, ValueError or TypeError when it is not)."""
+        return cls(OwnerKind(data["kind"]), data["name"], data["namespace"], data["evidence"])
+
 
 def detect_owner(
     labels: Mapping[str, str],
@@ -339,11 +344,8 @@ def pause_record(annotations: Mapping[str, str]) -> PauseRecord | None:
         return None
     try:
         data = jsontext.loads(raw, where=ANNOTATION_GITOPS_PAUSED)
-        owner = data["owner"]
         return PauseRecord(
-            owner=Owner(
-                OwnerKind(owner["kind"]), owner["name"], owner["namespace"], owner["evidence"]
-            ),
+            owner=Owner.from_dict(data["owner"]),
             mechanism=Mechanism(data["mechanism"]),
             previous=data.get("previous"),
             time=str(data.get("time", "")),

@@ -41,7 +41,7 @@ from webhook.audit import (
 from webhook.audit.rows import DECISION_FIELDS
 from webhook.config import Namespaces
 from webhook.contract import REVISION
-from webhook.gitops import Owner, OwnerKind, pause_record
+from webhook.gitops import Owner, pause_record
 from webhook.gitops_pause import undo_unrecorded_pause
 from webhook.inventory import deployments_in_scope
 from webhook.kube import Cluster, KubeError, NotFound
@@ -163,14 +163,16 @@ class Reconciler:
             return
         deployment = self._deployment_of(intent)
         action = (last_action(deployment) or {}) if deployment else {}
-        other = self._another_rollback(intent, action)
-        readopted = self._target_readopted(intent) if deployment and not other else None
-        if action.get("audit_id") == intent.id or readopted:
+        named = action.get("audit_id") == intent.id
+        other = "" if named else self._another_rollback(intent, action)
+        # Only when the last-action does not say: one GET of the ReplicaSet rolled back to.
+        readopted = None if named or other or not deployment else self._target_readopted(intent)
+        if named or readopted:
             if self._mark(intent):
                 report.marked.append(intent.id)
             shows = (
                 "the cluster shows this write"
-                if action.get("audit_id") == intent.id
+                if named
                 else f"the cluster shows this write: {readopted}, though the Deployment's "
                 "last-action no longer names it (written over since)"
             )
@@ -191,6 +193,10 @@ class Reconciler:
             else "the Deployment is gone"
         )
         unwritten = _spec_unwritten(intent, deployment)
+        planned = (
+            f"the planned write ({intent.from_replicaset} -> {intent.to_replicaset}, "
+            f"conditional on resourceVersion {intent.resource_version})"
+        )
         if deployment is not None and not unwritten and not other:
             # The spec moved since the write's read and nothing shows whose write that was:
             # perhaps ours, its last-action since replaced (by hand, or kubectl's undo, which
@@ -203,9 +209,8 @@ class Reconciler:
             self._never_landed(
                 intent,
                 report,
-                f"the planned write ({intent.from_replicaset} -> {intent.to_replicaset}, "
-                f"conditional on resourceVersion {intent.resource_version}) may have reached "
-                f"the cluster: the Deployment's spec changed since (generation "
+                f"{planned} may have reached the cluster: the Deployment's spec changed "
+                f"since (generation "
                 f"{intent.planned.get('generation')}, now "
                 f"{deployment['metadata'].get('generation')}) and its last-action names "
                 f"{seen}; {intent.from_replicaset} is marked bad as if it had; settled by the "
@@ -216,10 +221,8 @@ class Reconciler:
         settled = self._never_landed(
             intent,
             report,
-            f"the planned write ({intent.from_replicaset} -> {intent.to_replicaset}, "
-            f"conditional on resourceVersion {intent.resource_version}) never reached the "
-            f"cluster ({where}, last-action audit id {seen}{other}); settled by the reconciler"
-            + (f"; {unpaused}" if unpaused else ""),
+            f"{planned} never reached the cluster ({where}, last-action audit id {seen}{other}); "
+            "settled by the reconciler" + (f"; {unpaused}" if unpaused else ""),
         )
         if settled and self.ledger is not None and unwritten:
             key = slot_key(intent.namespace, intent.deployment, intent.resource_version)
@@ -276,12 +279,7 @@ class Reconciler:
         if not isinstance(data, dict):
             return ""
         try:
-            owner = Owner(
-                OwnerKind(data["kind"]),
-                str(data["name"]),
-                str(data["namespace"]),
-                str(data.get("evidence", "")),
-            )
+            owner = Owner.from_dict(data)
         except (KeyError, ValueError, TypeError):
             return ""
         try:
@@ -296,7 +294,7 @@ class Reconciler:
             return ""
 
     def _another_rollback(self, intent: IntentRow, action: dict[str, Any]) -> str:
-        """', a rollback from the same revision since' when the Deployment's last-action names
+        """' (a rollback from <ReplicaSet> since)' when the Deployment's last-action names
         another decision of this store that rolled back from the ReplicaSet this intent would
         have (a retry of the same alert, say): that write explains the spec's change and the
         target's new number, and had this one landed first, it would have found that revision

@@ -203,8 +203,6 @@ def find_alert(row: dict[str, Any], document: Any) -> dict[str, Any] | None:
 
 def _time_or_none(value: Any) -> datetime | None:
     """A startsAt as stored (text) or sent, as a time; None when it is none."""
-    if isinstance(value, datetime):
-        return value
     try:
         return parse_time(str(value), where="startsAt") if value else None
     except ValueError:

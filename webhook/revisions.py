@@ -9,6 +9,7 @@ and kubernetes/kubernetes pkg/controller/deployment/util (EqualIgnoreHash, FindN
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +69,21 @@ def alertname_for_annotation(name: str) -> str:
     if len(name) <= ALERTNAME_IN_ANNOTATIONS:
         return name
     return name[: ALERTNAME_IN_ANNOTATIONS - 1] + "\u2026"
+
+
+def bad_mark_value(*, trigger: str, alertname: str, audit_id: str, at: datetime) -> str:
+    """The `auto-rollback/bad-revision` value a rollback writes on the revision it left (the
+    worker's, and its write-ahead intent's for the reconciler: the same text)."""
+    return json.dumps(
+        {
+            "reason": trigger,
+            "trigger": trigger,
+            "alertname": alertname_for_annotation(alertname),
+            "audit_id": audit_id,
+            "time": format_k8s_time(at),
+        },
+        sort_keys=True,
+    )
 
 
 def json_annotation(annotations: Mapping[str, str], key: str) -> dict[str, Any] | None:

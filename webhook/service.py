@@ -151,7 +151,7 @@ class Service:
                 cluster=cluster,
                 namespace=settings.circuit_ledger.namespace,
                 name=settings.circuit_ledger.name,
-                max_clock_skew=float(int(settings.max_clock_skew)),
+                max_clock_skew=float(settings.max_clock_skew),
             )
             if ledger_on
             else None
